@@ -1,0 +1,311 @@
+"""The os-ken VPC router app: a thin adapter from `vpc_core` flow specs to OpenFlow 1.3.
+
+All switch I/O happens in the app's own event loop thread (like faucet, one thread owns
+the state). Other threads talk to it through `set_state`, `flow_stats` and `barrier`,
+which post events and wait for their completion.
+
+On connect the app reads the port table and the installed flows, then sends only the
+difference to the desired flows: a restarted controller reinstalls what is missing and
+leaves working flows untouched (OVS keeps them while the controller is away, since the
+bridges are fail-secure). Cookies are content hashes, so "installed" and "desired" are
+compared without parsing flows back.
+"""
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from os_ken.base import app_manager
+from os_ken.controller import event, ofp_event
+from os_ken.controller.controller import Datapath
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.ofproto import ofproto_v1_3
+
+from controllers.vpc_core import IN_PORT, FlowSpec, VpcState, compute_flows, diff_flows
+
+ofp = ofproto_v1_3
+APP_NAME = "VpcRouterApp"
+_ALL_ONES = 0xFFFFFFFFFFFFFFFF
+_MASKABLE = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+
+
+class EventCall(event.EventBase):
+    """Run `fn(app)` in the app's event loop thread; the caller waits on `done`."""
+
+    def __init__(self, fn: Callable[["VpcRouterApp"], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+@dataclass
+class _Switch:
+    """What the app knows about one connected bridge."""
+
+    dp: Datapath
+    ports: dict[str, int] = field(default_factory=dict)
+    installed: dict[int, FlowSpec | None] = field(default_factory=dict)  # cookie -> spec
+    ready: bool = False
+
+
+@dataclass
+class _Pending:
+    """A multipart request or barrier waiting for its reply (by xid)."""
+
+    on_done: Callable[[list[Any]], None]
+    body: list[Any] = field(default_factory=list)
+
+
+class VpcRouterApp(app_manager.OSKenApp):
+    """GCP VPC stand-in: answers ARP for gateways and routes endpoints' IPs and ranges."""
+
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = APP_NAME
+        self.state: VpcState | None = None
+        self.switches: dict[int, _Switch] = {}
+        self._pending: dict[tuple[int, int], _Pending] = {}
+        self._ready_cond = threading.Condition()
+
+    # --- calls from other threads ---
+    def call(self, fn: Callable[["VpcRouterApp"], Any], timeout: float = 10.0) -> Any:
+        """Run `fn(self)` in the event loop thread and return its result."""
+        ev = EventCall(fn)
+        self.send_event(self.name, ev)
+        if not ev.done.wait(timeout):
+            raise TimeoutError("the VPC router app did not answer")
+        if ev.error is not None:
+            raise ev.error
+        return ev.result
+
+    @set_ev_cls(EventCall)
+    def _on_call(self, ev: EventCall) -> None:
+        try:
+            ev.result = ev.fn(self)
+        except BaseException as exc:  # handed to the waiting thread
+            ev.error = exc
+        finally:
+            ev.done.set()
+
+    def set_state(self, state: VpcState, timeout: float = 10.0) -> None:
+        """Adopt a new desired state; returns once every ready switch confirmed the changes."""
+        waits: list[threading.Event] = self.call(lambda app: app._apply_state(state), timeout)
+        for w in waits:
+            w.wait(timeout)
+
+    def _apply_state(self, state: VpcState) -> list[threading.Event]:
+        self.state = state
+        return [self._sync(sw) for sw in self.switches.values() if sw.ready]
+
+    def ready_dpids(self) -> list[int]:
+        """Datapaths that are connected and carry the current flows."""
+        return sorted(d for d, sw in list(self.switches.items()) if sw.ready)
+
+    def wait_ready(self, dpids: list[int], timeout: float) -> bool:
+        """Block until every dpid is ready; False on timeout."""
+        with self._ready_cond:
+            return self._ready_cond.wait_for(lambda: set(dpids) <= set(self.ready_dpids()), timeout)
+
+    def flow_stats(self, dpid: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Counters of every flow on one bridge, with the note of the spec that made it."""
+        done = threading.Event()
+        out: list[Any] = []
+
+        def request(app: "VpcRouterApp") -> None:
+            sw = app.switches.get(dpid)
+            if sw is None:
+                raise KeyError(f"datapath {dpid} is not connected")
+
+            def finish(body: list[Any]) -> None:
+                out.extend(app._stat_dict(sw, s) for s in body)
+                done.set()
+            app._request(sw, sw.dp.ofproto_parser.OFPFlowStatsRequest(sw.dp), finish)
+
+        self.call(request, timeout)
+        if not done.wait(timeout):
+            raise TimeoutError(f"no flow stats from datapath {dpid}")
+        return out
+
+    # --- switch lifecycle ---
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _on_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        dpid = ev.msg.datapath_id
+        sw = _Switch(dp)
+        self.switches[dpid] = sw
+        self.logger.info("datapath %016x connected", dpid)
+        self._request(sw, dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0),
+                      lambda body: self._on_port_desc(sw, body))
+
+    def _on_port_desc(self, sw: _Switch, body: list[Any]) -> None:
+        sw.ports = {_name(p): p.port_no for p in body if p.port_no < ofp.OFPP_MAX}
+        self._request(sw, sw.dp.ofproto_parser.OFPFlowStatsRequest(sw.dp),
+                      lambda flows: self._on_reconcile(sw, flows))
+
+    def _on_reconcile(self, sw: _Switch, flows: list[Any]) -> None:
+        sw.installed = {f.cookie: None for f in flows}
+        self._sync(sw, on_done=lambda: self._mark_ready(sw))
+
+    def _mark_ready(self, sw: _Switch) -> None:
+        sw.ready = True
+        self.logger.info("datapath %016x ready (%d flows)", sw.dp.id, len(sw.installed))
+        with self._ready_cond:
+            self._ready_cond.notify_all()
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _on_port_status(self, ev: Any) -> None:
+        msg = ev.msg
+        sw = self.switches.get(msg.datapath.id)
+        if sw is None:
+            return
+        name = _name(msg.desc)
+        if msg.reason == ofp.OFPPR_DELETE:
+            sw.ports.pop(name, None)
+        else:
+            sw.ports[name] = msg.desc.port_no
+        if sw.ready:
+            self._sync(sw)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def _on_dead(self, ev: Any) -> None:
+        dp = ev.datapath
+        for dpid, sw in list(self.switches.items()):
+            if sw.dp is dp:
+                del self.switches[dpid]
+                self.logger.info("datapath %016x disconnected", dpid)
+        for key in [k for k in self._pending if k[0] == id(dp)]:
+            self._pending.pop(key)
+
+    # --- replies ---
+    def _request(self, sw: _Switch, msg: Any, on_done: Callable[[list[Any]], None]) -> None:
+        """Send a multipart request or barrier and call `on_done(body)` with the full reply."""
+        sw.dp.set_xid(msg)
+        self._pending[(id(sw.dp), msg.xid)] = _Pending(on_done)
+        sw.dp.send_msg(msg)
+
+    def _reply(self, msg: Any, body: list[Any], more: bool) -> None:
+        key = (id(msg.datapath), msg.xid)
+        pending = self._pending.get(key)
+        if pending is None:
+            return
+        pending.body.extend(body)
+        if not more:
+            del self._pending[key]
+            pending.on_done(pending.body)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _on_port_desc_reply(self, ev: Any) -> None:
+        self._reply(ev.msg, list(ev.msg.body), bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _on_flow_stats_reply(self, ev: Any) -> None:
+        self._reply(ev.msg, list(ev.msg.body), bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE))
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _on_barrier_reply(self, ev: Any) -> None:
+        self._reply(ev.msg, [], False)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _on_error(self, ev: Any) -> None:
+        msg = ev.msg
+        self.logger.error("datapath %s error type=%s code=%s", msg.datapath.id, msg.type, msg.code)
+
+    # --- flow programming ---
+    def _sync(self, sw: _Switch, on_done: Callable[[], None] | None = None) -> threading.Event:
+        """Send the difference between installed and desired flows, then a barrier."""
+        desired = compute_flows(self.state, sw.dp.id, sw.ports) if self.state is not None else []
+        diff = diff_flows(sw.installed, desired)
+        for flow in diff.add:
+            sw.dp.send_msg(flow_mod(sw.dp, flow))
+        for cookie in diff.delete:
+            sw.dp.send_msg(delete_by_cookie(sw.dp, cookie))
+        if diff:
+            self.logger.info("datapath %016x: +%d -%d flows", sw.dp.id, len(diff.add), len(diff.delete))
+        sw.installed = {f.cookie: f for f in desired}
+        done = threading.Event()
+
+        def finish(_: list[Any]) -> None:
+            if on_done is not None:
+                on_done()
+            done.set()
+        self._request(sw, sw.dp.ofproto_parser.OFPBarrierRequest(sw.dp), finish)
+        return done
+
+    def _stat_dict(self, sw: _Switch, stat: Any) -> dict[str, Any]:
+        spec = sw.installed.get(stat.cookie)
+        return {"table": stat.table_id, "priority": stat.priority, "cookie": stat.cookie,
+                "match": {k: _plain(v) for k, v in stat.match.items()},
+                "packets": stat.packet_count, "bytes": stat.byte_count,
+                "note": spec.note if spec is not None else ""}
+
+
+def _name(port: Any) -> str:
+    """A port's name as str (os-ken gives bytes)."""
+    name = port.name
+    return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+
+
+def _plain(value: Any) -> Any:
+    """A match value in JSON-able form."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def ofp_match(dp: Datapath, match: dict[str, Any]) -> Any:
+    """OFPMatch from a spec's match dict (`a.b.c.d/len` -> (address, netmask))."""
+    fields: dict[str, Any] = {}
+    for key, value in match.items():
+        if key in _MASKABLE and isinstance(value, str) and "/" in value:
+            net = ipaddress.IPv4Network(value, strict=False)
+            value = (str(net.network_address), str(net.netmask))
+        fields[key] = value
+    return dp.ofproto_parser.OFPMatch(**fields)
+
+
+def ofp_instructions(dp: Datapath, actions: tuple[tuple[Any, ...], ...]) -> list[Any]:
+    """Apply-actions plus an optional goto_table from a spec's action tuples."""
+    parser = dp.ofproto_parser
+    applied: list[Any] = []
+    goto: int | None = None
+    for action in actions:
+        kind = action[0]
+        if kind == "output":
+            port = ofp.OFPP_IN_PORT if action[1] == IN_PORT else action[1]
+            applied.append(parser.OFPActionOutput(port, 0))
+        elif kind == "set_field":
+            applied.append(parser.OFPActionSetField(**{action[1]: action[2]}))
+        elif kind == "move":
+            applied.append(parser.NXActionRegMove(src_field=action[1], dst_field=action[2],
+                                                  n_bits=action[3]))
+        elif kind == "dec_ttl":
+            applied.append(parser.OFPActionDecNwTtl())
+        elif kind == "goto":
+            goto = action[1]
+        else:
+            raise ValueError(f"unknown action {action!r}")
+    inst: list[Any] = []
+    if applied:
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, applied))
+    if goto is not None:
+        inst.append(parser.OFPInstructionGotoTable(goto))
+    return inst
+
+
+def flow_mod(dp: Datapath, flow: FlowSpec) -> Any:
+    """OFPFC_ADD for a spec (replaces a flow in the same slot)."""
+    return dp.ofproto_parser.OFPFlowMod(
+        dp, cookie=flow.cookie, table_id=flow.table, command=ofp.OFPFC_ADD,
+        priority=flow.priority, match=ofp_match(dp, dict(flow.match)),
+        instructions=ofp_instructions(dp, flow.actions))
+
+
+def delete_by_cookie(dp: Datapath, cookie: int) -> Any:
+    """OFPFC_DELETE of exactly the flows carrying this cookie, in any table."""
+    return dp.ofproto_parser.OFPFlowMod(
+        dp, cookie=cookie, cookie_mask=_ALL_ONES, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=dp.ofproto_parser.OFPMatch())

@@ -1,0 +1,138 @@
+"""The API server actor: an `ObjectStore` behind async Ray methods, with long-poll watch.
+
+Watchers call `watch(kinds, rv, timeout)` and get the events after `rv` as soon as
+there are some (or an empty list after `timeout`); `Gone` tells them to relist.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from emulator.api.admission import ServiceAdmission
+from emulator.api.store import ApiError, Gone, ObjectStore
+
+
+class ApiServer:
+    """Objects with resourceVersion and watch; Service admission allocates addresses."""
+
+    def __init__(self, service_range: str, reserved_ips: dict[str, str] | None = None) -> None:
+        self.store = ObjectStore()
+        self.admission = ServiceAdmission(service_range)
+        for ip in (reserved_ips or {}).values():
+            self.admission.ips.reserve(ip)
+        self._cond: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def _notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    async def create(self, obj: dict) -> dict:
+        """Create an object (Services are admitted: ClusterIP, node ports)."""
+        if obj.get("kind") == "Service":
+            self.admission.admit(obj, None)
+        out = self.store.create(obj)
+        await self._notify()
+        return out
+
+    async def apply(self, obj: dict) -> dict:
+        """Create or replace (spec from `obj`, status kept when `obj` has none)."""
+        meta = obj.get("metadata", {})
+        old = self.store.get(obj["kind"], meta.get("namespace", "default"), meta["name"])
+        if old is None:
+            return await self.create(obj)
+        if "status" not in obj and "status" in old:
+            obj = {**obj, "status": old["status"]}
+        if obj["kind"] == "Service":
+            self.admission.admit(obj, old)
+        out = self.store.update(obj)
+        await self._notify()
+        return out
+
+    async def update(self, obj: dict, expect_rv: str | None = None) -> dict:
+        out = self.store.update(obj, expect_rv)
+        await self._notify()
+        return out
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
+        """Merge `status` keys into the object's status; None when it is gone."""
+        def fn(o: dict) -> None:
+            o.setdefault("status", {}).update(status)
+        try:
+            out = self.store.patch(kind, namespace, name, fn)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+        await self._notify()
+        return out
+
+    async def patch_metadata(self, kind: str, namespace: str, name: str, fields: dict) -> dict | None:
+        """Merge metadata keys (labels, annotations, deletionTimestamp...)."""
+        def fn(o: dict) -> None:
+            for k, v in fields.items():
+                if isinstance(v, dict) and isinstance(o["metadata"].get(k), dict):
+                    o["metadata"][k].update(v)
+                else:
+                    o["metadata"][k] = v
+        try:
+            out = self.store.patch(kind, namespace, name, fn)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+        await self._notify()
+        return out
+
+    async def delete(self, kind: str, namespace: str, name: str) -> dict | None:
+        out = self.store.delete(kind, namespace, name)
+        if out is not None and kind == "Service":
+            self.admission.release(out)
+        await self._notify()
+        return out
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        return self.store.get(kind, namespace, name)
+
+    async def list(self, kind: str, namespace: str | None = None,
+                   selector: dict | None = None, node_name: str | None = None) -> tuple[list[dict], int]:
+        """Objects of a kind; `node_name` keeps Pods bound to that node."""
+        field = None
+        if node_name is not None:
+            field = lambda o: o.get("spec", {}).get("nodeName") == node_name  # noqa: E731
+        return self.store.list(kind, namespace, selector, field)
+
+    async def resource_version(self) -> int:
+        return self.store.resource_version
+
+    async def watch(self, kinds: list[str], rv: int, timeout: float = 5.0,
+                    node_name: str | None = None) -> dict[str, Any]:
+        """Events after `rv` (waiting up to `timeout`): {"events": [...], "rv": int} or {"gone": True}."""
+        cond = self._condition()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                events = self.store.events_since(rv, kinds)
+            except Gone:
+                return {"gone": True, "rv": self.store.resource_version}
+            if events:
+                out = [{"type": e.type, "kind": e.kind, "obj": e.obj} for e in events
+                       if node_name is None or e.kind != "Pod"
+                       or e.obj.get("spec", {}).get("nodeName") == node_name]
+                return {"events": out, "rv": events[-1].rv}
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return {"events": [], "rv": self.store.resource_version}
+            async with cond:
+                try:
+                    await asyncio.wait_for(cond.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def ping(self) -> bool:
+        return True

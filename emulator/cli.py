@@ -1,0 +1,148 @@
+"""The `kubemu` command line: run, check, clean, iptables."""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from emulator.errors import KubemuError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _fail(e: KubemuError) -> None:
+    err_console.print(f"[bold red]error:[/] {e}")
+    sys.exit(e.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what every component does.")
+def main(verbose: bool) -> None:
+    """kubemu: emulate a GKE cluster's networking with real kernel parts."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--runs-dir", default="runs", show_default=True, help="Where run directories are created.")
+@click.option("--address", envvar="RAY_ADDRESS", default=None, help="Ray cluster to join (default: a local one).")
+@click.option("--iptables", "iptables_backend", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
+              show_default=True, help="iptables backend inside nodes (auto: the faster one available).")
+def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str) -> None:
+    """Build the cluster of SCENARIO, run its steps, report, and tear everything down."""
+    from emulator.config import load_scenario
+    from emulator.runner.run import run_scenario
+    try:
+        sc = load_scenario(scenario)
+    except KubemuError as e:
+        _fail(e)
+    t0 = time.time()
+
+    def progress(msg: str) -> None:
+        console.print(f"[dim]{time.time() - t0:6.1f}s[/] {msg}")
+    console.print(f"[bold]kubemu[/] running scenario [bold]{sc.name}[/] "
+                  f"({len(sc.topology.nodes())} nodes, timing {sc.timing})")
+    try:
+        results = run_scenario(sc, runs_dir, progress, address, iptables_backend)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: cluster torn down[/]")
+        sys.exit(130)
+    except KubemuError as e:
+        _fail(e)
+    print_results(results)
+    sys.exit(0 if results["ok"] else 1)
+
+
+def print_results(results: dict) -> None:
+    """The summary table, the assertions and where the results are."""
+    flows = results.get("flows", {})
+    if flows:
+        t = Table(title="traffic")
+        for col in ("flow", "requests", "success", "backends", "p50 ms", "p90 ms", "p99 ms", "req/s"):
+            t.add_column(col, justify="right" if col != "flow" else "left")
+        for name, f in flows.items():
+            lat = f.get("total_ms") or {}
+            t.add_row(name, str(f["count"]), f"{100 * f['success_ratio']:.1f}%", str(f["distinct_backends"]),
+                      _ms(lat.get("p50")), _ms(lat.get("p90")), _ms(lat.get("p99")),
+                      f"{f.get('throughput_rps', 0):.0f}")
+        console.print(t)
+        for name, f in flows.items():
+            pods = f.get("per_pod") or {}
+            if pods:
+                share = ", ".join(f"{p} {n}" for p, n in sorted(pods.items()))
+                console.print(f"[bold]{name}[/] requests per backend pod: {share}")
+            errs = {k: v for k, v in (f.get("outcomes") or {}).items() if k != "ok"}
+            if errs:
+                console.print(f"[bold]{name}[/] failures: " + ", ".join(f"{k} {v}" for k, v in errs.items()))
+    for s in results.get("steps", []):
+        if s.get("step") != "assert":
+            continue
+        for c in s["checks"]:
+            mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
+            console.print(f"{mark} {s['flow']}: {c['metric']} {c['expected']} (actual {c['actual']:.4g})")
+    tl = results.get("timeline", {})
+    if "first_ready" in tl:
+        console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")
+    verdict = "[bold green]scenario passed[/]" if results["ok"] else "[bold red]scenario FAILED[/]"
+    console.print(f"{verdict} in {results.get('seconds', 0):.1f}s; results: {results['run_dir']}/results.json")
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def check(file: str) -> None:
+    """Validate a scenario or topology file without touching the kernel."""
+    from emulator.config import check as check_file
+    try:
+        console.print(check_file(file))
+    except KubemuError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("run_ids", nargs=-1)
+@click.option("--force", is_flag=True, help="Also clean runs whose driver is still alive.")
+def clean(run_ids: tuple[str, ...], force: bool) -> None:
+    """Remove leftovers of crashed runs (only kubemu-prefixed objects)."""
+    from emulator.runner.cleanup import clean as do_clean
+    report = do_clean(list(run_ids) or None, force)
+    if not report:
+        console.print("nothing to clean")
+    for rid, what in report.items():
+        if isinstance(what, str):
+            console.print(f"kubemu{rid}: {what}")
+        else:
+            done = ", ".join(f"{v} {k}" for k, v in what.items() if v) or "nothing left"
+            console.print(f"kubemu{rid}: removed {done}")
+
+
+@main.command()
+@click.argument("node")
+@click.option("--table", "-t", default=None, help="Only this table (filter, nat, ...).")
+def iptables(node: str, table: str | None) -> None:
+    """Print NODE's iptables rules (as iptables-save does on a GKE node) from a running run."""
+    found = sorted(glob.glob(f"/run/netns/kubemu*-node-{node}"))
+    if not found:
+        _fail(KubemuError(f"no running node called {node!r} (is a run in progress?)"))
+    ns = os.path.basename(found[-1])
+    save = "iptables-legacy-save" if _legacy_in_use(ns) else "iptables-nft-save"
+    cmd = ["ip", "netns", "exec", ns, save] + (["-t", table] if table else [])
+    sys.stdout.write(subprocess.run(cmd, capture_output=True, text=True).stdout)
+
+
+def _legacy_in_use(ns: str) -> bool:
+    out = subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy-save", "-t", "nat"],
+                         capture_output=True, text=True).stdout
+    return "KUBE-" in out

@@ -1,0 +1,149 @@
+"""Load scenario and topology files into validated models; `check` for `kubemu check FILE`.
+
+Order of checks: YAML syntax, the shape of each file (pydantic), each manifest object
+(schema, then semantics), cross-object checks, then scenario cross-references. The first
+problem found is raised as one ConfigError naming file, line and field.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from emulator.config.manifest_checks import check_object, check_objects
+from emulator.config.manifests import ManifestObject, validate_object
+from emulator.config.scenario import Scenario, scenario_problems
+from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
+                                    validation_error)
+from emulator.config.topology import Topology, topology_problems
+from emulator.errors import ConfigError
+
+SCENARIO_ONLY_KEYS = {"steps", "manifests", "topology", "timing", "timing_overrides", "report"}
+
+
+def _mapping_root(doc: YamlDoc, what: str) -> dict[str, Any]:
+    """The document as a plain mapping, or a ConfigError."""
+    if not isinstance(doc.root, dict):
+        raise ConfigError(f"a {what} file must be a YAML mapping", doc.file, doc.line or 1)
+    return doc.plain()
+
+
+def _topology_from(doc: YamlDoc, prefix: Loc = ()) -> Topology:
+    """Validate a topology document (or an inline topology mapping) and its cross-field rules."""
+    try:
+        topo = Topology.model_validate(doc.plain())
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, doc, prefix, Topology) from None
+    for loc, message in topology_problems(topo):
+        raise ConfigError(message, doc.file, doc.line_of(loc), format_path(prefix + loc))
+    return topo
+
+
+def load_topology(path: str | os.PathLike[str]) -> Topology:
+    """Read and validate a topology file."""
+    doc = read_yaml(str(path))
+    _mapping_root(doc, "topology")
+    return _topology_from(doc)
+
+
+def load_manifest_file(path: str | os.PathLike[str]) -> list[ManifestObject]:
+    """Every object of a multi-document manifest file, each validated on its own."""
+    objects = []
+    for doc in read_yaml_all(str(path)):
+        mo = validate_object(doc)
+        check_object(mo)
+        objects.append(mo)
+    return objects
+
+
+def _resolve(base: str, ref: str) -> str:
+    """A path written in `base`'s file, relative to that file's folder."""
+    if os.path.isabs(ref):
+        return ref
+    return os.path.normpath(os.path.join(os.path.dirname(base), ref))
+
+
+def _load_objects(doc: YamlDoc, entries: list[Any]) -> list[ManifestObject]:
+    """Objects of the scenario's manifests entries: files (relative paths) or inline objects."""
+    objects: list[ManifestObject] = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            file = _resolve(doc.file, entry)
+            if not os.path.isfile(file):
+                raise doc.error(("manifests", i), f"manifest file {file} not found")
+            objects += load_manifest_file(file)
+        else:
+            mo = validate_object(doc.sub(("manifests", i)), ("manifests", i))
+            check_object(mo)
+            objects.append(mo)
+    check_objects(objects)
+    return objects
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate a scenario with its topology and manifests."""
+    doc = read_yaml(str(path))
+    raw = _mapping_root(doc, "scenario")
+    topology_file = None
+    ref = raw.get("topology")
+    if isinstance(ref, str):
+        topology_file = _resolve(doc.file, ref)
+        if not os.path.isfile(topology_file):
+            raise doc.error(("topology",), f"topology file {topology_file} not found")
+        raw["topology"] = load_topology(topology_file)
+    elif isinstance(ref, dict):
+        raw["topology"] = _topology_from(doc.sub(("topology",)), ("topology",))
+    try:
+        scenario = Scenario.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, doc, (), Scenario) from None
+    scenario._file = doc.file
+    scenario._topology_file = topology_file
+    scenario._objects = _load_objects(doc, raw.get("manifests") or [])
+    for loc, message in scenario_problems(scenario):
+        raise doc.error(loc, message)
+    return scenario
+
+
+def is_scenario_file(path: str | os.PathLike[str]) -> bool:
+    """True when the file looks like a scenario (has steps, manifests or a topology key)."""
+    doc = read_yaml(str(path))
+    return isinstance(doc.root, dict) and bool(SCENARIO_ONLY_KEYS & set(doc.root))
+
+
+def check(path: str | os.PathLike[str]) -> str:
+    """Validate a scenario or topology file; a one-line summary, or a ConfigError."""
+    if is_scenario_file(path):
+        s = load_scenario(path)
+        kinds: dict[str, int] = {}
+        for mo in s.objects:
+            kinds[mo.kind] = kinds.get(mo.kind, 0) + 1
+        objs = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no objects"
+        return (f"scenario {s.name}: ok: topology {s.topology.name} "
+                f"({len(s.topology.nodes())} nodes, {len(s.topology.clients)} clients), "
+                f"{objs}, {len(s.steps)} steps")
+    t = load_topology(path)
+    return (f"topology {t.name}: ok: {len(t.nodes())} nodes in {len(t.zones())} zones, "
+            f"{len(t.clients)} clients, pod range {t.cluster.pod_range}, "
+            f"service range {t.cluster.service_range}")
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas of the scenario and topology files (for editors), by file name."""
+    return {"scenario.schema.json": Scenario.model_json_schema(),
+            "topology.schema.json": Topology.model_json_schema()}
+
+
+def write_json_schemas(directory: str | os.PathLike[str]) -> list[Path]:
+    """Write the JSON Schemas into `directory`; return the written paths."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in json_schemas().items():
+        target = out / name
+        target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(target)
+    return written

@@ -1,0 +1,326 @@
+"""The scenario model: a topology, Kubernetes manifests, and steps (wait, sleep, traffic, assert).
+
+Steps are single-key mappings (`{wait: {...}}`); the key picks the step class. Traffic
+specs hold one load generator (`http:` now; tcp/udp/ping/iperf3 can be added as sibling
+optional fields listed in `TrafficSpec.LOADS`). Cross-references (flows, pods, nodes,
+hosts, waited objects, timing keys) are checked by `scenario_problems` once the
+manifests are loaded.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, PrivateAttr, Tag,
+                      WithJsonSchema, model_validator)
+
+from emulator.config.manifests import ManifestObject
+from emulator.config.source import Loc
+from emulator.config.timing import Timing, TimingName, timing_for
+from emulator.config.topology import StrictModel, Topology
+from emulator.config.types import ComparisonField, DnsLabel, Duration, NoBool, Comparison
+
+_SVC_HOST_RE = re.compile(r"^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?$")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """`deployment/web` in a wait step: a kind (lowercase) and a name."""
+
+    KINDS: ClassVar[dict[str, str]] = {"deployment": "Deployment", "pod": "Pod", "service": "Service"}
+    kind: str
+    name: str
+
+    @property
+    def api_kind(self) -> str:
+        """The Kubernetes kind: `Deployment`, `Pod` or `Service`."""
+        return self.KINDS[self.kind]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: Any) -> "ObjectRef":
+        """`deployment/NAME`, `pod/NAME` or `service/NAME`."""
+        if isinstance(text, ObjectRef):
+            return text
+        kind, _, name = text.partition("/") if isinstance(text, str) else ("", "", "")
+        if kind not in cls.KINDS or not name or "/" in name:
+            raise ValueError(f"invalid reference {text!r}: write deployment/NAME, pod/NAME or service/NAME")
+        return cls(kind, name)
+
+
+@dataclass(frozen=True)
+class TrafficSource:
+    """Where traffic starts: a pod (with namespace), a node, or a client host."""
+
+    kind: Literal["pod", "node", "host"]
+    name: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        return f"pod/{self.namespace}/{self.name}" if self.kind == "pod" else f"{self.kind}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: Any) -> "TrafficSource":
+        """`pod/NAME`, `pod/NS/NAME`, `node/NAME` or `host/NAME`."""
+        if isinstance(text, TrafficSource):
+            return text
+        parts = text.split("/") if isinstance(text, str) else []
+        if len(parts) == 2 and parts[0] == "pod" and parts[1]:
+            return cls("pod", parts[1], "default")
+        if len(parts) == 3 and parts[0] == "pod" and parts[1] and parts[2]:
+            return cls("pod", parts[2], parts[1])
+        if len(parts) == 2 and parts[0] in ("node", "host") and parts[1]:
+            return cls(parts[0], parts[1])   # type: ignore[arg-type]
+        raise ValueError(f"invalid source {text!r}: write pod/NAME, pod/NAMESPACE/NAME, node/NAME or host/NAME")
+
+
+ObjectRefField = Annotated[ObjectRef, PlainValidator(ObjectRef.parse),
+                           WithJsonSchema({"type": "string", "pattern": "^(deployment|pod|service)/[^/]+$"})]
+SourceField = Annotated[TrafficSource, PlainValidator(TrafficSource.parse),
+                        WithJsonSchema({"type": "string",
+                                        "pattern": "^(pod/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
+PositiveInt = Annotated[int, NoBool, Field(ge=1)]
+
+
+class WaitSpec(StrictModel):
+    """Wait until a Deployment is fully ready, a Pod is ready, or a Service has endpoints."""
+
+    ready: ObjectRefField
+    namespace: DnsLabel = "default"
+    timeout: Duration = 60.0
+
+
+class WaitStep(StrictModel):
+    """`- wait: {ready: deployment/web, timeout: 60s}`."""
+
+    KIND: ClassVar[str] = "wait"
+    wait: WaitSpec
+
+
+class SleepStep(StrictModel):
+    """`- sleep: 2s`."""
+
+    KIND: ClassVar[str] = "sleep"
+    sleep: Duration
+
+
+class HttpLoad(StrictModel):
+    """HTTP GET requests to one URL, with a fixed number of requests and concurrency."""
+
+    url: str
+    requests: PositiveInt = 100
+    concurrency: PositiveInt = 1
+    timeout: Duration = 2.0
+    keepalive: bool = False
+
+    @model_validator(mode="after")
+    def _url_is_http(self) -> "HttpLoad":
+        """Only http:// and https:// URLs with a host."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url {self.url!r} must be http:// or https:// with a host")
+        return self
+
+
+class TrafficSpec(StrictModel):
+    """A named flow from a source, with exactly one load generator."""
+
+    LOADS: ClassVar[tuple[str, ...]] = ("http",)
+    name: DnsLabel
+    from_: SourceField = Field(alias="from")
+    http: HttpLoad | None = None
+
+    @model_validator(mode="after")
+    def _one_load(self) -> "TrafficSpec":
+        """Exactly one of the load generators is given."""
+        given = [k for k in self.LOADS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one load generator: {', '.join(self.LOADS)}")
+        return self
+
+    @property
+    def protocol(self) -> str:
+        """Which load generator: `http`, ..."""
+        return next(k for k in self.LOADS if getattr(self, k) is not None)
+
+    @property
+    def load(self) -> HttpLoad:
+        """The load generator's settings."""
+        return getattr(self, self.protocol)
+
+
+class TrafficStep(StrictModel):
+    """`- traffic: {name: ..., from: pod/client, http: {...}}`."""
+
+    KIND: ClassVar[str] = "traffic"
+    traffic: TrafficSpec
+
+
+class AssertSpec(StrictModel):
+    """Bounds on the results of an earlier flow; each given metric must hold."""
+
+    flow: DnsLabel
+    success_ratio: ComparisonField | None = None
+    distinct_backends: ComparisonField | None = None
+    p50_ms: ComparisonField | None = None
+    p90_ms: ComparisonField | None = None
+    p99_ms: ComparisonField | None = None
+    max_ms: ComparisonField | None = None
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> "AssertSpec":
+        """At least one metric is bounded."""
+        if not self.checks():
+            raise ValueError("give at least one metric: " + ", ".join(self._metrics()))
+        return self
+
+    @classmethod
+    def _metrics(cls) -> list[str]:
+        """Names of the metric fields."""
+        return [n for n in cls.model_fields if n != "flow"]
+
+    def checks(self) -> dict[str, Comparison]:
+        """metric name -> bound, for the metrics given."""
+        return {n: getattr(self, n) for n in self._metrics() if getattr(self, n) is not None}
+
+
+class AssertStep(StrictModel):
+    """`- assert: {flow: NAME, success_ratio: ">= 1.0"}`."""
+
+    KIND: ClassVar[str] = "assert"
+    assert_: AssertSpec = Field(alias="assert")
+
+
+STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep)
+STEP_KINDS = tuple(c.KIND for c in STEP_CLASSES)   # type: ignore[attr-defined]
+
+
+def _step_kind(value: Any) -> str | None:
+    """The step's single key, or None when it has none or several."""
+    if isinstance(value, StrictModel):
+        return getattr(value, "KIND", None)
+    if isinstance(value, dict):
+        keys = [k for k in value if k in STEP_KINDS]
+        return keys[0] if len(keys) == 1 else None
+    return None
+
+
+Step = Annotated[
+    Union[tuple(Annotated[c, Tag(c.KIND)] for c in STEP_CLASSES)],  # type: ignore[misc,attr-defined]
+    Discriminator(_step_kind, custom_error_type="invalid_step",
+                  custom_error_message="a step is a mapping with exactly one of: " + ", ".join(STEP_KINDS)),
+]
+
+
+def _manifest_entry(value: Any) -> str | dict[str, Any]:
+    """A manifest entry: a file path (relative to the scenario) or an inline object."""
+    if isinstance(value, (str, dict)) and value:
+        return value
+    raise ValueError("a manifest entry is a file path or an inline Kubernetes object")
+
+
+def _topology_resolved(value: Any) -> Any:
+    """The loader replaces a topology path by the loaded Topology before validation."""
+    if isinstance(value, str):
+        raise ValueError("a topology path is resolved by load_scenario(), not by validation alone")
+    return value
+
+
+ManifestEntry = Annotated[str | dict[str, Any], PlainValidator(_manifest_entry),
+                          WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}]})]
+TopologyField = Annotated[Topology, BeforeValidator(_topology_resolved, json_schema_input_type=str | Topology)]
+
+
+class Scenario(StrictModel):
+    """A scenario file: where to run (topology), what to deploy (manifests), what to do (steps)."""
+
+    name: DnsLabel
+    description: str | None = None
+    topology: TopologyField
+    timing: TimingName = "fast"
+    timing_overrides: dict[str, Duration] = Field(default_factory=dict)
+    manifests: list[ManifestEntry] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    report: list[Literal["summary", "backends", "latency"]] = Field(default_factory=lambda: ["summary"])
+
+    _file: str | None = PrivateAttr(default=None)
+    _topology_file: str | None = PrivateAttr(default=None)
+    _objects: list[ManifestObject] = PrivateAttr(default_factory=list)
+
+    @property
+    def file(self) -> str | None:
+        """The scenario file this was loaded from."""
+        return self._file
+
+    @property
+    def topology_file(self) -> str | None:
+        """The topology file, or None when the topology is inline."""
+        return self._topology_file
+
+    @property
+    def objects(self) -> list[ManifestObject]:
+        """Every Kubernetes object of the manifests, in file order, namespaces defaulted."""
+        return self._objects
+
+    def timings(self) -> Timing:
+        """The timing profile with the scenario's overrides applied."""
+        return timing_for(self.timing, self.timing_overrides)
+
+    def flows(self) -> dict[str, TrafficSpec]:
+        """Traffic specs by flow name."""
+        return {s.traffic.name: s.traffic for s in self.steps if isinstance(s, TrafficStep)}
+
+    def find(self, kind: str, namespace: str | None, name: str) -> ManifestObject | None:
+        """The object of that kind, namespace and name, if the manifests define it."""
+        return next((o for o in self._objects if o.key == (kind, namespace, name)), None)
+
+
+def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
+    """Cross-reference errors as (field path, message), in step order."""
+    problems: list[tuple[Loc, str]] = []
+    for key in scenario.timing_overrides:
+        if key not in Timing.model_fields:
+            problems.append((("timing_overrides", key),
+                             f"unknown timing {key!r} (known: {', '.join(Timing.model_fields)})"))
+    flows: set[str] = set()
+    for i, step in enumerate(scenario.steps):
+        if isinstance(step, WaitStep):
+            ref, ns = step.wait.ready, step.wait.namespace
+            if scenario.find(ref.api_kind, ns, ref.name) is None:
+                problems.append((("steps", i, "wait", "ready"),
+                                 f"no {ref.api_kind} {ns}/{ref.name} in the manifests"))
+        elif isinstance(step, TrafficStep):
+            spec = step.traffic
+            if spec.name in flows:
+                problems.append((("steps", i, "traffic", "name"), f"duplicate flow name {spec.name!r}"))
+            flows.add(spec.name)
+            problems += [(("steps", i, "traffic") + loc, msg) for loc, msg in _traffic_problems(scenario, spec)]
+        elif isinstance(step, AssertStep) and step.assert_.flow not in flows:
+            known = ", ".join(sorted(flows)) or "none yet"
+            problems.append((("steps", i, "assert", "flow"),
+                             f"no earlier traffic step named {step.assert_.flow!r} (flows: {known})"))
+    return problems
+
+
+def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, str]]:
+    """The source exists; a Service DNS name in an HTTP URL names a Service of the manifests."""
+    problems: list[tuple[Loc, str]] = []
+    src = spec.from_
+    if src.kind == "pod" and scenario.find("Pod", src.namespace, src.name) is None:
+        problems.append((("from",), f"no Pod {src.namespace}/{src.name} in the manifests "
+                                    "(pods of a Deployment cannot be named; add a Pod)"))
+    elif src.kind == "node" and scenario.topology.node(src.name) is None:
+        names = ", ".join(n.name for n in scenario.topology.nodes())
+        problems.append((("from",), f"no node {src.name!r} in the topology (nodes: {names})"))
+    elif src.kind == "host" and scenario.topology.client(src.name) is None:
+        names = ", ".join(c.name for c in scenario.topology.clients) or "none"
+        problems.append((("from",), f"no client host {src.name!r} in the topology (clients: {names})"))
+    if spec.http is not None:
+        m = _SVC_HOST_RE.match(urlsplit(spec.http.url).hostname or "")
+        if m and scenario.find("Service", m.group(2), m.group(1)) is None:
+            problems.append((("http", "url"), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
+    return problems

@@ -1,0 +1,148 @@
+"""The controller manager actor: scheduler, Deployment/ReplicaSet and EndpointSlice controllers.
+
+Level-triggered: any watched change marks the state dirty, and one reconcile pass runs
+every controller's pure core over the informer cache and sends the resulting writes.
+Bursts of events merge into one pass.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import ray
+
+from emulator.api.client import Informer
+from emulator.control import endpointslices as eps
+from emulator.control import workloads
+from emulator.control.objects import is_terminating, labels, name, namespace
+from emulator.control.scheduler import choose_node
+
+log = logging.getLogger(__name__)
+KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet"]
+
+
+class ControllerManager:
+    """Runs the cluster's controllers against the API server until stopped."""
+
+    def __init__(self, api, min_interval: float = 0.05) -> None:
+        self.api = api
+        self.min_interval = min_interval
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self.informer = Informer(api, KINDS, self._on_event)
+        self._thread = threading.Thread(target=self._loop, name="controller-manager", daemon=True)
+        self.passes = 0
+
+    def start(self) -> bool:
+        self.informer.start()
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.informer.stop()
+
+    def _on_event(self, _type: str, _obj: dict) -> None:
+        self._dirty.set()
+
+    def _loop(self) -> None:
+        self.informer.synced.wait()
+        while not self._stop.is_set():
+            self._dirty.wait(1.0)
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconcile pass failed")
+                self._dirty.set()
+            self._stop.wait(self.min_interval)
+
+    # --- one pass ---
+    def reconcile(self) -> None:
+        """One pass of every controller over the cached state."""
+        inf = self.informer
+        nodes, pods = inf.list("Node"), inf.list("Pod")
+        self.passes += 1
+        writes = []
+        for dep in inf.list("Deployment"):
+            rss = [r for r in inf.list("ReplicaSet") if namespace(r) == namespace(dep)]
+            for a in workloads.reconcile_deployment(dep, rss, pods):
+                writes.append(a)
+            status = workloads.deployment_status(dep, rss, pods)
+            if dep.get("status") != status:
+                writes.append(workloads.Action("status", {**dep, "status": status}))
+        for rs in inf.list("ReplicaSet"):
+            writes.extend(workloads.reconcile_replicaset(rs, pods))
+            status = workloads.replicaset_status(rs, pods)
+            if rs.get("status") != status:
+                writes.append(workloads.Action("status", {**rs, "status": status}))
+        writes.extend(self._schedule(nodes, pods))
+        writes.extend(self._endpointslices(pods))
+        self._apply(writes)
+
+    def _schedule(self, nodes: list[dict], pods: list[dict]) -> list[workloads.Action]:
+        out = []
+        placed = list(pods)
+        for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", 0)):
+            if pod["spec"].get("nodeName") or is_terminating(pod):
+                continue
+            node = choose_node(pod, nodes, placed)
+            if node is None:
+                continue
+            bound = {**pod, "spec": {**pod["spec"], "nodeName": node}}
+            placed = [p for p in placed if p is not pod] + [bound]
+            out.append(workloads.Action("bind", bound))
+        return out
+
+    def _endpointslices(self, pods: list[dict]) -> list[workloads.Action]:
+        out = []
+        have_by_svc: dict[tuple[str, str], dict[str, dict]] = {}
+        for s in self.informer.list("EndpointSlice"):
+            svc_name = labels(s).get(eps.SERVICE_NAME_LABEL)
+            if labels(s).get("endpointslice.kubernetes.io/managed-by") == eps.MANAGED_BY:
+                have_by_svc.setdefault((namespace(s), svc_name), {})[name(s)] = s
+        for svc in self.informer.list("Service"):
+            key = (namespace(svc), name(svc))
+            have = have_by_svc.pop(key, {})
+            for want in eps.desired_slices(svc, pods):
+                cur = have.pop(name(want), None)
+                if cur is None:
+                    out.append(workloads.Action("create", want))
+                elif eps.slice_differs(cur, want):
+                    out.append(workloads.Action("update", {**cur, "endpoints": want["endpoints"],
+                                                           "ports": want["ports"]}))
+            out.extend(workloads.Action("delete", s) for s in have.values())
+        for stale in have_by_svc.values():
+            out.extend(workloads.Action("delete", s) for s in stale.values())
+        return out
+
+    def _apply(self, actions: list[workloads.Action]) -> None:
+        refs = []
+        for a in actions:
+            o = a.obj
+            kind, ns, nm = o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"]
+            if a.verb == "create":
+                refs.append(self.api.create.remote(o))
+            elif a.verb in ("update", "bind"):
+                refs.append(self.api.update.remote(o))
+            elif a.verb == "status":
+                refs.append(self.api.patch_status.remote(kind, ns, nm, o["status"]))
+            elif a.verb == "delete":
+                refs.append(self.api.delete.remote(kind, ns, nm))
+            elif a.verb == "terminate":
+                if o["spec"].get("nodeName"):
+                    refs.append(self.api.patch_metadata.remote(kind, ns, nm, {"deletionTimestamp": time.time()}))
+                else:
+                    refs.append(self.api.delete.remote(kind, ns, nm))
+        for r in refs:
+            try:
+                ray.get(r)
+            except Exception as e:  # conflicts resolve on the next pass
+                log.info("write failed: %s", e)
+                self._dirty.set()
+
+    def ping(self) -> int:
+        return self.passes

@@ -1,0 +1,425 @@
+"""Open vSwitch for the VPC fabric: a private instance under the run directory, or the system's.
+
+kubemu never reconfigures a machine-wide OVS it did not start. When no system OVS is
+running, `OvsInstance` starts its own `ovsdb-server` and `ovs-vswitchd` whose database,
+sockets, pid files and logs all live in the run directory; every `ovs-vsctl`/`ovs-ofctl`
+call gets an explicit `--db=unix:...` and `OVS_RUNDIR`, so the two can never be confused.
+(Mininet's `OVSSwitch` calls `ovs-vsctl` with the default database and would need the
+process-wide environment changed; the explicit route keeps the private instance sealed.)
+
+The kernel datapath is used when the `openvswitch` module is usable, else the userspace
+(`netdev`) datapath, which needs TX checksum offload off on every veth attached to it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Iterable, Sequence
+
+from emulator.errors import KernelError, PrerequisiteError
+from emulator.naming import IFNAMSIZ, is_kubemu_name
+
+LOG = logging.getLogger(__name__)
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+SYSTEM_RUNDIRS = ("/run/openvswitch", "/var/run/openvswitch")
+DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
+_TIMEOUT = 30.0
+
+
+def _which(cmd: str) -> str:
+    """Absolute path of an OVS command, or a PrerequisiteError naming the package."""
+    path = shutil.which(cmd) or shutil.which(cmd, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if path is None:
+        raise PrerequisiteError(f"{cmd} not found: install the Debian package openvswitch-switch")
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> list[str]:
+    """A process's argv, or [] when it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def kernel_datapath_available() -> bool:
+    """True when the `openvswitch` kernel module is loaded or can be loaded."""
+    if os.path.isdir("/sys/module/openvswitch"):
+        return True
+    modprobe = shutil.which("modprobe") or shutil.which("modprobe", path="/usr/sbin:/sbin")
+    if modprobe:
+        subprocess.run([modprobe, "-q", "openvswitch"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False, timeout=10)
+    return os.path.isdir("/sys/module/openvswitch")
+
+
+def system_db_socket() -> str | None:
+    """The db socket of a running system OVS (one that answers), else None."""
+    for rundir in SYSTEM_RUNDIRS:
+        sock = os.path.join(rundir, "db.sock")
+        if not os.path.exists(sock):
+            continue
+        res = subprocess.run([_which("ovs-vsctl"), f"--db=unix:{sock}", "--timeout=3", "show"],
+                             capture_output=True, text=True, check=False)
+        if res.returncode == 0:
+            return sock
+    return None
+
+
+class OvsInstance:
+    """One machine's Open vSwitch: a private instance in `run_dir`, or a running system one."""
+
+    def __init__(self, run_dir: str, prefer_system: bool = True,
+                 datapath_type: str | None = None) -> None:
+        self.run_dir = os.path.abspath(run_dir)
+        self.prefer_system = prefer_system
+        self.private = False
+        self.started = False
+        self._datapath_type = datapath_type
+        self._bridges: list[str] = []
+        self._db = ""
+        self._env = dict(os.environ)
+        self.start_seconds = 0.0
+
+    # --- paths ---
+    def path(self, name: str) -> str:
+        """A file of the private instance inside the run directory."""
+        return os.path.join(self.run_dir, name)
+
+    @property
+    def db(self) -> str:
+        """The ovsdb remote every vsctl call uses (`unix:...`)."""
+        return self._db
+
+    # --- lifecycle ---
+    def start(self) -> "OvsInstance":
+        """Use a running system OVS if allowed and present, else start the private instance."""
+        if self.started:
+            return self
+        t0 = time.monotonic()
+        sock = system_db_socket() if self.prefer_system else None
+        if sock is not None:
+            self.private = False
+            self._db = f"unix:{sock}"
+            self._env = {k: v for k, v in os.environ.items() if not k.startswith("OVS_")}
+            LOG.info("using the running system Open vSwitch (%s)", sock)
+        else:
+            self._start_private()
+        self.started = True
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def _start_private(self) -> None:
+        """Create a fresh database and start ovsdb-server and ovs-vswitchd, detached."""
+        for cmd in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl"):
+            _which(cmd)
+        os.makedirs(self.run_dir, exist_ok=True)
+        if len(self.path("x" * IFNAMSIZ + ".snoop")) > _SUN_PATH_MAX:
+            raise PrerequisiteError(f"OVS run directory {self.run_dir} is too long for unix sockets")
+        self.private = True
+        self._db = f"unix:{self.path('db.sock')}"
+        self._env = dict(os.environ, OVS_RUNDIR=self.run_dir, OVS_DBDIR=self.run_dir,
+                         OVS_LOGDIR=self.run_dir, OVS_SYSCONFDIR=self.run_dir)
+        if all(self._daemon_pid(d) for d in DAEMONS):
+            LOG.info("private Open vSwitch already running in %s", self.run_dir)
+            return
+        self._kill_daemons()
+        for stale in ("conf.db", ".conf.db.~lock~", "db.sock"):
+            if os.path.exists(self.path(stale)):
+                os.unlink(self.path(stale))
+        self._run([_which("ovsdb-tool"), "create", self.path("conf.db"), SCHEMA])
+        self._spawn([_which("ovsdb-server"), self.path("conf.db"),
+                     f"--remote=punix:{self.path('db.sock')}", *self._daemon_opts("ovsdb-server")])
+        self.vsctl("--no-wait", "init")
+        self._spawn([_which("ovs-vswitchd"), self._db, *self._daemon_opts("ovs-vswitchd")])
+        LOG.info("private Open vSwitch started in %s", self.run_dir)
+
+    def _daemon_opts(self, daemon: str) -> list[str]:
+        """Options that keep a daemon's pid file, log and control socket in the run directory."""
+        return [f"--pidfile={self.path(daemon + '.pid')}", f"--log-file={self.path(daemon + '.log')}",
+                f"--unixctl={self.path(daemon + '.ctl')}", "--detach", "--no-chdir", "-vconsole:off"]
+
+    def _spawn(self, argv: list[str]) -> None:
+        """Start a daemon with --detach; its early errors land in a file, not in a pipe it keeps."""
+        errfile = self.path("ovs-start.err")
+        with open(errfile, "w") as err:
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                 env=self._env, check=False, timeout=_TIMEOUT)
+        if res.returncode != 0:
+            with open(errfile) as f:
+                raise KernelError("could not start Open vSwitch", os.path.basename(argv[0]), f.read())
+
+    def _daemon_pid(self, daemon: str) -> int | None:
+        """Pid of our own daemon from its pid file, checked against /proc (None if gone)."""
+        try:
+            with open(self.path(daemon + ".pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        argv = _cmdline(pid)
+        if _pid_alive(pid) and argv and os.path.basename(argv[0]) == daemon \
+                and any(self.run_dir in a for a in argv):
+            return pid
+        return None
+
+    def _kill_daemons(self) -> None:
+        """Stop exactly this instance's daemons (by pid file), vswitchd first."""
+        for daemon in reversed(DAEMONS):
+            pid = self._daemon_pid(daemon)
+            if pid is not None:
+                _terminate([pid])
+
+    def stop(self) -> None:
+        """Remove our bridges; for a private instance, stop its daemons."""
+        if not self.started:
+            return
+        try:
+            if self._bridges:
+                args: list[str] = []
+                for br in self._bridges:
+                    args += ["--", "--if-exists", "del-br", br]
+                self.vsctl(*args[1:], timeout=10)
+        except KernelError as exc:
+            LOG.warning("removing bridges failed: %s", exc)
+        finally:
+            self._bridges.clear()
+            if self.private:
+                ctl = self.path("ovs-vswitchd.ctl")
+                if self._daemon_pid("ovs-vswitchd") and os.path.exists(ctl):
+                    subprocess.run([_which("ovs-appctl"), "-t", ctl, "--timeout=5", "exit", "--cleanup"],
+                                   env=self._env, capture_output=True, check=False)
+                self._kill_daemons()
+            self.started = False
+
+    def __enter__(self) -> "OvsInstance":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- commands ---
+    def _run(self, argv: Sequence[str], timeout: float = _TIMEOUT) -> str:
+        """Run a command with this instance's environment; KernelError on failure."""
+        try:
+            res = subprocess.run(list(argv), capture_output=True, text=True, env=self._env,
+                                 check=False, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise KernelError("Open vSwitch command timed out", " ".join(argv[:4])) from exc
+        if res.returncode != 0:
+            raise KernelError("Open vSwitch command failed", " ".join(argv[:6]), res.stderr or res.stdout)
+        return res.stdout
+
+    def vsctl(self, *args: str, timeout: float = _TIMEOUT) -> str:
+        """`ovs-vsctl` against this instance's database."""
+        return self._run([_which("ovs-vsctl"), f"--db={self._db}", f"--timeout={int(timeout)}", *args],
+                         timeout=timeout + 5)
+
+    def ofctl(self, *args: str, timeout: float = _TIMEOUT) -> str:
+        """`ovs-ofctl -O OpenFlow13` against this instance's bridges."""
+        return self._run([_which("ovs-ofctl"), "-O", "OpenFlow13", *args], timeout=timeout)
+
+    def appctl(self, *args: str, timeout: float = _TIMEOUT) -> str:
+        """`ovs-appctl` against this instance's ovs-vswitchd."""
+        target = ["-t", self.path("ovs-vswitchd.ctl")] if self.private else []
+        return self._run([_which("ovs-appctl"), *target, *args], timeout=timeout)
+
+    # --- bridges and ports ---
+    @property
+    def datapath_type(self) -> str:
+        """`system` (kernel datapath) when the openvswitch module is usable, else `netdev`."""
+        if self._datapath_type is None:
+            self._datapath_type = "system" if kernel_datapath_available() else "netdev"
+        return self._datapath_type
+
+    @property
+    def bridges(self) -> list[str]:
+        """The bridges this instance created."""
+        return list(self._bridges)
+
+    def add_bridge(self, name: str, dpid: int, controller_port: int,
+                   controller_host: str = "127.0.0.1") -> None:
+        """A fail-secure OpenFlow 1.3 bridge with datapath id `dpid` under an out-of-band controller."""
+        if len(name) > IFNAMSIZ:
+            raise ValueError(f"bridge name {name} is longer than {IFNAMSIZ} characters")
+        self._create_bridge(name, dpid, controller_host, controller_port)
+        error = self.vsctl("get", "Interface", name, "error").strip()
+        if error not in ("[]", '""') and self.datapath_type == "system":
+            LOG.warning("kernel datapath failed (%s); falling back to the userspace datapath", error)
+            self.vsctl("--if-exists", "del-br", name)
+            self._datapath_type = "netdev"
+            self._create_bridge(name, dpid, controller_host, controller_port)
+            error = self.vsctl("get", "Interface", name, "error").strip()
+        if error not in ("[]", '""'):
+            raise KernelError(f"bridge {name} has an error", "ovs-vsctl add-br", error)
+        if name not in self._bridges:
+            self._bridges.append(name)
+
+    def _create_bridge(self, name: str, dpid: int, host: str, port: int) -> None:
+        """One vsctl transaction creating the bridge and its controller record."""
+        self.vsctl(
+            "--may-exist", "add-br", name,
+            "--", "set", "Bridge", name, f"datapath_type={self.datapath_type}", "fail_mode=secure",
+            "protocols=OpenFlow13", f"other-config:datapath-id={dpid:016x}",
+            "other-config:disable-in-band=true",
+            "--", "--id=@c", "create", "Controller", f'target="tcp:{host}:{port}"',
+            "max_backoff=1000", "connection_mode=out-of-band",
+            "--", "set", "Bridge", name, "controller=@c")
+
+    def del_bridge(self, name: str) -> None:
+        """Remove one of our bridges (no error if it is already gone)."""
+        self.vsctl("--if-exists", "del-br", name)
+        if name in self._bridges:
+            self._bridges.remove(name)
+
+    def add_ports(self, bridge: str, ports: Iterable[tuple[str, int | None]]) -> dict[str, int]:
+        """Attach root-namespace links in one transaction; returns each one's OpenFlow port."""
+        ports = list(ports)
+        if not ports:
+            return {}
+        if self.datapath_type == "netdev":
+            for ifname, _ in ports:
+                disable_tx_offload(ifname)
+        args: list[str] = []
+        for ifname, ofport in ports:
+            args += ["--", "--may-exist", "add-port", bridge, ifname]
+            if ofport is not None:
+                args += ["--", "set", "Interface", ifname, f"ofport_request={ofport}"]
+        self.vsctl(*args[1:])
+        for ifname, _ in ports:
+            disable_ipv6(ifname)
+        _run_ip_batch([f"link set dev {ifname} up" for ifname, _ in ports])
+        query: list[str] = []
+        for ifname, _ in ports:
+            query += ["--", "get", "Interface", ifname, "ofport"]
+        numbers = [int(x) for x in self.vsctl(*query[1:]).split()]
+        result = dict(zip([p[0] for p in ports], numbers))
+        bad = [n for n, num in result.items() if num <= 0]
+        if bad:
+            err = self.vsctl("get", "Interface", bad[0], "error").strip()
+            raise KernelError(f"port {bad[0]} did not attach to {bridge}", "ovs-vsctl add-port", err)
+        return result
+
+    def add_port(self, bridge: str, ifname: str, ofport: int | None = None) -> int:
+        """Attach one root-namespace link to a bridge; returns its OpenFlow port number."""
+        return self.add_ports(bridge, [(ifname, ofport)])[ifname]
+
+    def del_port(self, bridge: str, ifname: str) -> None:
+        """Detach a port (no error if it is already gone)."""
+        self.vsctl("--if-exists", "del-port", bridge, ifname)
+
+    def ofports(self, bridge: str) -> dict[str, int]:
+        """Port name -> OpenFlow port number of every port on the bridge."""
+        out = self.vsctl("--format=csv", "--no-headings", "--columns=name,ofport", "list", "Interface")
+        names = set(self.vsctl("list-ports", bridge).split())
+        result: dict[str, int] = {}
+        for line in out.splitlines():
+            name, _, num = line.partition(",")
+            name = name.strip('"')
+            if name in names:
+                result[name] = int(num)
+        return result
+
+
+def disable_tx_offload(ifname: str) -> None:
+    """`ethtool -K IF tx off`: the userspace datapath forwards partial checksums unfixed."""
+    ethtool = shutil.which("ethtool") or shutil.which("ethtool", path="/usr/sbin:/sbin")
+    if ethtool is None:
+        raise PrerequisiteError("ethtool not found: install the Debian package ethtool")
+    res = subprocess.run([ethtool, "-K", ifname, "tx", "off"], capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        raise KernelError(f"could not turn TX offload off on {ifname}", "ethtool -K", res.stderr)
+
+
+def disable_ipv6(ifname: str) -> None:
+    """No address at all on a root-namespace fabric port, not even an IPv6 link-local one."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    if os.path.exists(path):
+        with open(path, "w") as f:
+            f.write("1")
+
+
+def _run_ip_batch(lines: list[str]) -> None:
+    """Run `ip -batch -` in the root namespace (the caller's own links only)."""
+    res = subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
+                         text=True, check=False)
+    if res.returncode != 0:
+        raise KernelError("ip link failed", "ip -batch", res.stderr)
+
+
+# --- orphans, for `kubemu clean` ---
+@dataclass(frozen=True)
+class OvsDaemon:
+    """A running private OVS daemon of some kubemu run."""
+
+    pid: int
+    name: str
+    run_dir: str
+
+
+def find_private_daemons(run_prefix: str | None = None) -> list[OvsDaemon]:
+    """Private ovsdb-server/ovs-vswitchd whose run directory path has a kubemu run component.
+
+    With `run_prefix` (e.g. `kubemuq3zx`) only that run's; without, every kubemu run's. The
+    run directory must therefore contain a path component that starts with the run prefix.
+    """
+    found: list[OvsDaemon] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        argv = _cmdline(int(entry))
+        if not argv or os.path.basename(argv[0]) not in DAEMONS:
+            continue
+        pidfile = next((a.split("=", 1)[1] for a in argv if a.startswith("--pidfile=")), None)
+        if pidfile is None:
+            continue
+        run_dir = os.path.dirname(pidfile)
+        parts = [p for p in run_dir.split("/") if is_kubemu_name(p)]
+        if parts and (run_prefix is None or any(p.startswith(run_prefix) for p in parts)):
+            found.append(OvsDaemon(int(entry), os.path.basename(argv[0]), run_dir))
+    return found
+
+
+def kill_private_daemons(run_prefix: str | None = None) -> list[OvsDaemon]:
+    """Terminate the private OVS daemons `find_private_daemons` reports; returns them."""
+    daemons = find_private_daemons(run_prefix)
+    _terminate([d.pid for d in daemons])
+    return daemons
+
+
+def _terminate(pids: list[int], grace: float = 3.0) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,106 @@
+"""Thin adapter that runs iptables-restore / iptables-save inside a node's namespace.
+
+The only place kube-proxy code touches the kernel. One `restore` is one
+`iptables-restore --noflush --counters` process fed on stdin. The backend is chosen
+explicitly: `legacy` (x_tables, ~50x faster at 10k Services), `nft` (nf_tables), or
+`auto` = legacy when `iptables-legacy-restore` is installed.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Protocol, Sequence
+
+from emulator.errors import KernelError, PrerequisiteError
+
+BACKENDS = ("legacy", "nft")
+_LINE_RE = re.compile(r"line:? (\d+)")
+
+
+class Runner(Protocol):
+    """What the proxier needs from an iptables adapter (real or fake)."""
+
+    backend: str
+
+    def restore(self, text: str) -> None: ...
+
+    def save(self, tables: Sequence[str] = ("filter", "nat")) -> str: ...
+
+    def chain_exists(self, table: str, chain: str) -> bool: ...
+
+
+def choose_backend(backend: str = "auto") -> str:
+    """Resolve `auto` to `legacy` when iptables-legacy-restore exists, else `nft`."""
+    if backend == "auto":
+        return "legacy" if shutil.which("iptables-legacy-restore") else "nft"
+    if backend not in BACKENDS:
+        raise ValueError(f"iptables backend must be auto, legacy or nft, not {backend!r}")
+    return backend
+
+
+def failing_line(text: str, output: str) -> str:
+    """The payload line iptables-restore complained about, with its number, or ""."""
+    match = _LINE_RE.search(output)
+    if not match:
+        return ""
+    number = int(match.group(1))
+    lines = text.splitlines()
+    if 1 <= number <= len(lines):
+        return f"line {number}: {lines[number - 1]}"
+    return f"line {number}"
+
+
+class IptablesRunner:
+    """Runs the iptables tools of one backend with a namespace-entering command prefix."""
+
+    def __init__(self, ns_exec: Sequence[str], backend: str = "auto", wait_seconds: int = 5,
+                 timeout: float = 300.0) -> None:
+        self.ns_exec = list(ns_exec)
+        self.backend = choose_backend(backend)
+        self.wait_seconds = wait_seconds
+        self.timeout = timeout
+        for tool in (self._tool("restore"), self._tool("save"), self._tool("")):
+            if shutil.which(tool) is None:
+                raise PrerequisiteError(f"{tool} not found (iptables backend {self.backend})")
+
+    def _tool(self, kind: str) -> str:
+        return f"iptables-{self.backend}" + (f"-{kind}" if kind else "")
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(self.ns_exec + argv, input=stdin, capture_output=True, text=True,
+                                  timeout=self.timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KernelError(f"{argv[0]} could not run", " ".join(argv), str(exc)) from exc
+
+    def restore(self, text: str) -> None:
+        """Apply a payload in one `iptables-restore --noflush --counters` run."""
+        argv = [self._tool("restore"), "--noflush", "--counters", "-w", str(self.wait_seconds)]
+        proc = self._run(argv, stdin=text)
+        if proc.returncode != 0:
+            output = (proc.stderr or "") + (proc.stdout or "")
+            where = failing_line(text, output)
+            raise KernelError(f"iptables-restore failed{': ' + where if where else ''}",
+                              " ".join(argv), output)
+
+    def save(self, tables: Sequence[str] = ("filter", "nat")) -> str:
+        """`iptables-save` of the given tables, concatenated."""
+        parts = []
+        for table in tables:
+            argv = [self._tool("save"), "-t", table]
+            proc = self._run(argv)
+            if proc.returncode != 0:
+                raise KernelError("iptables-save failed", " ".join(argv), proc.stderr)
+            parts.append(proc.stdout)
+        return "".join(parts)
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        """True when the chain exists (how the canary is watched)."""
+        argv = [self._tool(""), "-w", str(self.wait_seconds), "-t", table, "-S", chain, "1"]
+        proc = self._run(argv)
+        if proc.returncode == 0:
+            return True
+        if proc.returncode == 1:          # 4 would be a resource problem (lock, modules)
+            return False
+        raise KernelError(f"cannot check chain {chain} in table {table}", " ".join(argv), proc.stderr)

@@ -1,0 +1,78 @@
+"""Names of every kernel object and process kubemu creates, all under one run prefix.
+
+A run is identified by a 4-character id; every network namespace, link, OVS bridge and
+process of the run carries `kubemu<id>` so `kubemu clean` can find exactly its own
+objects and never deletes by broad name. Interface names respect the kernel's 15
+character limit: `kubemu` (6) + id (4) + kind (1) + index (up to 4).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+
+PREFIX = "kubemu"
+RUN_ID_LEN = 4
+_ALPHABET = string.ascii_lowercase + string.digits
+RUN_ID_RE = re.compile(rf"^[a-z0-9]{{{RUN_ID_LEN}}}$")
+IFNAMSIZ = 15
+
+
+def new_run_id() -> str:
+    """A fresh random run id, e.g. `q3zx`."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(RUN_ID_LEN))
+
+
+class RunNames:
+    """Every name derived from one run id."""
+
+    def __init__(self, run_id: str) -> None:
+        if not RUN_ID_RE.match(run_id):
+            raise ValueError(f"bad run id {run_id!r}")
+        self.run_id = run_id
+        self.prefix = f"{PREFIX}{run_id}"          # kubemuq3zx
+
+    # --- namespaces (no length limit beyond NAME_MAX) ---
+    def node_netns(self, node: str) -> str:
+        """Named netns (bind mount of the node's Mininet host) for `ip netns exec`."""
+        return f"{self.prefix}-node-{node}"
+
+    def host_netns(self, host: str) -> str:
+        return f"{self.prefix}-host-{host}"
+
+    def pod_netns(self, namespace: str, pod: str) -> str:
+        return f"{self.prefix}-pod-{namespace}-{pod}"
+
+    # --- root-namespace links and OVS objects (15 characters at most) ---
+    def fabric_port(self, index: int) -> str:
+        """Root-namespace end of a node's or host's eth0 veth, attached to the fabric."""
+        return self._ifname("p", index)
+
+    def bridge(self, machine_index: int = 0) -> str:
+        """The per-machine OVS bridge that is the VPC fabric."""
+        return self._ifname("b", machine_index)
+
+    def tunnel(self, index: int) -> str:
+        return self._ifname("t", index)
+
+    def _ifname(self, kind: str, index: int) -> str:
+        name = f"{self.prefix}{kind}{index}"
+        if len(name) > IFNAMSIZ:
+            raise ValueError(f"interface name {name} is longer than {IFNAMSIZ} characters")
+        return name
+
+    def mininet_name(self, name: str) -> str:
+        """Name given to a Mininet host: its shell's command line carries the prefix."""
+        return f"{self.prefix}-{name}"
+
+
+def pod_veth_name(namespace: str, pod: str) -> str:
+    """Node-side name of a pod's veth, like the real CNI: `veth` + 8 hex of a hash."""
+    digest = hashlib.sha1(f"{namespace}/{pod}".encode()).hexdigest()[:8]
+    return f"veth{digest}"
+
+
+def is_kubemu_name(name: str) -> bool:
+    """True for names created by some kubemu run."""
+    return name.startswith(PREFIX) and RUN_ID_RE.match(name[len(PREFIX):len(PREFIX) + RUN_ID_LEN]) is not None

@@ -1,0 +1,155 @@
+"""The node agent actor: one emulated machine (cluster node or client host).
+
+A cluster node runs a Mininet host on the fabric, cbr0 and pods (kubelet), the
+kube-proxy worker and the built-in workload servers; a client host (internet host,
+VPC VM) is just a host on the fabric that can send traffic. Each agent owns what it
+created and removes it in `shutdown`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import ray
+
+from emulator.api.client import Informer
+from emulator.naming import RunNames
+from emulator.node import kernel
+from emulator.node.host import FabricHost
+from emulator.timing import Timing
+
+log = logging.getLogger(__name__)
+
+
+class NodeAgent:
+    """Builds one host from `spec`, then runs its node components until shutdown."""
+
+    def __init__(self, run_id: str, spec: dict, run_dir: str) -> None:
+        self.names = RunNames(run_id)
+        self.spec, self.run_dir = spec, run_dir
+        self.name = spec["name"]
+        self.role = spec["role"]  # node | host
+        self.netns = self.names.node_netns(self.name) if self.role == "node" else self.names.host_netns(self.name)
+        self.host = FabricHost(self.names.mininet_name(self.name), self.netns, spec["fabric_port"],
+                               spec["ip"], spec["gateway"])
+        self.kubelet = None
+        self.proxy_worker = None
+        self.proxier = None
+        self.health = None
+        self.workloads = None
+        self.svc_informer = None
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {self.name} %(name)s %(message)s")
+
+    # --- bring-up ---
+    def create(self) -> dict:
+        """Namespace, eth0 on the fabric; for nodes also forwarding and cbr0."""
+        t0 = time.time()
+        self.host.create()
+        settings = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+        if self.role == "node":
+            settings.update({"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"})
+        kernel.sysctl(self.netns, settings)
+        if self.role == "node":
+            from emulator.node.podnet import PodNetwork
+            self.podnet = PodNetwork(self.netns, self.spec["pod_cidr"], self.spec.get("network_mode", "native"))
+            self.podnet.setup_node()
+        return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
+                "fabric_port": self.spec["fabric_port"], "seconds": time.time() - t0,
+                "hostname": os.uname().nodename}
+
+    def start(self, api, timing: dict, dns: dict | None) -> bool:
+        """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""
+        if self.role != "node":
+            return True
+        from emulator.kubeproxy.health import HealthServer
+        from emulator.kubeproxy.proxier import KubeProxyWorker, Proxier
+        from emulator.kubeproxy.runner import IptablesRunner
+        from emulator.node.kubelet import Kubelet
+        from emulator.workloads.netexec import WorkloadHost
+        t = Timing(**timing)
+        self.workloads = WorkloadHost()
+        runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
+        self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
+                               min_sync_period=t.kube_proxy_min_sync, sync_period=t.kube_proxy_sync)
+        self.proxy_worker = KubeProxyWorker(self.proxier)
+        self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
+                               t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))
+        self.svc_informer = Informer(api, ["Service", "EndpointSlice"], self._on_proxy_event)
+        self.proxy_worker.start()
+        self.svc_informer.start()
+        self.kubelet.start()
+        self.svc_informer.synced.wait(30)
+        return True
+
+    def _on_proxy_event(self, type_: str, obj: dict) -> None:
+        if obj["kind"] == "Service":
+            self.proxier.on_service(type_, obj)
+            if self.kubelet is not None:
+                self.kubelet.write_dns()
+        else:
+            self.proxier.on_endpointslice(type_, obj)
+        self.proxy_worker.notify()
+
+    # --- traffic and inspection ---
+    def run_http_load(self, target: str, args: list[str], out_name: str) -> list[dict]:
+        """Run the HTTP load generator in a pod ("ns/name") or this host ("" target)."""
+        ns_name = self._netns_of(target)
+        out = os.path.join(self.run_dir, "flows", out_name + ".jsonl")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        cmd = ["ip", "netns", "exec", ns_name, sys.executable, "-m", "emulator.traffic.http_load",
+               *args, "--out", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"traffic generator failed: {proc.stderr.strip()[-500:]}")
+        with open(out) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def exec(self, target: str, argv: list[str], timeout: float = 30) -> dict:
+        """Run a command in a pod's or this host's namespace (like kubectl exec)."""
+        ns_name = self._netns_of(target)
+        p = subprocess.run(["ip", "netns", "exec", ns_name, *argv], capture_output=True, text=True, timeout=timeout)
+        return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+
+    def _netns_of(self, target: str) -> str:
+        if not target:
+            return self.netns
+        ns, name = target.split("/", 1)
+        netns = self.kubelet.pod_netns(ns, name) if self.kubelet else None
+        if netns is None:
+            raise KeyError(f"pod {target} is not running on {self.name}")
+        return netns
+
+    def iptables_save(self) -> str:
+        if self.proxier is None:
+            return ""
+        return self.proxier.runner.save()
+
+    def iptables_backend(self) -> str | None:
+        return self.proxier.runner.backend if self.proxier is not None else None
+
+    def ping(self) -> str:
+        return self.name
+
+    # --- teardown ---
+    def shutdown(self) -> bool:
+        """Stop everything and remove every kernel object this agent created."""
+        for part in (self.svc_informer, self.proxy_worker):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("stopping %s failed", part)
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        if self.workloads is not None:
+            try:
+                self.workloads.close()
+            except Exception:
+                log.exception("stopping workloads failed")
+        self.host.destroy()
+        return True

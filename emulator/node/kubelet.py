@@ -1,0 +1,197 @@
+"""The kubelet of an emulated node: pods bound to it become namespaces with running workloads.
+
+Watches Pods bound to this node; for each new pod builds its network (PodNetwork),
+starts its containers (runtime), runs its readiness probe and reports status to the
+API server; tears all of it down when the pod is deleted.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+import ray
+
+from emulator.api.client import Informer
+from emulator.node import runtime
+from emulator.node.podnet import PodNetwork
+from emulator.node.probes import ProbeRunner, ProbeTarget
+from emulator.timing import Timing
+
+log = logging.getLogger(__name__)
+
+
+class LocalPod:
+    """What the kubelet holds for a running pod."""
+
+    def __init__(self, key: str, netns: str, ip: str) -> None:
+        self.key, self.netns, self.ip = key, netns, ip
+        self.processes = runtime.PodProcesses()
+        self.servers: list = []
+        self.dns_dir: str | None = None
+
+
+class Kubelet:
+    """Runs the pods the scheduler bound to this node."""
+
+    def __init__(self, api, node_name: str, node_ip: str, names, podnet: PodNetwork,
+                 workloads, timing: Timing, run_dir: str, dns: dict | None,
+                 services: "callable") -> None:
+        self.api, self.node_name, self.node_ip, self.names = api, node_name, node_ip, names
+        self.podnet, self.workloads, self.timing = podnet, workloads, timing
+        self.run_dir, self.dns, self.services = run_dir, dns, services
+        self.pods: dict[str, LocalPod] = {}
+        self.informer = Informer(api, ["Pod"], self._on_event, node_name=node_name)
+        self.probes = ProbeRunner(podnet.node_netns, self._on_probe)
+        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._workers = [threading.Thread(target=self._work, name=f"kubelet-{i}", daemon=True) for i in range(2)]
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.probes.start()
+        for w in self._workers:
+            w.start()
+        self.informer.start()
+
+    def stop(self) -> None:
+        self.informer.stop()
+        self.probes.stop()
+        for _ in self._workers:
+            self._queue.put(None)
+        for key in list(self.pods):
+            self._teardown(key)
+
+    def _on_event(self, _type: str, pod: dict) -> None:
+        self._queue.put(self._key(pod))
+
+    @staticmethod
+    def _key(pod: dict) -> str:
+        return f"{pod['metadata'].get('namespace', 'default')}/{pod['metadata']['name']}"
+
+    def _work(self) -> None:
+        while True:
+            key = self._queue.get()
+            if key is None:
+                return
+            with self._lock:
+                if key in self._busy:  # another worker has it: retry shortly
+                    threading.Timer(0.05, self._queue.put, (key,)).start()
+                    continue
+                self._busy.add(key)
+            try:
+                self._sync(key)
+            except Exception:
+                log.exception("pod %s sync failed", key)
+            finally:
+                with self._lock:
+                    self._busy.discard(key)
+
+    def _sync(self, key: str) -> None:
+        ns, name = key.split("/", 1)
+        with self.informer.lock:
+            pod = self.informer.cache.get(("Pod", ns, name))
+        gone = pod is None or pod["spec"].get("nodeName") != self.node_name
+        terminating = pod is not None and pod["metadata"].get("deletionTimestamp") is not None
+        if gone or terminating:
+            if key in self.pods:
+                self._teardown(key)
+            if terminating and not gone:
+                ray.get(self.api.delete.remote("Pod", ns, name))
+            return
+        if key not in self.pods and pod.get("status", {}).get("phase") not in ("Failed", "Succeeded"):
+            self._start(pod)
+
+    def _start(self, pod: dict) -> None:
+        ns, name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
+        key = f"{ns}/{name}"
+        try:
+            kinds = [runtime.container_kind(c) for c in pod["spec"].get("containers", [])]
+        except runtime.UnsupportedContainer as e:
+            ray.get(self.api.patch_status.remote("Pod", ns, name, {
+                "phase": "Failed", "reason": "UnsupportedContainer", "message": str(e)}))
+            return
+        pod_netns = self.names.pod_netns(ns, name)
+        dns = self.dns if not pod["spec"].get("hostNetwork") else None
+        ip = self.podnet.add_pod(pod_netns, ns, name, dns)
+        local = LocalPod(key, pod_netns, ip)
+        self.pods[key] = local
+        ports: dict[str, int] = {}
+        for c, kind in zip(pod["spec"]["containers"], kinds):
+            for p in c.get("ports", []) or []:
+                if p.get("name"):
+                    ports[p["name"]] = p["containerPort"]
+            self._start_container(local, name, c, kind)
+        self.api.patch_status.remote("Pod", ns, name, {
+            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": self.node_ip,
+            "startTime": time.time(),
+            "conditions": [{"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "False"},
+                           {"type": "ContainersReady", "status": "False"}]})
+        probe = next((c.get("readinessProbe") for c in pod["spec"]["containers"] if c.get("readinessProbe")), None)
+        t = self.timing
+        period = max(t.probe_min_period, (probe or {}).get("periodSeconds", 10) * t.probe_period_scale)
+        self.probes.add(ProbeTarget(
+            key=key, pod_ip=ip, pod_netns=pod_netns, probe=probe or {},
+            ports=ports, period=period,
+            timeout=max(0.2, min((probe or {}).get("timeoutSeconds", 1), period)),
+            success_threshold=(probe or {}).get("successThreshold", 1),
+            failure_threshold=(probe or {}).get("failureThreshold", 3),
+            next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.probe_period_scale))
+
+    def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
+        log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
+        if kind == "netexec":
+            from emulator.workloads.netexec import parse_netexec_args
+            cfg = parse_netexec_args(c.get("args") or [])
+            local.servers.append(self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg))
+        elif kind == "kube-dns":
+            local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
+            os.makedirs(local.dns_dir, exist_ok=True)
+            self.write_dns(local)
+            local.processes.procs.append(runtime.start_process(
+                local.netns, runtime.dnsmasq_argv(local.dns_dir, local.ip,
+                                                  os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
+        elif kind == "command":
+            argv = list(c.get("command") or []) + list(c.get("args") or [])
+            env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) or [] if "name" in e}
+            local.processes.procs.append(runtime.start_process(local.netns, argv, log_path, env))
+
+    def write_dns(self, local: LocalPod | None = None) -> None:
+        """Rewrite the hosts file of every kube-dns pod here (dnsmasq re-reads it)."""
+        targets = [local] if local else [p for p in self.pods.values() if p.dns_dir]
+        if not targets:
+            return
+        text = runtime.render_dns_hosts(self.services())
+        for p in targets:
+            path = os.path.join(p.dns_dir, "services")
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+
+    def _on_probe(self, key: str, ready: bool) -> None:
+        ns, name = key.split("/", 1)
+        s = "True" if ready else "False"
+        self.api.patch_status.remote("Pod", ns, name, {"conditions": [
+            {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": s},
+            {"type": "ContainersReady", "status": s}]})
+
+    def _teardown(self, key: str) -> None:
+        local = self.pods.pop(key, None)
+        if local is None:
+            return
+        self.probes.remove(key)
+        for srv in local.servers:
+            try:
+                self.workloads.remove_pod_server(srv)
+            except Exception:
+                log.exception("stopping server of %s failed", key)
+        local.processes.stop()
+        self.podnet.remove_pod(local.netns, local.ip)
+
+    def pod_netns(self, namespace: str, name: str) -> str | None:
+        p = self.pods.get(f"{namespace}/{name}")
+        return p.netns if p else None

@@ -1,0 +1,117 @@
+"""Pod networking on a node: a namespace per pod, a veth to the node, an IP from the node's range.
+
+Two node networking modes, as on GKE:
+- `native` (GKE's default CNI): the node end of each pod's veth is a port of the
+  `cbr0` bridge, which holds the pod range's gateway address; pods get a /24.
+- `calico` (network policy enabled): no bridge; the node end of each veth stands
+  alone, the node routes each pod with a /32 route and answers ARP for the pod's
+  gateway by proxy ARP (Calico's 169.254.1.1 trick).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+
+from emulator.naming import pod_veth_name
+from emulator.node import kernel
+
+CALICO_GATEWAY = "169.254.1.1"
+ETC_NETNS = "/etc/netns"
+
+
+class PodIpam:
+    """host-local IPAM: pod IPs from the node's range, skipping network and gateway."""
+
+    def __init__(self, pod_cidr: str) -> None:
+        self.net = ipaddress.ip_network(pod_cidr)
+        self.gateway = str(self.net.network_address + 1)
+        self._used: dict[str, str] = {}  # ip -> pod key
+
+    def allocate(self, key: str) -> str:
+        for ip in list(self.net.hosts())[1:]:
+            s = str(ip)
+            if s not in self._used:
+                self._used[s] = key
+                return s
+        raise kernel.KernelError(f"pod range {self.net} is full")
+
+    def release(self, ip: str | None) -> None:
+        if ip:
+            self._used.pop(ip, None)
+
+
+class PodNetwork:
+    """Builds and removes pods' network plumbing inside one node."""
+
+    def __init__(self, node_netns: str, pod_cidr: str, mode: str = "native") -> None:
+        self.node_netns, self.mode = node_netns, mode
+        self.ipam = PodIpam(pod_cidr)
+        self.prefixlen = ipaddress.ip_network(pod_cidr).prefixlen
+
+    def setup_node(self) -> None:
+        """Per-node plumbing: cbr0 with the gateway address (native mode only)."""
+        if self.mode == "native":
+            kernel.ip_batch(self.node_netns, [
+                "link add cbr0 type bridge",
+                f"addr add {self.ipam.gateway}/{self.prefixlen} dev cbr0",
+                "link set cbr0 up",
+            ])
+
+    def add_pod(self, pod_netns: str, namespace: str, name: str, dns: dict | None = None) -> str:
+        """Create the pod's namespace and veth; returns the pod IP."""
+        ip = self.ipam.allocate(f"{namespace}/{name}")
+        veth = pod_veth_name(namespace, name)
+        try:
+            kernel.netns_add(pod_netns)
+            kernel.run(["ip", "-n", self.node_netns, "link", "add", veth, "type", "veth",
+                        "peer", "name", "eth0", "netns", pod_netns])
+            if self.mode == "native":
+                kernel.ip_batch(self.node_netns, [
+                    f"link set {veth} master cbr0",
+                    f"link set {veth} type bridge_slave hairpin on",
+                    f"link set {veth} up",
+                ])
+                kernel.ip_batch(pod_netns, [
+                    "link set lo up", f"addr add {ip}/{self.prefixlen} dev eth0", "link set eth0 up",
+                    f"route add default via {self.ipam.gateway} dev eth0",
+                ])
+            else:
+                kernel.ip_batch(self.node_netns, [f"link set {veth} up",
+                                                  f"route add {ip}/32 dev {veth} scope link"])
+                kernel.sysctl(self.node_netns, {f"net.ipv4.conf.{veth}.proxy_arp": "1",
+                                                f"net.ipv4.neigh.{veth}.proxy_delay": "0"})
+                kernel.ip_batch(pod_netns, [
+                    "link set lo up", f"addr add {ip}/32 dev eth0", "link set eth0 up",
+                    f"route add {CALICO_GATEWAY}/32 dev eth0 scope link",
+                    f"route add default via {CALICO_GATEWAY} dev eth0 onlink",
+                ])
+            kernel.sysctl(pod_netns, {"net.ipv6.conf.all.disable_ipv6": "1"})
+            self._write_etc(pod_netns, name, ip, dns)
+        except BaseException:
+            self.remove_pod(pod_netns, ip)
+            raise
+        return ip
+
+    def remove_pod(self, pod_netns: str, ip: str | None) -> None:
+        """Kill the pod's processes, delete its namespace (the veth goes with it)."""
+        for pid in kernel.netns_pids(pod_netns):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        kernel.netns_delete(pod_netns)
+        shutil.rmtree(os.path.join(ETC_NETNS, pod_netns), ignore_errors=True)
+        self.ipam.release(ip)
+
+    @staticmethod
+    def _write_etc(pod_netns: str, name: str, ip: str, dns: dict | None) -> None:
+        """/etc/netns/<pod>/{resolv.conf,hosts}: `ip netns exec` mounts them over /etc."""
+        d = os.path.join(ETC_NETNS, pod_netns)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "hosts"), "w") as f:
+            f.write(f"127.0.0.1 localhost\n{ip} {name}\n")
+        if dns:
+            with open(os.path.join(d, "resolv.conf"), "w") as f:
+                f.write(f"search {' '.join(dns['search'])}\nnameserver {dns['nameserver']}\n"
+                        "options ndots:5\n")

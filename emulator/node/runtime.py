@@ -1,0 +1,99 @@
+"""The container runtime of an emulated node: what "running a container" means here.
+
+- agnhost test images (`registry.k8s.io/e2e-test-images/agnhost`) with `netexec`: a
+  built-in netexec-compatible server whose sockets live in the pod's namespace, served
+  by the node agent's event loop (no process per pod); `pause`: nothing to run.
+- `kubemu/kube-dns`: dnsmasq in the pod's namespace, answering from a hosts directory
+  the node agent keeps in step with the Services.
+- any other container with `command`/`args`: that command, run as a real process in
+  the pod's namespace (`ip netns exec`), with its output in the run directory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+KUBE_DNS_IMAGE = "kubemu/kube-dns"
+
+
+class UnsupportedContainer(Exception):
+    """A container kubemu cannot run (an image with no command)."""
+
+
+def container_kind(container: dict) -> str:
+    """netexec | pause | kube-dns | command."""
+    image = container.get("image", "")
+    if image.startswith(KUBE_DNS_IMAGE):
+        return "kube-dns"
+    if "agnhost" in image and not container.get("command"):
+        args = container.get("args") or []
+        if not args or args[0] == "pause":
+            return "pause"
+        if args[0] == "netexec":
+            return "netexec"
+        raise UnsupportedContainer(f"agnhost subcommand {args[0]!r} is not emulated (netexec, pause are)")
+    if image.startswith("registry.k8s.io/pause") or image.endswith("/pause") or image == "pause":
+        return "pause"
+    if container.get("command") or container.get("args"):
+        return "command"
+    raise UnsupportedContainer(f"image {image!r} has no command: kubemu runs agnhost netexec/pause "
+                               "built in, and other containers' command/args as processes")
+
+
+@dataclass
+class PodProcesses:
+    """Processes started for one pod."""
+
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def stop(self, grace: float = 1.0) -> None:
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for p in self.procs:
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+        self.procs.clear()
+
+
+def start_process(pod_netns: str, argv: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:
+    """Start `argv` in the pod's namespace, in its own process group, logging to a file."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    out = open(log_path, "ab")
+    try:
+        return subprocess.Popen(["ip", "netns", "exec", pod_netns, *argv], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    finally:
+        out.close()
+
+
+def dnsmasq_argv(hosts_dir: str, listen_ip: str, pid_file: str) -> list[str]:
+    """dnsmasq answering cluster.local from a hosts directory, and nothing else."""
+    return ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+            f"--hostsdir={hosts_dir}", "--local=/cluster.local/", "--domain-needed",
+            f"--listen-address={listen_ip}", "--bind-interfaces", "--user=root",
+            f"--pid-file={pid_file}", "--log-facility=-", "--cache-size=0"]
+
+
+def render_dns_hosts(services: list[dict], domain: str = "cluster.local") -> str:
+    """hosts-file lines `<clusterIP> <svc>.<ns>.svc.<domain>` for every Service with an IP."""
+    lines = []
+    for svc in sorted(services, key=lambda s: (s["metadata"].get("namespace", "default"), s["metadata"]["name"])):
+        ip = svc.get("spec", {}).get("clusterIP")
+        if ip and ip != "None":
+            ns = svc["metadata"].get("namespace", "default")
+            lines.append(f"{ip} {svc['metadata']['name']}.{ns}.svc.{domain}")
+    return "\n".join(lines) + "\n"

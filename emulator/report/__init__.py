@@ -1,0 +1,1 @@
+"""Statistics and summaries over per-request records (pure functions, no I/O but reading records)."""

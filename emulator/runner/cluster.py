@@ -1,0 +1,184 @@
+"""Bring an emulated cluster up from a run plan, and take it down again.
+
+The `Cluster` owns the run's Ray session and every actor: API server, controller
+manager, SDN controller, one fabric per machine, one agent per node or client host.
+Used as a context manager so teardown runs on success, failure and Ctrl-C alike.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from typing import Callable
+
+import ray
+
+from emulator.errors import KubemuError, PrerequisiteError, Timeout
+from emulator.naming import RunNames
+from emulator.runner import cleanup
+from emulator.runner.plan import RunPlan, node_object, system_objects
+from emulator.timing import Timing
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_prerequisites() -> None:
+    """Root and the commands kubemu drives; a clear error when one is missing."""
+    if os.geteuid() != 0:
+        raise PrerequisiteError("kubemu needs root (network namespaces, iptables, Open vSwitch)")
+    for cmd in ("ip", "mnexec", "ovs-vswitchd", "ovsdb-server", "iptables-restore", "dnsmasq", "ethtool"):
+        if shutil.which(cmd) is None and not os.path.exists(f"/usr/sbin/{cmd}"):
+            raise PrerequisiteError(f"command {cmd!r} not found: run ./scripts/setup.sh")
+
+
+class Cluster:
+    """Every actor of one run; `up()` builds, `down()` removes everything."""
+
+    def __init__(self, run_id: str, run_dir: str, plan: RunPlan, timing: Timing,
+                 progress: Progress = lambda s: None, ray_address: str | None = None) -> None:
+        self.run_id, self.run_dir, self.plan, self.timing = run_id, run_dir, plan, timing
+        self.names = RunNames(run_id)
+        self.progress = progress
+        self.ray_address = ray_address
+        self.api = None
+        self.controllers = None
+        self.sdn = None
+        self.machines: list = []
+        self.agents: dict[str, object] = {}
+        self.host_info: dict[str, dict] = {}
+        self.timeline: dict[str, float] = {}
+        self._t0 = time.time()
+
+    def mark(self, what: str) -> None:
+        self.timeline[what] = round(time.time() - self._t0, 3)
+
+    # --- context manager ---
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # --- bring-up ---
+    def up(self) -> None:
+        """Ray, API server, fabric, SDN controller, hosts, node components, system pods."""
+        state = cleanup.state_dir(self.run_id)
+        os.makedirs(state, exist_ok=True)
+        with open(os.path.join(state, "driver.json"), "w") as f:
+            json.dump({"pid": os.getpid(), "run_dir": self.run_dir, "started": time.time()}, f)
+        os.environ[cleanup.RUN_ENV] = self.run_id
+        self.progress("starting Ray")
+        ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=cleanup.ray_temp_dir(self.run_id) if not self.ray_address else None,
+                 configure_logging=False, namespace=f"kubemu{self.run_id}")
+        self.mark("ray")
+        from emulator.api.server import ApiServer
+        from emulator.fabric.machine import Machine
+        from emulator.fabric.sdn import SdnController
+        opts = {"num_cpus": 0, "max_concurrency": 64}
+        self.api = ray.remote(ApiServer).options(name="api", num_cpus=0).remote(
+            self.plan.service_range, {"kube-dns": self.plan.dns_ip})
+        ctl_port = _free_port()
+        self.sdn = ray.remote(SdnController).options(name="sdn", **opts).remote(ctl_port)
+        machine = ray.remote(Machine).options(name="machine-0", **opts).remote(self.run_id, 0, state)
+        self.machines = [machine]
+        self.progress("starting Open vSwitch and the SDN controller")
+        from emulator.node.agent import NodeAgent
+        agent_cls = ray.remote(NodeAgent)
+        for spec in self.plan.hosts:
+            self.agents[spec["name"]] = agent_cls.options(name=f"agent-{spec['name']}", **opts).remote(
+                self.run_id, spec, self.run_dir)
+        fabric = ray.get(machine.start.remote(ctl_port))
+        self.fabric_info = fabric
+        self.mark("fabric")
+        self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
+        infos = ray.get([a.create.remote() for a in self.agents.values()])
+        self.host_info = {i["name"]: i for i in infos}
+        ray.get(machine.add_ports.remote([i["fabric_port"] for i in infos]))
+        self.mark("hosts")
+        ray.get(self.sdn.set_state.remote(self.vpc_state()))
+        ray.get(self.sdn.wait_connected.remote([fabric["dpid"]], 20.0))
+        self.mark("sdn")
+        for spec in self.plan.nodes:
+            ray.get(self.api.create.remote(node_object(spec, self.host_info[spec["name"]]["mac"], "machine-0")))
+        from emulator.control.manager import ControllerManager
+        self.controllers = ray.remote(ControllerManager).options(name="controllers", **opts).remote(self.api)
+        ray.get(self.controllers.start.remote())
+        dns = {"nameserver": self.plan.dns_ip,
+               "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
+        self.progress("starting kubelet and kube-proxy on every node")
+        ray.get([self.agents[s["name"]].start.remote(self.api, self.timing.to_dict(), dns)
+                 for s in self.plan.nodes])
+        for spec in self.plan.nodes:
+            ray.get(self.api.patch_status.remote("Node", "", spec["name"], {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}))
+        for obj in system_objects(self.plan.dns_ip):
+            ray.get(self.api.apply.remote(obj))
+        self.mark("nodes")
+
+    def vpc_state(self) -> dict:
+        """What the SDN controller must route: every host's IP/MAC/port and routed ranges."""
+        eps = []
+        for spec in self.plan.hosts:
+            info = self.host_info[spec["name"]]
+            eps.append({"name": spec["name"], "ip": spec["ip"], "mac": info["mac"],
+                        "port_name": spec["fabric_port"], "dpid": self.fabric_info["dpid"],
+                        "routes": [spec["pod_cidr"]] if spec["role"] == "node" else [],
+                        "gateway": spec["gateway"]})
+        return {"gateways": sorted({self.plan.gateway, self.plan.internet_gateway}), "endpoints": eps}
+
+    # --- queries used by steps ---
+    def wait_for(self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
+        """Poll `check` until true; returns the seconds waited; Timeout otherwise."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if check():
+                return time.time() - t0
+            time.sleep(interval)
+        raise Timeout(f"timed out after {timeout:g}s waiting for {what}")
+
+    def agent_of_pod(self, namespace: str, name: str):
+        pod = ray.get(self.api.get.remote("Pod", namespace, name))
+        if pod is None or not pod["spec"].get("nodeName"):
+            raise KubemuError(f"pod {namespace}/{name} is not scheduled")
+        return self.agents[pod["spec"]["nodeName"]]
+
+    # --- teardown ---
+    def down(self) -> None:
+        """Stop every actor (each removes its own kernel objects), then Ray; sweep leftovers."""
+        if not ray.is_initialized():
+            cleanup.clean_run(self.run_id)
+            return
+        self.progress("tearing down")
+        for actor in (self.controllers,):
+            if actor is not None:
+                try:
+                    ray.get(actor.stop.remote(), timeout=10)
+                except Exception:
+                    log.warning("controller stop failed", exc_info=True)
+        refs = [a.shutdown.remote() for a in self.agents.values()]
+        for r in refs:
+            try:
+                ray.get(r, timeout=60)
+            except Exception:
+                log.warning("agent shutdown failed", exc_info=True)
+        for actor in [self.sdn, *self.machines]:
+            if actor is not None:
+                try:
+                    ray.get(actor.stop.remote(), timeout=20)
+                except Exception:
+                    log.warning("stop failed", exc_info=True)
+        ray.shutdown()
+        left = cleanup.clean_run(self.run_id)
+        if any(left.values()):
+            log.info("swept leftovers: %s", left)

@@ -1,0 +1,103 @@
+"""The run plan: every host's addresses and fabric port, computed before anything starts.
+
+Pure: a validated Topology in, a list of host specs (JSON-able dicts handed to node
+agents) out. Node IPs and VM IPs come from the VPC subnet, pod ranges from the
+cluster's pod range, internet hosts from the internet range.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from emulator.api.ipam import plan_cluster_addresses
+from emulator.naming import RunNames
+
+KUBE_DNS_INDEX = 10  # kube-dns takes the 10th address of the service range, as on GKE
+
+
+@dataclass
+class RunPlan:
+    """Hosts of the run and the cluster-wide addressing facts."""
+
+    nodes: list[dict] = field(default_factory=list)
+    clients: list[dict] = field(default_factory=list)
+    gateway: str = ""
+    internet_gateway: str = ""
+    cluster_cidr: str = ""
+    service_range: str = ""
+    dns_ip: str = ""
+
+    @property
+    def hosts(self) -> list[dict]:
+        return self.nodes + self.clients
+
+
+def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunPlan:
+    """Addresses, fabric ports and labels for every node and client host."""
+    nodes = topology.nodes()
+    vms = [c.name for c in topology.clients if c.kind == "vm"]
+    addrs, vm_ips = plan_cluster_addresses(str(topology.vpc.subnet), str(topology.cluster.pod_range),
+                                           [(n.name, n.pod_prefixlen) for n in nodes], vms)
+    gateway = str(topology.vpc.gateway)
+    inet = topology.vpc.internet_range
+    inet_gw = str(inet.network_address + 1)
+    svc = ipaddress.ip_network(str(topology.cluster.service_range))
+    plan = RunPlan(gateway=gateway, internet_gateway=inet_gw, cluster_cidr=str(topology.cluster.pod_range),
+                   service_range=str(svc), dns_ip=str(svc.network_address + KUBE_DNS_INDEX))
+    port = 0
+    for spec, a in zip(nodes, addrs):
+        plan.nodes.append({
+            "name": spec.name, "role": "node", "ip": a.ip, "pod_cidr": a.pod_cidr, "gateway": gateway,
+            "zone": spec.zone, "pool": spec.pool, "labels": dict(spec.labels), "tags": list(spec.tags),
+            "fabric_port": names.fabric_port(port), "cluster_cidr": str(topology.cluster.pod_range),
+            "network_mode": topology.cluster.network_mode, "iptables_backend": iptables_backend})
+        port += 1
+    inet_hosts = inet.hosts()
+    next(inet_hosts)  # the internet side's router
+    for c in topology.clients:
+        if c.kind == "vm":
+            ip, gw = vm_ips[c.name], gateway
+        else:
+            ip, gw = str(next(inet_hosts)), inet_gw
+        plan.clients.append({"name": c.name, "role": "host", "kind": c.kind, "ip": ip, "gateway": gw,
+                             "zone": topology.client_zone(c), "fabric_port": names.fabric_port(port)})
+        port += 1
+    return plan
+
+
+def node_object(spec: dict, mac: str, machine: str) -> dict:
+    """The v1 Node object registered for a planned node."""
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": spec["name"], "labels": spec["labels"],
+                         "annotations": {"kubemu.io/fabric-port": spec["fabric_port"],
+                                         "kubemu.io/mac": mac, "kubemu.io/machine": machine,
+                                         "kubemu.io/tags": ",".join(spec["tags"])}},
+            "spec": {"podCIDR": spec["pod_cidr"], "podCIDRs": [spec["pod_cidr"]]},
+            "status": {"addresses": [{"type": "InternalIP", "address": spec["ip"]},
+                                     {"type": "Hostname", "address": spec["name"]}],
+                       "conditions": [{"type": "Ready", "status": "False", "reason": "Starting"}]}}
+
+
+def system_objects(dns_ip: str) -> list[dict]:
+    """kube-system with kube-dns (dnsmasq) behind its well-known ClusterIP."""
+    labels = {"k8s-app": "kube-dns"}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system",
+                                                               "labels": {"kubernetes.io/metadata.name": "kube-system"}}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default",
+                                                               "labels": {"kubernetes.io/metadata.name": "default"}}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"clusterIP": dns_ip, "selector": labels,
+                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"containers": [{
+                                   "name": "dnsmasq", "image": "kubemu/kube-dns",
+                                   "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
+                                   "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 2}}]}}}},
+    ]

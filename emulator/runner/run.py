@@ -1,0 +1,104 @@
+"""`kubemu run`: a scenario from file to results, with the cluster always torn down.
+
+Validates everything first (no kernel object exists before the scenario is known to
+be good), builds the cluster, applies the manifests, runs the steps, writes
+results.json in the run directory and returns whether every assertion held.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import time
+from typing import Callable
+
+import ray
+
+from emulator.naming import RunNames, new_run_id
+from emulator.runner.cluster import Cluster, check_prerequisites
+from emulator.runner.plan import make_plan
+from emulator.runner.steps import EXECUTORS, StepContext
+from emulator.report import stats
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def _sigterm(_signum, _frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(base, f"{stamp}-{scenario_name}-{run_id}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], None] = print,
+                 ray_address: str | None = None, iptables_backend: str = "auto") -> dict:
+    """Run a loaded scenario; returns the results dict (also written to results.json)."""
+    check_prerequisites()
+    run_id = new_run_id()
+    run_dir = new_run_dir(runs_dir, scenario.name, run_id)
+    plan = make_plan(scenario.topology, RunNames(run_id), iptables_backend)
+    timing = scenario.timings()
+    results: dict = {"schema_version": RESULTS_SCHEMA_VERSION, "scenario": scenario.name,
+                     "scenario_file": scenario.file, "run_id": run_id, "run_dir": run_dir,
+                     "started": time.time(), "steps": [], "flows": {}, "ok": False}
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    t0 = time.time()
+    try:
+        with Cluster(run_id, run_dir, plan, timing, progress, ray_address) as cluster:
+            cluster.up()
+            results["topology"] = {"nodes": [{k: s[k] for k in ("name", "zone", "ip", "pod_cidr")}
+                                             for s in plan.nodes],
+                                   "clients": [{k: s[k] for k in ("name", "kind", "ip")} for s in plan.clients],
+                                   "fabric": cluster.fabric_info}
+            progress(f"applying {len(scenario.objects)} manifest objects")
+            for mo in scenario.objects:
+                ray.get(cluster.api.apply.remote(mo.obj))
+            cluster.mark("manifests")
+            ctx = StepContext(cluster)
+            for i, step in enumerate(scenario.steps):
+                kind = step.KIND
+                progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
+                rec = EXECUTORS[kind](step, ctx)
+                results["steps"].append(rec)
+                if kind == "traffic":
+                    results["flows"][rec["flow"]] = stats.to_json(ctx.summaries[rec["flow"]])
+                if kind == "wait" and "first_ready" not in cluster.timeline:
+                    cluster.mark("first_ready")
+            results["timeline"] = cluster.timeline
+            results["iptables_backend"] = _backend(cluster)
+        results["ok"] = all(s.get("ok", True) for s in results["steps"])
+    except KeyboardInterrupt:
+        results["interrupted"] = True
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        results["seconds"] = round(time.time() - t0, 3)
+        with open(os.path.join(run_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2, default=str)
+    return results
+
+
+def _backend(cluster) -> str | None:
+    try:
+        return ray.get(next(iter(cluster.agents.values())).iptables_backend.remote())
+    except Exception:
+        return None
+
+
+def describe(step) -> str:
+    """A one-line description of a step for progress output."""
+    if step.KIND == "wait":
+        return f"wait until {step.wait.ready} is ready"
+    if step.KIND == "sleep":
+        return f"sleep {step.sleep:g}s"
+    if step.KIND == "traffic":
+        t = step.traffic
+        return f"traffic {t.name}: {t.http.requests} HTTP requests from {t.from_} to {t.http.url}"
+    if step.KIND == "assert":
+        return f"assert on {step.assert_.flow}"
+    return step.KIND
