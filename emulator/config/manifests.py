@@ -133,8 +133,8 @@ def validate_object(doc: YamlDoc, prefix: Loc = ()) -> ManifestObject:
     api_version, kind = root["apiVersion"], root["kind"]
     schema = SUPPORTED_KINDS.get((api_version, kind))
     if schema is None:
-        raise _err(doc, prefix, ("kind",), f"unsupported kind {api_version}/{kind}; kubemu knows "
-                   + ", ".join(f"{a}/{k}" for a, k in SUPPORTED_KINDS))
+        raise _err(doc, prefix, ("kind",), f"unsupported kind {api_version} {kind}; kubemu knows "
+                   + ", ".join(f"{a} {k}" for a, k in SUPPORTED_KINDS))
     obj = doc.plain()
     if schema == OPENAPI:
         _check_openapi(obj, doc, prefix)
@@ -175,7 +175,7 @@ def _check_openapi(obj: dict[str, Any], doc: YamlDoc, prefix: Loc) -> None:
                 message = "required field missing"
         raise _err(doc, prefix, loc, message) from None
     except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
-        raise _err(doc, prefix, ("kind",), f"no schema for {obj['apiVersion']}/{obj['kind']}: "
+        raise _err(doc, prefix, ("kind",), f"no schema for {obj['apiVersion']} {obj['kind']}: "
                    f"{getattr(exc, 'message', exc)}") from None
 
 

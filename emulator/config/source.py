@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,14 +165,16 @@ def _allowed_fields(model: Any, loc: Loc) -> list[str] | None:
 
 
 def _model_of(tp: Any) -> type[BaseModel] | None:
-    """The BaseModel class inside an (Optional/Annotated) type, if exactly one."""
+    """The BaseModel class of a type, seen through Annotated and Optional/unions of one model."""
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) is typing.Annotated:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
         return _model_of(args[0])
-    models = [m for m in (_model_of(a) for a in args) if m is not None]
-    return models[0] if len(models) == 1 else None
+    if origin in (typing.Union, types.UnionType):
+        models = [m for m in (_model_of(a) for a in args if a is not type(None)) if m is not None]
+        return models[0] if len(models) == 1 else None
+    return None
 
 
 def _descend(tp: Any, part: str | int) -> Any:
@@ -182,23 +185,25 @@ def _descend(tp: Any, part: str | int) -> Any:
             if part in (name, f.alias):
                 return f.annotation
         return None
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Annotated:
         return _descend(args[0], part)
-    if origin in (list, tuple, Sequence) and isinstance(part, int):
+    if origin is list and isinstance(part, int):
         return args[0]
     if origin is dict and isinstance(part, str):
         return args[1]
-    for arg in args:   # a union: the member whose model has this tag or field
-        m = _model_of(arg)
-        if m is not None and isinstance(part, str) and (
-                part in m.model_fields or getattr(m, "KIND", None) == part):
-            return m if getattr(m, "KIND", None) == part else _descend(m, part)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _descend(members[0], part)
+        for arg in members:   # a tagged union: the member whose KIND is this tag
+            m = _model_of(arg)
+            if m is not None and getattr(m, "KIND", None) == part:
+                return m
     return None
 
 
-def _message(err: Any, model: type[BaseModel] | None, loc: Loc) -> str:
+def _message(err: Any, model: type[BaseModel] | None) -> str:
     """A short user-facing message for one pydantic error."""
     kind, msg = err["type"], err["msg"]
     if kind == "value_error":
@@ -206,6 +211,7 @@ def _message(err: Any, model: type[BaseModel] | None, loc: Loc) -> str:
     if kind == "assertion_error":
         return msg.removeprefix("Assertion failed, ")
     if kind == "extra_forbidden":
+        loc = tuple(err["loc"])
         allowed = _allowed_fields(model, loc[:-1]) if model is not None else None
         if allowed:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -217,8 +223,11 @@ def _message(err: Any, model: type[BaseModel] | None, loc: Loc) -> str:
     return msg
 
 
-def clean_loc(doc: YamlDoc, loc: Loc) -> Loc:
-    """Drop union tags and validator names from a pydantic loc, keeping real data keys."""
+def clean_loc(doc: YamlDoc, loc: Loc, missing: bool = False) -> Loc:
+    """Drop union tags and validator names from a pydantic loc, keeping real data keys.
+
+    With `missing`, a last part absent from the data is kept: it names a missing field.
+    """
     data = doc.root
     out: list[str | int] = []
     for i, part in enumerate(loc):
@@ -228,7 +237,7 @@ def clean_loc(doc: YamlDoc, loc: Loc) -> Loc:
         elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             out.append(part)
             data = data[part]
-        elif i == len(loc) - 1 and isinstance(data, (dict, list)):
+        elif missing and i == len(loc) - 1 and isinstance(data, (dict, list)):
             out.append(part)   # a missing field or bad index: name it
     return tuple(out)
 
@@ -238,8 +247,8 @@ def validation_error(exc: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = 
     """The first error of a pydantic ValidationError as a ConfigError with file, line, field."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = clean_loc(doc, tuple(first["loc"]))
-    message = _message(first, model, loc)
+    loc = clean_loc(doc, tuple(first["loc"]), missing=first["type"] == "missing")
+    message = _message(first, model)
     others = len({tuple(e["loc"]) for e in errors} - {tuple(first["loc"])})
     if others:
         message += f" (and {others} more error{'s' if others > 1 else ''})"

@@ -156,15 +156,23 @@ def _loc(dotted: str) -> Loc:
     return tuple(dotted.split("."))
 
 
+def _written(topo: Topology, path: str) -> bool:
+    """True when the field at dotted `path` was given in the file (not a default)."""
+    section, name = path.split(".")
+    return name in getattr(topo, section).model_fields_set
+
+
 def topology_problems(topo: Topology) -> list[tuple[Loc, str]]:
     """Cross-field errors of a topology as (field path, message), in file order where possible."""
     problems: list[tuple[Loc, str]] = []
-    seen: list[tuple[str, ipaddress.IPv4Network]] = []
-    for path, net in topo.ranges().items():
-        for other, onet in seen:
-            if net.overlaps(onet):
-                problems.append((_loc(path), f"{net} overlaps {other} ({onet})"))
-        seen.append((path, net))
+    ranges = topo.ranges()
+    paths = list(ranges)
+    for j, path in enumerate(paths):
+        for other in paths[:j]:
+            if ranges[path].overlaps(ranges[other]):
+                if not _written(topo, path) and _written(topo, other):
+                    path, other = other, path   # blame the range the file wrote, not a default
+                problems.append((_loc(path), f"{ranges[path]} overlaps {other} ({ranges[other]})"))
     problems += _pool_problems(topo)
     problems += _capacity_problems(topo)
     problems += _client_problems(topo)

@@ -96,13 +96,16 @@ class NodeAgent:
         self.proxy_worker.notify()
 
     # --- traffic and inspection ---
-    def run_http_load(self, target: str, args: list[str], out_name: str) -> list[dict]:
-        """Run the HTTP load generator in a pod ("ns/name") or this host ("" target)."""
+    def run_http_load(self, target: str, params: dict, out_name: str) -> list[dict]:
+        """Run the HTTP load generator in a pod ("ns/name") or this host ("" target).
+
+        `params` are keyword arguments of `emulator.traffic.launch.http_load_argv`.
+        """
+        from emulator.traffic.launch import http_load_argv, in_netns
         ns_name = self._netns_of(target)
         out = os.path.join(self.run_dir, "flows", out_name + ".jsonl")
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        cmd = ["ip", "netns", "exec", ns_name, sys.executable, "-m", "emulator.traffic.http_load",
-               *args, "--out", out]
+        cmd = in_netns(ns_name, http_load_argv(out=out, python=sys.executable, **params))
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"traffic generator failed: {proc.stderr.strip()[-500:]}")

@@ -15,6 +15,7 @@ import time
 import ray
 
 from emulator.api.client import Informer
+from emulator.errors import KubemuError
 from emulator.node import runtime
 from emulator.node.podnet import PodNetwork
 from emulator.node.probes import ProbeRunner, ProbeTarget
@@ -109,7 +110,7 @@ class Kubelet:
         key = f"{ns}/{name}"
         try:
             kinds = [runtime.container_kind(c) for c in pod["spec"].get("containers", [])]
-        except runtime.UnsupportedContainer as e:
+        except (runtime.UnsupportedContainer, KubemuError) as e:
             ray.get(self.api.patch_status.remote("Pod", ns, name, {
                 "phase": "Failed", "reason": "UnsupportedContainer", "message": str(e)}))
             return
@@ -144,9 +145,10 @@ class Kubelet:
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
         log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
         if kind == "netexec":
-            from emulator.workloads.netexec import parse_netexec_args
+            from emulator.workloads.agnhost import parse_netexec_args
             cfg = parse_netexec_args(c.get("args") or [])
-            local.servers.append(self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg))
+            if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg) is not None:
+                local.servers.append(local.netns)
         elif kind == "kube-dns":
             local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
             os.makedirs(local.dns_dir, exist_ok=True)

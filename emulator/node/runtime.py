@@ -30,12 +30,8 @@ def container_kind(container: dict) -> str:
     if image.startswith(KUBE_DNS_IMAGE):
         return "kube-dns"
     if "agnhost" in image and not container.get("command"):
-        args = container.get("args") or []
-        if not args or args[0] == "pause":
-            return "pause"
-        if args[0] == "netexec":
-            return "netexec"
-        raise UnsupportedContainer(f"agnhost subcommand {args[0]!r} is not emulated (netexec, pause are)")
+        from emulator.workloads.agnhost import parse_netexec_args
+        return "netexec" if parse_netexec_args(container.get("args") or []).serves else "pause"
     if image.startswith("registry.k8s.io/pause") or image.endswith("/pause") or image == "pause":
         return "pause"
     if container.get("command") or container.get("args"):

@@ -19,7 +19,7 @@ from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster, check_prerequisites
 from emulator.runner.plan import make_plan
 from emulator.runner.steps import EXECUTORS, StepContext
-from emulator.report import stats
+from emulator.report import summary as report_summary
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -66,7 +66,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 rec = EXECUTORS[kind](step, ctx)
                 results["steps"].append(rec)
                 if kind == "traffic":
-                    results["flows"][rec["flow"]] = stats.to_json(ctx.summaries[rec["flow"]])
+                    results["flows"][rec["flow"]] = report_summary.to_json(ctx.summaries[rec["flow"]])
                 if kind == "wait" and "first_ready" not in cluster.timeline:
                     cluster.mark("first_ready")
             results["timeline"] = cluster.timeline

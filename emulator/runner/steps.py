@@ -60,13 +60,10 @@ def run_sleep(step, ctx: StepContext) -> dict:
     return {"step": "sleep", "seconds": step.sleep}
 
 
-def http_args(h) -> list[str]:
-    """Command-line arguments of the HTTP load generator for an `http:` spec."""
-    args = ["--url", h.url, "--requests", str(h.requests), "--concurrency", str(h.concurrency),
-            "--timeout", str(h.timeout)]
-    if h.keepalive:
-        args.append("--keepalive")
-    return args
+def http_params(h) -> dict:
+    """Parameters of the HTTP load generator for an `http:` spec."""
+    return {"url": h.url, "requests": h.requests, "concurrency": h.concurrency, "timeout": h.timeout,
+            "keepalive": h.keepalive}
 
 
 def run_traffic(step, ctx: StepContext) -> dict:
@@ -79,7 +76,7 @@ def run_traffic(step, ctx: StepContext) -> dict:
     else:
         agent, target = cluster.agents[src.name], ""
     t0 = time.time()
-    records = ray.get(agent.run_http_load.remote(target, http_args(spec.http), spec.name))
+    records = ray.get(agent.run_http_load.remote(target, http_params(spec.http), spec.name))
     ctx.records[spec.name] = records
     summary = stats.summarize(records)
     ctx.summaries[spec.name] = summary
@@ -96,9 +93,7 @@ def metric_value(summary, metric: str) -> float:
     if metric.endswith("_ms"):
         q = metric[:-3]
         lat = summary.total_ms
-        if lat is None:
-            return float("inf")
-        return getattr(lat, q)
+        return float("inf") if lat is None else getattr(lat, q)
     raise KubemuError(f"unknown metric {metric}")
 
 

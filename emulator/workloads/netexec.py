@@ -16,7 +16,7 @@ import asyncio
 import datetime
 import json
 import socket
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from aiohttp import web
 from yarl import URL
@@ -164,16 +164,16 @@ class NetexecServer:
             resp.force_close()
         return resp
 
-    def _root(self, query, peer) -> web.Response:
+    def _root(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         return web.Response(text=f"NOW: {datetime.datetime.now().astimezone()}")
 
-    def _hostname(self, query, peer) -> web.Response:
+    def _hostname(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         return web.Response(text=self.pod_name)
 
-    def _clientip(self, query, peer) -> web.Response:
+    def _clientip(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         return web.Response(text=format_hostport(peer))
 
-    def _echo(self, query, peer) -> web.Response:
+    def _echo(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         msg, code = query.get("msg", ""), query.get("code", "")
         if code:
             try:
@@ -182,11 +182,11 @@ class NetexecServer:
                 return web.Response(text=f"argument 'code' must be an integer or empty, got {code!r}\n")
         return web.Response(text=msg)
 
-    def _healthz(self, query, peer) -> web.Response:
+    def _healthz(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         """200 once the UDP server runs, 412 otherwise (agnhost ties readiness to UDP)."""
         return web.Response(status=200 if self._udp else 412)
 
-    def _redirect(self, query, peer) -> web.Response:
+    def _redirect(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         code = query.get("code", "")
         try:
             status = int(code) if code else 302
