@@ -23,6 +23,8 @@ from os_ken.controller.controller import Datapath
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3
 
+from emulator.errors import KubemuError, Timeout
+
 from controllers.vpc_core import IN_PORT, FlowSpec, VpcState, compute_flows, diff_flows
 
 ofp = ofproto_v1_3
@@ -47,6 +49,7 @@ class _Switch:
     """What the app knows about one connected bridge."""
 
     dp: Datapath
+    dpid: int
     ports: dict[str, int] = field(default_factory=dict)
     installed: dict[int, FlowSpec | None] = field(default_factory=dict)  # cookie -> spec
     ready: bool = False
@@ -79,13 +82,14 @@ class VpcRouterApp(app_manager.OSKenApp):
         ev = EventCall(fn)
         self.send_event(self.name, ev)
         if not ev.done.wait(timeout):
-            raise TimeoutError("the VPC router app did not answer")
+            raise Timeout("the VPC router app did not answer")
         if ev.error is not None:
             raise ev.error
         return ev.result
 
     @set_ev_cls(EventCall)
     def _on_call(self, ev: EventCall) -> None:
+        """Run a posted call in this thread; hand back its result or error."""
         try:
             ev.result = ev.fn(self)
         except BaseException as exc:  # handed to the waiting thread
@@ -100,6 +104,7 @@ class VpcRouterApp(app_manager.OSKenApp):
             w.wait(timeout)
 
     def _apply_state(self, state: VpcState) -> list[threading.Event]:
+        """Store the state and sync every ready switch; returns their barrier events."""
         self.state = state
         return [self._sync(sw) for sw in self.switches.values() if sw.ready]
 
@@ -120,7 +125,7 @@ class VpcRouterApp(app_manager.OSKenApp):
         def request(app: "VpcRouterApp") -> None:
             sw = app.switches.get(dpid)
             if sw is None:
-                raise KeyError(f"datapath {dpid} is not connected")
+                raise KubemuError(f"datapath {dpid:#x} is not connected")
 
             def finish(body: list[Any]) -> None:
                 out.extend(app._stat_dict(sw, s) for s in body)
@@ -129,37 +134,42 @@ class VpcRouterApp(app_manager.OSKenApp):
 
         self.call(request, timeout)
         if not done.wait(timeout):
-            raise TimeoutError(f"no flow stats from datapath {dpid}")
+            raise Timeout(f"no flow stats from datapath {dpid:#x}")
         return out
 
     # --- switch lifecycle ---
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _on_features(self, ev: Any) -> None:
+        """A switch connected: read its ports, then its flows, then reconcile."""
         dp = ev.msg.datapath
         dpid = ev.msg.datapath_id
-        sw = _Switch(dp)
+        sw = _Switch(dp, dpid)
         self.switches[dpid] = sw
         self.logger.info("datapath %016x connected", dpid)
         self._request(sw, dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0),
                       lambda body: self._on_port_desc(sw, body))
 
     def _on_port_desc(self, sw: _Switch, body: list[Any]) -> None:
+        """Port names -> numbers known; now read what flows the switch already has."""
         sw.ports = {_name(p): p.port_no for p in body if p.port_no < ofp.OFPP_MAX}
         self._request(sw, sw.dp.ofproto_parser.OFPFlowStatsRequest(sw.dp),
                       lambda flows: self._on_reconcile(sw, flows))
 
     def _on_reconcile(self, sw: _Switch, flows: list[Any]) -> None:
+        """Send only the difference to the installed flows; ready once the barrier returns."""
         sw.installed = {f.cookie: None for f in flows}
         self._sync(sw, on_done=lambda: self._mark_ready(sw))
 
     def _mark_ready(self, sw: _Switch) -> None:
+        """The switch carries the current flows: wake `wait_ready` callers."""
         sw.ready = True
-        self.logger.info("datapath %016x ready (%d flows)", sw.dp.id, len(sw.installed))
+        self.logger.info("datapath %016x ready (%d flows)", sw.dpid, len(sw.installed))
         with self._ready_cond:
             self._ready_cond.notify_all()
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _on_port_status(self, ev: Any) -> None:
+        """A port came, changed or went: update the name map and resync."""
         msg = ev.msg
         sw = self.switches.get(msg.datapath.id)
         if sw is None:
@@ -174,6 +184,7 @@ class VpcRouterApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _on_dead(self, ev: Any) -> None:
+        """A switch disconnected: forget it and its pending requests."""
         dp = ev.datapath
         for dpid, sw in list(self.switches.items()):
             if sw.dp is dp:
@@ -190,6 +201,7 @@ class VpcRouterApp(app_manager.OSKenApp):
         sw.dp.send_msg(msg)
 
     def _reply(self, msg: Any, body: list[Any], more: bool) -> None:
+        """Collect a (possibly multi-part) reply and complete its request."""
         key = (id(msg.datapath), msg.xid)
         pending = self._pending.get(key)
         if pending is None:
@@ -213,20 +225,21 @@ class VpcRouterApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _on_error(self, ev: Any) -> None:
+        """Log OpenFlow errors (a rejected flow_mod means a bug in the core or adapter)."""
         msg = ev.msg
         self.logger.error("datapath %s error type=%s code=%s", msg.datapath.id, msg.type, msg.code)
 
     # --- flow programming ---
     def _sync(self, sw: _Switch, on_done: Callable[[], None] | None = None) -> threading.Event:
         """Send the difference between installed and desired flows, then a barrier."""
-        desired = compute_flows(self.state, sw.dp.id, sw.ports) if self.state is not None else []
+        desired = compute_flows(self.state, sw.dpid, sw.ports) if self.state is not None else []
         diff = diff_flows(sw.installed, desired)
         for flow in diff.add:
             sw.dp.send_msg(flow_mod(sw.dp, flow))
         for cookie in diff.delete:
             sw.dp.send_msg(delete_by_cookie(sw.dp, cookie))
         if diff:
-            self.logger.info("datapath %016x: +%d -%d flows", sw.dp.id, len(diff.add), len(diff.delete))
+            self.logger.info("datapath %016x: +%d -%d flows", sw.dpid, len(diff.add), len(diff.delete))
         sw.installed = {f.cookie: f for f in desired}
         done = threading.Event()
 
@@ -238,6 +251,7 @@ class VpcRouterApp(app_manager.OSKenApp):
         return done
 
     def _stat_dict(self, sw: _Switch, stat: Any) -> dict[str, Any]:
+        """One flow's counters as a JSON-able dict, named by the spec that made it."""
         spec = sw.installed.get(stat.cookie)
         return {"table": stat.table_id, "priority": stat.priority, "cookie": stat.cookie,
                 "match": {k: _plain(v) for k, v in stat.match.items()},

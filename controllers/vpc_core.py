@@ -49,6 +49,7 @@ COOKIE_TAG_SHIFT = 48
 COOKIE_TAG_MASK = 0xFFFF << COOKIE_TAG_SHIFT
 IN_PORT = "in_port"  # output target meaning "back out of the port it came in on"
 
+DEFAULT_ROUTER_MAC = "42:01:0a:80:00:01"  # GCP style: 42:01 + the gateway's address
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 # An action is a small tuple, readable in tests and turned into OpenFlow by the adapter:
@@ -109,6 +110,7 @@ class Endpoint:
     ofport: int | None = None
     routes: tuple[str, ...] = ()  # CIDRs routed to it (GKE alias IP ranges: the pod range)
     dpid: int = 1                 # the bridge (machine) its port is on
+    gateway: str | None = None    # the gateway it uses (must be one of the state's gateways)
 
 
 @dataclass(frozen=True)
@@ -140,18 +142,19 @@ class VpcState:
         try:
             endpoints = []
             for i, e in enumerate(data.get("endpoints", [])):
-                _known(e, {"name", "ip", "mac", "port_name", "ofport", "routes", "dpid"},
+                _known(e, {"name", "ip", "mac", "port_name", "ofport", "routes", "dpid", "gateway"},
                        f"endpoints[{i}]")
                 endpoints.append(Endpoint(
                     name=str(e["name"]), ip=str(e["ip"]), mac=str(e["mac"]).lower(),
                     port_name=str(e["port_name"]), ofport=e.get("ofport"),
-                    routes=tuple(str(r) for r in e.get("routes", ())), dpid=int(e.get("dpid", 1))))
+                    routes=tuple(str(r) for r in e.get("routes", ())), dpid=int(e.get("dpid", 1)),
+                    gateway=e.get("gateway")))
             tunnels = []
             for i, t in enumerate(data.get("tunnels", [])):
                 _known(t, {"dpid", "remote_dpid", "port_name", "ofport"}, f"tunnels[{i}]")
                 tunnels.append(Tunnel(dpid=int(t["dpid"]), remote_dpid=int(t["remote_dpid"]),
                                       port_name=str(t["port_name"]), ofport=t.get("ofport")))
-            return cls(router_mac=str(data["router_mac"]).lower(),
+            return cls(router_mac=str(data.get("router_mac", DEFAULT_ROUTER_MAC)).lower(),
                        gateways=tuple(str(g) for g in data["gateways"]),
                        endpoints=tuple(endpoints), tunnels=tuple(tunnels))
         except KeyError as exc:
@@ -162,7 +165,8 @@ class VpcState:
         return {
             "router_mac": self.router_mac, "gateways": list(self.gateways),
             "endpoints": [{"name": e.name, "ip": e.ip, "mac": e.mac, "port_name": e.port_name,
-                           "ofport": e.ofport, "routes": list(e.routes), "dpid": e.dpid}
+                           "ofport": e.ofport, "routes": list(e.routes), "dpid": e.dpid,
+                           "gateway": e.gateway}
                           for e in self.endpoints],
             "tunnels": [{"dpid": t.dpid, "remote_dpid": t.remote_dpid, "port_name": t.port_name,
                          "ofport": t.ofport} for t in self.tunnels],
@@ -197,6 +201,9 @@ def validate_state(state: VpcState) -> None:
         ports.add((ep.dpid, ep.port_name))
         if not _MAC_RE.match(ep.mac):
             raise ConfigError(f"bad MAC {ep.mac!r}", field=f"{where}.mac")
+        if ep.gateway is not None and ep.gateway not in state.gateways:
+            raise ConfigError(f"gateway {ep.gateway} is not one of {list(state.gateways)}",
+                              field=f"{where}.gateway")
         nets = [ipaddress.IPv4Network(f"{_ip(ep.ip, where + '.ip')}/32")]
         for j, r in enumerate(ep.routes):
             try:

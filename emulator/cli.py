@@ -10,6 +10,7 @@ import time
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emulator.errors import KubemuError
@@ -19,7 +20,7 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def _fail(e: KubemuError) -> None:
-    err_console.print(f"[bold red]error:[/] {e}")
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
     sys.exit(e.exit_code)
 
 
@@ -106,7 +107,7 @@ def check(file: str) -> None:
     """Validate a scenario or topology file without touching the kernel."""
     from emulator.config import check as check_file
     try:
-        console.print(check_file(file))
+        console.print(check_file(file), soft_wrap=True, markup=False)
     except KubemuError as e:
         _fail(e)
 

@@ -44,7 +44,11 @@ def _topology_from(doc: YamlDoc, prefix: Loc = ()) -> Topology:
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
     """Read and validate a topology file."""
-    doc = read_yaml(str(path))
+    return _topology_file(read_yaml(str(path)))
+
+
+def _topology_file(doc: YamlDoc) -> Topology:
+    """Validate a parsed topology file."""
     _mapping_root(doc, "topology")
     return _topology_from(doc)
 
@@ -85,7 +89,11 @@ def _load_objects(doc: YamlDoc, entries: list[Any]) -> list[ManifestObject]:
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and validate a scenario with its topology and manifests."""
-    doc = read_yaml(str(path))
+    return _scenario_file(read_yaml(str(path)))
+
+
+def _scenario_file(doc: YamlDoc) -> Scenario:
+    """Validate a parsed scenario file, loading the files it names."""
     raw = _mapping_root(doc, "scenario")
     topology_file = None
     ref = raw.get("topology")
@@ -108,16 +116,16 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     return scenario
 
 
-def is_scenario_file(path: str | os.PathLike[str]) -> bool:
-    """True when the file looks like a scenario (has steps, manifests or a topology key)."""
-    doc = read_yaml(str(path))
+def is_scenario(doc: YamlDoc) -> bool:
+    """True when a document looks like a scenario (has steps, manifests or a topology key)."""
     return isinstance(doc.root, dict) and bool(SCENARIO_ONLY_KEYS & set(doc.root))
 
 
 def check(path: str | os.PathLike[str]) -> str:
     """Validate a scenario or topology file; a one-line summary, or a ConfigError."""
-    if is_scenario_file(path):
-        s = load_scenario(path)
+    doc = read_yaml(str(path))
+    if is_scenario(doc):
+        s = _scenario_file(doc)
         kinds: dict[str, int] = {}
         for mo in s.objects:
             kinds[mo.kind] = kinds.get(mo.kind, 0) + 1
@@ -125,7 +133,7 @@ def check(path: str | os.PathLike[str]) -> str:
         return (f"scenario {s.name}: ok: topology {s.topology.name} "
                 f"({len(s.topology.nodes())} nodes, {len(s.topology.clients)} clients), "
                 f"{objs}, {len(s.steps)} steps")
-    t = load_topology(path)
+    t = _topology_file(doc)
     return (f"topology {t.name}: ok: {len(t.nodes())} nodes in {len(t.zones())} zones, "
             f"{len(t.clients)} clients, pod range {t.cluster.pod_range}, "
             f"service range {t.cluster.service_range}")

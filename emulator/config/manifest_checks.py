@@ -13,7 +13,6 @@ from typing import Any, Iterable, Iterator
 
 from emulator.config.manifests import ManifestObject
 from emulator.config.source import Loc
-from emulator.errors import ConfigError
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -184,7 +183,7 @@ def _pod_spec_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str
             port_names.add(pname)
             own_ports.add(pname)
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            if probe in container:
+            if container.get(probe):
                 yield from _probe_problems(container[probe], own_ports, loc + (probe,))
 
 
@@ -194,7 +193,7 @@ def _probe_problems(probe: dict[str, Any], ports: set[str], loc: Loc) -> Iterato
     if len(handlers) != 1:
         yield loc, f"a probe needs exactly one of {', '.join(PROBE_HANDLERS)}"
         return
-    port = probe[handlers[0]].get("port") if handlers[0] in ("httpGet", "tcpSocket") else None
+    port = (probe[handlers[0]] or {}).get("port") if handlers[0] in ("httpGet", "tcpSocket") else None
     if isinstance(port, str) and not port.isdigit() and port not in ports:
         yield loc + (handlers[0], "port"), f"no container port named {port!r}"
 

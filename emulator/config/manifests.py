@@ -8,12 +8,17 @@ keeps each field's source line for later error messages.
 """
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
 import pydantic
+from referencing import Registry, Resource
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from emulator.config.extra_kinds import BackendConfig, IngressV1beta1
 from emulator.config.source import Loc, YamlDoc, format_path, read_yaml_all, validation_error
@@ -101,11 +106,11 @@ def _field_lines(doc: YamlDoc) -> dict[str, int]:
     out: dict[str, int] = {}
 
     def walk(node: Any, loc: Loc) -> None:
-        if isinstance(node, dict):
+        if isinstance(node, CommentedMap):
             for key, value in node.items():
                 out[format_path(loc + (str(key),))] = node.lc.key(key)[0] + 1
                 walk(value, loc + (str(key),))
-        elif isinstance(node, list):
+        elif isinstance(node, CommentedSeq):
             for i, value in enumerate(node):
                 out[format_path(loc + (i,))] = node.lc.item(i)[0] + 1
                 walk(value, loc + (i,))
@@ -136,6 +141,9 @@ def validate_object(doc: YamlDoc, prefix: Loc = ()) -> ManifestObject:
         raise _err(doc, prefix, ("kind",), f"unsupported kind {api_version} {kind}; kubemu knows "
                    + ", ".join(f"{a} {k}" for a, k in SUPPORTED_KINDS))
     obj = doc.plain()
+    null_item = _first_null_item(obj)
+    if null_item is not None:
+        raise _err(doc, prefix, null_item, "empty (null) list item")
     if schema == OPENAPI:
         _check_openapi(obj, doc, prefix)
     else:
@@ -149,34 +157,64 @@ def validate_object(doc: YamlDoc, prefix: Loc = ()) -> ManifestObject:
     return ManifestObject(obj, doc.file, doc.line or 1, prefix, _field_lines(doc))
 
 
+def _first_null_item(data: Any, loc: Loc = ()) -> Loc | None:
+    """Path of the first null list item (the API server rejects them; schemas allow them)."""
+    if isinstance(data, dict):
+        items = [(k, v) for k, v in data.items()]
+    elif isinstance(data, list):
+        items = list(enumerate(data))
+    else:
+        return None
+    for key, value in items:
+        if value is None and isinstance(data, list):
+            return loc + (key,)
+        found = _first_null_item(value, loc + (key,))
+        if found is not None:
+            return found
+    return None
+
+
 def _err(doc: YamlDoc, prefix: Loc, loc: Loc, message: str) -> ConfigError:
     """A ConfigError at `loc` inside an object whose own path in the file is `prefix`."""
     return ConfigError(message, doc.file, doc.line_of(loc), format_path(prefix + loc) or None)
 
 
+@functools.lru_cache(maxsize=None)
+def _openapi_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    """A cached strict validator for one kind, from the schemas bundled in kubernetes-validate."""
+    folder = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema" / \
+        f"v{KUBERNETES_VERSION}.0-local-strict"
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)   # networking.k8s.io/v1 -> networking-v1
+    schema = json.loads((folder / f"{kind.lower()}-{group}.json").read_text(encoding="utf-8"))
+    definitions = json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
 def _check_openapi(obj: dict[str, Any], doc: YamlDoc, prefix: Loc) -> None:
     """Validate against the official OpenAPI schema (strict); raise the first error."""
     try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except jsonschema.ValidationError as exc:
-        loc: Loc = tuple(exc.absolute_path)
-        message = exc.message
-        if exc.validator == "additionalProperties" and isinstance(exc.instance, dict):
-            known = set(exc.schema.get("properties", {}))
-            extra = sorted(k for k in exc.instance if k not in known)
-            if extra:
-                loc += (extra[0],)
-                close = sorted(known)
-                message = f"unknown field (allowed: {', '.join(close)})"
-        elif exc.validator == "required" and isinstance(exc.instance, dict):
-            missing = [k for k in exc.validator_value if k not in exc.instance]
-            if missing:
-                loc += (missing[0],)
-                message = "required field missing"
-        raise _err(doc, prefix, loc, message) from None
-    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
-        raise _err(doc, prefix, ("kind",), f"no schema for {obj['apiVersion']} {obj['kind']}: "
-                   f"{getattr(exc, 'message', exc)}") from None
+        validator = _openapi_validator(obj["apiVersion"], obj["kind"])
+    except FileNotFoundError:
+        raise _err(doc, prefix, ("kind",), f"no bundled schema for {obj['apiVersion']} {obj['kind']} "
+                   f"(Kubernetes {KUBERNETES_VERSION})") from None
+    exc = next(iter(validator.iter_errors(obj)), None)
+    if exc is None:
+        return
+    loc: Loc = tuple(exc.absolute_path)
+    message = exc.message
+    if exc.validator == "additionalProperties" and isinstance(exc.instance, dict):
+        known = set(exc.schema.get("properties", {}))
+        extra = sorted(k for k in exc.instance if k not in known)
+        if extra:
+            loc += (extra[0],)
+            message = f"unknown field (allowed: {', '.join(sorted(known))})"
+    elif exc.validator == "required" and isinstance(exc.instance, dict):
+        missing = [k for k in exc.validator_value if k not in exc.instance]
+        if missing:
+            loc += (missing[0],)
+            message = "required field missing"
+    raise _err(doc, prefix, loc, message)
 
 
 def _check_metadata(obj: dict[str, Any], doc: YamlDoc, prefix: Loc) -> None:

@@ -118,6 +118,8 @@ def _yaml_error(file: str, exc: YAMLError) -> ConfigError:
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
+        if exc.context and problem.startswith("but "):
+            problem = f"{exc.context}, {problem}"
         line = mark.line + 1 if mark is not None else None
         return ConfigError(f"invalid YAML: {problem}", file, line)
     return ConfigError(f"invalid YAML: {exc}", file)

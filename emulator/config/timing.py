@@ -26,6 +26,8 @@ class Timing(BaseModel):
     lb_health_check_interval_cluster: float = Field(description="L4 LB probe of :10256/healthz")
     lb_health_check_interval_local: float = Field(description="L4 LB probe of healthCheckNodePort")
     lb_health_check_timeout: float = Field(description="L4 LB probe timeout")
+    readiness_probe_scale: float = Field(default=1.0, description="multiplier of probes' periodSeconds")
+    readiness_probe_min_period: float = Field(default=1.0, description="shortest readiness probe period")
 
 
 PROFILES: dict[str, Timing] = {
@@ -36,7 +38,8 @@ PROFILES: dict[str, Timing] = {
     "fast": Timing(node_lease_interval=1, node_monitor_grace_period=5, pod_eviction_timeout=10,
                    kube_proxy_sync_period=5, kube_proxy_min_sync_period=0.1,
                    lb_health_check_interval_cluster=1, lb_health_check_interval_local=0.5,
-                   lb_health_check_timeout=0.5),
+                   lb_health_check_timeout=0.5, readiness_probe_scale=0.1,
+                   readiness_probe_min_period=0.2),
 }
 
 

@@ -12,6 +12,7 @@ The kernel datapath is used when the `openvswitch` module is usable, else the us
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,10 +21,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from emulator.errors import KernelError, PrerequisiteError
 from emulator.naming import IFNAMSIZ, is_kubemu_name
+from emulator.netns import entered
 
 LOG = logging.getLogger(__name__)
 
@@ -89,9 +91,10 @@ class OvsInstance:
     """One machine's Open vSwitch: a private instance in `run_dir`, or a running system one."""
 
     def __init__(self, run_dir: str, prefer_system: bool = True,
-                 datapath_type: str | None = None) -> None:
+                 datapath_type: str | None = None, userspace_tso: bool = True) -> None:
         self.run_dir = os.path.abspath(run_dir)
         self.prefer_system = prefer_system
+        self.userspace_tso = userspace_tso
         self.private = False
         self.started = False
         self._datapath_type = datapath_type
@@ -141,6 +144,7 @@ class OvsInstance:
                          OVS_LOGDIR=self.run_dir, OVS_SYSCONFDIR=self.run_dir)
         if all(self._daemon_pid(d) for d in DAEMONS):
             LOG.info("private Open vSwitch already running in %s", self.run_dir)
+            self._bridges = self.vsctl("list-br").split()  # all ours: stop() removes them
             return
         self._kill_daemons()
         for stale in ("conf.db", ".conf.db.~lock~", "db.sock"):
@@ -150,6 +154,10 @@ class OvsInstance:
         self._spawn([_which("ovsdb-server"), self.path("conf.db"),
                      f"--remote=punix:{self.path('db.sock')}", *self._daemon_opts("ovsdb-server")])
         self.vsctl("--no-wait", "init")
+        if self.userspace_tso and self.datapath_type == "netdev":
+            # Packets keep their checksum/GSO metadata (virtio-net header) through the
+            # userspace datapath, so veths with default offloads work and TCP is faster.
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
         self._spawn([_which("ovs-vswitchd"), self._db, *self._daemon_opts("ovs-vswitchd")])
         LOG.info("private Open vSwitch started in %s", self.run_dir)
 
@@ -243,6 +251,10 @@ class OvsInstance:
         target = ["-t", self.path("ovs-vswitchd.ctl")] if self.private else []
         return self._run([_which("ovs-appctl"), *target, *args], timeout=timeout)
 
+    def wait_revalidated(self) -> None:
+        """Wait until datapath caches reflect the flow tables (an OpenFlow barrier does not)."""
+        self.appctl("revalidator/wait")
+
     # --- bridges and ports ---
     @property
     def datapath_type(self) -> str:
@@ -291,14 +303,22 @@ class OvsInstance:
         if name in self._bridges:
             self._bridges.remove(name)
 
-    def add_ports(self, bridge: str, ports: Iterable[tuple[str, int | None]]) -> dict[str, int]:
-        """Attach root-namespace links in one transaction; returns each one's OpenFlow port."""
+    def add_ports(self, bridge: str, ports: Iterable[tuple[str, int | None]],
+                  peer_netns: Mapping[str, str] | None = None) -> dict[str, int]:
+        """Attach root-namespace links in one transaction; returns each one's OpenFlow port.
+
+        With the userspace datapath, TX checksum offload goes off on each link and, when
+        `peer_netns` names the namespace (name or path) of a veth's other end, on that end
+        too: the sender's end is the one that matters.
+        """
         ports = list(ports)
         if not ports:
             return {}
         if self.datapath_type == "netdev":
             for ifname, _ in ports:
                 disable_tx_offload(ifname)
+                if peer_netns and ifname in peer_netns:
+                    disable_peer_tx_offload(ifname, peer_netns[ifname])
         args: list[str] = []
         for ifname, ofport in ports:
             args += ["--", "--may-exist", "add-port", bridge, ifname]
@@ -319,9 +339,11 @@ class OvsInstance:
             raise KernelError(f"port {bad[0]} did not attach to {bridge}", "ovs-vsctl add-port", err)
         return result
 
-    def add_port(self, bridge: str, ifname: str, ofport: int | None = None) -> int:
+    def add_port(self, bridge: str, ifname: str, ofport: int | None = None,
+                 peer_netns: str | None = None) -> int:
         """Attach one root-namespace link to a bridge; returns its OpenFlow port number."""
-        return self.add_ports(bridge, [(ifname, ofport)])[ifname]
+        peers = {ifname: peer_netns} if peer_netns else None
+        return self.add_ports(bridge, [(ifname, ofport)], peers)[ifname]
 
     def del_port(self, bridge: str, ifname: str) -> None:
         """Detach a port (no error if it is already gone)."""
@@ -340,15 +362,30 @@ class OvsInstance:
         return result
 
 
-def disable_tx_offload(ifname: str) -> None:
-    """`ethtool -K IF tx off`: the userspace datapath forwards partial checksums unfixed."""
+def disable_tx_offload(ifname: str, netns: str | None = None) -> None:
+    """`ethtool -K IF tx off` (in `netns` if given): userspace OVS forwards partial checksums unfixed."""
     ethtool = shutil.which("ethtool") or shutil.which("ethtool", path="/usr/sbin:/sbin")
     if ethtool is None:
         raise PrerequisiteError("ethtool not found: install the Debian package ethtool")
-    res = subprocess.run([ethtool, "-K", ifname, "tx", "off"], capture_output=True, text=True,
-                         check=False)
+    with entered(netns) if netns else contextlib.nullcontext():
+        # A child forked from this thread starts in the thread's namespace.
+        res = subprocess.run([ethtool, "-K", ifname, "tx", "off"], capture_output=True, text=True,
+                             check=False)
     if res.returncode != 0:
         raise KernelError(f"could not turn TX offload off on {ifname}", "ethtool -K", res.stderr)
+
+
+def disable_peer_tx_offload(ifname: str, netns: str) -> None:
+    """TX offload off on the other end (inside `netns`) of the root-namespace veth `ifname`."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        links = ipr.link("get", ifname=ifname)
+        peer_index = links[0].get("link") if links else None
+    if not peer_index:
+        raise KernelError(f"{ifname} is not a veth with a peer", "ip link")
+    with entered(netns), IPRoute() as ipr:
+        peer = ipr.link("get", index=peer_index)[0].get("ifname")
+    disable_tx_offload(peer, netns)
 
 
 def disable_ipv6(ifname: str) -> None:
@@ -401,9 +438,28 @@ def find_private_daemons(run_prefix: str | None = None) -> list[OvsDaemon]:
 
 
 def kill_private_daemons(run_prefix: str | None = None) -> list[OvsDaemon]:
-    """Terminate the private OVS daemons `find_private_daemons` reports; returns them."""
+    """Stop the private OVS instances `find_private_daemons` reports and remove their bridges.
+
+    Graceful first (`exit --cleanup` removes the bridges' devices), then SIGTERM/SIGKILL;
+    the netdev datapath's bridge taps are persistent, so any that survive are deleted by
+    the names the instance's own database listed.
+    """
     daemons = find_private_daemons(run_prefix)
+    bridges: list[str] = []
+    for run_dir in sorted({d.run_dir for d in daemons}):
+        inst = OvsInstance(run_dir, prefer_system=False)
+        inst._db = f"unix:{inst.path('db.sock')}"
+        names = {d.name for d in daemons if d.run_dir == run_dir}
+        if "ovsdb-server" in names:
+            with contextlib.suppress(KernelError, OSError):
+                bridges += [b for b in inst.vsctl("list-br", timeout=3).split() if is_kubemu_name(b)]
+        if "ovs-vswitchd" in names:
+            subprocess.run([_which("ovs-appctl"), "-t", inst.path("ovs-vswitchd.ctl"), "--timeout=5",
+                            "exit", "--cleanup"], capture_output=True, check=False)
     _terminate([d.pid for d in daemons])
+    for bridge in bridges:
+        if os.path.exists(f"/sys/class/net/{bridge}"):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
     return daemons
 
 

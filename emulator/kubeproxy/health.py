@@ -47,9 +47,10 @@ class _Listener:
 
     @classmethod
     async def open(cls, handler: Callable[[web.BaseRequest], object], sock: socket.socket) -> "_Listener":
-        runner = web.ServerRunner(web.Server(handler), handle_signals=False)  # type: ignore[arg-type]
+        runner = web.ServerRunner(web.Server(handler), handle_signals=False,  # type: ignore[arg-type]
+                                  shutdown_timeout=1.0)
         await runner.setup()
-        site = web.SockSite(runner, sock, shutdown_timeout=1.0)
+        site = web.SockSite(runner, sock)
         try:
             await site.start()
         except BaseException:
@@ -134,12 +135,12 @@ class HealthServer:
             headers = dict(_JSON_HEADERS)
             headers["X-Load-Balancing-Endpoint-Weight"] = str(count)
             return web.Response(status=status, headers=headers,
-                                text=service_health_body(svc[0], svc[1], count, healthy))
+                                body=service_health_body(svc[0], svc[1], count, healthy).encode())
         return handle
 
     async def _handle_healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path not in ("/healthz", "/livez"):
-            return web.Response(status=404, text="404 page not found\n",
+            return web.Response(status=404, body=b"404 page not found\n",
                                 headers={"Content-Type": "text/plain; charset=utf-8",
                                          "X-Content-Type-Options": "nosniff"})
         h = self.proxier.health()
@@ -147,4 +148,4 @@ class HealthServer:
         last = h.current_time if healthy else h.last_updated
         body = f'{{"lastUpdated": "{go_time(last)}","currentTime": "{go_time(h.current_time)}"'
         body += f', "nodeEligible": {str(h.node_eligible).lower()}}}' if request.path == "/healthz" else "}"
-        return web.Response(status=200 if healthy else 503, headers=dict(_JSON_HEADERS), text=body)
+        return web.Response(status=200 if healthy else 503, headers=dict(_JSON_HEADERS), body=body.encode())

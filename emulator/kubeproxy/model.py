@@ -79,20 +79,25 @@ class ServicePort:
         return self.internal_policy_local or (self.external_policy_local and self.externally_accessible)
 
     @functools.cached_property
+    def chain_suffix(self) -> str:
+        """Hash shared by this port's KUBE-SVC/SVL/EXT/FW chains."""
+        return names.port_proto_hash(self.name.string, self.proto)
+
+    @property
     def svc_chain(self) -> str:
-        return names.svc_chain(self.name.string, self.proto)
+        return names.SVC_PREFIX + self.chain_suffix
 
-    @functools.cached_property
+    @property
     def svl_chain(self) -> str:
-        return names.svl_chain(self.name.string, self.proto)
+        return names.SVL_PREFIX + self.chain_suffix
 
-    @functools.cached_property
+    @property
     def ext_chain(self) -> str:
-        return names.ext_chain(self.name.string, self.proto)
+        return names.EXT_PREFIX + self.chain_suffix
 
-    @functools.cached_property
+    @property
     def fw_chain(self) -> str:
-        return names.fw_chain(self.name.string, self.proto)
+        return names.FW_PREFIX + self.chain_suffix
 
 
 @dataclasses.dataclass(frozen=True)

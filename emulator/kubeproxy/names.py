@@ -7,7 +7,6 @@ string followed by the endpoint's `IP:port`. Every name fits iptables' 28 charac
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 
 SVC_PREFIX = "KUBE-SVC-"
@@ -70,6 +69,13 @@ def is_service_chain(chain: str) -> bool:
     return chain.startswith(SERVICE_CHAIN_PREFIXES)
 
 
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"          # RFC 4648 standard alphabet
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]    # 10 bits -> 2 characters
+
+
 def _hash16(text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode("ascii")[:16]
+    """First 16 base32 characters of sha256(text), i.e. base32 of its first 10 bytes."""
+    v = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    p = _B32_PAIRS
+    return (p[v >> 70] + p[(v >> 60) & 1023] + p[(v >> 50) & 1023] + p[(v >> 40) & 1023]
+            + p[(v >> 30) & 1023] + p[(v >> 20) & 1023] + p[(v >> 10) & 1023] + p[v & 1023])

@@ -173,17 +173,18 @@ def render_service_port(sp: ServicePort, endpoints: list[Endpoint], cfg: RenderC
             rules.extend(f"{head} -s {ip} -j {ext}" for ip in sp.lb_ips)
         rules.append(f"-A {fw} -m comment --comment \"other traffic to {name} will be dropped by "
                      f"KUBE-PROXY-FIREWALL\"")
+    seps = {ep.string: ep.sep_chain(sp.name) for ep in reachable}
     if uses_cluster_chain:
         r.chains.append(svc)
-        _endpoint_rules(rules, sp, svc, cluster_eps, large_cluster)
+        _endpoint_rules(rules, sp, svc, cluster_eps, seps, large_cluster)
     if uses_local_chain:
         r.chains.append(svl)
-        _endpoint_rules(rules, sp, svl, local_eps, large_cluster)
+        _endpoint_rules(rules, sp, svl, local_eps, seps, large_cluster)
     # One KUBE-SEP per reachable endpoint: hairpin masquerade, affinity, DNAT.
     comment = "" if large_cluster else f" -m comment --comment {name}"
     affinity = sp.affinity_seconds > 0
     for ep in reachable:
-        sep = ep.sep_chain(sp.name)
+        sep = seps[ep.string]
         r.chains.append(sep)
         rules.append(f"-A {sep}{comment} -s {ep.ip} -j {n.KUBE_MARK_MASQ}")
         recent = f" -m recent --name {sep} --set" if affinity else ""
@@ -192,10 +193,10 @@ def render_service_port(sp: ServicePort, endpoints: list[Endpoint], cfg: RenderC
 
 
 def _endpoint_rules(rules: list[str], sp: ServicePort, chain: str, endpoints: list[Endpoint],
-                    large_cluster: bool) -> None:
+                    sep_names: dict[str, str], large_cluster: bool) -> None:
     """Affinity checks then the random load-balancing rules of a SVC/SVL chain."""
     name = sp.name.string
-    seps = [ep.sep_chain(sp.name) for ep in endpoints]
+    seps = [sep_names[ep.string] for ep in endpoints]
     if sp.affinity_seconds > 0:
         for ep, sep in zip(endpoints, seps):
             comment = "" if large_cluster else f" -m comment --comment \"{name} -> {ep.string}\""

@@ -21,7 +21,7 @@ from emulator.api.client import Informer
 from emulator.naming import RunNames
 from emulator.node import kernel
 from emulator.node.host import FabricHost
-from emulator.timing import Timing
+from emulator.config.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class NodeAgent:
         self.workloads = WorkloadHost()
         runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
         self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
-                               min_sync_period=t.kube_proxy_min_sync, sync_period=t.kube_proxy_sync)
+                               min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
         self.proxy_worker = KubeProxyWorker(self.proxier)
         self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
                                t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))

@@ -19,7 +19,7 @@ from emulator.errors import KubemuError
 from emulator.node import runtime
 from emulator.node.podnet import PodNetwork
 from emulator.node.probes import ProbeRunner, ProbeTarget
-from emulator.timing import Timing
+from emulator.config.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +133,14 @@ class Kubelet:
                            {"type": "ContainersReady", "status": "False"}]})
         probe = next((c.get("readinessProbe") for c in pod["spec"]["containers"] if c.get("readinessProbe")), None)
         t = self.timing
-        period = max(t.probe_min_period, (probe or {}).get("periodSeconds", 10) * t.probe_period_scale)
+        period = max(t.readiness_probe_min_period, (probe or {}).get("periodSeconds", 10) * t.readiness_probe_scale)
         self.probes.add(ProbeTarget(
             key=key, pod_ip=ip, pod_netns=pod_netns, probe=probe or {},
             ports=ports, period=period,
             timeout=max(0.2, min((probe or {}).get("timeoutSeconds", 1), period)),
             success_threshold=(probe or {}).get("successThreshold", 1),
             failure_threshold=(probe or {}).get("failureThreshold", 3),
-            next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.probe_period_scale))
+            next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.readiness_probe_scale))
 
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
         log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")

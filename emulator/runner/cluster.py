@@ -20,7 +20,7 @@ from emulator.errors import KubemuError, PrerequisiteError, Timeout
 from emulator.naming import RunNames
 from emulator.runner import cleanup
 from emulator.runner.plan import RunPlan, node_object, system_objects
-from emulator.timing import Timing
+from emulator.config.timing import Timing
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -117,7 +117,7 @@ class Cluster:
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
         self.progress("starting kubelet and kube-proxy on every node")
-        ray.get([self.agents[s["name"]].start.remote(self.api, self.timing.to_dict(), dns)
+        ray.get([self.agents[s["name"]].start.remote(self.api, self.timing.model_dump(), dns)
                  for s in self.plan.nodes])
         for spec in self.plan.nodes:
             ray.get(self.api.patch_status.remote("Node", "", spec["name"], {"conditions": [

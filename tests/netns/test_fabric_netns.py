@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from emulator.fabric.ovs import OvsInstance, find_private_daemons
+from emulator.fabric.ovs import OvsInstance, find_private_daemons, kill_private_daemons
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames, new_run_id
 from emulator.netns import entered, socket_in
@@ -79,6 +79,15 @@ class Fabric:
         assert self.controller is not None
         return {s["note"]: s for s in self.controller.flow_stats(DPID)}
 
+    def wait_stats(self, ok, timeout: float = 5.0) -> dict[str, dict]:
+        """OVS pushes datapath counters to flows about once a second: poll until `ok(stats)`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if ok(stats) or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.2)
+
 
 def add_host(fab: Fabric, i: int) -> None:
     """Namespace with eth0 (/32, onlink route to its gateway); root end on the bridge, no IP."""
@@ -94,7 +103,8 @@ def add_host(fab: Fabric, i: int) -> None:
         sh("ip", "-n", ns, *cmd)
     if addr:
         sh("ip", "-n", ns, "addr", "add", f"{addr}/32", "dev", "lo")  # no dummy module here
-    fab.ovs.add_port(fab.names.bridge(0), port)
+    # Nodes get TX offload off on their eth0 too; the internet host relies on userspace TSO.
+    fab.ovs.add_port(fab.names.bridge(0), port, peer_netns=ns if name.startswith("node") else None)
 
 
 @contextlib.contextmanager
@@ -123,6 +133,8 @@ def fabric() -> Iterator[Fabric]:
     finally:
         if fab.controller is not None:
             fab.controller.stop()
+        for i in range(len(fab.netns)):  # deleting the root end is synchronous, netns del is not
+            subprocess.run(["ip", "link", "del", names.fabric_port(i)], capture_output=True)
         for ns in fab.netns.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         fab.ovs.stop()
@@ -209,6 +221,40 @@ def tcp_transfer(src_ns: str, dst_ns: str, dst_ip: str, nbytes: int, timeout: fl
     return got[0]
 
 
+# First in the file: os-ken is one per process, so this runs before the module fixture's.
+def test_teardown_leaves_nothing() -> None:
+    with pytest.raises(RuntimeError):
+        with fabric() as f:
+            prefix = f.names.prefix
+            assert find_private_daemons(prefix)
+            assert ping(f.netns["node-a"], "10.128.0.3", count=1) == 1
+            assert leftovers(prefix)
+            raise RuntimeError("fail mid-test: teardown must still run")
+    assert leftovers(prefix) == []
+    assert find_private_daemons(prefix) == []
+
+
+def test_clean_kills_an_orphaned_private_ovs() -> None:
+    """What `kubemu clean` does after a crash: find the run's daemons by run dir, kill only them."""
+    names, other = RunNames(new_run_id()), RunNames(new_run_id())
+    run_dir, other_dir = (tempfile.mkdtemp(prefix=f"{n.prefix}-") for n in (names, other))
+    ovs, bystander = (OvsInstance(os.path.join(d, "ovs"), prefer_system=False) for d in (run_dir, other_dir))
+    try:
+        ovs.start()
+        bystander.start()
+        ovs.add_bridge(names.bridge(0), 1, free_port())
+        killed = kill_private_daemons(names.prefix)
+        assert sorted(d.name for d in killed) == ["ovs-vswitchd", "ovsdb-server"]
+        assert find_private_daemons(names.prefix) == []
+        assert len(find_private_daemons(other.prefix)) == 2  # another run's instance is untouched
+        assert leftovers(names.prefix) == []  # the netdev bridge's tap went with its daemon
+    finally:
+        ovs.stop()
+        bystander.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(other_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def fab() -> Iterator[Fabric]:
     with fabric() as f:
@@ -238,26 +284,39 @@ def test_internet_host_with_its_own_gateway(fab: Fabric) -> None:
 def test_gateway_is_answered_by_arp_and_not_flooded(fab: Fabric) -> None:
     neigh = sh("ip", "-n", fab.netns["node-a"], "neigh", "show", VPC_GW)
     assert ROUTER_MAC in neigh
-    assert fab.stats()[f"arp {VPC_GW}"]["packets"] >= 1
+    arp = f"arp {VPC_GW}"
+    assert fab.wait_stats(lambda s: s[arp]["packets"] >= 1)[arp]["packets"] >= 1
 
 
 def test_tcp_transfer_and_flow_counters(fab: Fabric) -> None:
-    before = fab.stats()["route 10.128.0.3/32 -> node-b"]["packets"]
+    route = "route 10.128.0.3/32 -> node-b"
+    before = fab.wait_stats(lambda s: True)[route]["bytes"]
     nbytes = 8 << 20
     got = tcp_transfer(fab.netns["node-a"], fab.netns["node-b"], "10.128.0.3", nbytes)
     assert got == nbytes
-    stats = fab.stats()
-    assert stats["route 10.128.0.3/32 -> node-b"]["packets"] - before > 100
-    assert stats["route 10.128.0.3/32 -> node-b"]["bytes"] > nbytes
+    stats = fab.wait_stats(lambda s: s[route]["bytes"] - before > nbytes)
+    assert stats[route]["bytes"] - before > nbytes   # every byte crossed the fabric's route flow
+    assert stats[route]["packets"] > 100 or fab.ovs.userspace_tso  # TSO: ~64 KB per packet
     assert stats["route 10.4.1.0/24 -> node-b"]["packets"] >= 3
     assert stats["from node-a"]["packets"] > 100
+
+
+def test_tcp_from_a_host_with_default_offloads(fab: Fabric) -> None:
+    """inet-1's eth0 keeps TX checksum offload on: userspace TSO carries the checksum state."""
+    if fab.ovs.datapath_type != "netdev":
+        pytest.skip("only the userspace datapath has this problem")
+    assert "tx-checksumming: on" in sh("ip", "netns", "exec", fab.netns["inet-1"], "ethtool", "-k", "eth0")
+    nbytes = 4 << 20
+    assert tcp_transfer(fab.netns["inet-1"], fab.netns["node-a"], "10.4.0.1", nbytes) == nbytes
 
 
 def test_state_change_removes_and_restores_a_route(fab: Fabric) -> None:
     assert fab.controller is not None
     fab.controller.set_state(fab.state(skip=("node-b",)))
+    fab.ovs.wait_revalidated()  # the barrier covers the flow table, not the datapath's cache
     assert ping(fab.netns["node-a"], "10.128.0.3", count=1, timeout=0.5) == 0
     fab.controller.set_state(fab.state())
+    fab.ovs.wait_revalidated()
     assert ping(fab.netns["node-a"], "10.128.0.3") == 3
 
 
@@ -274,14 +333,3 @@ def test_controller_restart_keeps_traffic_and_reconciles(fab: Fabric) -> None:
     assert ping(fab.netns["node-a"], "10.4.1.1") == 3
     assert all(s["note"] for s in fab.stats().values())  # every installed flow is a desired one
     print("timings:", {k: round(v, 3) for k, v in fab.timings.items()})
-
-
-def test_teardown_leaves_nothing() -> None:
-    with pytest.raises(RuntimeError):
-        with fabric() as f:
-            prefix = f.names.prefix
-            assert find_private_daemons(prefix)
-            assert ping(f.netns["node-a"], "10.128.0.3", count=1) == 1
-            raise RuntimeError("fail mid-test: teardown must still run")
-    assert leftovers(prefix) == []
-    assert find_private_daemons(prefix) == []

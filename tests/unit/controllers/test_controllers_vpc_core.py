@@ -149,6 +149,7 @@ def test_state_round_trips_through_json() -> None:
     (lambda d: d["endpoints"][1].update(name="node-a"), "endpoints[1].name"),
     (lambda d: d["endpoints"][0].update(colour="red"), "endpoints[0]"),
     (lambda d: d.update(firewall=[]), "state"),
+    (lambda d: d["endpoints"][0].update(gateway="10.128.0.254"), "endpoints[0].gateway"),
 ])
 def test_bad_state_names_the_field(mutate, field: str) -> None:
     data = state_dict()
@@ -156,6 +157,15 @@ def test_bad_state_names_the_field(mutate, field: str) -> None:
     with pytest.raises(ConfigError) as err:
         VpcState.from_dict(data)
     assert err.value.field == field
+
+
+def test_router_mac_defaults_and_endpoint_gateway_is_accepted() -> None:
+    data = state_dict()
+    del data["router_mac"]
+    data["endpoints"][2]["gateway"] = "203.0.113.1"
+    state = VpcState.from_dict(data)
+    assert state.router_mac == "42:01:0a:80:00:01"
+    assert state.endpoints[2].gateway == "203.0.113.1"
 
 
 def test_cookies_are_stable_unique_and_tagged(flows: list) -> None:
