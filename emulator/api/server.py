@@ -15,11 +15,9 @@ from emulator.api.store import ApiError, Gone, ObjectStore
 class ApiServer:
     """Objects with resourceVersion and watch; Service admission allocates addresses."""
 
-    def __init__(self, service_range: str, reserved_ips: dict[str, str] | None = None) -> None:
+    def __init__(self, service_range: str) -> None:
         self.store = ObjectStore()
         self.admission = ServiceAdmission(service_range)
-        for ip in (reserved_ips or {}).values():
-            self.admission.ips.reserve(ip)
         self._cond: asyncio.Condition | None = None
 
     def _condition(self) -> asyncio.Condition:

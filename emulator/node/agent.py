@@ -67,24 +67,32 @@ class NodeAgent:
         if self.role != "node":
             return True
         from emulator.kubeproxy.health import HealthServer
-        from emulator.kubeproxy.proxier import KubeProxyWorker, Proxier
+        from emulator.kubeproxy.proxier import Proxier
+        from emulator.kubeproxy.worker import KubeProxyWorker
         from emulator.kubeproxy.runner import IptablesRunner
         from emulator.node.kubelet import Kubelet
-        from emulator.workloads.netexec import WorkloadHost
+        from emulator.workloads.host import WorkloadHost
         t = Timing(**timing)
         self.workloads = WorkloadHost()
         runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
         self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
         self.proxy_worker = KubeProxyWorker(self.proxier)
+        self.health = HealthServer(self.workloads.loop, self._node_socket, self.proxier)
         self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
                                t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))
         self.svc_informer = Informer(api, ["Service", "EndpointSlice"], self._on_proxy_event)
-        self.proxy_worker.start()
         self.svc_informer.start()
-        self.kubelet.start()
         self.svc_informer.synced.wait(30)
+        self.proxy_worker.start()
+        self.workloads.call(self.health.start())
+        self.kubelet.start()
         return True
+
+    def _node_socket(self, port: int):
+        """A listening TCP socket in the node's namespace (kube-proxy's health servers)."""
+        from emulator.netns import socket_in
+        return socket_in(self.netns, bind=("0.0.0.0", port))
 
     def _on_proxy_event(self, type_: str, obj: dict) -> None:
         if obj["kind"] == "Service":
@@ -141,6 +149,11 @@ class NodeAgent:
     # --- teardown ---
     def shutdown(self) -> bool:
         """Stop everything and remove every kernel object this agent created."""
+        if self.health is not None and self.workloads is not None:
+            try:
+                self.workloads.call(self.health.stop())
+            except Exception:
+                log.exception("stopping health servers failed")
         for part in (self.svc_informer, self.proxy_worker):
             if part is not None:
                 try:

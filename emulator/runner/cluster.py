@@ -87,7 +87,7 @@ class Cluster:
         from emulator.fabric.sdn import SdnController
         opts = {"num_cpus": 0, "max_concurrency": 64}
         self.api = ray.remote(ApiServer).options(name="api", num_cpus=0).remote(
-            self.plan.service_range, {"kube-dns": self.plan.dns_ip})
+            self.plan.service_range)
         ctl_port = _free_port()
         self.sdn = ray.remote(SdnController).options(name="sdn", **opts).remote(ctl_port)
         machine = ray.remote(Machine).options(name="machine-0", **opts).remote(self.run_id, 0, state)

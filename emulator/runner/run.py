@@ -11,10 +11,12 @@ import json
 import os
 import signal
 import time
+import traceback
 from typing import Callable
 
 import ray
 
+from emulator.errors import KubemuError
 from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster, check_prerequisites
 from emulator.runner.plan import make_plan
@@ -75,12 +77,26 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
     except KeyboardInterrupt:
         results["interrupted"] = True
         raise
+    except KubemuError as e:
+        results["error"] = str(e)
+        raise
+    except Exception as e:  # a bug or a broken machine: one line here, the traceback in the run dir
+        path = os.path.join(run_dir, "error.txt")
+        with open(path, "w") as f:
+            f.write(traceback.format_exc())
+        results["error"] = _last_line(e)
+        raise KubemuError(f"internal error: {_last_line(e)} (traceback in {path})") from e
     finally:
         signal.signal(signal.SIGTERM, old)
         results["seconds"] = round(time.time() - t0, 3)
         with open(os.path.join(run_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2, default=str)
     return results
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
 
 
 def _backend(cluster) -> str | None:

@@ -52,6 +52,15 @@ class WorkloadHost:
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop serving every pod (other servers of the node may share it)."""
+        return self._loop
+
+    def call(self, coro) -> object:
+        """Run a coroutine on the loop from another thread and wait for its result."""
+        return self._call(coro)
+
     def _call(self, coro) -> object:
         """Run a coroutine on the loop and wait for its result."""
         if threading.current_thread() is self._thread:
