@@ -41,12 +41,16 @@ class RunNames:
     def host_netns(self, host: str) -> str:
         return f"{self.prefix}-host-{host}"
 
+    def fabric_netns(self, machine_index: int = 0) -> str:
+        """The machine's fabric namespace: its OVS bridge and the fabric ends of every link."""
+        return f"{self.prefix}-fabric{machine_index}"
+
     def pod_netns(self, namespace: str, pod: str) -> str:
         return f"{self.prefix}-pod-{namespace}-{pod}"
 
-    # --- root-namespace links and OVS objects (15 characters at most) ---
+    # --- fabric links and OVS objects (15 characters at most) ---
     def fabric_port(self, index: int) -> str:
-        """Root-namespace end of a node's or host's eth0 veth, attached to the fabric."""
+        """Fabric end of a node's or host's eth0 veth (in the fabric namespace), an OVS port."""
         return self._ifname("p", index)
 
     def bridge(self, machine_index: int = 0) -> str:

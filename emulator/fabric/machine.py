@@ -11,7 +11,9 @@ import logging
 import os
 
 from emulator.fabric.ovs import OvsInstance
+from emulator.fabric.relay import UnixToTcpRelay
 from emulator.naming import RunNames
+from emulator.node import kernel
 
 log = logging.getLogger(__name__)
 DPID_BASE = 0x6B75_0000  # "ku" + machine index
@@ -25,14 +27,25 @@ class Machine:
         self.index = index
         self.bridge = self.names.bridge(index)
         self.dpid = DPID_BASE + index
-        self.ovs = OvsInstance(os.path.join(state_dir, f"ovs{index}"))
+        self.netns = self.names.fabric_netns(index)
+        self.relay: UnixToTcpRelay | None = None
+        self.ovs = OvsInstance(os.path.join(state_dir, f"ovs{index}"), prefer_system=False, netns=self.netns)
 
-    def start(self, controller_port: int, controller_host: str = "127.0.0.1") -> dict:
-        """Start OVS (private unless a system one runs) and the bridge under the controller."""
+    def start(self, controller: tuple[str, int]) -> dict:
+        """Fabric namespace, private OVS inside it, the bridge under the controller.
+
+        Every fabric object (bridge, ports, the userspace datapath's taps) lives in the
+        machine's fabric namespace, so the root namespace gets no kubemu link at all.
+        """
+        kernel.netns_add(self.netns)
+        kernel.sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1",
+                                   "net.ipv6.conf.default.disable_ipv6": "1"})
+        kernel.ip_batch(self.netns, ["link set lo up"])
         self.ovs.start()
-        self.ovs.add_bridge(self.bridge, self.dpid, controller_port, controller_host)
+        self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), tuple(controller)).start()
+        self.ovs.add_bridge(self.bridge, self.dpid, controller_target=f"unix:{self.relay.unix_path}")
         return {"bridge": self.bridge, "dpid": self.dpid, "datapath_type": self.ovs.datapath_type,
-                "private_ovs": self.ovs.private, "machine": self.index,
+                "private_ovs": self.ovs.private, "machine": self.index, "netns": self.netns,
                 "ovs_start_seconds": round(self.ovs.start_seconds, 3)}
 
     def add_ports(self, ifnames: list[str]) -> dict[str, int]:
@@ -50,9 +63,12 @@ class Machine:
         return self.ovs.ofctl("-O", "OpenFlow13", "dump-flows", self.bridge)
 
     def stop(self) -> bool:
-        """Remove the bridge and stop a private OVS instance."""
+        """Remove the bridge, stop the private OVS instance, delete the fabric namespace."""
         try:
             self.ovs.stop()
         except Exception:
             log.exception("stopping OVS failed")
+        if self.relay is not None:
+            self.relay.stop()
+        kernel.netns_delete(self.netns)
         return True

@@ -91,8 +91,11 @@ class OvsInstance:
     """One machine's Open vSwitch: a private instance in `run_dir`, or a running system one."""
 
     def __init__(self, run_dir: str, prefer_system: bool = True,
-                 datapath_type: str | None = None, userspace_tso: bool = True) -> None:
+                 datapath_type: str | None = None, netns: str | None = None, userspace_tso: bool = True) -> None:
         self.run_dir = os.path.abspath(run_dir)
+        # A private instance may run inside a namespace of its own (the machine's fabric
+        # namespace): its bridges, ports and the userspace datapath's taps live there.
+        self.netns = netns
         self.prefer_system = prefer_system
         self.userspace_tso = userspace_tso
         self.private = False
@@ -158,7 +161,8 @@ class OvsInstance:
             # Packets keep their checksum/GSO metadata (virtio-net header) through the
             # userspace datapath, so veths with default offloads work and TCP is faster.
             self.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
-        self._spawn([_which("ovs-vswitchd"), self._db, *self._daemon_opts("ovs-vswitchd")])
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self._spawn([*prefix, _which("ovs-vswitchd"), self._db, *self._daemon_opts("ovs-vswitchd")])
         LOG.info("private Open vSwitch started in %s", self.run_dir)
 
     def _daemon_opts(self, daemon: str) -> list[str]:
@@ -174,7 +178,7 @@ class OvsInstance:
                                  env=self._env, check=False, timeout=_TIMEOUT)
         if res.returncode != 0:
             with open(errfile) as f:
-                raise KernelError("could not start Open vSwitch", os.path.basename(argv[0]), f.read())
+                raise KernelError("could not start Open vSwitch", " ".join(argv[:5]), f.read())
 
     def _daemon_pid(self, daemon: str) -> int | None:
         """Pid of our own daemon from its pid file, checked against /proc (None if gone)."""
@@ -268,32 +272,33 @@ class OvsInstance:
         """The bridges this instance created."""
         return list(self._bridges)
 
-    def add_bridge(self, name: str, dpid: int, controller_port: int,
-                   controller_host: str = "127.0.0.1") -> None:
+    def add_bridge(self, name: str, dpid: int, controller_port: int = 0,
+                   controller_host: str = "127.0.0.1", controller_target: str | None = None) -> None:
         """A fail-secure OpenFlow 1.3 bridge with datapath id `dpid` under an out-of-band controller."""
         if len(name) > IFNAMSIZ:
             raise ValueError(f"bridge name {name} is longer than {IFNAMSIZ} characters")
-        self._create_bridge(name, dpid, controller_host, controller_port)
+        target = controller_target or f"tcp:{controller_host}:{controller_port}"
+        self._create_bridge(name, dpid, target)
         error = self.vsctl("get", "Interface", name, "error").strip()
         if error not in ("[]", '""') and self.datapath_type == "system":
             LOG.warning("kernel datapath failed (%s); falling back to the userspace datapath", error)
             self.vsctl("--if-exists", "del-br", name)
             self._datapath_type = "netdev"
-            self._create_bridge(name, dpid, controller_host, controller_port)
+            self._create_bridge(name, dpid, target)
             error = self.vsctl("get", "Interface", name, "error").strip()
         if error not in ("[]", '""'):
             raise KernelError(f"bridge {name} has an error", "ovs-vsctl add-br", error)
         if name not in self._bridges:
             self._bridges.append(name)
 
-    def _create_bridge(self, name: str, dpid: int, host: str, port: int) -> None:
+    def _create_bridge(self, name: str, dpid: int, target: str) -> None:
         """One vsctl transaction creating the bridge and its controller record."""
         self.vsctl(
             "--may-exist", "add-br", name,
             "--", "set", "Bridge", name, f"datapath_type={self.datapath_type}", "fail_mode=secure",
             "protocols=OpenFlow13", f"other-config:datapath-id={dpid:016x}",
             "other-config:disable-in-band=true",
-            "--", "--id=@c", "create", "Controller", f'target="tcp:{host}:{port}"',
+            "--", "--id=@c", "create", "Controller", f'target="{target}"',
             "max_backoff=1000", "connection_mode=out-of-band",
             "--", "set", "Bridge", name, "controller=@c")
 
@@ -316,7 +321,7 @@ class OvsInstance:
             return {}
         if self.datapath_type == "netdev":
             for ifname, _ in ports:
-                disable_tx_offload(ifname)
+                disable_tx_offload(ifname, self.netns)
                 if peer_netns and ifname in peer_netns:
                     disable_peer_tx_offload(ifname, peer_netns[ifname])
         args: list[str] = []
@@ -326,12 +331,18 @@ class OvsInstance:
                 args += ["--", "set", "Interface", ifname, f"ofport_request={ofport}"]
         self.vsctl(*args[1:])
         for ifname, _ in ports:
-            disable_ipv6(ifname)
-        _run_ip_batch([f"link set dev {ifname} up" for ifname, _ in ports])
+            disable_ipv6(ifname, self.netns)
+        _run_ip_batch([f"link set dev {ifname} up" for ifname, _ in ports], self.netns)
         query: list[str] = []
         for ifname, _ in ports:
             query += ["--", "get", "Interface", ifname, "ofport"]
-        numbers = [int(x) for x in self.vsctl(*query[1:]).split()]
+        deadline = time.monotonic() + 10
+        while True:  # ofport is "[]" until ovs-vswitchd has opened the port
+            raw = self.vsctl(*query[1:]).split()
+            if all(x.lstrip("-").isdigit() for x in raw) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        numbers = [int(x) if x.lstrip("-").isdigit() else -1 for x in raw]
         result = dict(zip([p[0] for p in ports], numbers))
         bad = [n for n, num in result.items() if num <= 0]
         if bad:
@@ -388,17 +399,22 @@ def disable_peer_tx_offload(ifname: str, netns: str) -> None:
     disable_tx_offload(peer, netns)
 
 
-def disable_ipv6(ifname: str) -> None:
-    """No address at all on a root-namespace fabric port, not even an IPv6 link-local one."""
+def disable_ipv6(ifname: str, netns: str | None = None) -> None:
+    """No address at all on a fabric port, not even an IPv6 link-local one."""
+    if netns:
+        subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
+                        f"net.ipv6.conf.{ifname}.disable_ipv6=1"], capture_output=True, check=False)
+        return
     path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
     if os.path.exists(path):
         with open(path, "w") as f:
             f.write("1")
 
 
-def _run_ip_batch(lines: list[str]) -> None:
-    """Run `ip -batch -` in the root namespace (the caller's own links only)."""
-    res = subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
+def _run_ip_batch(lines: list[str], netns: str | None = None) -> None:
+    """Run `ip -batch -` in `netns` (default: the root namespace; the caller's own links only)."""
+    res = subprocess.run(["ip", *(["-n", netns] if netns else []), "-batch", "-"],
+                         input="\n".join(lines) + "\n", capture_output=True,
                          text=True, check=False)
     if res.returncode != 0:
         raise KernelError("ip link failed", "ip -batch", res.stderr)

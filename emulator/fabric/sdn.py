@@ -38,7 +38,12 @@ def _install_listen_hook() -> None:
 
 
 class SdnController:
-    """os-ken with the VPC router app, listening for OpenFlow switches on 127.0.0.1:`listen_port`."""
+    """os-ken with the VPC router app, listening for OpenFlow switches.
+
+    `listen_host` is an address (TCP on `listen_port`) or the path of a unix socket
+    (OVS target `unix:PATH`): a unix socket reaches bridges whose ovs-vswitchd runs in
+    another network namespace of the same machine.
+    """
 
     def __init__(self, listen_port: int, listen_host: str = "127.0.0.1", autostart: bool = True,
                  start_timeout: float = 10.0) -> None:
@@ -103,11 +108,18 @@ class SdnController:
         """Poll until the OpenFlow port accepts connections."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(_bound_to(s, self.listen_port) for s in _listeners):
+            if any(_bound_to(s, self.listen_port, self.listen_host) for s in _listeners):
                 return
             time.sleep(0.02)
         raise KernelError(f"os-ken did not listen on {self.listen_host}:{self.listen_port} "
                           "(port in use?)")
+
+    @property
+    def target(self) -> str:
+        """The OVS controller target for this controller (`unix:PATH` or `tcp:HOST:PORT`)."""
+        if self.listen_host.startswith("/"):
+            return f"unix:{self.listen_host}"
+        return f"tcp:{self.listen_host}:{self.listen_port}"
 
     # --- API (JSON-able in and out) ---
     def set_state(self, state: dict[str, Any], timeout: float = 10.0) -> None:
@@ -160,9 +172,11 @@ class SdnController:
                 _active = None
 
 
-def _bound_to(sock: socket.socket, port: int) -> bool:
-    """True when a (still open) socket is bound to the given port."""
+def _bound_to(sock: socket.socket, port: int, host: str = "") -> bool:
+    """True when a (still open) socket is bound to the given port (or unix path `host`)."""
     try:
+        if sock.family == socket.AF_UNIX:
+            return sock.fileno() >= 0 and sock.getsockname() == host
         return sock.fileno() >= 0 and sock.getsockname()[1] == port
     except OSError:
         return False

@@ -103,6 +103,10 @@ class Proxier:
         self.on_change: Callable[[], None] | None = None   # set by KubeProxyWorker
         self.node_eligible = True
         self.last_successful_sync: float | None = None
+        # Optional progress marker (e.g. the API resourceVersion the caller has fed in):
+        # read at the start of each sync; `synced_mark` is the value of the last good one.
+        self.sync_mark_fn: Callable[[], int] | None = None
+        self.synced_mark = 0
         self.last_result: SyncResult | None = None
         self._sync_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -173,6 +177,13 @@ class Proxier:
         return result
 
     def _sync_locked(self, full: bool) -> SyncResult:
+        mark = self.sync_mark_fn() if self.sync_mark_fn is not None else 0
+        result = self._sync_changes(full)
+        if result.ok:
+            self.synced_mark = max(self.synced_mark, mark)
+        return result
+
+    def _sync_changes(self, full: bool) -> SyncResult:
         start = self.clock()
         t0 = time.perf_counter()
         changed = self.service_map.update(self.service_changes)

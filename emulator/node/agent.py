@@ -36,7 +36,7 @@ class NodeAgent:
         self.role = spec["role"]  # node | host
         self.netns = self.names.node_netns(self.name) if self.role == "node" else self.names.host_netns(self.name)
         self.host = FabricHost(self.names.mininet_name(self.name), self.netns, spec["fabric_port"],
-                               spec["ip"], spec["gateway"])
+                               spec["fabric_netns"], spec["ip"], spec["gateway"])
         self.kubelet = None
         self.proxy_worker = None
         self.proxier = None
@@ -77,6 +77,8 @@ class NodeAgent:
         runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
         self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
+        self.seen_rv = 0
+        self.proxier.sync_mark_fn = lambda: self.seen_rv
         self.proxy_worker = KubeProxyWorker(self.proxier)
         self.health = HealthServer(self.workloads.loop, self._node_socket, self.proxier)
         self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
@@ -101,7 +103,12 @@ class NodeAgent:
                 self.kubelet.write_dns()
         else:
             self.proxier.on_endpointslice(type_, obj)
-        self.proxy_worker.notify()
+        # After the proxier has the change: a sync that reads this mark includes it.
+        self.seen_rv = max(self.seen_rv, int(obj["metadata"].get("resourceVersion", 0)))
+
+    def proxy_synced_rv(self) -> int:
+        """The API resourceVersion of the newest Service/EndpointSlice change in the node's rules."""
+        return self.proxier.synced_mark if self.proxier is not None else 0
 
     # --- traffic and inspection ---
     def run_http_load(self, target: str, params: dict, out_name: str) -> list[dict]:

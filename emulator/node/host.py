@@ -2,9 +2,9 @@
 
 Cluster nodes and client hosts (internet hosts, VPC VMs) are both `FabricHost`s: a
 Mininet `Host` (a real network namespace held by a shell), named in /run/netns so
-`ip netns exec` reaches it, with a veth whose other end (in the root namespace, no
-address) is a port of the machine's OVS bridge. Addresses are /32 with the gateway
-on-link, as on a GCP VM.
+`ip netns exec` reaches it, with a veth whose other end (in the machine's fabric
+namespace, no address) is a port of the machine's OVS bridge. Addresses are /32 with
+the gateway on-link, as on a GCP VM.
 """
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 class FabricHost:
     """Creates and removes one host's namespace and its link to the fabric."""
 
-    def __init__(self, mininet_name: str, netns: str, fabric_port: str, ip: str, gateway: str) -> None:
+    def __init__(self, mininet_name: str, netns: str, fabric_port: str, fabric_netns: str,
+                 ip: str, gateway: str) -> None:
         self.mininet_name, self.netns, self.fabric_port = mininet_name, netns, fabric_port
+        self.fabric_netns = fabric_netns
         self.ip, self.gateway = ip, gateway
         self.host = None
         self.mac: str | None = None
@@ -31,9 +33,9 @@ class FabricHost:
         os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
         self.host = Host(self.mininet_name)
         kernel.netns_attach(self.netns, self.host.pid)
-        kernel.run(["ip", "link", "add", self.fabric_port, "type", "veth", "peer", "name", "eth0",
-                    "netns", self.netns])
-        kernel.ip_batch(None, [f"link set {self.fabric_port} up"])
+        # Both ends are born in their namespaces: the root namespace never sees them.
+        kernel.run(["ip", "link", "add", self.fabric_port, "netns", self.fabric_netns, "type", "veth",
+                    "peer", "name", "eth0", "netns", self.netns])
         kernel.ip_batch(self.netns, [
             "link set lo up",
             "link set eth0 up",
@@ -57,5 +59,5 @@ class FabricHost:
             except Exception:  # the shell may already be gone
                 log.debug("mininet host terminate failed", exc_info=True)
             self.host = None
+        kernel.run(["ip", "-n", self.fabric_netns, "link", "del", self.fabric_port], check=False)
         kernel.netns_delete(self.netns)
-        kernel.run(["ip", "link", "del", self.fabric_port], check=False)

@@ -115,7 +115,9 @@ class Kubelet:
                 "phase": "Failed", "reason": "UnsupportedContainer", "message": str(e)}))
             return
         pod_netns = self.names.pod_netns(ns, name)
-        dns = self.dns if not pod["spec"].get("hostNetwork") else None
+        dns = None
+        if self.dns and not pod["spec"].get("hostNetwork"):
+            dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]}
         ip = self.podnet.add_pod(pod_netns, ns, name, dns)
         local = LocalPod(key, pod_netns, ip)
         self.pods[key] = local

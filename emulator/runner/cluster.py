@@ -26,12 +26,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def check_prerequisites() -> None:
     """Root and the commands kubemu drives; a clear error when one is missing."""
     if os.geteuid() != 0:
@@ -39,6 +33,12 @@ def check_prerequisites() -> None:
     for cmd in ("ip", "mnexec", "ovs-vswitchd", "ovsdb-server", "iptables-restore", "dnsmasq", "ethtool"):
         if shutil.which(cmd) is None and not os.path.exists(f"/usr/sbin/{cmd}"):
             raise PrerequisiteError(f"command {cmd!r} not found: run ./scripts/setup.sh")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Cluster:
@@ -98,7 +98,7 @@ class Cluster:
         for spec in self.plan.hosts:
             self.agents[spec["name"]] = agent_cls.options(name=f"agent-{spec['name']}", **opts).remote(
                 self.run_id, spec, self.run_dir)
-        fabric = ray.get(machine.start.remote(ctl_port))
+        fabric = ray.get(machine.start.remote(("127.0.0.1", ctl_port)))
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
@@ -125,6 +125,22 @@ class Cluster:
         for obj in system_objects(self.plan.dns_ip):
             ray.get(self.api.apply.remote(obj))
         self.mark("nodes")
+        self.progress("waiting for kube-dns")
+        from emulator.runner.steps import ready_check
+        self.wait_for(ready_check(self, "Deployment", "kube-system", "kube-dns"), 60, "kube-dns to be ready")
+        self.wait_proxies_synced(60)
+        self.mark("dns")
+
+    def wait_proxies_synced(self, timeout: float) -> float:
+        """Wait until every node's kube-proxy has programmed every Service/EndpointSlice change so far."""
+        svcs, _ = ray.get(self.api.list.remote("Service"))
+        slices, _ = ray.get(self.api.list.remote("EndpointSlice"))
+        want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] or [0])
+        nodes = [self.agents[s["name"]] for s in self.plan.nodes]
+
+        def synced() -> bool:
+            return min(ray.get([a.proxy_synced_rv.remote() for a in nodes])) >= want
+        return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
 
     def vpc_state(self) -> dict:
         """What the SDN controller must route: every host's IP/MAC/port and routed ranges."""

@@ -32,7 +32,7 @@ def _sigterm(_signum, _frame):
 
 def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(base, f"{stamp}-{scenario_name}-{run_id}")
+    path = os.path.abspath(os.path.join(base, f"{stamp}-{scenario_name}-{run_id}"))
     os.makedirs(path, exist_ok=True)
     return path
 

@@ -50,9 +50,13 @@ def ready_check(cluster, kind: str, namespace: str, name: str):
 
 def run_wait(step, ctx: StepContext) -> dict:
     w = step.wait
-    waited = ctx.cluster.wait_for(ready_check(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name),
-                                  w.timeout, f"{w.ready} to be ready")
-    return {"step": "wait", "target": str(w.ready), "seconds": round(waited, 3)}
+    t0 = time.time()
+    ctx.cluster.wait_for(ready_check(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name),
+                         w.timeout, f"{w.ready} to be ready")
+    if w.ready.api_kind in ("Deployment", "Service"):
+        # Ready endpoints are only useful once every node's kube-proxy has programmed them.
+        ctx.cluster.wait_proxies_synced(max(1.0, w.timeout - (time.time() - t0)))
+    return {"step": "wait", "target": str(w.ready), "seconds": round(time.time() - t0, 3)}
 
 
 def run_sleep(step, ctx: StepContext) -> dict:
