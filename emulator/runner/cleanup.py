@@ -100,9 +100,10 @@ def driver_alive(run_id: str) -> bool:
     try:
         with open(os.path.join(state_dir(run_id), "driver.json")) as f:
             pid = json.load(f)["pid"]
-        os.kill(pid, 0)
-        return True
-    except (OSError, ValueError, KeyError):
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")   # a zombie is a dead driver not yet reaped
+    except (OSError, ValueError, KeyError, IndexError):
         return False
 
 
