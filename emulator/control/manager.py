@@ -13,6 +13,7 @@ import time
 import ray
 
 from emulator.api.client import Informer
+from emulator.logs import setup_actor_logging
 from emulator.control import endpointslices as eps
 from emulator.control import workloads
 from emulator.control.objects import is_terminating, labels, name, namespace
@@ -25,7 +26,9 @@ KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet"]
 class ControllerManager:
     """Runs the cluster's controllers against the API server until stopped."""
 
-    def __init__(self, api, min_interval: float = 0.05) -> None:
+    def __init__(self, api, run_dir: str | None = None, min_interval: float = 0.05) -> None:
+        if run_dir:
+            setup_actor_logging(run_dir, "controller-manager")
         self.api = api
         self.min_interval = min_interval
         self._dirty = threading.Event()

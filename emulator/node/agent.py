@@ -18,6 +18,7 @@ import time
 import ray
 
 from emulator.api.client import Informer
+from emulator.logs import setup_actor_logging
 from emulator.naming import RunNames
 from emulator.node import kernel
 from emulator.node.host import FabricHost
@@ -43,7 +44,7 @@ class NodeAgent:
         self.health = None
         self.workloads = None
         self.svc_informer = None
-        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {self.name} %(name)s %(message)s")
+        setup_actor_logging(run_dir, f"agent-{self.name}")
 
     # --- bring-up ---
     def create(self) -> dict:

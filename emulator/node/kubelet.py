@@ -127,12 +127,13 @@ class Kubelet:
                 if p.get("name"):
                     ports[p["name"]] = p["containerPort"]
             self._start_container(local, name, c, kind)
-        self.api.patch_status.remote("Pod", ns, name, {
+        # Synchronous: the probe's later Ready update must not overtake this one.
+        ray.get(self.api.patch_status.remote("Pod", ns, name, {
             "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": self.node_ip,
             "startTime": time.time(),
             "conditions": [{"type": "PodScheduled", "status": "True"},
                            {"type": "Ready", "status": "False"},
-                           {"type": "ContainersReady", "status": "False"}]})
+                           {"type": "ContainersReady", "status": "False"}]}))
         probe = next((c.get("readinessProbe") for c in pod["spec"]["containers"] if c.get("readinessProbe")), None)
         t = self.timing
         period = max(t.readiness_probe_min_period, (probe or {}).get("periodSeconds", 10) * t.readiness_probe_scale)
@@ -179,9 +180,9 @@ class Kubelet:
     def _on_probe(self, key: str, ready: bool) -> None:
         ns, name = key.split("/", 1)
         s = "True" if ready else "False"
-        self.api.patch_status.remote("Pod", ns, name, {"conditions": [
+        ray.get(self.api.patch_status.remote("Pod", ns, name, {"conditions": [
             {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": s},
-            {"type": "ContainersReady", "status": s}]})
+            {"type": "ContainersReady", "status": s}]}))
 
     def _teardown(self, key: str) -> None:
         local = self.pods.pop(key, None)

@@ -112,7 +112,7 @@ class Cluster:
         for spec in self.plan.nodes:
             ray.get(self.api.create.remote(node_object(spec, self.host_info[spec["name"]]["mac"], "machine-0")))
         from emulator.control.manager import ControllerManager
-        self.controllers = ray.remote(ControllerManager).options(name="controllers", **opts).remote(self.api)
+        self.controllers = ray.remote(ControllerManager).options(name="controllers", **opts).remote(self.api, self.run_dir)
         ray.get(self.controllers.start.remote())
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
