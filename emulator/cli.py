@@ -41,19 +41,21 @@ def main(verbose: bool) -> None:
 def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str) -> None:
     """Build the cluster of SCENARIO, run its steps, report, and tear everything down."""
     from emulator.config import load_scenario
+    from emulator.naming import new_run_id
     from emulator.runner.run import run_scenario
     try:
         sc = load_scenario(scenario)
     except KubemuError as e:
         _fail(e)
     t0 = time.time()
+    run_id = new_run_id()
 
     def progress(msg: str) -> None:
         console.print(f"[dim]{time.time() - t0:6.1f}s[/] {msg}")
-    console.print(f"[bold]kubemu[/] running scenario [bold]{sc.name}[/] "
+    console.print(f"[bold]kubemu[/] running scenario [bold]{sc.name}[/] as run kubemu{run_id} "
                   f"({len(sc.topology.nodes())} nodes, timing {sc.timing})")
     try:
-        results = run_scenario(sc, runs_dir, progress, address, iptables_backend)
+        results = run_scenario(sc, runs_dir, progress, address, iptables_backend, run_id)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted: cluster torn down[/]")
         sys.exit(130)
@@ -67,9 +69,9 @@ def print_results(results: dict) -> None:
     """The summary table, the assertions and where the results are."""
     flows = results.get("flows", {})
     if flows:
-        t = Table(title="traffic")
+        t = Table(title="traffic", expand=False)
         for col in ("flow", "requests", "success", "backends", "p50 ms", "p90 ms", "p99 ms", "req/s"):
-            t.add_column(col, justify="right" if col != "flow" else "left")
+            t.add_column(col, justify="right" if col != "flow" else "left", no_wrap=True)
         for name, f in flows.items():
             lat = f.get("total_ms") or {}
             t.add_row(name, str(f["count"]), f"{100 * f['success_ratio']:.1f}%", str(f["distinct_backends"]),
@@ -81,7 +83,7 @@ def print_results(results: dict) -> None:
             if pods:
                 share = ", ".join(f"{p} {n}" for p, n in sorted(pods.items()))
                 console.print(f"[bold]{name}[/] requests per backend pod: {share}")
-            errs = {k: v for k, v in (f.get("outcomes") or {}).items() if k != "ok"}
+            errs = {k: v for k, v in (f.get("outcomes") or {}).items() if k != "ok" and v}
             if errs:
                 console.print(f"[bold]{name}[/] failures: " + ", ".join(f"{k} {v}" for k, v in errs.items()))
     for s in results.get("steps", []):
@@ -147,3 +149,7 @@ def _legacy_in_use(ns: str) -> bool:
     out = subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy-save", "-t", "nat"],
                          capture_output=True, text=True).stdout
     return "KUBE-" in out
+
+
+if __name__ == "__main__":
+    main()

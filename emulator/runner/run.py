@@ -38,10 +38,11 @@ def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
 
 
 def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], None] = print,
-                 ray_address: str | None = None, iptables_backend: str = "auto") -> dict:
+                 ray_address: str | None = None, iptables_backend: str = "auto",
+                 run_id: str | None = None) -> dict:
     """Run a loaded scenario; returns the results dict (also written to results.json)."""
     check_prerequisites()
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     run_dir = new_run_dir(runs_dir, scenario.name, run_id)
     plan = make_plan(scenario.topology, RunNames(run_id), iptables_backend)
     timing = scenario.timings()
@@ -78,20 +79,30 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         results["interrupted"] = True
         raise
     except KubemuError as e:
-        results["error"] = str(e)
-        raise
+        cause = _unwrap(e)  # an actor's KubemuError arrives wrapped in a RayTaskError
+        results["error"] = str(cause)
+        if cause is e:
+            raise
+        raise cause from None
     except Exception as e:  # a bug or a broken machine: one line here, the traceback in the run dir
         path = os.path.join(run_dir, "error.txt")
         with open(path, "w") as f:
             f.write(traceback.format_exc())
-        results["error"] = _last_line(e)
-        raise KubemuError(f"internal error: {_last_line(e)} (traceback in {path})") from e
+        msg = _last_line(_unwrap(e))
+        results["error"] = msg
+        raise KubemuError(f"internal error: {msg} (traceback in {path})") from e
     finally:
         signal.signal(signal.SIGTERM, old)
         results["seconds"] = round(time.time() - t0, 3)
         with open(os.path.join(run_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2, default=str)
     return results
+
+
+def _unwrap(e: BaseException) -> BaseException:
+    """The original exception of a failed actor call."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(e, ray.exceptions.RayTaskError) and isinstance(cause, BaseException) else e
 
 
 def _last_line(e: BaseException) -> str:

@@ -1,0 +1,123 @@
+"""What a user sees of a whole run: the quickstart passes, bad input is refused cleanly,
+and normal exit, Ctrl-C, and kill -9 followed by `kubemu clean` leave nothing behind."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from emulator.runner import cleanup
+
+pytestmark = pytest.mark.e2e
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KUBEMU = [sys.executable, "-m", "emulator.cli"]
+QUICKSTART = os.path.join(ROOT, "scenarios", "quickstart.yaml")
+
+
+def root_namespace_state() -> dict[str, str]:
+    """Routes, addresses and iptables of the root namespace (must never change)."""
+    def out(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+    return {"routes": out("ip", "route", "show", "table", "all"), "addrs": out("ip", "-o", "addr"),
+            "legacy": out("iptables-legacy-save"), "nft": re.sub(r"^#.*$", "", out("iptables-nft-save"), flags=re.M)}
+
+
+def leftovers(run_id: str) -> list[str]:
+    """Everything of run `run_id` still on the machine."""
+    prefix = f"kubemu{run_id}"
+    found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(prefix)] if os.path.isdir("/run/netns") else []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if prefix in ln]
+    found += [f"process {p}" for p in cleanup.run_processes(run_id)]
+    found += [f"path {p}" for p in glob.glob(f"/etc/netns/{prefix}*") + glob.glob(f"/run/kubemu/{prefix}*")
+              + glob.glob(f"/tmp/{prefix}-ray")]
+    return found
+
+
+def start_run(tmp_path, scenario: str = QUICKSTART) -> tuple[subprocess.Popen, str]:
+    """`kubemu run` in the background; returns the process and its run id (from its first line)."""
+    proc = subprocess.Popen([*KUBEMU, "run", scenario, "--runs-dir", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    first = proc.stdout.readline()
+    m = re.search(r"run kubemu([a-z0-9]{4})", first)
+    assert m, first
+    return proc, m.group(1)
+
+
+def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 90) -> str:
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r}; got: {''.join(seen)}")
+
+
+def test_quickstart_passes_and_leaves_nothing(tmp_path):
+    before = root_namespace_state()
+    proc, run_id = start_run(tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "scenario passed" in out
+    results = json.load(open(glob.glob(str(tmp_path / "*" / "results.json"))[0]))
+    flow = results["flows"]["client-to-web"]
+    assert flow["count"] == 1000 and flow["success_ratio"] == 1.0 and flow["distinct_backends"] >= 5
+    assert leftovers(run_id) == []
+    assert root_namespace_state() == before
+
+
+def test_ctrl_c_mid_run_tears_everything_down(tmp_path):
+    proc, run_id = start_run(tmp_path)
+    wait_for_line(proc, r"step 1/")
+    assert any(n.startswith(f"kubemu{run_id}") for n in os.listdir("/run/netns"))  # it was up
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert leftovers(run_id) == []
+
+
+def test_kill_9_then_kubemu_clean_removes_everything(tmp_path):
+    proc, run_id = start_run(tmp_path)
+    wait_for_line(proc, r"step 1/")
+    proc.kill()
+    proc.wait(10)
+    assert leftovers(run_id) != []          # a crash leaves things behind...
+    res = subprocess.run([*KUBEMU, "clean", run_id], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert f"kubemu{run_id}: removed" in res.stdout
+    time.sleep(0.5)
+    assert leftovers(run_id) == []          # ...and `kubemu clean` removes exactly them
+
+
+@pytest.mark.parametrize("fixture", ["bad-yaml.yaml", "unknown-field.yaml", "scenario-bad-cidr.yaml",
+                                     "inline-topology-overlap.yaml", "service-selects-nothing.yaml"])
+def test_malformed_scenario_is_one_line_exit_2_and_builds_nothing(fixture):
+    path = os.path.join("tests", "unit", "config", "fixtures", "bad", fixture)
+    expected = open(os.path.join(ROOT, path)).readline().split("expect:", 1)[1].strip()
+    netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    res = subprocess.run([*KUBEMU, "run", path], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "300"}, timeout=60)
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    file_line, field, message = expected.split(": ", 2)
+    assert lines[0].startswith("error: tests/unit/config/fixtures/bad/")
+    assert f"/{file_line}: " in lines[0]                     # file and line
+    if field != "-":
+        assert f": {field}: " in lines[0]                    # field path
+    assert message.split(":")[0] in lines[0]
+    netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    assert netns_after == netns_before
