@@ -91,7 +91,9 @@ def print_results(results: dict) -> None:
             continue
         for c in s["checks"]:
             mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
-            console.print(f"{mark} {s['flow']}: {c['metric']} {c['expected']} (actual {c['actual']:.4g})")
+            actual = f"{c['actual']:.4g}" if isinstance(c["actual"], (int, float)) else ", ".join(c["actual"])
+            expected = c["expected"] if isinstance(c["expected"], str) else "= " + ", ".join(c["expected"])
+            console.print(f"{mark} {s['flow']}: {c['metric']} {escape(expected)} (actual {escape(actual)})")
     tl = results.get("timeline", {})
     if "first_ready" in tl:
         console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")

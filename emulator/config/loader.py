@@ -70,20 +70,23 @@ def _resolve(base: str, ref: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(base), ref))
 
 
-def _load_objects(doc: YamlDoc, entries: list[Any]) -> list[ManifestObject]:
-    """Objects of the scenario's manifests entries: files (relative paths) or inline objects."""
+def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",),
+                  check_all: bool = True) -> list[ManifestObject]:
+    """Objects of manifests entries (or an apply step's): files (relative paths) or inline objects."""
     objects: list[ManifestObject] = []
     for i, entry in enumerate(entries):
+        loc = (*field, i)
         if isinstance(entry, str):
             file = _resolve(doc.file, entry)
             if not os.path.isfile(file):
-                raise doc.error(("manifests", i), f"manifest file {file} not found")
+                raise doc.error(loc, f"manifest file {file} not found")
             objects += load_manifest_file(file)
         else:
-            mo = validate_object(doc.sub(("manifests", i)), ("manifests", i))
+            mo = validate_object(doc.sub(loc), loc)
             check_object(mo)
             objects.append(mo)
-    check_objects(objects)
+    if check_all:
+        check_objects(objects)
     return objects
 
 
@@ -111,6 +114,11 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
     scenario._file = doc.file
     scenario._topology_file = topology_file
     scenario._objects = _load_objects(doc, raw.get("manifests") or [])
+    for i, step in enumerate(scenario.steps):
+        if step.KIND == "apply":
+            # Applied objects replace or add to the manifests: checked one by one.
+            scenario._step_objects[i] = _load_objects(doc, raw["steps"][i]["apply"], ("steps", i, "apply"),
+                                                      check_all=False)
     for loc, message in scenario_problems(scenario):
         raise doc.error(loc, message)
     return scenario

@@ -17,6 +17,7 @@ from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, Pri
                       WithJsonSchema, model_validator)
 
 from emulator.config.manifests import ManifestObject
+from emulator.config.templates import placeholders, render_dummy
 from emulator.config.source import Loc
 from emulator.config.timing import Timing, TimingName, timing_for
 from emulator.config.topology import StrictModel, Topology
@@ -120,7 +121,7 @@ class HttpLoad(StrictModel):
     @model_validator(mode="after")
     def _url_is_http(self) -> "HttpLoad":
         """Only http:// and https:// URLs with a host."""
-        parts = urlsplit(self.url)
+        parts = urlsplit(render_dummy(self.url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {self.url!r} must be http:// or https:// with a host")
         return self
@@ -160,21 +161,74 @@ class TrafficStep(StrictModel):
     traffic: TrafficSpec
 
 
+def _manifest_entry(value: Any) -> str | dict[str, Any]:
+    """A manifest entry: a file path (relative to the scenario) or an inline object."""
+    if isinstance(value, (str, dict)) and value:
+        return value
+    raise ValueError("a manifest entry is a file path or an inline Kubernetes object")
+
+
+ManifestEntry = Annotated[str | dict[str, Any], PlainValidator(_manifest_entry),
+                          WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}]})]
+
+
+class ApplyStep(StrictModel):
+    """`- apply: [file.yaml, {inline object}]`: create or update objects while the cluster runs."""
+
+    KIND: ClassVar[str] = "apply"
+    apply: list[ManifestEntry] = Field(min_length=1)
+
+
+class DeleteSpec(StrictModel):
+    """Delete a Deployment, Pod or Service."""
+
+    object: ObjectRefField
+    namespace: DnsLabel = "default"
+
+
+class DeleteStep(StrictModel):
+    """`- delete: {object: service/web}`."""
+
+    KIND: ClassVar[str] = "delete"
+    delete: DeleteSpec
+
+
+class ScaleSpec(StrictModel):
+    """Set a Deployment's replicas."""
+
+    deployment: DnsLabel
+    replicas: Annotated[int, NoBool, Field(ge=0)]
+    namespace: DnsLabel = "default"
+
+
+class ScaleStep(StrictModel):
+    """`- scale: {deployment: web, replicas: 4}`."""
+
+    KIND: ClassVar[str] = "scale"
+    scale: ScaleSpec
+
+
 class AssertSpec(StrictModel):
     """Bounds on the results of an earlier flow; each given metric must hold."""
 
+    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served")
     flow: DnsLabel
     success_ratio: ComparisonField | None = None
+    refused_ratio: ComparisonField | None = None
+    timeout_ratio: ComparisonField | None = None
     distinct_backends: ComparisonField | None = None
     p50_ms: ComparisonField | None = None
     p90_ms: ComparisonField | None = None
     p99_ms: ComparisonField | None = None
     max_ms: ComparisonField | None = None
+    client_ips_seen: list[str] | None = Field(
+        default=None, description="exactly these client IPs reached the pods ({node:N}, {host:H}, ...)")
+    nodes_served: list[str] | None = Field(default=None, description="exactly these nodes' pods answered")
 
     @model_validator(mode="after")
     def _some_metric(self) -> "AssertSpec":
         """At least one metric is bounded."""
-        if not self.checks():
+        if not self.checks() and not self.set_checks():
             raise ValueError("give at least one metric: " + ", ".join(self._metrics()))
         return self
 
@@ -184,8 +238,13 @@ class AssertSpec(StrictModel):
         return [n for n in cls.model_fields if n != "flow"]
 
     def checks(self) -> dict[str, Comparison]:
-        """metric name -> bound, for the metrics given."""
-        return {n: getattr(self, n) for n in self._metrics() if getattr(self, n) is not None}
+        """metric name -> bound, for the numeric metrics given."""
+        return {n: getattr(self, n) for n in self._metrics()
+                if n not in self.SET_METRICS and getattr(self, n) is not None}
+
+    def set_checks(self) -> dict[str, list[str]]:
+        """metric name -> expected set (as a list), for the set metrics given."""
+        return {n: getattr(self, n) for n in self.SET_METRICS if getattr(self, n) is not None}
 
 
 class AssertStep(StrictModel):
@@ -195,7 +254,8 @@ class AssertStep(StrictModel):
     assert_: AssertSpec = Field(alias="assert")
 
 
-STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep)
+STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep, ApplyStep,
+                                                DeleteStep, ScaleStep)
 STEP_KINDS = tuple(c.KIND for c in STEP_CLASSES)   # type: ignore[attr-defined]
 
 
@@ -216,13 +276,6 @@ Step = Annotated[
 ]
 
 
-def _manifest_entry(value: Any) -> str | dict[str, Any]:
-    """A manifest entry: a file path (relative to the scenario) or an inline object."""
-    if isinstance(value, (str, dict)) and value:
-        return value
-    raise ValueError("a manifest entry is a file path or an inline Kubernetes object")
-
-
 def _topology_resolved(value: Any) -> Any:
     """The loader replaces a topology path by the loaded Topology before validation."""
     if isinstance(value, str):
@@ -230,8 +283,6 @@ def _topology_resolved(value: Any) -> Any:
     return value
 
 
-ManifestEntry = Annotated[str | dict[str, Any], PlainValidator(_manifest_entry),
-                          WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}]})]
 TopologyField = Annotated[Topology, BeforeValidator(_topology_resolved, json_schema_input_type=str | Topology)]
 
 
@@ -250,6 +301,7 @@ class Scenario(StrictModel):
     _file: str | None = PrivateAttr(default=None)
     _topology_file: str | None = PrivateAttr(default=None)
     _objects: list[ManifestObject] = PrivateAttr(default_factory=list)
+    _step_objects: dict[int, list[ManifestObject]] = PrivateAttr(default_factory=dict)
 
     @property
     def file(self) -> str | None:
@@ -276,7 +328,12 @@ class Scenario(StrictModel):
 
     def find(self, kind: str, namespace: str | None, name: str) -> ManifestObject | None:
         """The object of that kind, namespace and name, if the manifests define it."""
-        return next((o for o in self._objects if o.key == (kind, namespace, name)), None)
+        every = self._objects + [o for objs in self._step_objects.values() for o in objs]
+        return next((o for o in every if o.key == (kind, namespace, name)), None)
+
+    def step_objects(self, index: int) -> list[ManifestObject]:
+        """The objects of the apply step at `index` (validated like manifests)."""
+        return self._step_objects.get(index, [])
 
 
 def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
@@ -299,11 +356,43 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
                 problems.append((("steps", i, "traffic", "name"), f"duplicate flow name {spec.name!r}"))
             flows.add(spec.name)
             problems += [(("steps", i, "traffic") + loc, msg) for loc, msg in _traffic_problems(scenario, spec)]
-        elif isinstance(step, AssertStep) and step.assert_.flow not in flows:
-            known = ", ".join(sorted(flows)) or "none yet"
-            problems.append((("steps", i, "assert", "flow"),
-                             f"no earlier traffic step named {step.assert_.flow!r} (flows: {known})"))
+        elif isinstance(step, AssertStep):
+            if step.assert_.flow not in flows:
+                known = ", ".join(sorted(flows)) or "none yet"
+                problems.append((("steps", i, "assert", "flow"),
+                                 f"no earlier traffic step named {step.assert_.flow!r} (flows: {known})"))
+            for j, ip in enumerate(step.assert_.client_ips_seen or []):
+                problems += [(("steps", i, "assert", "client_ips_seen", j), m)
+                             for m in _placeholder_problems(scenario, ip)]
+            for j, node in enumerate(step.assert_.nodes_served or []):
+                if scenario.topology.node(node) is None:
+                    problems.append((("steps", i, "assert", "nodes_served", j), f"no node {node!r} in the topology"))
+        elif isinstance(step, DeleteStep):
+            ref, ns = step.delete.object, step.delete.namespace
+            if scenario.find(ref.api_kind, ns, ref.name) is None:
+                problems.append((("steps", i, "delete", "object"), f"no {ref.api_kind} {ns}/{ref.name} in the manifests"))
+        elif isinstance(step, ScaleStep):
+            sc = step.scale
+            if scenario.find("Deployment", sc.namespace, sc.deployment) is None:
+                problems.append((("steps", i, "scale", "deployment"),
+                                 f"no Deployment {sc.namespace}/{sc.deployment} in the manifests"))
     return problems
+
+
+def _placeholder_problems(scenario: Scenario, text: str) -> list[str]:
+    """Placeholders that name nothing: unknown nodes, hosts, pods or Services."""
+    out = []
+    for p in placeholders(text):
+        if p.kind == "node" and scenario.topology.node(p.name) is None:
+            out.append(f"{{node:{p.name}}}: no such node in the topology")
+        elif p.kind == "host" and scenario.topology.client(p.name) is None:
+            out.append(f"{{host:{p.name}}}: no such client host in the topology")
+        elif p.kind == "pod" and scenario.find("Pod", p.namespace, p.name) is None:
+            out.append(f"{{pod:{p.name}}}: no Pod {p.namespace}/{p.name} in the manifests")
+        elif p.kind in ("clusterip", "nodeport", "lbip", "hcport") and \
+                scenario.find("Service", p.namespace, p.name) is None:
+            out.append(f"{{{p.kind}:{p.name}}}: no Service {p.namespace}/{p.name} in the manifests")
+    return out
 
 
 def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, str]]:
@@ -320,7 +409,8 @@ def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, 
         names = ", ".join(c.name for c in scenario.topology.clients) or "none"
         problems.append((("from",), f"no client host {src.name!r} in the topology (clients: {names})"))
     if spec.http is not None:
-        m = _SVC_HOST_RE.match(urlsplit(spec.http.url).hostname or "")
+        problems += [(("http", "url"), m) for m in _placeholder_problems(scenario, spec.http.url)]
+        m = _SVC_HOST_RE.match(urlsplit(render_dummy(spec.http.url)).hostname or "")
         if m and scenario.find("Service", m.group(2), m.group(1)) is None:
             problems.append((("http", "url"), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
     return problems

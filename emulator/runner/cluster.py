@@ -78,8 +78,11 @@ class Cluster:
             json.dump({"pid": os.getpid(), "run_dir": self.run_dir, "started": time.time()}, f)
         os.environ[cleanup.RUN_ENV] = self.run_id
         self.progress("starting Ray")
+        local = not self.ray_address
         ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=cleanup.ray_temp_dir(self.run_id) if not self.ray_address else None,
+                 _temp_dir=cleanup.ray_temp_dir(self.run_id) if local else None,
+                 # one actor per emulated host: let them all start at once
+                 _system_config={"worker_maximum_startup_concurrency": 16} if local else None,
                  configure_logging=False, namespace=f"kubemu{self.run_id}")
         self.mark("ray")
         from emulator.api.server import ApiServer

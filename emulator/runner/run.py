@@ -62,8 +62,9 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             for mo in scenario.objects:
                 ray.get(cluster.api.apply.remote(mo.obj))
             cluster.mark("manifests")
-            ctx = StepContext(cluster)
+            ctx = StepContext(cluster, scenario)
             for i, step in enumerate(scenario.steps):
+                ctx.index = i
                 kind = step.KIND
                 progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
                 rec = EXECUTORS[kind](step, ctx)
@@ -128,4 +129,10 @@ def describe(step) -> str:
         return f"traffic {t.name}: {t.http.requests} HTTP requests from {t.from_} to {t.http.url}"
     if step.KIND == "assert":
         return f"assert on {step.assert_.flow}"
+    if step.KIND == "apply":
+        return f"apply {len(step.apply)} manifest entries"
+    if step.KIND == "delete":
+        return f"delete {step.delete.object}"
+    if step.KIND == "scale":
+        return f"scale deployment/{step.scale.deployment} to {step.scale.replicas}"
     return step.KIND

@@ -11,18 +11,55 @@ from typing import Any
 
 import ray
 
+from emulator.config.templates import Placeholder, render
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
 from emulator.report import stats
 
 
 class StepContext:
-    """What steps share: the cluster, flow records and summaries."""
+    """What steps share: the cluster, the scenario, flow records and summaries."""
 
-    def __init__(self, cluster) -> None:
+    def __init__(self, cluster, scenario=None) -> None:
         self.cluster = cluster
+        self.scenario = scenario
+        self.index = 0
         self.records: dict[str, list[dict]] = {}
         self.summaries: dict[str, Any] = {}
+
+    def resolve(self, p: Placeholder) -> str:
+        """The run-time value of a `{kind:ref}` placeholder."""
+        plan = self.cluster.plan
+        if p.kind in ("node", "host"):
+            for h in plan.hosts:
+                if h["name"] == p.name:
+                    return h["ip"]
+            raise KubemuError(f"no {p.kind} {p.name}")
+        if p.kind == "pod":
+            pod = ray.get(self.cluster.api.get.remote("Pod", p.namespace, p.name))
+            ip = (pod or {}).get("status", {}).get("podIP")
+            if not ip:
+                raise KubemuError(f"pod {p.namespace}/{p.name} has no IP")
+            return ip
+        svc = ray.get(self.cluster.api.get.remote("Service", p.namespace, p.name))
+        if svc is None:
+            raise KubemuError(f"no Service {p.namespace}/{p.name}")
+        spec = svc["spec"]
+        if p.kind == "clusterip":
+            return spec["clusterIP"]
+        if p.kind == "hcport":
+            if not spec.get("healthCheckNodePort"):
+                raise KubemuError(f"Service {p.namespace}/{p.name} has no healthCheckNodePort")
+            return str(spec["healthCheckNodePort"])
+        if p.kind == "lbip":
+            ingress = svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+            if not ingress:
+                raise KubemuError(f"Service {p.namespace}/{p.name} has no load balancer IP yet")
+            return ingress[0]["ip"]
+        ports = [q for q in spec.get("ports", []) if p.port in (None, q.get("name"), str(q.get("port")))]
+        if not ports or not ports[0].get("nodePort"):
+            raise KubemuError(f"Service {p.namespace}/{p.name} has no node port {p.port or ''}".rstrip())
+        return str(ports[0]["nodePort"])
 
 
 def ready_check(cluster, kind: str, namespace: str, name: str):
@@ -64,10 +101,10 @@ def run_sleep(step, ctx: StepContext) -> dict:
     return {"step": "sleep", "seconds": step.sleep}
 
 
-def http_params(h) -> dict:
-    """Parameters of the HTTP load generator for an `http:` spec."""
-    return {"url": h.url, "requests": h.requests, "concurrency": h.concurrency, "timeout": h.timeout,
-            "keepalive": h.keepalive}
+def http_params(h, ctx: StepContext) -> dict:
+    """Parameters of the HTTP load generator for an `http:` spec (placeholders resolved)."""
+    return {"url": render(h.url, ctx.resolve), "requests": h.requests, "concurrency": h.concurrency,
+            "timeout": h.timeout, "keepalive": h.keepalive}
 
 
 def run_traffic(step, ctx: StepContext) -> dict:
@@ -80,7 +117,7 @@ def run_traffic(step, ctx: StepContext) -> dict:
     else:
         agent, target = cluster.agents[src.name], ""
     t0 = time.time()
-    records = ray.get(agent.run_http_load.remote(target, http_params(spec.http), spec.name))
+    records = ray.get(agent.run_http_load.remote(target, http_params(spec.http, ctx), spec.name))
     ctx.records[spec.name] = records
     summary = stats.summarize(records)
     ctx.summaries[spec.name] = summary
@@ -92,6 +129,8 @@ def metric_value(summary, metric: str) -> float:
     """The value of an assertable metric of a flow summary."""
     if metric == "success_ratio":
         return summary.success_ratio
+    if metric in ("refused_ratio", "timeout_ratio"):
+        return summary.outcomes.get(metric[:-6], 0) / summary.count if summary.count else 0.0
     if metric == "distinct_backends":
         return summary.distinct_backends
     if metric.endswith("_ms"):
@@ -110,7 +149,35 @@ def run_assert(step, ctx: StepContext) -> dict:
     for metric, bound in a.checks().items():
         value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
+    for metric, wanted in a.set_checks().items():
+        want = sorted({render(w, ctx.resolve) for w in wanted})
+        got = sorted(summary.client_ips if metric == "client_ips_seen" else summary.per_node)
+        checks.append({"metric": metric, "expected": want, "actual": got, "ok": want == got})
     return {"step": "assert", "flow": a.flow, "checks": checks, "ok": all(c["ok"] for c in checks)}
 
 
-EXECUTORS = {"wait": run_wait, "sleep": run_sleep, "traffic": run_traffic, "assert": run_assert}
+def run_apply(step, ctx: StepContext) -> dict:
+    objs = ctx.scenario.step_objects(ctx.index)
+    for mo in objs:
+        ray.get(ctx.cluster.api.apply.remote(mo.obj))
+    return {"step": "apply", "objects": [mo.ref for mo in objs]}
+
+
+def run_delete(step, ctx: StepContext) -> dict:
+    d = step.delete
+    ray.get(ctx.cluster.api.delete.remote(d.object.api_kind, d.namespace, d.object.name))
+    return {"step": "delete", "object": str(d.object)}
+
+
+def run_scale(step, ctx: StepContext) -> dict:
+    sc = step.scale
+    dep = ray.get(ctx.cluster.api.get.remote("Deployment", sc.namespace, sc.deployment))
+    if dep is None:
+        raise KubemuError(f"no Deployment {sc.namespace}/{sc.deployment}")
+    dep["spec"]["replicas"] = sc.replicas
+    ray.get(ctx.cluster.api.update.remote(dep))
+    return {"step": "scale", "deployment": sc.deployment, "replicas": sc.replicas}
+
+
+EXECUTORS = {"wait": run_wait, "sleep": run_sleep, "traffic": run_traffic, "assert": run_assert,
+             "apply": run_apply, "delete": run_delete, "scale": run_scale}

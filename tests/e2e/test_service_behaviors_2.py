@@ -1,0 +1,205 @@
+"""kube-proxy behaviours of issue 3 proven with real traffic (part 2): session affinity,
+hairpin, Services without (ready) endpoints, updates under traffic, chain names."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from emulator.kubeproxy import names
+from service_helpers import (A, B, C, NODES, client_pods, cluster_ip, deployment, endpoints, gateway_of,
+                             is_ready, netexec_pod, node_port, outcomes, pod_ip, service, up, wait_endpoints,
+                             wait_rules_gone, wait_running)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def clients(cluster):
+    return client_pods(cluster)
+
+
+def test_session_affinity_client_ip_holds_and_can_be_switched_off(cluster, clients):
+    svc = service("sa", {"app": "sa"}, [{"port": 80, "targetPort": 8080}], sessionAffinity="ClientIP",
+                  sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}})
+    up(cluster, *[netexec_pod(f"sa-{i}", node, {"app": "sa"}) for i, node in enumerate(NODES)], svc)
+    url = f"http://{cluster_ip(cluster, 'sa')}/hostname"
+    for node in (A, C):
+        recs = cluster.http_load(f"pod/{clients[node]}", url, requests=15)
+        assert outcomes(recs) == {"ok": 15}
+        assert len({r["pod"] for r in recs}) == 1, node      # every new connection, same pod
+    svc["spec"]["sessionAffinity"] = "None"
+    del svc["spec"]["sessionAffinityConfig"]
+    cluster.apply(svc)
+    cluster.synced()
+    recs = cluster.http_load(f"pod/{clients[A]}", url, requests=30)
+    assert outcomes(recs) == {"ok": 30}
+    assert len({r["pod"] for r in recs}) > 1                   # spread again
+
+
+def test_hairpin_pod_reaches_itself_through_its_service(cluster, clients):
+    up(cluster, netexec_pod("hp-0", B, {"app": "hp"}), service("hp", {"app": "hp"}, [{"port": 80, "targetPort": 8080}]))
+    recs = cluster.http_load("pod/hp-0", f"http://{cluster_ip(cluster, 'hp')}/clientip", requests=10)
+    assert outcomes(recs) == {"ok": 10}
+    assert {r["pod"] for r in recs} == {"hp-0"}
+    # Hairpin traffic is masqueraded (KUBE-SEP's `-s <endpoint> -j KUBE-MARK-MASQ`): the
+    # pod sees the address of the bridge it hangs off, cbr0, not its own IP.
+    assert {r["client_ip_seen"] for r in recs} == {gateway_of(cluster, B)}
+    assert pod_ip(cluster, "hp-0") != gateway_of(cluster, B)
+
+
+def test_service_without_endpoints_refuses_at_once(cluster, clients):
+    up(cluster, service("noep", {"app": "nothing"}, [{"port": 80, "targetPort": 8080}], type="NodePort"))
+    timeout = 3.0
+    recs = cluster.http_load(f"pod/{clients[A]}", f"http://{cluster_ip(cluster, 'noep')}/", requests=5,
+                             timeout=timeout)
+    assert outcomes(recs) == {"refused": 5}
+    assert all(r["errno"] == "ECONNREFUSED" and r["total_ms"] < timeout * 1000 / 3 for r in recs)
+    # Its NodePort too (KUBE-EXTERNAL-SERVICES REJECT), seen from the VPC VM.
+    recs = cluster.http_load("host/vm-1", f"http://{cluster.node_ip(B)}:{node_port(cluster, 'noep')}/",
+                             requests=5, timeout=timeout)
+    assert outcomes(recs) == {"refused": 5}
+    assert all(r["total_ms"] < timeout * 1000 / 3 for r in recs)
+
+
+def test_publish_not_ready_addresses(cluster, clients):
+    never_ready = {"httpGet": {"path": "/healthz", "port": 9999}, "periodSeconds": 1}
+    cluster.apply(netexec_pod("nr-0", A, {"app": "nr"}, readiness=never_ready),
+                  service("nr-pub", {"app": "nr"}, [{"port": 80, "targetPort": 8080}],
+                          publishNotReadyAddresses=True),
+                  service("nr-hidden", {"app": "nr"}, [{"port": 80, "targetPort": 8080}]))
+    wait_running(cluster, "nr-0")
+    wait_endpoints(cluster, "nr-pub", 1)
+    wait_endpoints(cluster, "nr-hidden", 1, ready=False)
+    assert not is_ready(cluster, "nr-0")
+    assert [e["conditions"]["ready"] for e in endpoints(cluster, "nr-hidden")] == [False]
+    recs = cluster.http_load(f"pod/{clients[B]}", f"http://{cluster_ip(cluster, 'nr-pub')}/hostname", requests=10)
+    assert outcomes(recs) == {"ok": 10}
+    assert {r["pod"] for r in recs} == {"nr-0"}
+    recs = cluster.http_load(f"pod/{clients[B]}", f"http://{cluster_ip(cluster, 'nr-hidden')}/hostname",
+                             requests=5)
+    assert outcomes(recs) == {"refused": 5}
+
+
+def _slice(name: str, svc: str, eps: list[tuple[str, str, dict]]) -> dict:
+    """A hand-written EndpointSlice for a selector-less Service: (ip, node, conditions)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4", "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "nodeName": node, "conditions": cond} for ip, node, cond in eps]}
+
+
+def test_terminating_endpoints_serve_only_when_none_is_ready(cluster, clients):
+    up(cluster, netexec_pod("tf-0", A, {"app": "tf"}), netexec_pod("tf-1", B, {"app": "tf"}))
+    terminating = {"ready": False, "serving": True, "terminating": True}
+    ready = {"ready": True, "serving": True, "terminating": False}
+    t0, t1 = (pod_ip(cluster, "tf-0"), A), (pod_ip(cluster, "tf-1"), B)
+    cluster.apply(service("tf", None, [{"port": 80, "targetPort": 8080}]),
+                  _slice("tf-manual", "tf", [(*t0, terminating)]))
+    cluster.synced()
+    url = f"http://{cluster_ip(cluster, 'tf')}/hostname"
+    src = f"pod/{clients[C]}"
+
+    recs = cluster.http_load(src, url, requests=10)               # only a serving terminating one
+    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"tf-0"}
+    cluster.apply(_slice("tf-manual", "tf", [(*t0, terminating), (*t1, ready)]))
+    cluster.synced()
+    recs = cluster.http_load(src, url, requests=10)               # a ready one wins
+    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"tf-1"}
+    cluster.apply(_slice("tf-manual", "tf", [(*t0, {"ready": False, "serving": False, "terminating": True})]))
+    cluster.synced()
+    recs = cluster.http_load(src, url, requests=5)                # not serving: no endpoint at all
+    assert outcomes(recs) == {"refused": 5}
+    cluster.delete("Service", "tf")
+    cluster.delete("EndpointSlice", "tf-manual")
+
+
+class BackgroundLoad:
+    """HTTP requests to one URL from one source, in batches, until stopped."""
+
+    def __init__(self, cluster, source: str, url: str) -> None:
+        self.cluster, self.source, self.url = cluster, source, url
+        self.records: list[dict] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.records += self.cluster.http_load(self.source, self.url, requests=5, timeout=2.0)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
+
+    def __enter__(self) -> "BackgroundLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def test_updates_while_traffic_runs(cluster, clients):
+    up(cluster, netexec_pod("steady-0", A, {"app": "steady"}), netexec_pod("steady-1", C, {"app": "steady"}),
+       service("steady", {"app": "steady"}, [{"port": 80, "targetPort": 8080}]))
+    cluster.apply(deployment("scale", 2, {"app": "scale"}), service("scale", {"app": "scale"},
+                                                                      [{"port": 80, "targetPort": 8080}]))
+    cluster.wait_ready("Deployment", "scale")
+    wait_endpoints(cluster, "scale", 2)
+    ip = cluster_ip(cluster, "scale")
+    src = f"pod/{clients[A]}"
+    with BackgroundLoad(cluster, f"pod/{clients[B]}", f"http://{cluster_ip(cluster, 'steady')}/hostname") as bg:
+        recs = cluster.http_load(src, f"http://{ip}/hostname", requests=20)
+        assert outcomes(recs) == {"ok": 20} and len({r["pod"] for r in recs}) == 2
+
+        # Scale 2 -> 4: four distinct pods answer.
+        cluster.apply(deployment("scale", 4, {"app": "scale"}))
+        cluster.wait_ready("Deployment", "scale")
+        wait_endpoints(cluster, "scale", 4)
+        recs = cluster.http_load(src, f"http://{ip}/hostname", requests=40)
+        assert outcomes(recs) == {"ok": 40} and len({r["pod"] for r in recs}) == 4
+
+        # Change the port 80 -> 8888: the new port answers, the old one no longer does.
+        cluster.apply(service("scale", {"app": "scale"}, [{"port": 8888, "targetPort": 8080}]))
+        cluster.synced()
+        recs = cluster.http_load(src, f"http://{ip}:8888/hostname", requests=10)
+        assert outcomes(recs) == {"ok": 10}
+        old = cluster.http_load(src, f"http://{ip}:80/hostname", requests=3, timeout=1.0)
+        assert outcomes(old) == {"timeout": 3}
+
+        # Delete the Service: its ClusterIP no longer answers.
+        chain = names.svc_chain("default/scale", "tcp")
+        cluster.delete("Service", "scale")
+        wait_rules_gone(cluster, chain)
+        gone = cluster.http_load(src, f"http://{ip}:8888/hostname", requests=3, timeout=1.0)
+        assert outcomes(gone) == {"timeout": 3}
+    cluster.delete("Deployment", "scale")
+    assert bg.error is None, bg.error
+    assert len(bg.records) >= 10
+    assert outcomes(bg.records) == {"ok": len(bg.records)}
+    assert {r["pod"] for r in bg.records} == {"steady-0", "steady-1"}
+
+
+def test_chain_names_and_probabilities_read_like_a_gke_node(cluster, clients):
+    up(cluster, netexec_pod("cn-0", A, {"app": "cn"}), netexec_pod("cn-1", B, {"app": "cn"}),
+       service("cn", {"app": "cn"}, [{"port": 80, "targetPort": 8080}]))
+    ip = cluster_ip(cluster, "cn")
+    svc_chain = names.svc_chain("default/cn", "tcp")
+    seps = sorted(names.sep_chain("default/cn", "tcp", f"{pod_ip(cluster, p)}:8080") for p in ("cn-0", "cn-1"))
+    assert len(svc_chain) == len("KUBE-SVC-") + 16
+    for node in NODES:
+        lines = cluster.iptables_save(node).splitlines()
+        assert f":{svc_chain} - [0:0]" in lines
+        assert any(line.startswith("-A KUBE-SERVICES ") and f"-d {ip}/32" in line and line.endswith(f"-j {svc_chain}")
+                   for line in lines)
+        svc_rules = [line for line in lines if line.startswith(f"-A {svc_chain} ")]
+        jumps = [line for line in svc_rules if "-j KUBE-SEP-" in line]
+        assert len(jumps) == 2
+        assert "-m statistic --mode random --probability 0.5000000000" in jumps[0]
+        assert "statistic" not in jumps[1]
+        assert sorted(line.rsplit("-j ", 1)[1] for line in jumps) == seps
+        for sep in seps:
+            assert any(line.startswith(f"-A {sep} ") and "-j DNAT" in line for line in lines)
+    recs = cluster.http_load(f"pod/{clients[C]}", f"http://{ip}/hostname", requests=20)
+    assert outcomes(recs) == {"ok": 20} and {r["pod"] for r in recs} == {"cn-0", "cn-1"}
