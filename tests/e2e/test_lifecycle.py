@@ -121,3 +121,13 @@ def test_malformed_scenario_is_one_line_exit_2_and_builds_nothing(fixture):
     assert message.split(":")[0] in lines[0]
     netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert netns_after == netns_before
+
+
+def test_service_behaviors_scenario_passes(tmp_path):
+    res = subprocess.run([*KUBEMU, "run", os.path.join(ROOT, "scenarios", "service-behaviors.yaml"),
+                          "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"}, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    results = json.load(open(glob.glob(str(tmp_path / "*" / "results.json"))[0]))
+    asserts = [c for s in results["steps"] if s["step"] == "assert" for c in s["checks"]]
+    assert len(asserts) >= 25 and all(c["ok"] for c in asserts)

@@ -127,6 +127,11 @@ def test_external_traffic_policy_cluster_then_local(cluster, clients):
         recs = cluster.http_load("host/vm-1", f"http://{cluster.node_ip(node)}:{port}/clientip",
                                  requests=2, timeout=1.0)
         assert outcomes(recs) == {"timeout": 2}, node     # dropped, not refused
+    # Traffic from a pod or from the node itself is short-circuited to every endpoint,
+    # even on a node without one (KUBE-EXT's pod-range and --src-type LOCAL rules).
+    for source in (f"pod/{clients[B]}", f"node/{B}"):
+        recs = cluster.http_load(source, f"http://{cluster.node_ip(B)}:{port}/hostname", requests=3)
+        assert outcomes(recs) == {"ok": 3} and {r["pod"] for r in recs} == {"etp-0"}, source
 
 
 def test_health_check_node_port_of_local_load_balancer(cluster, clients):
