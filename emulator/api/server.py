@@ -108,6 +108,10 @@ class ApiServer:
     async def resource_version(self) -> int:
         return self.store.resource_version
 
+    async def last_event_rv(self, kinds: list[str]) -> int:
+        """resourceVersion of the newest create/update/delete of these kinds (0 if none logged)."""
+        return self.store.last_event_rv(kinds)
+
     async def watch(self, kinds: list[str], rv: int, timeout: float = 5.0,
                     node_name: str | None = None) -> dict[str, Any]:
         """Events after `rv` (waiting up to `timeout`): {"events": [...], "rv": int} or {"gone": True}."""

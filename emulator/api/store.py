@@ -150,6 +150,15 @@ class ObjectStore:
             out.append(copy.deepcopy(obj))
         return out, self._rv
 
+    def last_event_rv(self, kinds: Iterable[str]) -> int:
+        """resourceVersion of the newest event of these kinds still in the log (deletions
+        included, which no listed object shows), or 0."""
+        kinds = set(kinds)
+        for e in reversed(self._log):
+            if e.kind in kinds:
+                return e.rv
+        return 0
+
     def events_since(self, rv: int, kinds: Iterable[str] | None = None) -> list[WatchEvent]:
         """Events after `rv` for the given kinds; raises Gone when the log lost some."""
         if rv > self._rv:

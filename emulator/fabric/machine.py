@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from emulator.fabric.ovs import OvsInstance
+from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.naming import RunNames
 from emulator.node import kernel
@@ -22,28 +22,38 @@ DPID_BASE = 0x6B75_0000  # "ku" + machine index
 class Machine:
     """Owns one OVS instance and one bridge; removes both on `stop`."""
 
-    def __init__(self, run_id: str, index: int, state_dir: str) -> None:
+    def __init__(self, run_id: str, index: int, state_dir: str, use_system_ovs: bool = True) -> None:
         self.names = RunNames(run_id)
         self.index = index
         self.bridge = self.names.bridge(index)
         self.dpid = DPID_BASE + index
-        self.netns = self.names.fabric_netns(index)
         self.relay: UnixToTcpRelay | None = None
-        self.ovs = OvsInstance(os.path.join(state_dir, f"ovs{index}"), prefer_system=False, netns=self.netns)
+        self.system = use_system_ovs and system_db_socket() is not None
+        # A running system OVS lives in the root namespace: our bridge and ports go there
+        # (no addresses on them). Otherwise a private OVS runs in a fabric namespace.
+        self.netns = None if self.system else self.names.fabric_netns(index)
+        self.ovs = OvsInstance(os.path.join(state_dir, f"ovs{index}"), prefer_system=self.system,
+                               netns=self.netns)
 
     def start(self, controller: tuple[str, int]) -> dict:
-        """Fabric namespace, private OVS inside it, the bridge under the controller.
+        """The bridge under the controller, on the system OVS or on a private one.
 
-        Every fabric object (bridge, ports, the userspace datapath's taps) lives in the
-        machine's fabric namespace, so the root namespace gets no kubemu link at all.
+        Private: every fabric object (bridge, ports, the userspace datapath's taps) lives
+        in the machine's fabric namespace, so the root namespace gets no kubemu link, and
+        OVS reaches the controller through a unix-socket relay in its run directory.
         """
-        kernel.netns_add(self.netns)
-        kernel.sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1",
-                                   "net.ipv6.conf.default.disable_ipv6": "1"})
-        kernel.ip_batch(self.netns, ["link set lo up"])
+        if self.netns:
+            kernel.netns_add(self.netns)
+            kernel.sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1",
+                                       "net.ipv6.conf.default.disable_ipv6": "1"})
+            kernel.ip_batch(self.netns, ["link set lo up"])
         self.ovs.start()
-        self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), tuple(controller)).start()
-        self.ovs.add_bridge(self.bridge, self.dpid, controller_target=f"unix:{self.relay.unix_path}")
+        if self.netns:
+            self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), tuple(controller)).start()
+            target = f"unix:{self.relay.unix_path}"
+        else:
+            target = f"tcp:{controller[0]}:{controller[1]}"
+        self.ovs.add_bridge(self.bridge, self.dpid, controller_target=target)
         return {"bridge": self.bridge, "dpid": self.dpid, "datapath_type": self.ovs.datapath_type,
                 "private_ovs": self.ovs.private, "machine": self.index, "netns": self.netns,
                 "ovs_start_seconds": round(self.ovs.start_seconds, 3)}
@@ -70,5 +80,6 @@ class Machine:
             log.exception("stopping OVS failed")
         if self.relay is not None:
             self.relay.stop()
-        kernel.netns_delete(self.netns)
+        if self.netns:
+            kernel.netns_delete(self.netns)
         return True

@@ -36,8 +36,7 @@ class NodeAgent:
         self.name = spec["name"]
         self.role = spec["role"]  # node | host
         self.netns = self.names.node_netns(self.name) if self.role == "node" else self.names.host_netns(self.name)
-        self.host = FabricHost(self.names.mininet_name(self.name), self.netns, spec["fabric_port"],
-                               spec["fabric_netns"], spec["ip"], spec["gateway"])
+        self.host: FabricHost | None = None
         self.kubelet = None
         self.proxy_worker = None
         self.proxier = None
@@ -47,9 +46,11 @@ class NodeAgent:
         setup_actor_logging(run_dir, f"agent-{self.name}")
 
     # --- bring-up ---
-    def create(self) -> dict:
-        """Namespace, eth0 on the fabric; for nodes also forwarding and cbr0."""
+    def create(self, fabric_netns: str | None) -> dict:
+        """Namespace, eth0 on the fabric (its other end in `fabric_netns`); nodes: forwarding, cbr0."""
         t0 = time.time()
+        self.host = FabricHost(self.names.mininet_name(self.name), self.netns, self.spec["fabric_port"],
+                               fabric_netns, self.spec["ip"], self.spec["gateway"])
         self.host.create()
         settings = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         if self.role == "node":
@@ -106,6 +107,13 @@ class NodeAgent:
             self.proxier.on_endpointslice(type_, obj)
         # After the proxier has the change: a sync that reads this mark includes it.
         self.seen_rv = max(self.seen_rv, int(obj["metadata"].get("resourceVersion", 0)))
+        # The proxier already asked for a sync when it recorded the change, and that sync
+        # may have read the mark before the line above: ask again, so that a sync starting
+        # from now on publishes the new mark. Otherwise `proxy_synced_rv` would lag until
+        # the next periodic sync (sync_period: 5 s fast, 30 s gke) although the rules were
+        # applied. Merged with the pending request when that sync has not started yet.
+        if self.proxy_worker is not None:
+            self.proxy_worker.notify()
 
     def proxy_synced_rv(self) -> int:
         """The API resourceVersion of the newest Service/EndpointSlice change in the node's rules."""
@@ -175,5 +183,6 @@ class NodeAgent:
                 self.workloads.close()
             except Exception:
                 log.exception("stopping workloads failed")
-        self.host.destroy()
+        if self.host is not None:
+            self.host.destroy()
         return True

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class FabricHost:
     """Creates and removes one host's namespace and its link to the fabric."""
 
-    def __init__(self, mininet_name: str, netns: str, fabric_port: str, fabric_netns: str,
+    def __init__(self, mininet_name: str, netns: str, fabric_port: str, fabric_netns: str | None,
                  ip: str, gateway: str) -> None:
         self.mininet_name, self.netns, self.fabric_port = mininet_name, netns, fabric_port
         self.fabric_netns = fabric_netns
@@ -33,9 +33,13 @@ class FabricHost:
         os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
         self.host = Host(self.mininet_name)
         kernel.netns_attach(self.netns, self.host.pid)
-        # Both ends are born in their namespaces: the root namespace never sees them.
-        kernel.run(["ip", "link", "add", self.fabric_port, "netns", self.fabric_netns, "type", "veth",
+        # Both ends are born in their namespaces (with a system OVS, the fabric end stays
+        # in the root namespace, without any address).
+        where = ["netns", self.fabric_netns] if self.fabric_netns else []
+        kernel.run(["ip", "link", "add", self.fabric_port, *where, "type", "veth",
                     "peer", "name", "eth0", "netns", self.netns])
+        if not self.fabric_netns:
+            kernel.sysctl_root_ipv6_off(self.fabric_port)
         kernel.ip_batch(self.netns, [
             "link set lo up",
             "link set eth0 up",
@@ -59,5 +63,6 @@ class FabricHost:
             except Exception:  # the shell may already be gone
                 log.debug("mininet host terminate failed", exc_info=True)
             self.host = None
-        kernel.run(["ip", "-n", self.fabric_netns, "link", "del", self.fabric_port], check=False)
+        kernel.run(["ip", *(["-n", self.fabric_netns] if self.fabric_netns else []), "link", "del",
+                    self.fabric_port], check=False)
         kernel.netns_delete(self.netns)

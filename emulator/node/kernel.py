@@ -5,6 +5,7 @@ sequence of intentions and each namespace is configured with one `ip -batch` cal
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 from emulator.errors import KernelError
@@ -62,3 +63,11 @@ def link_mac(netns: str | None, ifname: str) -> str:
     out = run(prefix + ["-o", "link", "show", "dev", ifname])
     parts = out.split()
     return parts[parts.index("link/ether") + 1]
+
+
+def sysctl_root_ipv6_off(ifname: str) -> None:
+    """No IPv6 link-local address on one of our root-namespace links."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    if os.path.exists(path):
+        with open(path, "w") as f:
+            f.write("1")

@@ -105,7 +105,7 @@ class Cluster:
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
-        infos = ray.get([a.create.remote() for a in self.agents.values()])
+        infos = ray.get([a.create.remote(fabric["netns"]) for a in self.agents.values()])
         self.host_info = {i["name"]: i for i in infos}
         ray.get(machine.add_ports.remote([i["fabric_port"] for i in infos]))
         self.mark("hosts")
@@ -138,7 +138,9 @@ class Cluster:
         """Wait until every node's kube-proxy has programmed every Service/EndpointSlice change so far."""
         svcs, _ = ray.get(self.api.list.remote("Service"))
         slices, _ = ray.get(self.api.list.remote("EndpointSlice"))
-        want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] or [0])
+        # The newest logged event counts too: a deletion shows in no listed object.
+        last = ray.get(self.api.last_event_rv.remote(["Service", "EndpointSlice"]))
+        want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
         nodes = [self.agents[s["name"]] for s in self.plan.nodes]
 
         def synced() -> bool:

@@ -49,7 +49,7 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
         plan.nodes.append({
             "name": spec.name, "role": "node", "ip": a.ip, "pod_cidr": a.pod_cidr, "gateway": gateway,
             "zone": spec.zone, "pool": spec.pool, "labels": dict(spec.labels), "tags": list(spec.tags),
-            "fabric_port": names.fabric_port(port), "fabric_netns": names.fabric_netns(0), "cluster_cidr": str(topology.cluster.pod_range),
+            "fabric_port": names.fabric_port(port), "cluster_cidr": str(topology.cluster.pod_range),
             "network_mode": topology.cluster.network_mode, "iptables_backend": iptables_backend})
         port += 1
     inet_hosts = inet.hosts()
@@ -60,8 +60,7 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
         else:
             ip, gw = str(next(inet_hosts)), inet_gw
         plan.clients.append({"name": c.name, "role": "host", "kind": c.kind, "ip": ip, "gateway": gw,
-                             "zone": topology.client_zone(c), "fabric_port": names.fabric_port(port),
-                             "fabric_netns": names.fabric_netns(0)})
+                             "zone": topology.client_zone(c), "fabric_port": names.fabric_port(port)})
         port += 1
     return plan
 

@@ -28,6 +28,17 @@ def test_store_versions_and_events():
     assert s.events_since(0, ["Service"]) == []
 
 
+def test_store_last_event_rv_counts_deletions():
+    s = ObjectStore()
+    s.create({"kind": "Service", "metadata": {"name": "a"}})
+    s.create({"kind": "Pod", "metadata": {"name": "p"}})
+    assert s.last_event_rv(["Service"]) == 1
+    s.delete("Service", "default", "a")
+    s.create({"kind": "Pod", "metadata": {"name": "q"}})
+    assert s.last_event_rv(["Service", "EndpointSlice"]) == 3
+    assert s.last_event_rv(["Node"]) == 0
+
+
 def test_store_unchanged_update_makes_no_event():
     s = ObjectStore()
     a = s.create({"kind": "Node", "metadata": {"name": "n"}, "spec": {"x": 1}})
