@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.config.types import Cidr, DnsLabel, NoBool
 
@@ -104,6 +104,58 @@ def zone_region(zone: str) -> str:
     return zone.rsplit("-", 1)[0]
 
 
+_PORTS_RE = r"^[0-9]{1,5}(-[0-9]{1,5})?$"
+
+
+class FirewallProtocol(StrictModel):
+    """One protocol (and optional ports or port ranges) a firewall rule matches."""
+
+    protocol: Literal["tcp", "udp", "icmp", "all"]
+    ports: list[Annotated[str, Field(pattern=_PORTS_RE)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ports_valid(self) -> "FirewallProtocol":
+        """Ports only for tcp/udp; each in 1-65535, ranges low-high."""
+        if self.ports and self.protocol not in ("tcp", "udp"):
+            raise ValueError(f"ports apply to tcp and udp only, not {self.protocol}")
+        for p in self.ports:
+            lo, _, hi = p.partition("-")
+            lo_i, hi_i = int(lo), int(hi or lo)
+            if not 1 <= lo_i <= hi_i <= 65535:
+                raise ValueError(f"port range {p!r} is not within 1-65535 (low-high)")
+        return self
+
+
+class FirewallRule(StrictModel):
+    """A VPC firewall rule, as in GCP: evaluated in the fabric, stateful."""
+
+    name: DnsLabel
+    direction: Literal["ingress", "egress"] = "ingress"
+    action: Literal["allow", "deny"]
+    priority: Annotated[int, NoBool, Field(ge=0, le=65535)] = 1000
+    source_ranges: list[Cidr] = Field(default_factory=list)
+    destination_ranges: list[Cidr] = Field(default_factory=list)
+    target_tags: list[DnsLabel] = Field(default_factory=list, description="instances the rule applies to")
+    protocols: list[FirewallProtocol] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ranges_for_direction(self) -> "FirewallRule":
+        """Ingress rules name their sources; egress rules their destinations (GCP's rule)."""
+        if self.direction == "ingress" and not self.source_ranges:
+            raise ValueError("an ingress rule needs source_ranges")
+        if self.direction == "egress" and not self.destination_ranges:
+            raise ValueError("an egress rule needs destination_ranges")
+        return self
+
+    def to_state(self) -> dict:
+        """The dict the SDN controller's state takes."""
+        return {"name": self.name, "direction": self.direction, "action": self.action,
+                "priority": self.priority, "source_ranges": [str(r) for r in self.source_ranges],
+                "destination_ranges": [str(r) for r in self.destination_ranges],
+                "target_tags": list(self.target_tags),
+                "protocols": [{"protocol": p.protocol, "ports": list(p.ports)} for p in self.protocols]}
+
+
 class Topology(StrictModel):
     """A VPC with one GKE cluster and optional client hosts."""
 
@@ -111,6 +163,7 @@ class Topology(StrictModel):
     vpc: Vpc
     cluster: Cluster
     clients: list[Client] = Field(default_factory=list)
+    firewall: list[FirewallRule] = Field(default_factory=list, description="VPC firewall rules")
 
     def nodes(self) -> list[NodeSpec]:
         """All nodes: for each pool, for each zone in order, n = 1..nodes_per_zone."""
@@ -176,6 +229,10 @@ def topology_problems(topo: Topology) -> list[tuple[Loc, str]]:
     problems += _pool_problems(topo)
     problems += _capacity_problems(topo)
     problems += _client_problems(topo)
+    names = [r.name for r in topo.firewall]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            problems.append((("firewall", i, "name"), f"duplicate firewall rule name {n!r}"))
     return problems
 
 

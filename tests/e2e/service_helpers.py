@@ -114,13 +114,6 @@ def is_ready(cluster, name: str) -> bool:
     return condition(cluster.get("Pod", name), "Ready")
 
 
-def wait_rules_gone(cluster, text: str, timeout: float = 30) -> None:
-    """Wait until no node's iptables rules mention `text` (a deletion is programmed everywhere)."""
-    for node in NODES:
-        wait_until(lambda: cluster.iptables_save(node), lambda rules: text not in rules, timeout,
-                   f"{text} to leave the rules of {node}")
-
-
 # ---- lookups -----------------------------------------------------------------------
 
 def cluster_ip(cluster, svc: str) -> str:
