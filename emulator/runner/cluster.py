@@ -156,7 +156,8 @@ class Cluster:
                         "port_name": spec["fabric_port"], "dpid": self.fabric_info["dpid"],
                         "routes": [spec["pod_cidr"]] if spec["role"] == "node" else [],
                         "gateway": spec["gateway"]})
-        return {"gateways": sorted({self.plan.gateway, self.plan.internet_gateway}), "endpoints": eps}
+        return {"gateways": sorted({self.plan.gateway, self.plan.internet_gateway, self.plan.prober_gateway}),
+                "endpoints": eps}
 
     # --- queries used by steps ---
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:

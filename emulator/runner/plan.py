@@ -13,6 +13,9 @@ from emulator.api.ipam import plan_cluster_addresses
 from emulator.naming import RunNames
 
 KUBE_DNS_INDEX = 10  # kube-dns takes the 10th address of the service range, as on GKE
+# Google's L4 health checks come from 35.191.0.0/16 and 130.211.0.0/22: the emulated
+# prober host sits in the first range, behind its own router address.
+PROBER = {"name": "gcp-prober", "ip": "35.191.0.2", "gateway": "35.191.0.1"}
 
 
 @dataclass
@@ -23,13 +26,17 @@ class RunPlan:
     clients: list[dict] = field(default_factory=list)
     gateway: str = ""
     internet_gateway: str = ""
+    prober_gateway: str = PROBER["gateway"]
     cluster_cidr: str = ""
     service_range: str = ""
     dns_ip: str = ""
 
+    probers: list[dict] = field(default_factory=list)
+
     @property
     def hosts(self) -> list[dict]:
-        return self.nodes + self.clients
+        """Every host on the fabric: nodes, client hosts, and the health-check prober."""
+        return self.nodes + self.clients + self.probers
 
 
 def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunPlan:
@@ -62,6 +69,8 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
         plan.clients.append({"name": c.name, "role": "host", "kind": c.kind, "ip": ip, "gateway": gw,
                              "zone": topology.client_zone(c), "fabric_port": names.fabric_port(port)})
         port += 1
+    plan.probers.append({**PROBER, "role": "host", "kind": "prober", "zone": None,
+                         "fabric_port": names.fabric_port(port)})
     return plan
 
 
