@@ -4,11 +4,13 @@ All switch I/O happens in the app's own event loop thread (like faucet, one thre
 the state). Other threads talk to it through `set_state`, `flow_stats` and `barrier`,
 which post events and wait for their completion.
 
-On connect the app reads the port table and the installed flows, then sends only the
-difference to the desired flows: a restarted controller reinstalls what is missing and
-leaves working flows untouched (OVS keeps them while the controller is away, since the
-bridges are fail-secure). Cookies are content hashes, so "installed" and "desired" are
-compared without parsing flows back.
+On connect the app reads the port table, the installed flows and the installed groups,
+then sends only the difference to the desired ones: a restarted controller reinstalls
+what is missing and leaves working flows untouched (OVS keeps them while the controller
+is away, since the bridges are fail-secure; conntrack entries stay too). Cookies and
+group ids are content hashes, so "installed" and "desired" are compared without parsing
+flows back. Order of a sync: new groups, flow adds, flow deletes, group deletes, barrier
+(a flow never points at a missing group).
 """
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from os_ken.base import app_manager
 from os_ken.controller import event, ofp_event
 from os_ken.controller.controller import Datapath
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from os_ken.ofproto import ofproto_v1_3
+from os_ken.ofproto import nicira_ext, ofproto_v1_3
 
 from emulator.errors import KubemuError, Timeout
 
-from controllers.vpc_core import IN_PORT, FlowSpec, VpcState, compute_flows, diff_flows
+from controllers.vpc_core import (
+    IN_PORT, FlowSpec, GroupSpec, VpcState, compute, diff_flows, diff_groups,
+)
 
 ofp = ofproto_v1_3
 APP_NAME = "VpcRouterApp"
@@ -52,6 +56,7 @@ class _Switch:
     dpid: int
     ports: dict[str, int] = field(default_factory=dict)
     installed: dict[int, FlowSpec | None] = field(default_factory=dict)  # cookie -> spec
+    groups: dict[int, GroupSpec | None] = field(default_factory=dict)    # group id -> spec
     ready: bool = False
 
 
@@ -64,7 +69,8 @@ class _Pending:
 
 
 class VpcRouterApp(app_manager.OSKenApp):
-    """GCP VPC stand-in: answers ARP for gateways and routes endpoints' IPs and ranges."""
+    """GCP VPC stand-in: answers ARP for gateways, routes endpoints' IPs and ranges, enforces
+    firewall rules and forwards load balancers' traffic (see `controllers.vpc_core`)."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
@@ -119,6 +125,17 @@ class VpcRouterApp(app_manager.OSKenApp):
 
     def flow_stats(self, dpid: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Counters of every flow on one bridge, with the note of the spec that made it."""
+        return self._stats(dpid, lambda dp: dp.ofproto_parser.OFPFlowStatsRequest(dp),
+                           lambda sw, s: self._stat_dict(sw, s), timeout)
+
+    def group_stats(self, dpid: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Counters of every group on one bridge and of each bucket, named by the specs."""
+        return self._stats(dpid, lambda dp: dp.ofproto_parser.OFPGroupStatsRequest(dp, 0, ofp.OFPG_ALL),
+                           lambda sw, s: self._group_dict(sw, s), timeout)
+
+    def _stats(self, dpid: int, make: Callable[[Datapath], Any], convert: Callable[[_Switch, Any], Any],
+               timeout: float) -> list[Any]:
+        """Send a multipart stats request from the app thread and wait for the converted body."""
         done = threading.Event()
         out: list[Any] = []
 
@@ -128,13 +145,13 @@ class VpcRouterApp(app_manager.OSKenApp):
                 raise KubemuError(f"datapath {dpid:#x} is not connected")
 
             def finish(body: list[Any]) -> None:
-                out.extend(app._stat_dict(sw, s) for s in body)
+                out.extend(convert(sw, s) for s in body)
                 done.set()
-            app._request(sw, sw.dp.ofproto_parser.OFPFlowStatsRequest(sw.dp), finish)
+            app._request(sw, make(sw.dp), finish)
 
         self.call(request, timeout)
         if not done.wait(timeout):
-            raise Timeout(f"no flow stats from datapath {dpid:#x}")
+            raise Timeout(f"no stats from datapath {dpid:#x}")
         return out
 
     # --- switch lifecycle ---
@@ -153,11 +170,17 @@ class VpcRouterApp(app_manager.OSKenApp):
         """Port names -> numbers known; now read what flows the switch already has."""
         sw.ports = {_name(p): p.port_no for p in body if p.port_no < ofp.OFPP_MAX}
         self._request(sw, sw.dp.ofproto_parser.OFPFlowStatsRequest(sw.dp),
-                      lambda flows: self._on_reconcile(sw, flows))
+                      lambda flows: self._on_flows(sw, flows))
 
-    def _on_reconcile(self, sw: _Switch, flows: list[Any]) -> None:
-        """Send only the difference to the installed flows; ready once the barrier returns."""
+    def _on_flows(self, sw: _Switch, flows: list[Any]) -> None:
+        """Installed flows known; now read the installed groups."""
         sw.installed = {f.cookie: None for f in flows}
+        self._request(sw, sw.dp.ofproto_parser.OFPGroupDescStatsRequest(sw.dp, 0),
+                      lambda groups: self._on_reconcile(sw, groups))
+
+    def _on_reconcile(self, sw: _Switch, groups: list[Any]) -> None:
+        """Send only the difference to what is installed; ready once the barrier returns."""
+        sw.groups = {g.group_id: None for g in groups}
         self._sync(sw, on_done=lambda: self._mark_ready(sw))
 
     def _mark_ready(self, sw: _Switch) -> None:
@@ -219,6 +242,14 @@ class VpcRouterApp(app_manager.OSKenApp):
     def _on_flow_stats_reply(self, ev: Any) -> None:
         self._reply(ev.msg, list(ev.msg.body), bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE))
 
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def _on_group_desc_reply(self, ev: Any) -> None:
+        self._reply(ev.msg, list(ev.msg.body), bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE))
+
+    @set_ev_cls(ofp_event.EventOFPGroupStatsReply, MAIN_DISPATCHER)
+    def _on_group_stats_reply(self, ev: Any) -> None:
+        self._reply(ev.msg, list(ev.msg.body), bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE))
+
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _on_barrier_reply(self, ev: Any) -> None:
         self._reply(ev.msg, [], False)
@@ -231,16 +262,25 @@ class VpcRouterApp(app_manager.OSKenApp):
 
     # --- flow programming ---
     def _sync(self, sw: _Switch, on_done: Callable[[], None] | None = None) -> threading.Event:
-        """Send the difference between installed and desired flows, then a barrier."""
-        desired = compute_flows(self.state, sw.dpid, sw.ports) if self.state is not None else []
+        """Send the difference between installed and desired flows and groups, then a barrier."""
+        program = compute(self.state, sw.dpid, sw.ports) if self.state is not None else None
+        desired = list(program.flows) if program else []
+        desired_groups = list(program.groups) if program else []
         diff = diff_flows(sw.installed, desired)
+        gdiff = diff_groups(sw.groups, desired_groups)
+        for group in gdiff.add:
+            sw.dp.send_msg(group_mod(sw.dp, group))
         for flow in diff.add:
             sw.dp.send_msg(flow_mod(sw.dp, flow))
         for cookie in diff.delete:
             sw.dp.send_msg(delete_by_cookie(sw.dp, cookie))
-        if diff:
-            self.logger.info("datapath %016x: +%d -%d flows", sw.dpid, len(diff.add), len(diff.delete))
+        for group_id in gdiff.delete:
+            sw.dp.send_msg(delete_group(sw.dp, group_id))
+        if diff or gdiff:
+            self.logger.info("datapath %016x: +%d -%d flows, +%d -%d groups", sw.dpid, len(diff.add),
+                             len(diff.delete), len(gdiff.add), len(gdiff.delete))
         sw.installed = {f.cookie: f for f in desired}
+        sw.groups = {g.group_id: g for g in desired_groups}
         done = threading.Event()
 
         def finish(_: list[Any]) -> None:
@@ -257,6 +297,15 @@ class VpcRouterApp(app_manager.OSKenApp):
                 "match": {k: _plain(v) for k, v in stat.match.items()},
                 "packets": stat.packet_count, "bytes": stat.byte_count,
                 "note": spec.note if spec is not None else ""}
+
+    def _group_dict(self, sw: _Switch, stat: Any) -> dict[str, Any]:
+        """One group's counters, per bucket too, named by the spec (LB name, backend names)."""
+        spec = sw.groups.get(stat.group_id)
+        notes = spec.bucket_notes if spec is not None else ()
+        buckets = [{"note": notes[i] if i < len(notes) else "", "packets": b.packet_count,
+                    "bytes": b.byte_count} for i, b in enumerate(stat.bucket_stats)]
+        return {"group_id": stat.group_id, "name": spec.name if spec is not None else "",
+                "packets": stat.packet_count, "bytes": stat.byte_count, "buckets": buckets}
 
 
 def _name(port: Any) -> str:
@@ -281,33 +330,60 @@ def ofp_match(dp: Datapath, match: dict[str, Any]) -> Any:
     return dp.ofproto_parser.OFPMatch(**fields)
 
 
+def ofp_action(dp: Datapath, action: tuple[Any, ...]) -> Any:
+    """One OpenFlow action from a spec's action tuple (not `goto`, which is an instruction)."""
+    parser = dp.ofproto_parser
+    kind = action[0]
+    if kind == "output":
+        return parser.OFPActionOutput(ofp.OFPP_IN_PORT if action[1] == IN_PORT else action[1], 0)
+    if kind == "set_field":
+        return parser.OFPActionSetField(**{action[1]: action[2]})
+    if kind == "move":
+        return parser.NXActionRegMove(src_field=action[1], dst_field=action[2], n_bits=action[3])
+    if kind == "dec_ttl":
+        return parser.OFPActionDecNwTtl()
+    if kind == "group":
+        return parser.OFPActionGroup(action[1])
+    if kind == "resubmit":
+        return parser.NXActionResubmitTable(table_id=action[1])  # in_port: 0xfff8, keep it
+    if kind == "ct":
+        _, commit, zone, table, mark = action
+        if isinstance(zone, str):  # the zone is a register's low 16 bits
+            zone_src, zone_value = zone, nicira_ext.ofs_nbits(0, 15)
+        else:
+            zone_src, zone_value = "", zone
+        inner = [parser.OFPActionSetField(ct_mark=mark)] if mark is not None else []
+        return parser.NXActionCT(flags=nicira_ext.NX_CT_F_COMMIT if commit else 0, zone_src=zone_src,
+                                 zone_ofs_nbits=zone_value,
+                                 recirc_table=nicira_ext.NX_CT_RECIRC_NONE if table is None else table,
+                                 alg=0, actions=inner)
+    raise ValueError(f"unknown action {action!r}")
+
+
 def ofp_instructions(dp: Datapath, actions: tuple[tuple[Any, ...], ...]) -> list[Any]:
     """Apply-actions plus an optional goto_table from a spec's action tuples."""
     parser = dp.ofproto_parser
-    applied: list[Any] = []
-    goto: int | None = None
-    for action in actions:
-        kind = action[0]
-        if kind == "output":
-            port = ofp.OFPP_IN_PORT if action[1] == IN_PORT else action[1]
-            applied.append(parser.OFPActionOutput(port, 0))
-        elif kind == "set_field":
-            applied.append(parser.OFPActionSetField(**{action[1]: action[2]}))
-        elif kind == "move":
-            applied.append(parser.NXActionRegMove(src_field=action[1], dst_field=action[2],
-                                                  n_bits=action[3]))
-        elif kind == "dec_ttl":
-            applied.append(parser.OFPActionDecNwTtl())
-        elif kind == "goto":
-            goto = action[1]
-        else:
-            raise ValueError(f"unknown action {action!r}")
+    applied = [ofp_action(dp, a) for a in actions if a[0] != "goto"]
+    gotos = [a[1] for a in actions if a[0] == "goto"]
     inst: list[Any] = []
     if applied:
         inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, applied))
-    if goto is not None:
-        inst.append(parser.OFPInstructionGotoTable(goto))
+    if gotos:
+        inst.append(parser.OFPInstructionGotoTable(gotos[-1]))
     return inst
+
+
+def group_mod(dp: Datapath, group: GroupSpec) -> Any:
+    """OFPGC_ADD of a SELECT group (no selection method: OVS picks dp_hash, see vpc_lb)."""
+    parser = dp.ofproto_parser
+    buckets = [parser.OFPBucket(weight=1, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
+                                actions=[ofp_action(dp, a) for a in bucket]) for bucket in group.buckets]
+    return parser.OFPGroupMod(dp, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, group.group_id, buckets)
+
+
+def delete_group(dp: Datapath, group_id: int) -> Any:
+    """OFPGC_DELETE of one group (OVS also deletes flows still pointing at it)."""
+    return dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_SELECT, group_id, [])
 
 
 def flow_mod(dp: Datapath, flow: FlowSpec) -> Any:

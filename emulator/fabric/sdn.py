@@ -139,8 +139,18 @@ class SdnController:
                           f"(connected: {[hex(d) for d in self.connected_datapaths()]})")
 
     def flow_stats(self, dpid: int) -> list[dict[str, Any]]:
-        """Per-flow counters of one bridge: table, priority, cookie, match, packets, bytes, note."""
+        """Per-flow counters of one bridge: table, priority, cookie, match, packets, bytes, note.
+
+        Load balancers: `lb NAME -> BACKEND` flows count the packets of connections recorded
+        on that backend, `lb NAME: select` the packets that chose one (see `group_stats`).
+        """
         return self._require_app().flow_stats(dpid)
+
+    def group_stats(self, dpid: int) -> list[dict[str, Any]]:
+        """Per-group counters of one bridge: group_id, name (the load balancer), packets, bytes,
+        and `buckets` [{note (backend endpoint), packets, bytes}], in bucket order. A bucket
+        counts the packets that selected it: about one per new connection."""
+        return self._require_app().group_stats(dpid)
 
     def _require_app(self) -> Any:
         if self._app is None:

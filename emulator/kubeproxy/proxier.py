@@ -41,6 +41,7 @@ class SyncResult:
     rewritten_services: int = 0   # Services whose own chains were written
     deleted_chains: int = 0
     lines: int = 0
+    conntrack_filters: int = 0    # `conntrack -D` runs for stale UDP flows
     save_seconds: float = 0.0
     render_seconds: float = 0.0
     restore_seconds: float = 0.0
@@ -119,6 +120,10 @@ class Proxier:
         self._local_ready: dict[NamespacedName, int] = {}
         self._hc_ports: dict[NamespacedName, int] = {}
         self._listeners: list[Callable[[SyncResult], None]] = []
+        # Stale UDP conntrack entries to delete after the next successful restore.
+        self._ct_ips: set[str] = set()
+        self._ct_endpoints: list[tuple[ServicePortName, str]] = []
+        self._ct_newly_active: set[ServicePortName] = set()
 
     # ---- events: record only ----
     def on_service(self, event: str, obj: dict[str, Any]) -> None:
@@ -188,6 +193,9 @@ class Proxier:
         t0 = time.perf_counter()
         changed = self.service_map.update(self.service_changes)
         changed |= self.endpoints_map.update(self.endpoints_changes)
+        self._ct_ips |= self.service_map.deleted_udp_cluster_ips
+        self._ct_endpoints += self.endpoints_map.deleted_udp_endpoints
+        self._ct_newly_active |= self.endpoints_map.newly_active_udp
         large = self.endpoints_map.total > self.large_cluster_endpoints
         if large != self._large_cluster:      # comment style changes: rewrite everything
             self._large_cluster, self._cache = large, {}
@@ -252,8 +260,54 @@ class Proxier:
             self._local_ready = self.endpoints_map.local_ready_endpoints()
             self._hc_ports = self.service_map.health_check_node_ports()
         result.ok = True
+        result.conntrack_filters = self._clear_stale_udp()
         result.total_seconds = time.perf_counter() - t0
         return result
+
+    # ---- conntrack: UDP has no connection end, so flows outlive rule changes ----
+    def _conntrack_filters(self) -> list[list[str]]:
+        """`conntrack -D` filters for the UDP flows the last changes made stale.
+
+        As kube-proxy's CleanStaleEntries: every flow to the ClusterIP of a deleted UDP
+        port, and to every address (and NodePort) of a UDP port that had no serving
+        endpoint before (flows created meanwhile went nowhere); and the flows NATed to
+        an endpoint that was removed or changed, for each address of its port.
+        """
+        ips: set[str] = set(self._ct_ips)
+        node_ports: set[int] = set()
+        for spn in self._ct_newly_active:
+            sp = self.service_map.ports_of(spn.nsn).get(spn)
+            if sp is not None:
+                ips.update((sp.cluster_ip, *sp.external_ips, *sp.lb_ips))
+                if sp.node_port:
+                    node_ports.add(sp.node_port)
+        filters = [["-p", "udp", "--orig-dst", ip] for ip in sorted(ips)]
+        filters += [["-p", "udp", "--dport", str(port)] for port in sorted(node_ports)]
+        for spn, ep_ip in self._ct_endpoints:
+            sp = self.service_map.ports_of(spn.nsn).get(spn)
+            if sp is None:                    # the whole port is gone: covered above
+                continue
+            if sp.node_port:
+                filters.append(["-p", "udp", "--dport", str(sp.node_port), "--dst-nat", ep_ip])
+            filters += [["-p", "udp", "--orig-dst", vip, "--dst-nat", ep_ip]
+                        for vip in (sp.cluster_ip, *sp.external_ips, *sp.lb_ips)]
+        unique: dict[tuple[str, ...], list[str]] = {}
+        for f in filters:
+            unique.setdefault(tuple(f), f)
+        return list(unique.values())
+
+    def _clear_stale_udp(self) -> int:
+        """Delete the stale UDP flows found since the last successful sync; how many filters."""
+        filters = self._conntrack_filters()
+        self._ct_ips, self._ct_endpoints, self._ct_newly_active = set(), [], set()
+        clear = getattr(self.runner, "clear_conntrack", None)
+        if not filters or clear is None:
+            return 0
+        try:
+            clear(filters)
+        except KernelError as exc:            # the rules are in place; log like kube-proxy
+            log.error("%s: clearing stale UDP conntrack entries failed: %s", self.node_name, exc)
+        return len(filters)
 
     # ---- what health checks read (snapshots of the last successful sync) ----
     def local_ready_endpoints(self) -> dict[NamespacedName, int]:

@@ -232,6 +232,7 @@ class FakeRunner:
     def __init__(self, ruleset: RuleSet | None = None) -> None:
         self.ruleset = ruleset or RuleSet()
         self.fail_next = False
+        self.conntrack_deletions: list[list[str]] = []   # filters of `conntrack -D`, in order
 
     def restore(self, text: str) -> None:
         """Apply the payload to the model (or fail once when `fail_next` is set)."""
@@ -245,6 +246,10 @@ class FakeRunner:
 
     def chain_exists(self, table: str, chain: str) -> bool:
         return chain in self.ruleset.table(table)
+
+    def clear_conntrack(self, filters: Sequence[Sequence[str]]) -> None:
+        """Record the `conntrack -D` filters (the fake kernel has no conntrack table)."""
+        self.conntrack_deletions += [list(f) for f in filters]
 
     @property
     def last_restore(self) -> str:

@@ -15,6 +15,7 @@ from typing import Protocol, Sequence
 from emulator.errors import KernelError, PrerequisiteError
 
 BACKENDS = ("legacy", "nft")
+NO_FLOW_DELETED = "0 flow entries have been deleted"   # conntrack -D matched nothing (exit 1)
 _LINE_RE = re.compile(r"line:? (\d+)")
 
 
@@ -28,6 +29,8 @@ class Runner(Protocol):
     def save(self, tables: Sequence[str] = ("filter", "nat")) -> str: ...
 
     def chain_exists(self, table: str, chain: str) -> bool: ...
+
+    def clear_conntrack(self, filters: Sequence[Sequence[str]]) -> None: ...
 
 
 def choose_backend(backend: str = "auto") -> str:
@@ -104,3 +107,16 @@ class IptablesRunner:
         if proc.returncode == 1:          # 4 would be a resource problem (lock, modules)
             return False
         raise KernelError(f"cannot check chain {chain} in table {table}", " ".join(argv), proc.stderr)
+
+    def clear_conntrack(self, filters: Sequence[Sequence[str]]) -> None:
+        """`conntrack -D FILTER...` for each filter (stale UDP flows); none matching is fine."""
+        if filters and shutil.which("conntrack") is None:
+            raise KernelError("conntrack not found: stale UDP flows cannot be cleared", "conntrack -D", "")
+        errors = []
+        for f in filters:
+            argv = ["conntrack", "-D", *f]
+            proc = self._run(argv)
+            if proc.returncode != 0 and NO_FLOW_DELETED not in (proc.stderr or ""):
+                errors.append(f"{' '.join(argv)}: {(proc.stderr or '').strip()}")
+        if errors:
+            raise KernelError("conntrack -D failed", errors[0], "\n".join(errors))

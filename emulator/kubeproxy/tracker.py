@@ -108,13 +108,20 @@ class ServicePortMap:
 
     def __init__(self) -> None:
         self._by_service: dict[NamespacedName, PortsByName] = {}
+        # ClusterIPs of UDP ports removed by the latest `update` (their conntrack
+        # entries must go, as kube-proxy's DeletedUDPClusterIPs).
+        self.deleted_udp_cluster_ips: set[str] = set()
 
     def update(self, tracker: ServiceChangeTracker) -> set[NamespacedName]:
         """Apply recorded changes; return the Services whose ports really changed."""
         changed = set()
+        self.deleted_udp_cluster_ips = set()
         for svc, ports in tracker.take().items():
-            if self._by_service.get(svc, {}) != ports:
+            old = self._by_service.get(svc, {})
+            if old != ports:
                 changed.add(svc)
+                self.deleted_udp_cluster_ips.update(sp.cluster_ip for spn, sp in old.items()
+                                                    if sp.protocol == "UDP" and spn not in ports)
             if ports:
                 self._by_service[svc] = ports
             else:
@@ -148,14 +155,21 @@ class EndpointsMap:
     def __init__(self) -> None:
         self._by_service: dict[NamespacedName, EndpointsByName] = {}
         self.total = 0
+        # Found by the latest `update`, for UDP conntrack cleanup (kube-proxy's
+        # detectStaleConntrackEntries): serving endpoints that were removed or changed,
+        # as (port, endpoint IP), and ports that went from no serving endpoint to some.
+        self.deleted_udp_endpoints: list[tuple[ServicePortName, str]] = []
+        self.newly_active_udp: set[ServicePortName] = set()
 
     def update(self, tracker: EndpointsChangeTracker) -> set[NamespacedName]:
         """Apply recorded changes; return the Services whose endpoints really changed."""
         changed = set()
+        self.deleted_udp_endpoints, self.newly_active_udp = [], set()
         for svc, eps in tracker.take().items():
             old = self._by_service.get(svc, {})
             if old != eps:
                 changed.add(svc)
+                self._detect_stale_udp(old, eps)
             self.total -= sum(len(v) for v in old.values())
             self.total += sum(len(v) for v in eps.values())
             if eps:
@@ -163,6 +177,16 @@ class EndpointsMap:
             else:
                 self._by_service.pop(svc, None)
         return changed
+
+    def _detect_stale_udp(self, old: EndpointsByName, new: EndpointsByName) -> None:
+        for spn in old.keys() | new.keys():
+            if spn.protocol != "UDP":
+                continue
+            before, after = old.get(spn, []), new.get(spn, [])
+            kept = set(after)
+            self.deleted_udp_endpoints += [(spn, ep.ip) for ep in before if ep.serving and ep not in kept]
+            if any(ep.serving for ep in after) and not any(ep.serving for ep in before):
+                self.newly_active_udp.add(spn)
 
     def get(self, spn: ServicePortName) -> list[Endpoint]:
         """Endpoints of one Service port (empty when none)."""

@@ -151,6 +151,11 @@ class NodeAgent:
             raise KeyError(f"pod {target} is not running on {self.name}")
         return netns
 
+    def http_probes(self, targets: list, timeout: float) -> list[bool]:
+        """HTTP probes from this host (the GCP health-check prober): True for a 200 in time."""
+        from emulator.cloud.prober import probe_batch
+        return probe_batch(self.netns, targets, timeout)
+
     def iptables_save(self) -> str:
         if self.proxier is None:
             return ""

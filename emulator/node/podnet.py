@@ -76,6 +76,11 @@ class PodNetwork:
                     "link set lo up", f"addr add {ip}/{self.prefixlen} dev eth0", "link set eth0 up",
                     f"route add default via {self.ipam.gateway} dev eth0",
                 ])
+                # A reused IP: the node may still hold the previous pod's MAC for it on
+                # cbr0 (REACHABLE for up to ~45 s, kept alive by traffic), and would send
+                # the new pod's traffic to a MAC no port has. The CNI bridge plugin sends
+                # a gratuitous ARP here; forgetting the entry has the same effect.
+                kernel.run(["ip", "-n", self.node_netns, "neigh", "flush", "to", ip, "dev", "cbr0"])
             else:
                 kernel.ip_batch(self.node_netns, [f"link set {veth} up",
                                                   f"route add {ip}/32 dev {veth} scope link"])

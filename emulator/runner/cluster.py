@@ -52,6 +52,7 @@ class Cluster:
         self.ray_address = ray_address
         self.api = None
         self.controllers = None
+        self.cloud = None
         self.sdn = None
         self.machines: list = []
         self.agents: dict[str, object] = {}
@@ -109,11 +110,11 @@ class Cluster:
         self.host_info = {i["name"]: i for i in infos}
         ray.get(machine.add_ports.remote([i["fabric_port"] for i in infos]))
         self.mark("hosts")
-        ray.get(self.sdn.set_state.remote(self.vpc_state()))
-        ray.get(self.sdn.wait_connected.remote([fabric["dpid"]], 20.0))
-        self.mark("sdn")
         for spec in self.plan.nodes:
             ray.get(self.api.create.remote(node_object(spec, self.host_info[spec["name"]]["mac"], "machine-0")))
+        self.start_cloud_controller()
+        ray.get(self.sdn.wait_connected.remote([fabric["dpid"]], 20.0))
+        self.mark("sdn")
         from emulator.control.manager import ControllerManager
         self.controllers = ray.remote(ControllerManager).options(name="controllers", **opts).remote(self.api, self.run_dir)
         ray.get(self.controllers.start.remote())
@@ -147,17 +148,20 @@ class Cluster:
             return min(ray.get([a.proxy_synced_rv.remote() for a in nodes])) >= want
         return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
 
-    def vpc_state(self) -> dict:
-        """What the SDN controller must route: every host's IP/MAC/port and routed ranges."""
-        eps = []
-        for spec in self.plan.hosts:
-            info = self.host_info[spec["name"]]
-            eps.append({"name": spec["name"], "ip": spec["ip"], "mac": info["mac"],
-                        "port_name": spec["fabric_port"], "dpid": self.fabric_info["dpid"],
-                        "routes": [spec["pod_cidr"]] if spec["role"] == "node" else [],
-                        "gateway": spec["gateway"]})
-        return {"gateways": sorted({self.plan.gateway, self.plan.internet_gateway, self.plan.prober_gateway}),
-                "endpoints": eps}
+    def start_cloud_controller(self) -> None:
+        """The GCP side: load balancer IPs, health checks, firewall; it programs the VPC."""
+        from emulator.cloud.controller import CloudController
+        p = self.plan
+        facts = {"cluster_name": p.cluster_name, "subnet": p.subnet, "pod_range": p.cluster_cidr,
+                 "external_range": p.external_range, "dpid": self.fabric_info["dpid"],
+                 "gateways": sorted({p.gateway, p.internet_gateway, p.prober_gateway}),
+                 "hosts": [{**s, "mac": self.host_info[s["name"]]["mac"], "dpid": self.fabric_info["dpid"]}
+                           for s in p.hosts]}
+        prober = self.agents[p.probers[0]["name"]]
+        self.cloud = ray.remote(CloudController).options(name="cloud", num_cpus=0, max_concurrency=16).remote(
+            self.api, self.sdn, prober, facts, self.timing.model_dump(), p.firewall, self.run_dir,
+            source_ranges_in_firewall=False)
+        ray.get(self.cloud.reconcile_now.remote())
 
     # --- queries used by steps ---
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
@@ -182,7 +186,7 @@ class Cluster:
             cleanup.clean_run(self.run_id)
             return
         self.progress("tearing down")
-        for actor in (self.controllers,):
+        for actor in (self.cloud, self.controllers):
             if actor is not None:
                 try:
                     ray.get(actor.stop.remote(), timeout=10)

@@ -30,6 +30,10 @@ class RunPlan:
     cluster_cidr: str = ""
     service_range: str = ""
     dns_ip: str = ""
+    cluster_name: str = ""
+    subnet: str = ""
+    external_range: str = ""
+    firewall: list[dict] = field(default_factory=list)
 
     probers: list[dict] = field(default_factory=list)
 
@@ -50,7 +54,10 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
     inet_gw = str(inet.network_address + 1)
     svc = ipaddress.ip_network(str(topology.cluster.service_range))
     plan = RunPlan(gateway=gateway, internet_gateway=inet_gw, cluster_cidr=str(topology.cluster.pod_range),
-                   service_range=str(svc), dns_ip=str(svc.network_address + KUBE_DNS_INDEX))
+                   service_range=str(svc), dns_ip=str(svc.network_address + KUBE_DNS_INDEX),
+                   cluster_name=topology.cluster.name, subnet=str(topology.vpc.subnet),
+                   external_range=str(topology.vpc.external_range),
+                   firewall=[r.to_state() for r in topology.firewall])
     port = 0
     for spec, a in zip(nodes, addrs):
         plan.nodes.append({

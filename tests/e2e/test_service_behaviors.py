@@ -12,8 +12,8 @@ import json
 import pytest
 import ray
 
-from service_helpers import (A, B, C, NODES, VM_IP, client_pods, cluster_ip, curl, gateway_of, netexec_pod,
-                             node_port, outcomes, pod, service, udp, up, wait_until)
+from service_helpers import (AGNHOST, A, B, C, NODES, VM_IP, client_pods, cluster_ip, curl, gateway_of,
+                             netexec_pod, node_port, outcomes, pod, service, udp, up, wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -51,10 +51,10 @@ def test_clusterip_named_target_port_is_resolved_per_pod(cluster, clients):
 def test_multi_port_service_reaches_different_container_ports(cluster, clients):
     # Two containers: netexec on 8080 ("http") and a second server on 9090 ("admin")
     # that answers every request with "admin-port".
-    main = {"name": "main", "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
+    main = {"name": "main", "image": AGNHOST,
             "args": ["netexec", "--http-port=8080", "--udp-port=8081"],
             "ports": [{"name": "http", "containerPort": 8080}]}
-    admin = {"name": "admin", "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
+    admin = {"name": "admin", "image": AGNHOST,
              "args": ["netexec", "--http-port=9090", "--udp-port=-1", "--http-override=/echo?msg=admin-port"],
              "ports": [{"name": "admin", "containerPort": 9090}]}
     up(cluster, pod("mp-0", A, {"app": "mp"}, containers=[main, admin]),

@@ -1,8 +1,12 @@
-"""kube-proxy behaviours of issue 3 proven with real traffic (part 2): session affinity,
-hairpin, Services without (ready) endpoints, updates under traffic, chain names."""
+"""kube-proxy behaviours of issue 3 proven with real traffic (part 2): pod IP reuse,
+session affinity, hairpin, Services without (ready) endpoints, updates under traffic,
+stale UDP flows, chain names."""
 from __future__ import annotations
 
+import json
+import sys
 import threading
+import time
 
 import pytest
 
@@ -17,6 +21,23 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def clients(cluster):
     return client_pods(cluster)
+
+
+def test_replacement_pod_reusing_an_ip_is_served_at_once(cluster, clients):
+    """Scale-down then up on one node: the new pod gets the freed IP (kubemu's IPAM hands
+    out the lowest free address) and the Service reaches it right away, although the
+    node had just been sending to the old pod's MAC for that IP."""
+    up(cluster, netexec_pod("ipr-0", B, {"app": "ipr"}),
+       service("ipr", {"app": "ipr"}, [{"port": 80, "targetPort": 8080}]))
+    url, old_ip = f"http://{cluster_ip(cluster, 'ipr')}/hostname", pod_ip(cluster, "ipr-0")
+    assert outcomes(cluster.http_load(f"pod/{clients[A]}", url, requests=5)) == {"ok": 5}
+    cluster.delete("Pod", "ipr-0")
+    wait_endpoints(cluster, "ipr", 0)
+    up(cluster, netexec_pod("ipr-1", B, {"app": "ipr"}))
+    wait_endpoints(cluster, "ipr", 1)
+    assert pod_ip(cluster, "ipr-1") == old_ip
+    recs = cluster.http_load(f"pod/{clients[A]}", url, requests=10)
+    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"ipr-1"}
 
 
 def test_session_affinity_client_ip_holds_and_can_be_switched_off(cluster, clients):
@@ -184,6 +205,33 @@ def test_updates_while_traffic_runs(cluster, clients):
     assert len(bg.records) >= 10
     assert outcomes(bg.records) == {"ok": len(bg.records)}
     assert {r["pod"] for r in bg.records} == {"steady-0", "steady-1"}
+
+
+def test_udp_flow_moves_when_its_endpoint_goes_away(cluster, clients):
+    """A UDP client keeping one socket (one conntrack entry) stays on its pod while the pod
+    lives, and reaches another pod once it is deleted: kube-proxy deletes the stale
+    conntrack entries after the sync that removed the endpoint."""
+    up(cluster, netexec_pod("uf-0", A, {"app": "uf"}),
+       service("uf", {"app": "uf"}, [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8081}]))
+    ip, out = cluster_ip(cluster, "uf"), {}
+    argv = [sys.executable, "-m", "emulator.traffic.udp_probe", "--host", ip, "--port", "53", "--message", "kubemu",
+            "--duration", "5", "--rate", "5", "--timeout", "0.5", "--reuse-socket", "--out", "-"]
+    probe = threading.Thread(target=lambda: out.update(cluster.exec_in(f"pod/{clients[C]}", argv, timeout=60)))
+    probe.start()
+    time.sleep(0.5)
+    up(cluster, netexec_pod("uf-1", B, {"app": "uf"}))
+    wait_endpoints(cluster, "uf", 2)
+    deleted_at = time.time()
+    cluster.delete("Pod", "uf-0")
+    wait_endpoints(cluster, "uf", 1)
+    switched_at = time.time()
+    probe.join(60)
+    recs = [json.loads(line) for line in out["stdout"].splitlines() if line.strip()]
+    before = [r for r in recs if r["t_start"] < deleted_at]
+    after = [r for r in recs if r["t_start"] > switched_at + 0.5]
+    assert len(before) >= 3 and len(after) >= 5, (len(before), len(after))
+    assert {(r["outcome"], r["pod"]) for r in before} == {("ok", "uf-0")}     # sticks to its pod
+    assert {(r["outcome"], r["pod"]) for r in after} == {("ok", "uf-1")}      # then moves
 
 
 def test_chain_names_and_probabilities_read_like_a_gke_node(cluster, clients):

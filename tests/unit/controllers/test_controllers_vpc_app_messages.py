@@ -42,3 +42,39 @@ def test_every_flow_serializes() -> None:
     delete = delete_by_cookie(dp, flows[0].cookie)
     dp.set_xid(delete)
     delete.serialize()
+
+
+def test_load_balancer_and_firewall_messages_serialize() -> None:
+    from os_ken.base import app_manager  # noqa: F401  (import order os-ken needs)
+    from os_ken.ofproto import nicira_ext
+    from controllers.vpc_app import delete_group, flow_mod, group_mod
+    from controllers.vpc_core import compute
+
+    from vpc_helpers import rule, state_dict
+
+    data = state_dict()
+    data["firewall"].append(rule("nodeports", protocols=[{"protocol": "tcp", "ports": ["30000-32767"]}]))
+    program = compute(VpcState.from_dict(data), 1)
+    dp = _StubDatapath()
+    for msg in [flow_mod(dp, f) for f in program.flows] + [group_mod(dp, g) for g in program.groups]:
+        dp.set_xid(msg)
+        msg.serialize()
+        assert len(msg.buf) > 0
+    for group in program.groups:
+        msg = group_mod(dp, group)
+        assert msg.type == dp.ofproto.OFPGT_SELECT and msg.group_id == group.group_id
+        assert len(msg.buckets) == len(group.buckets)
+        ct_action = msg.buckets[0].actions[-1]
+        assert isinstance(ct_action, dp.ofproto_parser.NXActionCT)
+        assert ct_action.flags == nicira_ext.NX_CT_F_COMMIT and ct_action.zone_src == "reg6"
+        assert ct_action.recirc_table == 25 and len(ct_action.actions) == 1  # exec(set ct_mark)
+    delete = delete_group(dp, program.groups[0].group_id)
+    dp.set_xid(delete)
+    delete.serialize()
+    nodeports = next(f for f in program.flows if f.note.startswith("fw nodeports") and "tcp_dst" in f.match)
+    fields = dict(flow_mod(dp, nodeports).match.items())
+    assert fields["ct_state"] == (0x21, 0x21) and fields["tcp_dst"] == (30000, 0xFFF0)
+    classify = next(f for f in program.flows if f.note == "from node-a")
+    [apply] = flow_mod(dp, classify).instructions
+    set_reg, ct_action = apply.actions
+    assert ct_action.recirc_table == 10 and ct_action.zone_src == "" and ct_action.flags == 0

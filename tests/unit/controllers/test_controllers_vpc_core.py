@@ -27,7 +27,8 @@ def state_dict(**overrides: object) -> dict:
              "routes": ["10.4.0.0/24"]},
             {"name": "node-b", "ip": "10.128.0.3", "mac": MAC_B, "port_name": "kubemuabcdp1",
              "ofport": 7, "routes": ["10.4.1.0/24"]},
-            {"name": "inet-1", "ip": "203.0.113.10", "mac": MAC_I, "port_name": "kubemuabcdp2"},
+            {"name": "inet-1", "ip": "203.0.113.10", "mac": MAC_I, "port_name": "kubemuabcdp2",
+             "kind": "internet"},
         ],
     }
     data.update(overrides)
@@ -148,7 +149,10 @@ def test_state_round_trips_through_json() -> None:
     (lambda d: d["endpoints"][1].update(routes=["10.4.0.0/24"]), "endpoints[1]"),
     (lambda d: d["endpoints"][1].update(name="node-a"), "endpoints[1].name"),
     (lambda d: d["endpoints"][0].update(colour="red"), "endpoints[0]"),
-    (lambda d: d.update(firewall=[]), "state"),
+    (lambda d: d.update(firewalls=[]), "state"),
+    (lambda d: d["endpoints"][0].update(kind="pod"), "endpoints[0].kind"),
+    (lambda d: d["endpoints"][0].update(tags="gke-node"), "endpoints[0].tags"),
+    (lambda d: d.update(vpc_ranges=["10.128.0.1/20"]), "vpc_ranges[0]"),
     (lambda d: d["endpoints"][0].update(gateway="10.128.0.254"), "endpoints[0].gateway"),
 ])
 def test_bad_state_names_the_field(mutate, field: str) -> None:
@@ -183,11 +187,13 @@ def test_diff_sends_only_changes(flows: list) -> None:
     new = compute_flows(VpcState.from_dict(data), 1, PORTS)
     diff = diff_flows(flows, new)
     assert sorted(f.note for f in diff.add) == [
-        "deliver node-b", "route 10.128.0.3/32 -> node-b", "route 10.4.1.0/24 -> node-b"]
+        "deliver node-b", "lb backend node-b", "route 10.128.0.3/32 -> node-b",
+        "route 10.4.1.0/24 -> node-b", "to node-b"]
     removed = {f.cookie: f.note for f in flows if f.cookie in diff.delete}
     assert sorted(removed.values()) == [
-        "deliver inet-1", "deliver node-b", "from inet-1", "route 10.128.0.3/32 -> node-b",
-        "route 10.4.1.0/24 -> node-b", "route 203.0.113.10/32 -> inet-1"]
+        "deliver inet-1", "deliver node-b", "from inet-1", "fw ingress: inet-1 has no firewall",
+        "lb backend node-b", "route 10.128.0.3/32 -> node-b", "route 10.4.1.0/24 -> node-b",
+        "route 203.0.113.10/32 -> inet-1", "to inet-1", "to node-b"]
     # Cookies read back from a switch work as the old side too.
     assert diff_flows([f.cookie for f in flows], new) == diff
 
@@ -197,5 +203,6 @@ def test_diff_after_port_number_appears() -> None:
     before = compute_flows(state, 1, {"kubemuabcdp0": 1})
     after = compute_flows(state, 1, PORTS)
     diff = diff_flows(before, after)
-    assert {f.note for f in diff.add} == {"from inet-1", "deliver inet-1", "route 203.0.113.10/32 -> inet-1"}
+    assert {f.note for f in diff.add} == {"from inet-1", "deliver inet-1", "route 203.0.113.10/32 -> inet-1",
+                                          "to inet-1", "fw ingress: inet-1 has no firewall"}
     assert diff.delete == ()

@@ -1,0 +1,117 @@
+"""Real HTTP health-check probes, sent from inside a network namespace (the prober host).
+
+`probe_batch` opens one TCP connection per target from the given namespace, sends
+`GET path HTTP/1.1` like Google's health checkers (`User-Agent: GoogleHC/1.0`), and
+counts a probe as passed when the status line says 200 within the timeout. All probes of
+a batch run concurrently on non-blocking sockets in the calling thread (no thread per
+probe). The prober host's NodeAgent exposes it as a method:
+
+    def http_probes(self, targets, timeout):
+        from emulator.cloud.prober import probe_batch
+        return probe_batch(self.netns, targets, timeout)
+"""
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import time
+from typing import Sequence
+
+USER_AGENT = "GoogleHC/1.0"
+_MAX_STATUS_LINE = 4096
+
+
+class _Probe:
+    """One HTTP probe's connection and progress."""
+
+    def __init__(self, sock: socket.socket, ip: str, port: int, path: str) -> None:
+        self.sock = sock
+        self.request = (f"GET {path or '/'} HTTP/1.1\r\nHost: {ip}:{port}\r\n"
+                        f"User-Agent: {USER_AGENT}\r\nConnection: close\r\n\r\n").encode()
+        self.sent = 0
+        self.buf = b""
+        self.result: bool | None = None
+
+    def on_writable(self) -> bool:
+        """Connected (or failed) / more of the request sent; True when reading may start."""
+        if self.sent == 0:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.result = False
+                return False
+        self.sent += self.sock.send(self.request[self.sent:])
+        return self.sent >= len(self.request)
+
+    def on_readable(self) -> None:
+        chunk = self.sock.recv(_MAX_STATUS_LINE)
+        if not chunk:
+            self.result = self._status_ok()
+            return
+        self.buf += chunk
+        if b"\r\n" in self.buf or len(self.buf) >= _MAX_STATUS_LINE:
+            self.result = self._status_ok()
+
+    def _status_ok(self) -> bool:
+        line = self.buf.split(b"\r\n", 1)[0].split()
+        return len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1] == b"200"
+
+
+def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float) -> list[bool]:
+    """HTTP GET each (ip, port, path) from namespace `netns` (None: this one); True = 200 in time."""
+    targets = [(str(t[0]), int(t[1]), str(t[2]) if len(t) > 2 else "/") for t in targets]
+    if not targets:
+        return []
+    socks = _sockets(netns, len(targets))
+    probes = [_Probe(s, ip, port, path) for s, (ip, port, path) in zip(socks, targets)]
+    sel = selectors.DefaultSelector()
+    deadline = time.monotonic() + timeout
+    try:
+        for p, (ip, port, _) in zip(probes, targets):
+            try:
+                rc = p.sock.connect_ex((ip, port))
+            except OSError:
+                rc = errno.EHOSTUNREACH
+            if rc not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+                p.result = False
+                continue
+            sel.register(p.sock, selectors.EVENT_WRITE, p)
+        pending = sum(1 for p in probes if p.result is None)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, events in sel.select(left):
+                p: _Probe = key.data
+                try:
+                    if events & selectors.EVENT_WRITE:
+                        if p.on_writable():
+                            sel.modify(p.sock, selectors.EVENT_READ, p)
+                    elif events & selectors.EVENT_READ:
+                        p.on_readable()
+                except OSError:
+                    p.result = False
+                if p.result is not None:
+                    sel.unregister(p.sock)
+                    pending -= 1
+    finally:
+        sel.close()
+        for p in probes:
+            p.sock.close()
+    return [bool(p.result) for p in probes]
+
+
+def _sockets(netns: str | None, n: int) -> list[socket.socket]:
+    """`n` non-blocking TCP sockets created in `netns` (entered once for the whole batch)."""
+    def make() -> list[socket.socket]:
+        out = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            out.append(s)
+        return out
+    if netns is None:
+        return make()
+    from emulator.netns import entered
+    with entered(netns):
+        return make()
