@@ -211,7 +211,7 @@ class ScaleStep(StrictModel):
 class AssertSpec(StrictModel):
     """Bounds on the results of an earlier flow; each given metric must hold."""
 
-    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served")
+    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes")
     flow: DnsLabel
     success_ratio: ComparisonField | None = None
     refused_ratio: ComparisonField | None = None
@@ -224,6 +224,8 @@ class AssertSpec(StrictModel):
     client_ips_seen: list[str] | None = Field(
         default=None, description="exactly these client IPs reached the pods ({node:N}, {host:H}, ...)")
     nodes_served: list[str] | None = Field(default=None, description="exactly these nodes' pods answered")
+    entered_nodes: list[str] | None = Field(
+        default=None, description="exactly these nodes received the requests (load balancer's choice)")
 
     @model_validator(mode="after")
     def _some_metric(self) -> "AssertSpec":
@@ -364,9 +366,10 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
             for j, ip in enumerate(step.assert_.client_ips_seen or []):
                 problems += [(("steps", i, "assert", "client_ips_seen", j), m)
                              for m in _placeholder_problems(scenario, ip)]
-            for j, node in enumerate(step.assert_.nodes_served or []):
-                if scenario.topology.node(node) is None:
-                    problems.append((("steps", i, "assert", "nodes_served", j), f"no node {node!r} in the topology"))
+            for field in ("nodes_served", "entered_nodes"):
+                for j, node in enumerate(getattr(step.assert_, field) or []):
+                    if scenario.topology.node(node) is None:
+                        problems.append((("steps", i, "assert", field, j), f"no node {node!r} in the topology"))
         elif isinstance(step, DeleteStep):
             ref, ns = step.delete.object, step.delete.namespace
             if scenario.find(ref.api_kind, ns, ref.name) is None:

@@ -6,6 +6,7 @@ record for results.json.
 """
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -80,9 +81,31 @@ def ready_check(cluster, kind: str, namespace: str, name: str):
         if kind == "Service":
             slices, _ = ray.get(api.list.remote("EndpointSlice", namespace,
                                                 {"kubernetes.io/service-name": name}))
-            return any(e.get("conditions", {}).get("ready") for s in slices for e in s.get("endpoints", []))
+            ready = [e for s in slices for e in s.get("endpoints", []) if e.get("conditions", {}).get("ready")]
+            if not ready:
+                return False
+            svc = ray.get(api.get.remote("Service", namespace, name))
+            if svc is None or svc["spec"].get("type") != "LoadBalancer" or cluster.cloud is None:
+                return svc is not None
+            return lb_ready(cluster, svc, {e.get("nodeName") for e in ready})
         raise KubemuError(f"cannot wait for {kind}")
     return check
+
+
+def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
+    """A load balancer is ready when it has an IP and exactly the nodes it should use pass
+    their health checks: the nodes with a ready endpoint (Local) or every node (Cluster)."""
+    if not (svc.get("status", {}).get("loadBalancer", {}).get("ingress")):
+        return False
+    key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
+    lbs = [lb for lb in ray.get(cluster.cloud.load_balancers.remote()) if lb["name"] == key]
+    if not lbs:
+        return False
+    if svc["spec"].get("externalTrafficPolicy") == "Local":
+        want = endpoint_nodes
+    else:
+        want = {n["name"] for n in cluster.plan.nodes}
+    return set(lbs[0]["backends"]) == want
 
 
 def run_wait(step, ctx: StepContext) -> dict:
@@ -151,9 +174,35 @@ def run_assert(step, ctx: StepContext) -> dict:
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
     for metric, wanted in a.set_checks().items():
         want = sorted({render(w, ctx.resolve) for w in wanted})
-        got = sorted(summary.client_ips if metric == "client_ips_seen" else summary.per_node)
+        if metric == "client_ips_seen":
+            got = sorted(summary.client_ips)
+        elif metric == "entered_nodes":
+            got = sorted(entered_nodes(ctx.records[a.flow], ctx.cluster.plan))
+        else:
+            got = sorted(summary.per_node)
         checks.append({"metric": metric, "expected": want, "actual": got, "ok": want == got})
     return {"step": "assert", "flow": a.flow, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+def entered_node(record: dict, plan) -> str | None:
+    """The node a request entered the cluster through, read from the client IP the pod saw.
+
+    A node IP: that node masqueraded it (it entered there). An address of a node's pod
+    range (its cbr0 gateway): the pod's own node masqueraded it. Anything else is the
+    client's own address, kept (externalTrafficPolicy Local): it entered where it was served.
+    """
+    seen = record.get("client_ip_seen")
+    if not seen or record.get("outcome") != "ok":
+        return None
+    addr = ipaddress.ip_address(seen)
+    for n in plan.nodes:
+        if seen == n["ip"] or addr in ipaddress.ip_network(n["pod_cidr"]):
+            return n["name"]
+    return record.get("node")
+
+
+def entered_nodes(records: list[dict], plan) -> set[str]:
+    return {n for n in (entered_node(r, plan) for r in records) if n}
 
 
 def run_apply(step, ctx: StepContext) -> dict:

@@ -13,7 +13,7 @@ import pytest
 from emulator.kubeproxy import names
 from service_helpers import (A, B, C, NODES, client_pods, cluster_ip, deployment, endpoints, gateway_of,
                              is_ready, netexec_pod, node_port, outcomes, pod_ip, service, up, wait_endpoints,
-                             wait_running)
+                             wait_running, wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,8 @@ def test_session_affinity_client_ip_holds_and_can_be_switched_off(cluster, clien
 
 
 def test_hairpin_pod_reaches_itself_through_its_service(cluster, clients):
-    up(cluster, netexec_pod("hp-0", B, {"app": "hp"}), service("hp", {"app": "hp"}, [{"port": 80, "targetPort": 8080}]))
+    up(cluster, netexec_pod("hp-0", B, {"app": "hp"}),
+       service("hp", {"app": "hp"}, [{"port": 80, "targetPort": 8080}]))
     recs = cluster.http_load("pod/hp-0", f"http://{cluster_ip(cluster, 'hp')}/clientip", requests=10)
     assert outcomes(recs) == {"ok": 10}
     assert {r["pod"] for r in recs} == {"hp-0"}
@@ -215,10 +216,12 @@ def test_udp_flow_moves_when_its_endpoint_goes_away(cluster, clients):
        service("uf", {"app": "uf"}, [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8081}]))
     ip, out = cluster_ip(cluster, "uf"), {}
     argv = [sys.executable, "-m", "emulator.traffic.udp_probe", "--host", ip, "--port", "53", "--message", "kubemu",
-            "--duration", "5", "--rate", "5", "--timeout", "0.5", "--reuse-socket", "--out", "-"]
+            "--duration", "6", "--rate", "5", "--timeout", "0.5", "--reuse-socket", "--out", "-"]
     probe = threading.Thread(target=lambda: out.update(cluster.exec_in(f"pod/{clients[C]}", argv, timeout=60)))
     probe.start()
-    time.sleep(0.5)
+    # The flow exists (DNATed to uf-0 on C, the client's node) before a second pod does.
+    wait_until(lambda: cluster.exec_in(f"node/{C}", ["conntrack", "-L", "-p", "udp", "--orig-dst", ip])["stdout"],
+               lambda text: "dport=53" in text, 10, "the UDP flow's conntrack entry")
     up(cluster, netexec_pod("uf-1", B, {"app": "uf"}))
     wait_endpoints(cluster, "uf", 2)
     deleted_at = time.time()
@@ -229,7 +232,7 @@ def test_udp_flow_moves_when_its_endpoint_goes_away(cluster, clients):
     recs = [json.loads(line) for line in out["stdout"].splitlines() if line.strip()]
     before = [r for r in recs if r["t_start"] < deleted_at]
     after = [r for r in recs if r["t_start"] > switched_at + 0.5]
-    assert len(before) >= 3 and len(after) >= 5, (len(before), len(after))
+    assert len(before) >= 2 and len(after) >= 5, (len(before), len(after))
     assert {(r["outcome"], r["pod"]) for r in before} == {("ok", "uf-0")}     # sticks to its pod
     assert {(r["outcome"], r["pod"]) for r in after} == {("ok", "uf-1")}      # then moves
 
@@ -243,9 +246,9 @@ def test_chain_names_and_probabilities_read_like_a_gke_node(cluster, clients):
     assert len(svc_chain) == len("KUBE-SVC-") + 16
     for node in NODES:
         lines = cluster.iptables_save(node).splitlines()
-        assert f":{svc_chain} - [0:0]" in lines
-        assert any(line.startswith("-A KUBE-SERVICES ") and f"-d {ip}/32" in line and line.endswith(f"-j {svc_chain}")
-                   for line in lines)
+        assert any(line.startswith(f":{svc_chain} ") for line in lines)
+        assert any(line.startswith("-A KUBE-SERVICES ") and f"-d {ip}/32" in line
+                   and line.endswith(f"-j {svc_chain}") for line in lines)
         svc_rules = [line for line in lines if line.startswith(f"-A {svc_chain} ")]
         jumps = [line for line in svc_rules if "-j KUBE-SEP-" in line]
         assert len(jumps) == 2
