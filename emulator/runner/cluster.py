@@ -93,7 +93,9 @@ class Cluster:
         self.api = ray.remote(ApiServer).options(name="api", num_cpus=0).remote(
             self.plan.service_range)
         ctl_port = _free_port()
-        self.sdn = ray.remote(SdnController).options(name="sdn", **opts).remote(ctl_port)
+        # Ray restarts a crashed SDN controller with the same port; switches reconnect and
+        # the cloud controller pushes the desired state again (it lives in the API server).
+        self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts).remote(ctl_port)
         machine = ray.remote(Machine).options(name="machine-0", **opts).remote(self.run_id, 0, state)
         self.machines = [machine]
         self.progress("starting Open vSwitch and the SDN controller")
@@ -162,6 +164,10 @@ class Cluster:
             self.api, self.sdn, prober, facts, self.timing.model_dump(), p.firewall, self.run_dir,
             source_ranges_in_firewall=False)
         ray.get(self.cloud.reconcile_now.remote())
+
+    def restart_sdn_controller(self) -> None:
+        """Kill the SDN controller's process; Ray starts a new one (a chaos action)."""
+        ray.kill(self.sdn, no_restart=False)
 
     # --- queries used by steps ---
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:

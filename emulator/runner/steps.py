@@ -18,6 +18,9 @@ from emulator.errors import KubemuError
 from emulator.report import stats
 
 
+OVS_REVALIDATION_SECONDS = 0.6
+
+
 class StepContext:
     """What steps share: the cluster, the scenario, flow records and summaries."""
 
@@ -98,14 +101,16 @@ def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
     if not (svc.get("status", {}).get("loadBalancer", {}).get("ingress")):
         return False
     key = f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
-    lbs = [lb for lb in ray.get(cluster.cloud.load_balancers.remote()) if lb["name"] == key]
+    # What the switches have (the last state pushed), not what is about to be pushed.
+    pushed = ray.get(cluster.cloud.state.remote()) or {}
+    lbs = [lb for lb in pushed.get("load_balancers", []) if lb["name"] == key or lb["name"].startswith(key + "/")]
     if not lbs:
         return False
     if svc["spec"].get("externalTrafficPolicy") == "Local":
         want = endpoint_nodes
     else:
         want = {n["name"] for n in cluster.plan.nodes}
-    return set(lbs[0]["backends"]) == want
+    return all(set(lb["backends"]) == want for lb in lbs)
 
 
 def run_wait(step, ctx: StepContext) -> dict:
@@ -116,6 +121,10 @@ def run_wait(step, ctx: StepContext) -> dict:
     if w.ready.api_kind in ("Deployment", "Service"):
         # Ready endpoints are only useful once every node's kube-proxy has programmed them.
         ctx.cluster.wait_proxies_synced(max(1.0, w.timeout - (time.time() - t0)))
+    if w.ready.api_kind == "Service" and ctx.cluster.cloud is not None:
+        # OVS's datapath caches may forward by the old flows for up to ~0.5 s after the
+        # switch acknowledged new ones (revalidation): let a load balancer change settle.
+        time.sleep(OVS_REVALIDATION_SECONDS)
     return {"step": "wait", "target": str(w.ready), "seconds": round(time.time() - t0, 3)}
 
 

@@ -67,12 +67,15 @@ class ClusterHandle:
         agent, target = self.agent_for(source)
         return ray.get(agent.exec.remote(target, argv, timeout))
 
-    def http_load(self, source: str, url: str, requests: int = 20, concurrency: int = 1,
-                  timeout: float = 2.0, keepalive: bool = False, name: str | None = None) -> list[dict]:
-        """Real HTTP requests from a pod/node/host; one record per request."""
+    def http_load(self, source: str, url: str, requests: int | None = 20, concurrency: int | None = 1,
+                  timeout: float = 2.0, keepalive: bool = False, name: str | None = None,
+                  **extra) -> list[dict]:
+        """Real HTTP requests from a pod/node/host; one record per request.
+
+        `extra`: other parameters of the generator (`duration`, `rate`)."""
         agent, target = self.agent_for(source)
         params = {"url": url, "requests": requests, "concurrency": concurrency, "timeout": timeout,
-                  "keepalive": keepalive}
+                  "keepalive": keepalive, **extra}
         return ray.get(agent.run_http_load.remote(target, params, name or f"t{new_run_id()}"))
 
     def node_ip(self, node: str) -> str:
