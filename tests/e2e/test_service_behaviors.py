@@ -13,7 +13,7 @@ import pytest
 import ray
 
 from service_helpers import (AGNHOST, A, B, C, NODES, VM_IP, client_pods, cluster_ip, curl, gateway_of,
-                             netexec_pod, node_port, outcomes, pod, service, udp, up, wait_until)
+                             netexec_pod, node_port, outcomes, pod, pod_ip, service, udp, up, wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -91,12 +91,17 @@ def test_nodeport_reachable_on_every_node_from_nodes_and_vpc_vm(cluster, clients
     answered = set()
     for i, node in enumerate(NODES):
         other = NODES[(i + 1) % 3]
-        for source in (f"node/{other}", "host/vm-1", "host/inet-1"):
+        for source in (f"node/{other}", "host/vm-1"):
             recs = cluster.http_load(source, f"http://{cluster.node_ip(node)}:{port}/hostname", requests=6)
             assert outcomes(recs) == {"ok": 6}, (source, node, recs[0])
             assert {r["pod"] for r in recs} <= {"np-0", "np-1"}
             answered |= {r["pod"] for r in recs}
     assert answered == {"np-0", "np-1"}
+    # From the internet the VPC firewall drops it first, as on GKE: GCP's implied
+    # deny-ingress rule, and GKE opens no firewall rule for node ports.
+    recs = cluster.http_load("host/inet-1", f"http://{cluster.node_ip(A)}:{port}/hostname", requests=1,
+                             timeout=1.0)
+    assert outcomes(recs) == {"timeout": 1}
 
 
 def test_external_traffic_policy_cluster_then_local(cluster, clients):
@@ -162,21 +167,32 @@ def test_health_check_node_port_of_local_load_balancer(cluster, clients):
 # ---- externalIPs and LoadBalancer ingress IPs --------------------------------------
 
 def test_external_ip_and_load_balancer_ip_are_dnated_on_the_node(cluster, clients):
+    """Traffic from a pod (routed to its node first) or from a node to a Service's
+    external IP or load balancer IP is DNATed by that node's KUBE-SERVICES: it never
+    needs the VPC (an external IP has no VPC route at all)."""
+    ext_ip = "203.0.113.200"      # far above the load balancer IPs handed out from .1 up
     up(cluster, netexec_pod("ex-0", A, {"app": "ex"}), netexec_pod("ex-1", B, {"app": "ex"}),
-       service("ex", {"app": "ex"}, [{"port": 80, "targetPort": 8080}], externalIPs=["203.0.113.10"]),
+       service("ex", {"app": "ex"}, [{"port": 80, "targetPort": 8080}], externalIPs=[ext_ip]),
        service("exlb", {"app": "ex"}, [{"port": 8000, "targetPort": 8080}], type="LoadBalancer"), pods=2)
-    ray.get(cluster.api.patch_status.remote("Service", "default", "exlb",
-                                            {"loadBalancer": {"ingress": [{"ip": "203.0.113.20"}]}}))
+    # The address GKE's service controller (kubemu's cloud controller) gives the Service.
+    lb_ip = wait_until(lambda: cluster.get("Service", "exlb").get("status", {}).get("loadBalancer", {}),
+                       lambda lb: bool(lb.get("ingress")), 30, "a load balancer IP")["ingress"][0]["ip"]
     cluster.synced()
+    backends = {pod_ip(cluster, "ex-0"), pod_ip(cluster, "ex-1")}
     for source in (f"pod/{clients[C]}", f"pod/{clients[A]}", f"node/{C}"):
-        for url in ("http://203.0.113.10/hostname", "http://203.0.113.20:8000/hostname"):
-            recs = cluster.http_load(source, url, requests=10)
-            assert outcomes(recs) == {"ok": 10}, (source, url, recs[0])
+        for ip, port in ((ext_ip, 80), (lb_ip, 8000)):
+            recs = cluster.http_load(source, f"http://{ip}:{port}/hostname", requests=10)
+            assert outcomes(recs) == {"ok": 10}, (source, ip, recs[0])
             assert {r["pod"] for r in recs} <= {"ex-0", "ex-1"}
-            assert {r["remote_ip"] for r in recs} == {url.split("/")[2].split(":")[0]}
-    rules = cluster.iptables_save(C)
-    assert any("-d 203.0.113.20/32" in line and "loadbalancer IP" in line for line in rules.splitlines())
-    assert any("-d 203.0.113.10/32" in line and "external IP" in line for line in rules.splitlines())
+            assert {(r["remote_ip"], r["remote_port"]) for r in recs} == {(ip, port)}
+    # The client's node holds the translation: its conntrack entries for the load
+    # balancer IP have a backend pod as the reply source.
+    flows = cluster.exec_in(f"node/{C}", ["conntrack", "-L", "-p", "tcp", "--orig-dst", lb_ip])["stdout"]
+    assert {f.split(" src=")[2].split()[0] for f in flows.splitlines() if f.count(" src=") == 2} <= backends
+    assert any(f" src={ip} " in flows for ip in backends)
+    rules = cluster.iptables_save(C).splitlines()
+    assert any(f"-d {lb_ip}/32" in line and "loadbalancer IP" in line for line in rules)
+    assert any(f"-d {ext_ip}/32" in line and "external IP" in line for line in rules)
 
 
 # ---- internalTrafficPolicy Local --------------------------------------------------
