@@ -70,7 +70,7 @@ def print_results(results: dict) -> None:
     flows = results.get("flows", {})
     if flows:
         t = Table(title="traffic", expand=False)
-        for col in ("flow", "requests", "success", "backends", "p50 ms", "p90 ms", "p99 ms", "req/s"):
+        for col in ("flow", "requests", "ok", "pods", "p50 ms", "p90 ms", "p99 ms", "req/s"):
             t.add_column(col, justify="right" if col != "flow" else "left", no_wrap=True)
         for name, f in flows.items():
             lat = f.get("total_ms") or {}
