@@ -136,12 +136,16 @@ def clean(run_ids: tuple[str, ...], force: bool) -> None:
 @main.command()
 @click.argument("node")
 @click.option("--table", "-t", default=None, help="Only this table (filter, nat, ...).")
-def iptables(node: str, table: str | None) -> None:
+@click.option("--run", "run_id", default=None, help="The run's id (needed when several runs are up).")
+def iptables(node: str, table: str | None, run_id: str | None) -> None:
     """Print NODE's iptables rules (as iptables-save does on a GKE node) from a running run."""
-    found = sorted(glob.glob(f"/run/netns/kubemu*-node-{node}"))
+    found = sorted(glob.glob(f"/run/netns/kubemu{run_id or '*'}-node-{node}"))
     if not found:
         _fail(KubemuError(f"no running node called {node!r} (is a run in progress?)"))
-    ns = os.path.basename(found[-1])
+    if len(found) > 1:
+        runs = ", ".join(os.path.basename(f)[6:10] for f in found)
+        _fail(KubemuError(f"node {node!r} exists in several runs ({runs}): choose one with --run"))
+    ns = os.path.basename(found[0])
     save = "iptables-legacy-save" if _legacy_in_use(ns) else "iptables-nft-save"
     cmd = ["ip", "netns", "exec", ns, save] + (["-t", table] if table else [])
     sys.stdout.write(subprocess.run(cmd, capture_output=True, text=True).stdout)

@@ -122,9 +122,10 @@ class Cluster:
         ray.get(self.controllers.start.remote())
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
-        self.progress("starting kubelet and kube-proxy on every node")
         ray.get([self.agents[s["name"]].start.remote(self.api, self.timing.model_dump(), dns)
                  for s in self.plan.nodes])
+        backend = ray.get(self.agents[self.plan.nodes[0]["name"]].iptables_backend.remote())
+        self.progress(f"kubelet and kube-proxy running on every node (iptables backend: {backend})")
         for spec in self.plan.nodes:
             ray.get(self.api.patch_status.remote("Node", "", spec["name"], {"conditions": [
                 {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 import time
 
 import pytest
@@ -57,6 +59,22 @@ def test_clusterip_by_dns_name_balances_over_pods(cluster):
     assert {r["pod"] for r in recs} == {"web0", "web1", "web2"}
     svc_ip = cluster.get("Service", "web")["spec"]["clusterIP"]
     assert {r["remote_ip"] for r in recs} == {svc_ip}
+    # requests DNATed to pods on nodes b and c crossed the fabric (route flows counted them)
+    for n in cluster.plan.nodes[1:]:
+        deadline = time.time() + 5
+        while route_flow_packets(cluster, n["pod_cidr"]) == 0 and time.time() < deadline:
+            time.sleep(0.3)
+        assert route_flow_packets(cluster, n["pod_cidr"]) > 0
+
+
+def test_kubemu_iptables_prints_the_nodes_rules(cluster):
+    node = cluster.plan.nodes[0]["name"]
+    prefix = cluster.cluster.names.prefix
+    res = subprocess.run([sys.executable, "-m", "emulator.cli", "iptables", node, "--run", prefix[len("kubemu"):]],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "*nat" in res.stdout and ":KUBE-SERVICES - [0:0]" in res.stdout
+    assert "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in res.stdout
 
 
 def test_pod_sees_pod_ip_gateway_and_dns_config(cluster):

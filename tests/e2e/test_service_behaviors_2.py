@@ -216,7 +216,7 @@ def test_udp_flow_moves_when_its_endpoint_goes_away(cluster, clients):
        service("uf", {"app": "uf"}, [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8081}]))
     ip, out = cluster_ip(cluster, "uf"), {}
     argv = [sys.executable, "-m", "emulator.traffic.udp_probe", "--host", ip, "--port", "53", "--message", "kubemu",
-            "--duration", "6", "--rate", "5", "--timeout", "0.5", "--reuse-socket", "--out", "-"]
+            "--duration", "7", "--rate", "5", "--timeout", "0.5", "--reuse-socket", "--out", "-"]
     probe = threading.Thread(target=lambda: out.update(cluster.exec_in(f"pod/{clients[C]}", argv, timeout=60)))
     probe.start()
     # The flow exists (DNATed to uf-0 on C, the client's node) before a second pod does.
@@ -224,6 +224,8 @@ def test_udp_flow_moves_when_its_endpoint_goes_away(cluster, clients):
                lambda text: "dport=53" in text, 10, "the UDP flow's conntrack entry")
     up(cluster, netexec_pod("uf-1", B, {"app": "uf"}))
     wait_endpoints(cluster, "uf", 2)
+    both_at = time.time()
+    time.sleep(1.0)               # five requests while both pods serve: all stay on uf-0
     deleted_at = time.time()
     cluster.delete("Pod", "uf-0")
     wait_endpoints(cluster, "uf", 1)
@@ -231,8 +233,9 @@ def test_udp_flow_moves_when_its_endpoint_goes_away(cluster, clients):
     probe.join(60)
     recs = [json.loads(line) for line in out["stdout"].splitlines() if line.strip()]
     before = [r for r in recs if r["t_start"] < deleted_at]
+    both = [r for r in before if r["t_start"] > both_at]
     after = [r for r in recs if r["t_start"] > switched_at + 0.5]
-    assert len(before) >= 2 and len(after) >= 5, (len(before), len(after))
+    assert len(both) >= 3 and len(after) >= 5, (len(both), len(after))
     assert {(r["outcome"], r["pod"]) for r in before} == {("ok", "uf-0")}     # sticks to its pod
     assert {(r["outcome"], r["pod"]) for r in after} == {("ok", "uf-1")}      # then moves
 
