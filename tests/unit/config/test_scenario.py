@@ -19,7 +19,8 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
-SEED = REPO.parent / "shared" / "manifests"
+SEED = REPO / "scenarios" / "manifests" / "seed"           # verbatim copies kept in the repo
+SHARED_SEED = REPO.parent / "shared" / "manifests"
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
 
@@ -70,10 +71,16 @@ def test_timing_overrides_apply() -> None:
     assert s.steps[4].traffic.from_.kind == "node" and s.steps[5].traffic.from_.name == "vm-1"
 
 
+def test_seed_copies_are_verbatim() -> None:
+    """scenarios/manifests/seed/ holds the seed's files byte for byte."""
+    if not SHARED_SEED.is_dir():
+        pytest.skip(f"the shared seed manifests are not at {SHARED_SEED} on this checkout")
+    for name in ("seed-ingress-v1beta1.yaml", "seed-lb-service-local.yaml"):
+        assert (SEED / name).read_bytes() == (SHARED_SEED / name).read_bytes()
+
+
 def test_seed_manifests_load_unchanged(tmp_path: Path) -> None:
     """The seed's v1beta1 Ingress and LoadBalancer Service load as written."""
-    if not SEED.is_dir():
-        pytest.skip(f"shared seed manifests not at {SEED}")
     ingress = load_manifest_file(SEED / "seed-ingress-v1beta1.yaml")
     service = load_manifest_file(SEED / "seed-lb-service-local.yaml")
     assert (ingress[0].api_version, ingress[0].kind, ingress[0].namespace) == (
