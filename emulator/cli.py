@@ -134,6 +134,20 @@ def clean(run_ids: tuple[str, ...], force: bool) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir: str) -> None:
+    """Rebuild report.md and the PNG plots of RUN_DIR from its stored records."""
+    from emulator.report.render import write_report
+    try:
+        paths = write_report(run_dir)
+    except KubemuError as e:
+        _fail(e)
+    for path in paths.plots.values():
+        console.print(f"plot: {path}", soft_wrap=True)
+    console.print(f"report: {paths.markdown}", soft_wrap=True)
+
+
+@main.command()
 @click.argument("node")
 @click.option("--table", "-t", default=None, help="Only this table (filter, nat, ...).")
 @click.option("--run", "run_id", default=None, help="The run's id (needed when several runs are up).")

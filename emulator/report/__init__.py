@@ -1,1 +1,5 @@
-"""Statistics and summaries over per-request records (pure functions, no I/O but reading records)."""
+"""Statistics, summaries and reports over per-request records.
+
+stats and summary are pure functions; render and plots build report.md and PNG plots
+from a run directory, and only `render.write_report` writes files.
+"""

@@ -21,6 +21,7 @@ from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster, check_prerequisites
 from emulator.runner.plan import make_plan
 from emulator.runner.steps import EXECUTORS, StepContext
+from emulator.report import render as report_render
 from emulator.report import summary as report_summary
 
 RESULTS_SCHEMA_VERSION = 1
@@ -97,6 +98,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         results["seconds"] = round(time.time() - t0, 3)
         with open(os.path.join(run_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2, default=str)
+    report_render.report_after_run(run_dir, progress)  # report.md + plots; never raises
     return results
 
 

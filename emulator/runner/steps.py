@@ -6,7 +6,6 @@ record for results.json.
 """
 from __future__ import annotations
 
-import ipaddress
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ from emulator.config.templates import Placeholder, render
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
 from emulator.report import stats
+from emulator.report.hops import entered_node, entered_nodes  # noqa: F401 (re-exported)
 
 
 OVS_REVALIDATION_SECONDS = 0.6
@@ -191,27 +191,6 @@ def run_assert(step, ctx: StepContext) -> dict:
             got = sorted(summary.per_node)
         checks.append({"metric": metric, "expected": want, "actual": got, "ok": want == got})
     return {"step": "assert", "flow": a.flow, "checks": checks, "ok": all(c["ok"] for c in checks)}
-
-
-def entered_node(record: dict, plan) -> str | None:
-    """The node a request entered the cluster through, read from the client IP the pod saw.
-
-    A node IP: that node masqueraded it (it entered there). An address of a node's pod
-    range (its cbr0 gateway): the pod's own node masqueraded it. Anything else is the
-    client's own address, kept (externalTrafficPolicy Local): it entered where it was served.
-    """
-    seen = record.get("client_ip_seen")
-    if not seen or record.get("outcome") != "ok":
-        return None
-    addr = ipaddress.ip_address(seen)
-    for n in plan.nodes:
-        if seen == n["ip"] or addr in ipaddress.ip_network(n["pod_cidr"]):
-            return n["name"]
-    return record.get("node")
-
-
-def entered_nodes(records: list[dict], plan) -> set[str]:
-    return {n for n in (entered_node(r, plan) for r in records) if n}
 
 
 def run_apply(step, ctx: StepContext) -> dict:

@@ -1,0 +1,213 @@
+"""PNG plots of a run's flows: latency CDF, traffic share per serving node, timeline.
+
+Figures are built with matplotlib's object API on the Agg canvas (no pyplot, no global
+state, no display needed). The figure builders are pure over the loaded records;
+`save` writes one PNG.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+BIN_S = 0.1          # timeline bin: 100 ms
+DPI = 110
+FAILED_COLOR = "#b0b0b0"
+
+
+def _colors(n: int) -> list:
+    """n distinct colors (tab10, then tab20 for more)."""
+    from matplotlib import colormaps
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _ok_totals(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    return np.sort(np.asarray([r["total_ms"] for r in records
+                               if r.get("outcome") == "ok" and r.get("total_ms") is not None], dtype=float))
+
+
+def latency_cdf(records: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "") -> Figure:
+    """Empirical CDF of the total time of successful requests, one line per flow, log x."""
+    fig = Figure(figsize=(9, 5.5), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    colors = _colors(len(records))
+    empty, plotted = [], 0
+    for (name, recs), color in zip(records.items(), colors):
+        x = _ok_totals(recs)
+        x = x[x > 0]
+        if x.size == 0:
+            empty.append(name)
+            continue
+        y = np.arange(1, x.size + 1) / x.size
+        plotted += 1
+        ax.step(np.concatenate([[x[0]], x]), np.concatenate([[0.0], y]), where="post", color=color, lw=1.6,
+                label=f"{name} (n={x.size}, p50 {np.percentile(x, 50):.2f} ms)")
+    ax.set_xscale("log")
+    if plotted:
+        lo, hi = ax.get_xlim()
+        span = math.log10(hi / lo) if lo > 0 and hi > lo else 3.0
+        subs = (1.0, 2.0, 3.0, 5.0, 7.0) if span < 1.3 else (1.0, 2.0, 5.0) if span < 3 else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for q in (0.5, 0.9, 0.99):
+        ax.axhline(q, color="#888888", lw=0.7, ls=":")
+        ax.annotate(f"p{round(q * 100)}", xy=(1.0, q), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=8, color="#666666")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("total request time (ms, log scale)")
+    ax.set_ylabel("fraction of successful requests ≤ time")
+    ax.set_title(title or "Latency CDF per flow (successful requests)")
+    ax.grid(True, which="major", alpha=0.35)
+    ax.grid(True, which="minor", axis="x", alpha=0.12)
+    if plotted:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1.0), fontsize=8, title="flow", title_fontsize=9,
+                  frameon=False)
+    if empty:
+        ax.text(0.01 if plotted else 0.5, -0.13 if plotted else 0.5, "no successful requests: " + ", ".join(empty),
+                transform=ax.transAxes, fontsize=8, color="#aa3333", ha="left" if plotted else "center",
+                va="top" if plotted else "center")
+    if not plotted:
+        ax.set_xlim(0.1, 1000)
+    return fig
+
+
+def node_shares(records: Mapping[str, Sequence[Mapping[str, Any]]], node_order: Sequence[str] = (),
+                notes: Mapping[str, str] | None = None, title: str = "") -> Figure:
+    """Per flow, a 100% bar split by the node that served each request (failed requests grey)."""
+    names = list(records)
+    seen = {r.get("node") for recs in records.values() for r in recs if r.get("outcome") == "ok" and r.get("node")}
+    nodes = [n for n in node_order if n in seen] + sorted(seen - set(node_order))
+    colors = dict(zip(nodes, _colors(len(nodes))))
+    fig = Figure(figsize=(10, 1.4 + 0.45 * max(len(names), 1)), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    left = np.zeros(len(names))
+    segments = [(n, colors[n], [sum(1 for r in records[f] if r.get("outcome") == "ok" and r.get("node") == n)
+                                for f in names]) for n in nodes]
+    segments.append(("no answer (failed)", FAILED_COLOR,
+                     [sum(1 for r in records[f] if r.get("outcome") != "ok" or not r.get("node")) for f in names]))
+    totals = np.asarray([max(len(records[f]), 1) for f in names], dtype=float)
+    for label, color, counts in segments:
+        share = 100 * np.asarray(counts, dtype=float) / totals
+        if not share.any():
+            continue
+        bars = ax.barh(y, share, left=left, color=color, label=label, edgecolor="white", lw=0.6,
+                       hatch="//" if color == FAILED_COLOR else None)
+        for rect, s in zip(bars, share):
+            if s >= 7:
+                ax.text(rect.get_x() + rect.get_width() / 2, rect.get_y() + rect.get_height() / 2, f"{s:.0f}%",
+                        ha="center", va="center", fontsize=8, color="black")
+        left += share
+    ax.set_yticks(y, names)
+    ax.set_ylim(len(names) - 0.5, -0.5)          # first flow on top
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the flow's requests (%)")
+    ax.set_title(title or "Traffic share per serving node")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    right = ax.twinx()                            # per-flow notes as right-hand tick labels
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(y, [f"n={len(records[f])}" + (f" · {notes[f]}" if notes and notes.get(f) else "")
+                         for f in names], fontsize=8)
+    right.tick_params(axis="y", length=0)
+    if ax.patches:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(5, len(nodes) + 1),
+                   fontsize=8, title="serving node", title_fontsize=9, frameon=False)
+    return fig
+
+
+def binned(records: Sequence[Mapping[str, Any]], t0: float, bin_s: float = BIN_S
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bin edges (s since t0), requests started and successes per bin, from the first to the last bin used."""
+    starts = np.asarray([r["t_start"] for r in records if r.get("t_start") is not None], dtype=float)
+    if starts.size == 0:
+        return np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    ok = np.asarray([r.get("outcome") == "ok" for r in records if r.get("t_start") is not None])
+    # rounded to 10 us first: epoch seconds carry ~0.2 us of float noise, enough to cross a bin edge
+    idx = np.floor(np.round(starts - t0, 5) / bin_s + 1e-9).astype(int)
+    lo, hi = int(idx.min()), int(idx.max())
+    started = np.bincount(idx - lo, minlength=hi - lo + 1)
+    oks = np.bincount(idx - lo, weights=ok.astype(float), minlength=hi - lo + 1).astype(int)
+    edges = (np.arange(lo, hi + 2)) * bin_s
+    return edges, started, oks
+
+
+def timeline(records: Mapping[str, Sequence[Mapping[str, Any]]], t0: float, bin_s: float = BIN_S,
+             title: str = "") -> Figure:
+    """Request rate and success ratio per `bin_s` bin over the run, per flow."""
+    fig = Figure(figsize=(11, 6), dpi=DPI, layout="constrained")
+    ax_rate, ax_ok = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    colors = _colors(len(records))
+    lo = hi = None
+    for (name, recs), color in zip(records.items(), colors):
+        edges, started, oks = binned(recs, t0, bin_s)
+        if edges.size == 0:
+            continue
+        lo = edges[0] if lo is None else min(lo, edges[0])
+        hi = edges[-1] if hi is None else max(hi, edges[-1])
+        rate = started / bin_s
+        # padded with zero bins so a flow of one bin still shows as a block
+        e = np.concatenate([[edges[0] - bin_s], edges, [edges[-1] + bin_s]])
+        ax_rate.stairs(np.concatenate([[0], rate, [0]]), e, color=color, fill=True, alpha=0.35)
+        ax_rate.stairs(np.concatenate([[0], rate, [0]]), e, color=color, lw=1.2, label=name)
+        used = started > 0
+        centers = (edges[:-1] + edges[1:]) / 2
+        ratio = np.divide(oks, started, out=np.zeros(started.shape), where=used)
+        ax_ok.plot(centers[used], ratio[used], "o-", color=color, ms=4, lw=1.0, label=name)
+    ax_rate.set_ylabel(f"requests started per second\n(per {bin_s * 1000:.0f} ms bin)")
+    ax_rate.set_title(title or f"Request rate and success ratio over the run, per {bin_s * 1000:.0f} ms")
+    ax_rate.grid(True, alpha=0.3)
+    ax_rate.set_ylim(bottom=0)
+    ax_ok.set_ylim(-0.05, 1.08)
+    ax_ok.set_yticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"])
+    ax_ok.set_ylabel("success ratio\n(of requests started in the bin)")
+    ax_ok.set_xlabel("time since the run started (s)")
+    ax_ok.grid(True, alpha=0.3)
+    if lo is not None:
+        pad = max(0.5, 0.03 * (hi - lo))
+        ax_ok.set_xlim(lo - pad, hi + pad)
+        ax_rate.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="flow",
+                       title_fontsize=9, frameon=False)
+    else:
+        ax_rate.text(0.5, 0.5, "no requests", transform=ax_rate.transAxes, ha="center")
+    return fig
+
+
+def _t0(results: Mapping[str, Any], records: Mapping[str, Sequence[Mapping[str, Any]]]) -> float:
+    started = results.get("started")
+    if isinstance(started, (int, float)) and not math.isnan(started):
+        return float(started)
+    ts = [r["t_start"] for recs in records.values() for r in recs if r.get("t_start") is not None]
+    return min(ts) if ts else 0.0
+
+
+def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
+    """(title, file name, figure) of every plot of a loaded run (`render.RunData`, its `FlowReport`s)."""
+    from emulator.report.render import flow_reports
+
+    r, recs = run.results, run.records
+    label = f"{r.get('scenario', '?')} run {r.get('run_id', '?')}"
+    notes = {}
+    for f in (flow_reports(run) if flows is None else flows):
+        if f.hops is not None and f.hops.attributed:
+            notes[f.name] = f"extra hop {100 * f.hops.extra_share:.0f}%"
+    yield ("Latency CDF per flow", "latency-cdf.png",
+           latency_cdf(recs, f"Latency CDF per flow, successful requests ({label})"))
+    yield ("Traffic share per serving node", "node-share.png",
+           node_shares(recs, [n["name"] for n in run.nodes], notes,
+                       f"Share of each flow's requests per serving node ({label})"))
+    yield ("Timeline", "timeline.png",
+           timeline(recs, _t0(r, recs), BIN_S,
+                    f"Request rate and success ratio per {BIN_S * 1000:.0f} ms bin ({label})"))
+
+
+def save(fig: Figure, path: str) -> None:
+    """Write a figure as PNG."""
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=DPI)
