@@ -57,10 +57,8 @@ class ApiServer:
         await self._notify()
         return out
 
-    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
-        """Merge `status` keys into the object's status; None when it is gone."""
-        def fn(o: dict) -> None:
-            o.setdefault("status", {}).update(status)
+    async def _patch(self, kind: str, namespace: str, name: str, fn) -> dict | None:
+        """Apply `fn` to the stored object; None when it is gone."""
         try:
             out = self.store.patch(kind, namespace, name, fn)
         except ApiError as e:
@@ -70,6 +68,10 @@ class ApiServer:
         await self._notify()
         return out
 
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
+        """Merge `status` keys into the object's status; None when it is gone."""
+        return await self._patch(kind, namespace, name, lambda o: o.setdefault("status", {}).update(status))
+
     async def patch_metadata(self, kind: str, namespace: str, name: str, fields: dict) -> dict | None:
         """Merge metadata keys (labels, annotations, deletionTimestamp...)."""
         def fn(o: dict) -> None:
@@ -78,14 +80,7 @@ class ApiServer:
                     o["metadata"][k].update(v)
                 else:
                     o["metadata"][k] = v
-        try:
-            out = self.store.patch(kind, namespace, name, fn)
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
-        await self._notify()
-        return out
+        return await self._patch(kind, namespace, name, fn)
 
     async def delete(self, kind: str, namespace: str, name: str) -> dict | None:
         out = self.store.delete(kind, namespace, name)

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from emulator.config.manifests import ManifestObject
 from emulator.config.source import Loc
+from emulator.labels import label_selector_matches
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -31,21 +32,7 @@ def is_port_name(name: str) -> bool:
 
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     """A metav1.LabelSelector (matchLabels + matchExpressions) against labels; empty matches all."""
-    selector = selector or {}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    return label_selector_matches(selector, labels)
 
 
 def service_selects(selector: dict[str, str], labels: dict[str, str]) -> bool:

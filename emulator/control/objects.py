@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from emulator.labels import label_selector_matches
+
 
 def meta(obj: dict) -> dict:
     return obj.setdefault("metadata", {})
@@ -48,19 +50,7 @@ def selector_matches(selector: dict | None, lbls: dict) -> bool:
     if selector is None:
         return False
     if "matchLabels" in selector or "matchExpressions" in selector:
-        if any(lbls.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-            return False
-        for expr in selector.get("matchExpressions") or []:
-            key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-            if op == "In" and lbls.get(key) not in values:
-                return False
-            if op == "NotIn" and key in lbls and lbls[key] in values:
-                return False
-            if op == "Exists" and key not in lbls:
-                return False
-            if op == "DoesNotExist" and key in lbls:
-                return False
-        return True
+        return label_selector_matches(selector, lbls)
     return all(lbls.get(k) == v for k, v in selector.items())
 
 
