@@ -150,6 +150,12 @@ def outcomes(recs: list[dict]) -> dict[str, int]:
     return dict(collections.Counter(r["outcome"] for r in recs))
 
 
+def failures(recs: list[dict]) -> list[tuple]:
+    """The distinct (outcome, errno, error) of the records that were not "ok" (for messages)."""
+    return sorted({(r["outcome"], r.get("errno"), r.get("error")) for r in recs if r["outcome"] != "ok"},
+                  key=str)
+
+
 def udp(cluster, source: str, host: str, port: int, message: str = "hostname", requests: int = 10,
         timeout: float = 1.0) -> list[dict]:
     """Real UDP request/response exchanges (a new socket each) from a pod, node or host."""

@@ -12,7 +12,7 @@ import json
 import pytest
 import ray
 
-from service_helpers import (AGNHOST, A, B, C, NODES, VM_IP, client_pods, cluster_ip, curl, gateway_of,
+from service_helpers import (AGNHOST, A, B, C, NODES, VM_IP, client_pods, cluster_ip, curl, failures, gateway_of,
                              netexec_pod, node_port, outcomes, pod, pod_ip, service, udp, up, wait_until)
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ def test_clusterip_maps_port_to_numeric_target_port(cluster, clients):
        service("tp", {"app": "tp"}, [{"port": 80, "targetPort": 8080}]), pods=2)
     ip = cluster_ip(cluster, "tp")
     recs = cluster.http_load(f"pod/{clients[C]}", f"http://{ip}:80/hostname", requests=20)
-    assert outcomes(recs) == {"ok": 20}
+    assert outcomes(recs) == {"ok": 20}, failures(recs)
     assert {r["pod"] for r in recs} == {"tp-0", "tp-1"}
     assert {(r["remote_ip"], r["remote_port"]) for r in recs} == {(ip, 80)}
 
@@ -44,7 +44,7 @@ def test_clusterip_named_target_port_is_resolved_per_pod(cluster, clients):
     slices, _ = ray.get(cluster.api.list.remote("EndpointSlice", "default", {"kubernetes.io/service-name": "nt"}))
     assert sorted(p["port"] for s in slices for p in s["ports"]) == [8080, 9090]
     recs = cluster.http_load(f"pod/{clients[C]}", f"http://{cluster_ip(cluster, 'nt')}/hostname", requests=20)
-    assert outcomes(recs) == {"ok": 20}
+    assert outcomes(recs) == {"ok": 20}, failures(recs)
     assert {r["pod"] for r in recs} == {"nt-0", "nt-1"}
 
 
@@ -73,11 +73,11 @@ def test_udp_service_port(cluster, clients):
        service("ud", {"app": "ud"}, [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8081}]), pods=2)
     ip = cluster_ip(cluster, "ud")
     recs = udp(cluster, f"pod/{clients[C]}", ip, 53, "hostname", requests=20)
-    assert outcomes(recs) == {"ok": 20}
+    assert outcomes(recs) == {"ok": 20}, failures(recs)
     assert {r["pod"] for r in recs} == {"ud-0", "ud-1"}
     # Pod to ClusterIP is not NATed on the way in: the backend sees the client pod.
     recs = udp(cluster, f"pod/{clients[C]}", ip, 53, "clientip", requests=5)
-    assert outcomes(recs) == {"ok": 5}
+    assert outcomes(recs) == {"ok": 5}, failures(recs)
     assert {r["client_ip_seen"] for r in recs} == {cluster.get("Pod", clients[C])["status"]["podIP"]}
 
 
@@ -93,7 +93,7 @@ def test_nodeport_reachable_on_every_node_from_nodes_and_vpc_vm(cluster, clients
         other = NODES[(i + 1) % 3]
         for source in (f"node/{other}", "host/vm-1"):
             recs = cluster.http_load(source, f"http://{cluster.node_ip(node)}:{port}/hostname", requests=6)
-            assert outcomes(recs) == {"ok": 6}, (source, node, recs[0])
+            assert outcomes(recs) == {"ok": 6}, (source, node, failures(recs))
             assert {r["pod"] for r in recs} <= {"np-0", "np-1"}
             answered |= {r["pod"] for r in recs}
     assert answered == {"np-0", "np-1"}
@@ -101,7 +101,7 @@ def test_nodeport_reachable_on_every_node_from_nodes_and_vpc_vm(cluster, clients
     # deny-ingress rule, and GKE opens no firewall rule for node ports.
     recs = cluster.http_load("host/inet-1", f"http://{cluster.node_ip(A)}:{port}/hostname", requests=1,
                              timeout=1.0)
-    assert outcomes(recs) == {"timeout": 1}
+    assert outcomes(recs) == {"timeout": 1}, failures(recs)
 
 
 def test_external_traffic_policy_cluster_then_local(cluster, clients):
@@ -114,7 +114,7 @@ def test_external_traffic_policy_cluster_then_local(cluster, clients):
     seen = {}
     for node in NODES:
         recs = cluster.http_load("host/vm-1", f"http://{cluster.node_ip(node)}:{port}/clientip", requests=5)
-        assert outcomes(recs) == {"ok": 5}
+        assert outcomes(recs) == {"ok": 5}, failures(recs)
         assert {r["pod"] for r in recs} == {"etp-0"}
         seen[node] = {r["client_ip_seen"] for r in recs}
     # Extra hop from B and C: masqueraded to the forwarding node's own IP. On A, the
@@ -126,17 +126,17 @@ def test_external_traffic_policy_cluster_then_local(cluster, clients):
     cluster.synced()
     assert node_port(cluster, "etp") == port
     recs = cluster.http_load("host/vm-1", f"http://{cluster.node_ip(A)}:{port}/clientip", requests=5)
-    assert outcomes(recs) == {"ok": 5}
+    assert outcomes(recs) == {"ok": 5}, failures(recs)
     assert {r["client_ip_seen"] for r in recs} == {VM_IP}
     for node in (B, C):
         recs = cluster.http_load("host/vm-1", f"http://{cluster.node_ip(node)}:{port}/clientip",
                                  requests=2, timeout=1.0)
-        assert outcomes(recs) == {"timeout": 2}, node     # dropped, not refused
+        assert outcomes(recs) == {"timeout": 2}, (node, failures(recs))     # dropped, not refused
     # Traffic from a pod or from the node itself is short-circuited to every endpoint,
     # even on a node without one (KUBE-EXT's pod-range and --src-type LOCAL rules).
     for source in (f"pod/{clients[B]}", f"node/{B}"):
         recs = cluster.http_load(source, f"http://{cluster.node_ip(B)}:{port}/hostname", requests=3)
-        assert outcomes(recs) == {"ok": 3} and {r["pod"] for r in recs} == {"etp-0"}, source
+        assert outcomes(recs) == {"ok": 3} and {r["pod"] for r in recs} == {"etp-0"}, (source, failures(recs))
 
 
 def test_health_check_node_port_of_local_load_balancer(cluster, clients):
@@ -182,7 +182,7 @@ def test_external_ip_and_load_balancer_ip_are_dnated_on_the_node(cluster, client
     for source in (f"pod/{clients[C]}", f"pod/{clients[A]}", f"node/{C}"):
         for ip, port in ((ext_ip, 80), (lb_ip, 8000)):
             recs = cluster.http_load(source, f"http://{ip}:{port}/hostname", requests=10)
-            assert outcomes(recs) == {"ok": 10}, (source, ip, recs[0])
+            assert outcomes(recs) == {"ok": 10}, (source, ip, failures(recs))
             assert {r["pod"] for r in recs} <= {"ex-0", "ex-1"}
             assert {(r["remote_ip"], r["remote_port"]) for r in recs} == {(ip, port)}
     # The client's node holds the translation: its conntrack entries for the load
@@ -203,8 +203,8 @@ def test_internal_traffic_policy_local(cluster, clients):
     url = f"http://{cluster_ip(cluster, 'itp')}/hostname"
     for node, expected in ((A, "itp-0"), (B, "itp-1")):
         recs = cluster.http_load(f"pod/{clients[node]}", url, requests=15)
-        assert outcomes(recs) == {"ok": 15}
+        assert outcomes(recs) == {"ok": 15}, failures(recs)
         assert {r["pod"] for r in recs} == {expected}
     # No endpoint on C: dropped there (not sent to A or B).
     recs = cluster.http_load(f"pod/{clients[C]}", url, requests=2, timeout=1.0)
-    assert outcomes(recs) == {"timeout": 2}
+    assert outcomes(recs) == {"timeout": 2}, failures(recs)

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from emulator.kubeproxy import names
-from service_helpers import (A, B, C, NODES, client_pods, cluster_ip, deployment, endpoints, gateway_of,
-                             is_ready, netexec_pod, node_port, outcomes, pod_ip, service, up, wait_endpoints,
-                             wait_running, wait_until)
+from service_helpers import (A, B, C, NODES, client_pods, cluster_ip, deployment, endpoints, failures,
+                             gateway_of, is_ready, netexec_pod, node_port, outcomes, pod_ip, service, up,
+                             wait_endpoints, wait_running, wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +30,15 @@ def test_replacement_pod_reusing_an_ip_is_served_at_once(cluster, clients):
     up(cluster, netexec_pod("ipr-0", B, {"app": "ipr"}),
        service("ipr", {"app": "ipr"}, [{"port": 80, "targetPort": 8080}]))
     url, old_ip = f"http://{cluster_ip(cluster, 'ipr')}/hostname", pod_ip(cluster, "ipr-0")
-    assert outcomes(cluster.http_load(f"pod/{clients[A]}", url, requests=5)) == {"ok": 5}
+    recs = cluster.http_load(f"pod/{clients[A]}", url, requests=5)
+    assert outcomes(recs) == {"ok": 5}, failures(recs)
     cluster.delete("Pod", "ipr-0")
     wait_endpoints(cluster, "ipr", 0)
     up(cluster, netexec_pod("ipr-1", B, {"app": "ipr"}))
     wait_endpoints(cluster, "ipr", 1)
     assert pod_ip(cluster, "ipr-1") == old_ip
     recs = cluster.http_load(f"pod/{clients[A]}", url, requests=10)
-    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"ipr-1"}
+    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"ipr-1"}, failures(recs)
 
 
 def test_session_affinity_client_ip_holds_and_can_be_switched_off(cluster, clients):
@@ -47,14 +48,14 @@ def test_session_affinity_client_ip_holds_and_can_be_switched_off(cluster, clien
     url = f"http://{cluster_ip(cluster, 'sa')}/hostname"
     for node in (A, C):
         recs = cluster.http_load(f"pod/{clients[node]}", url, requests=15)
-        assert outcomes(recs) == {"ok": 15}
+        assert outcomes(recs) == {"ok": 15}, failures(recs)
         assert len({r["pod"] for r in recs}) == 1, node      # every new connection, same pod
     svc["spec"]["sessionAffinity"] = "None"
     del svc["spec"]["sessionAffinityConfig"]
     cluster.apply(svc)
     cluster.synced()
     recs = cluster.http_load(f"pod/{clients[A]}", url, requests=30)
-    assert outcomes(recs) == {"ok": 30}
+    assert outcomes(recs) == {"ok": 30}, failures(recs)
     assert len({r["pod"] for r in recs}) > 1                   # spread again
 
 
@@ -62,7 +63,7 @@ def test_hairpin_pod_reaches_itself_through_its_service(cluster, clients):
     up(cluster, netexec_pod("hp-0", B, {"app": "hp"}),
        service("hp", {"app": "hp"}, [{"port": 80, "targetPort": 8080}]))
     recs = cluster.http_load("pod/hp-0", f"http://{cluster_ip(cluster, 'hp')}/clientip", requests=10)
-    assert outcomes(recs) == {"ok": 10}
+    assert outcomes(recs) == {"ok": 10}, failures(recs)
     assert {r["pod"] for r in recs} == {"hp-0"}
     # Hairpin traffic is masqueraded (KUBE-SEP's `-s <endpoint> -j KUBE-MARK-MASQ`): the
     # pod sees the address of the bridge it hangs off, cbr0, not its own IP.
@@ -75,12 +76,12 @@ def test_service_without_endpoints_refuses_at_once(cluster, clients):
     timeout = 3.0
     recs = cluster.http_load(f"pod/{clients[A]}", f"http://{cluster_ip(cluster, 'noep')}/", requests=5,
                              timeout=timeout)
-    assert outcomes(recs) == {"refused": 5}
+    assert outcomes(recs) == {"refused": 5}, failures(recs)
     assert all(r["errno"] == "ECONNREFUSED" and r["total_ms"] < timeout * 1000 / 3 for r in recs)
     # Its NodePort too (KUBE-EXTERNAL-SERVICES REJECT), seen from the VPC VM.
     recs = cluster.http_load("host/vm-1", f"http://{cluster.node_ip(B)}:{node_port(cluster, 'noep')}/",
                              requests=5, timeout=timeout)
-    assert outcomes(recs) == {"refused": 5}
+    assert outcomes(recs) == {"refused": 5}, failures(recs)
     assert all(r["total_ms"] < timeout * 1000 / 3 for r in recs)
 
 
@@ -96,11 +97,11 @@ def test_publish_not_ready_addresses(cluster, clients):
     assert not is_ready(cluster, "nr-0")
     assert [e["conditions"]["ready"] for e in endpoints(cluster, "nr-hidden")] == [False]
     recs = cluster.http_load(f"pod/{clients[B]}", f"http://{cluster_ip(cluster, 'nr-pub')}/hostname", requests=10)
-    assert outcomes(recs) == {"ok": 10}
+    assert outcomes(recs) == {"ok": 10}, failures(recs)
     assert {r["pod"] for r in recs} == {"nr-0"}
     recs = cluster.http_load(f"pod/{clients[B]}", f"http://{cluster_ip(cluster, 'nr-hidden')}/hostname",
                              requests=5)
-    assert outcomes(recs) == {"refused": 5}
+    assert outcomes(recs) == {"refused": 5}, failures(recs)
 
 
 def _slice(name: str, svc: str, eps: list[tuple[str, str, dict]]) -> dict:
@@ -123,15 +124,15 @@ def test_terminating_endpoints_serve_only_when_none_is_ready(cluster, clients):
     src = f"pod/{clients[C]}"
 
     recs = cluster.http_load(src, url, requests=10)               # only a serving terminating one
-    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"tf-0"}
+    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"tf-0"}, failures(recs)
     cluster.apply(_slice("tf-manual", "tf", [(*t0, terminating), (*t1, ready)]))
     cluster.synced()
     recs = cluster.http_load(src, url, requests=10)               # a ready one wins
-    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"tf-1"}
+    assert outcomes(recs) == {"ok": 10} and {r["pod"] for r in recs} == {"tf-1"}, failures(recs)
     cluster.apply(_slice("tf-manual", "tf", [(*t0, {"ready": False, "serving": False, "terminating": True})]))
     cluster.synced()
     recs = cluster.http_load(src, url, requests=5)                # not serving: no endpoint at all
-    assert outcomes(recs) == {"refused": 5}
+    assert outcomes(recs) == {"refused": 5}, failures(recs)
     cluster.delete("Service", "tf")
     cluster.delete("EndpointSlice", "tf-manual")
 
@@ -173,14 +174,14 @@ def test_updates_while_traffic_runs(cluster, clients):
     src = f"pod/{clients[A]}"
     with BackgroundLoad(cluster, f"pod/{clients[B]}", f"http://{cluster_ip(cluster, 'steady')}/hostname") as bg:
         recs = cluster.http_load(src, f"http://{ip}/hostname", requests=20)
-        assert outcomes(recs) == {"ok": 20} and len({r["pod"] for r in recs}) == 2
+        assert outcomes(recs) == {"ok": 20} and len({r["pod"] for r in recs}) == 2, failures(recs)
 
         # Scale 2 -> 4: four distinct pods answer.
         cluster.apply(deployment("scale", 4, {"app": "scale"}))
         cluster.wait_ready("Deployment", "scale")
         wait_endpoints(cluster, "scale", 4)
         recs = cluster.http_load(src, f"http://{ip}/hostname", requests=40)
-        assert outcomes(recs) == {"ok": 40} and len({r["pod"] for r in recs}) == 4
+        assert outcomes(recs) == {"ok": 40} and len({r["pod"] for r in recs}) == 4, failures(recs)
 
         # Change the port 80 -> 8888: the new port answers, the old one no longer does.
         # As with the real kube-proxy in iptables mode, nothing is left that matches the
@@ -190,9 +191,9 @@ def test_updates_while_traffic_runs(cluster, clients):
         cluster.apply(service("scale", {"app": "scale"}, [{"port": 8888, "targetPort": 8080}]))
         cluster.synced()
         recs = cluster.http_load(src, f"http://{ip}:8888/hostname", requests=10)
-        assert outcomes(recs) == {"ok": 10}
+        assert outcomes(recs) == {"ok": 10}, failures(recs)
         old = cluster.http_load(src, f"http://{ip}:80/hostname", requests=2, timeout=1.0)
-        assert outcomes(old) == {"timeout": 2}
+        assert outcomes(old) == {"timeout": 2}, failures(old)
 
         # Delete the Service: its ClusterIP no longer answers.
         chain = names.svc_chain("default/scale", "tcp")
@@ -200,11 +201,11 @@ def test_updates_while_traffic_runs(cluster, clients):
         cluster.synced()
         assert all(chain not in cluster.iptables_save(node) for node in NODES)
         gone = cluster.http_load(src, f"http://{ip}:8888/hostname", requests=2, timeout=1.0)
-        assert outcomes(gone) == {"timeout": 2}
+        assert outcomes(gone) == {"timeout": 2}, failures(gone)
     cluster.delete("Deployment", "scale")
     assert bg.error is None, bg.error
     assert len(bg.records) >= 10
-    assert outcomes(bg.records) == {"ok": len(bg.records)}
+    assert outcomes(bg.records) == {"ok": len(bg.records)}, failures(bg.records)
     assert {r["pod"] for r in bg.records} == {"steady-0", "steady-1"}
 
 
@@ -261,4 +262,4 @@ def test_chain_names_and_probabilities_read_like_a_gke_node(cluster, clients):
         for sep in seps:
             assert any(line.startswith(f"-A {sep} ") and "-j DNAT" in line for line in lines)
     recs = cluster.http_load(f"pod/{clients[C]}", f"http://{ip}/hostname", requests=20)
-    assert outcomes(recs) == {"ok": 20} and {r["pod"] for r in recs} == {"cn-0", "cn-1"}
+    assert outcomes(recs) == {"ok": 20} and {r["pod"] for r in recs} == {"cn-0", "cn-1"}, failures(recs)
