@@ -217,6 +217,8 @@ class AssertSpec(StrictModel):
     refused_ratio: ComparisonField | None = None
     timeout_ratio: ComparisonField | None = None
     distinct_backends: ComparisonField | None = None
+    extra_hop_ratio: ComparisonField | None = Field(
+        default=None, description="share of requests served by another node than the one they entered")
     p50_ms: ComparisonField | None = None
     p90_ms: ComparisonField | None = None
     p99_ms: ComparisonField | None = None

@@ -27,3 +27,17 @@ def entered_node(record: dict, plan) -> str | None:
 
 def entered_nodes(records: list[dict], plan) -> set[str]:
     return {n for n in (entered_node(r, plan) for r in records) if n}
+
+
+def took_extra_hop(record: dict, plan) -> bool | None:
+    """True when a request was served by another node than the one it entered (the extra
+    hop of externalTrafficPolicy Cluster); None when it cannot be attributed."""
+    into = entered_node(record, plan)
+    node = record.get("node")
+    return None if into is None or node is None else node != into
+
+
+def extra_hop_ratio(records: list[dict], plan) -> float:
+    """Share of the attributed requests that took the extra hop (0 when none is attributed)."""
+    flags = [f for f in (took_extra_hop(r, plan) for r in records) if f is not None]
+    return sum(flags) / len(flags) if flags else 0.0

@@ -139,14 +139,10 @@ def hops(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]
 
 def extra_hop_flags(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> list[bool | None]:
     """Per record: True (extra hop), False (direct) or None (not attributed)."""
-    from emulator.report.hops import entered_node
+    from emulator.report.hops import took_extra_hop
 
     plan = SimpleNamespace(nodes=list(nodes))
-    out: list[bool | None] = []
-    for r in records:
-        into = entered_node(dict(r), plan)
-        out.append(None if into is None or r.get("node") is None else r.get("node") != into)
-    return out
+    return [took_extra_hop(dict(r), plan) for r in records]
 
 
 def flow_report(name: str, records: Sequence[Mapping[str, Any]], results: Mapping[str, Any]) -> FlowReport:

@@ -15,7 +15,7 @@ from emulator.config.templates import Placeholder, render
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
 from emulator.report import stats
-from emulator.report.hops import entered_node, entered_nodes  # noqa: F401 (re-exported)
+from emulator.report.hops import entered_node, entered_nodes, extra_hop_ratio  # noqa: F401 (re-exported)
 
 
 OVS_REVALIDATION_SECONDS = 0.6
@@ -179,7 +179,10 @@ def run_assert(step, ctx: StepContext) -> dict:
         raise KubemuError(f"flow {a.flow} has not run")
     checks = []
     for metric, bound in a.checks().items():
-        value = metric_value(summary, metric)
+        if metric == "extra_hop_ratio":
+            value = extra_hop_ratio(ctx.records[a.flow], ctx.cluster.plan)
+        else:
+            value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
     for metric, wanted in a.set_checks().items():
         want = sorted({render(w, ctx.resolve) for w in wanted})
