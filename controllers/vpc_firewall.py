@@ -36,7 +36,7 @@ from emulator.errors import ConfigError
 from controllers.vpc_types import (
     ETH_TYPE_IP, INSTANCE_KINDS, IP_PROTO, REG_DST, REG_SRC, TABLE_DELIVER, TABLE_FW_EGRESS,
     TABLE_FW_INGRESS, TABLE_LB, Action, Endpoint, FlowSpec, ct, ct_state, known, parse_cidr,
-    port_masks, port_range, prefix, str_list,
+    one_of, port_masks, port_range, prefix, str_list,
 )
 
 PRIO_FW_INVALID = 65000
@@ -121,12 +121,8 @@ def parse_firewall(data: Any) -> tuple[FirewallRule, ...] | None:
 
 
 def _parse_rule(raw: Mapping[str, Any], where: str) -> FirewallRule:
-    direction = str(raw.get("direction", "ingress")).lower()
-    if direction not in DIRECTIONS:
-        raise ConfigError(f"must be one of {list(DIRECTIONS)}", field=f"{where}.direction")
-    action = str(raw.get("action", "allow")).lower()
-    if action not in ACTIONS:
-        raise ConfigError(f"must be one of {list(ACTIONS)}", field=f"{where}.action")
+    direction = one_of(raw, "direction", "ingress", DIRECTIONS, where)
+    action = one_of(raw, "action", "allow", ACTIONS, where)
     priority = raw.get("priority", 1000)
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_GCP_PRIORITY:
         raise ConfigError(f"priority must be an integer 0..{MAX_GCP_PRIORITY}", field=f"{where}.priority")

@@ -46,7 +46,7 @@ from emulator.errors import ConfigError
 
 from controllers.vpc_types import (
     ETH_TYPE_IP, IP_PROTO, REG_LB, REG_SRC, TABLE_LB, TABLE_LB_BACKEND, Endpoint, FlowSpec,
-    GroupSpec, ct, known, parse_ip, port_masks, port_range, prefix, str_list,
+    GroupSpec, ct, known, one_of, parse_ip, port_masks, port_range, prefix, str_list,
 )
 
 PRIO_LB_NEW = 300      # no backend recorded yet: select one
@@ -104,12 +104,8 @@ def parse_load_balancers(data: Any) -> tuple[LoadBalancer, ...]:
         for key in ("name", "ip", "ports"):
             if key not in raw:
                 raise ConfigError(f"missing key {key!r}", field=where)
-        protocol = str(raw.get("protocol", "TCP")).upper()
-        if protocol not in LB_PROTOCOLS:
-            raise ConfigError(f"must be one of {list(LB_PROTOCOLS)}", field=f"{where}.protocol")
-        scheme = str(raw.get("scheme", "external")).lower()
-        if scheme not in SCHEMES:
-            raise ConfigError(f"must be one of {list(SCHEMES)}", field=f"{where}.scheme")
+        protocol = one_of(raw, "protocol", "TCP", LB_PROTOCOLS, where, upper=True)
+        scheme = one_of(raw, "scheme", "external", SCHEMES, where)
         ports_raw = raw["ports"]
         if isinstance(ports_raw, (str, int)) or not isinstance(ports_raw, (list, tuple)) or not ports_raw:
             raise ConfigError("expected a non-empty list", field=f"{where}.ports")

@@ -188,6 +188,15 @@ def known(data: Any, keys: set[str], where: str) -> None:
         raise ConfigError(f"unknown key {extra[0]!r}", field=where)
 
 
+def one_of(raw: Mapping[str, Any], key: str, default: str, allowed, where: str, upper: bool = False) -> str:
+    """`raw[key]` (or `default`), case-normalised, checked against `allowed`."""
+    value = str(raw.get(key, default))
+    value = value.upper() if upper else value.lower()
+    if value not in allowed:
+        raise ConfigError(f"must be one of {list(allowed)}", field=f"{where}.{key}")
+    return value
+
+
 def str_list(value: Any, where: str) -> tuple[str, ...]:
     """A list of strings (a lone string is an error: it would iterate by character)."""
     if value is None:
