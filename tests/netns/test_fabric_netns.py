@@ -23,6 +23,7 @@ import pytest
 from emulator.fabric.ovs import OvsInstance, find_private_daemons, kill_private_daemons
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames, new_run_id
+from fabric_helpers import free_port, leftovers, sh
 from emulator.netns import entered, socket_in
 
 pytestmark = [
@@ -42,19 +43,6 @@ HOSTS = [
     ("node-b", "10.128.0.3", "02:00:0a:80:00:03", VPC_GW, "10.4.1.0/24", "10.4.1.1"),
     ("inet-1", "203.0.113.10", "02:00:cb:00:71:0a", INET_GW, None, None),
 ]
-
-
-def sh(*argv: str) -> str:
-    """Run a command, fail the test with its stderr if it fails."""
-    res = subprocess.run(argv, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(argv)}: {res.stderr}"
-    return res.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -139,21 +127,6 @@ def fabric() -> Iterator[Fabric]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         fab.ovs.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def leftovers(prefix: str) -> list[str]:
-    """Links, namespaces and processes that still carry the run prefix."""
-    found = [f"link {line.split(':')[1].strip()}" for line in sh("ip", "-o", "link").splitlines()
-             if prefix in line]
-    found += [f"netns {line.split()[0]}" for line in sh("ip", "netns", "list").splitlines() if prefix in line]
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if prefix.encode() in f.read():
-                    found.append(f"process {pid}")
-        except OSError:
-            pass
-    return found
 
 
 def ping(ns: str, dst: str, count: int = 3, timeout: float = 2.0) -> int:

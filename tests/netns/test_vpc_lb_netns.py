@@ -28,6 +28,7 @@ import pytest
 from emulator.fabric.ovs import OvsInstance, find_private_daemons
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames, new_run_id
+from fabric_helpers import free_port, leftovers, sh
 from emulator.netns import entered, socket_in
 
 pytestmark = [
@@ -53,18 +54,6 @@ HOSTS = [
     ("inet-1", "203.0.113.10", "02:00:cb:00:71:0a", INET_GW, None, "internet"),
 ]
 IP = {h[0]: h[1] for h in HOSTS}
-
-
-def sh(*argv: str) -> str:
-    res = subprocess.run(argv, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(argv)}: {res.stderr}"
-    return res.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rule(name: str, direction: str = "ingress", action: str = "allow", priority: int = 1000,
@@ -251,20 +240,6 @@ def fabric() -> Iterator[Fabric]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         fab.ovs.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def leftovers(prefix: str) -> list[str]:
-    found = [f"link {line.split(':')[1].strip()}" for line in sh("ip", "-o", "link").splitlines()
-             if prefix in line]
-    found += [f"netns {line.split()[0]}" for line in sh("ip", "netns", "list").splitlines() if prefix in line]
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if prefix.encode() in f.read():
-                    found.append(f"process {pid}")
-        except OSError:
-            pass
-    return found
 
 
 # First in the file: os-ken is one per process, so this runs before the module fixture's.
