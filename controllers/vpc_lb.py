@@ -16,8 +16,11 @@ rules do). Like GCP, the choice is made in two parts (table 20):
    one of output/group/resubmit/ct survive, so the commit must be that one.) No
    `selection_method` is given, so OVS (3.1, `group_set_selection_method`) uses `dp_hash`
    with the symmetric L4 hash (`hash(sym_l4(0))`: addresses, protocol and ports) mapped
-   onto up to 64 hash slots; every packet of one 5-tuple picks the same bucket (seen in
-   the datapath: `hash(sym_l4(0)),recirc(...)`, then a match on `dp_hash`). A changed
+   onto hash slots; every packet of one 5-tuple picks the same bucket (seen in the
+   datapath: `hash(sym_l4(0)),recirc(...)`, then a match on `dp_hash`). OVS uses
+   max(16, next power of two) slots, which would give 6 backends 3,3,3,3,2,2 of 16
+   (18.8% against 12.5% of the connections): the adapter repeats each bucket so that
+   every backend gets within one slot of 256 (`vpc_app.bucket_copies`). A changed
    backend list is a new group here (group ids are content hashes; the select flows move
    to it, the old group is deleted after them), and OVS also rebuilds the slot map when
    a group's buckets are modified: it is not consistent hashing, many 5-tuples map to

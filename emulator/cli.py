@@ -38,7 +38,13 @@ def main(verbose: bool) -> None:
 @click.option("--address", envvar="RAY_ADDRESS", default=None, help="Ray cluster to join (default: a local one).")
 @click.option("--iptables", "iptables_backend", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
               show_default=True, help="iptables backend inside nodes (auto: the faster one available).")
-def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str) -> None:
+@click.option("--machines", type=click.IntRange(1, 16), default=None,
+              help="Spread the hosts over N machines (simulated on this host unless --address); "
+                   "overrides the scenario's machines.count.")
+@click.option("--placement", type=click.Choice(["spread", "pack", "zone"]), default=None,
+              help="Which machine each host runs on (default: the scenario's, else spread).")
+def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str,
+        machines: int | None, placement: str | None) -> None:
     """Build the cluster of SCENARIO, run its steps, report, and tear everything down."""
     from emulator.config import load_scenario
     from emulator.naming import new_run_id
@@ -55,7 +61,8 @@ def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str
     console.print(f"[bold]kubemu[/] running scenario [bold]{sc.name}[/] as run kubemu{run_id} "
                   f"({len(sc.topology.nodes())} nodes, timing {sc.timing})")
     try:
-        results = run_scenario(sc, runs_dir, progress, address, iptables_backend, run_id)
+        spread = (machines or sc.machines.count, placement or sc.machines.placement)
+        results = run_scenario(sc, runs_dir, progress, address, iptables_backend, run_id, spread)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted: cluster torn down[/]")
         sys.exit(130)
@@ -70,13 +77,15 @@ def print_results(results: dict) -> None:
     flows = results.get("flows", {})
     if flows:
         t = Table(title="traffic", expand=False)
-        for col in ("flow", "requests", "ok", "pods", "p50 ms", "p90 ms", "p99 ms", "req/s"):
-            t.add_column(col, justify="right" if col != "flow" else "left", no_wrap=True)
+        for col in ("flow", "kind", "requests", "ok", "pods", "p50 ms", "p90 ms", "p99 ms", "req/s", "Mbit/s"):
+            t.add_column(col, justify="left" if col in ("flow", "kind") else "right", no_wrap=True)
         for name, f in flows.items():
             lat = f.get("total_ms") or {}
-            t.add_row(name, str(f["count"]), f"{100 * f['success_ratio']:.1f}%", str(f["distinct_backends"]),
-                      _ms(lat.get("p50")), _ms(lat.get("p90")), _ms(lat.get("p99")),
-                      f"{f.get('throughput_rps', 0):.0f}")
+            bps = f.get("bits_per_second")
+            t.add_row(name, f.get("kind", "http"), str(f["count"]),
+                      "-" if f.get("success_ratio") is None else f"{100 * f['success_ratio']:.1f}%",
+                      str(f["distinct_backends"]), _ms(lat.get("p50")), _ms(lat.get("p90")), _ms(lat.get("p99")),
+                      f"{f.get('throughput_rps') or 0:.0f}", "-" if bps is None else f"{bps / 1e6:.1f}")
         console.print(t)
         for name, f in flows.items():
             pods = f.get("per_pod") or {}
@@ -169,6 +178,46 @@ def _legacy_in_use(ns: str) -> bool:
     out = subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy-save", "-t", "nat"],
                          capture_output=True, text=True).stdout
     return "KUBE-" in out
+
+
+@main.command("iap-token")
+@click.option("--member", required=True, help="The identity, e.g. user@example.com (or user:user@example.com).")
+@click.option("--ttl", default=3600, show_default=True, help="Seconds the token stays valid.")
+@click.option("--run", "run_id", default=None, help="The run's id (needed when several runs are up).")
+def iap_token(member: str, ttl: int, run_id: str | None) -> None:
+    """Print a token the running run's Identity-Aware Proxy accepts (send it as `Authorization: Bearer`)."""
+    from emulator.cloud.iap import issue_token, run_key
+    try:
+        click.echo(issue_token(run_key(run_id), member, ttl))
+    except KubemuError as e:
+        _fail(e)
+
+
+@main.command()
+@click.option("--run", "run_id", default=None, help="The run's id (needed when several runs are up).")
+@click.option("--pods", default="", help="NS/POD,NS/POD,... (default: every pod of --namespaces).")
+@click.option("--namespaces", default="", help="Probe every pod of these namespaces: NS,NS,...")
+@click.option("--ports", default="80/tcp", show_default=True, help="PORT/PROTO,... (tcp, udp, sctp).")
+@click.option("--service", default="s-{namespace}-{pod}", show_default=True, help="Each target pod's Service.")
+@click.option("--default", "default_", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
+              help="Expected outcome of a cell no pattern names.")
+@click.option("--deny", multiple=True, help="Expected blocked: 'FROM -> TO[:PORT/PROTO]' (globs); repeatable.")
+@click.option("--allow", multiple=True, help="Expected allowed (wins over --deny); repeatable.")
+@click.option("--timeout", default=1.0, show_default=True, help="Seconds per probe.")
+def reach(run_id, pods, namespaces, ports, service, default_, deny, allow, timeout) -> None:
+    """Probe every pod pair of a running run through its Services; print the reachability matrix."""
+    from emulator.netpol.reach_cli import reach_matrix
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    if not pods and not namespaces:
+        _fail(KubemuError("give --pods or --namespaces"))
+    raw = {"ports": split(ports), "service": service, "timeout": timeout,
+           "expect": {"default": default_, "deny": list(deny), "allow": list(allow)}}
+    try:
+        rec = reach_matrix(run_id, split(pods), split(namespaces), raw)
+    except KubemuError as e:
+        _fail(e)
+    click.echo(rec["text"])
+    sys.exit(0 if rec["ok"] else 1)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class RunNames:
     def tunnel(self, index: int) -> str:
         return self._ifname("t", index)
 
+    def ifname(self, kind: str, index: int) -> str:
+        """A run-prefixed interface name of a kind letter and an index (e.g. `kubemuq3zxu1`)."""
+        return self._ifname(kind, index)
+
     def _ifname(self, kind: str, index: int) -> str:
         name = f"{self.prefix}{kind}{index}"
         if len(name) > IFNAMSIZ:

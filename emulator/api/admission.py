@@ -1,4 +1,4 @@
-"""Admission of Services, as the real API server does it: defaults and allocations.
+"""Admission of Services (and the name label of Namespaces), as the real API server does it.
 
 ClusterIPs come from the service range and stay for the Service's whole life; node
 ports (30000-32767) for NodePort and LoadBalancer Services; a healthCheckNodePort for
@@ -62,6 +62,15 @@ class ServiceAdmission:
             if port and port not in kept:
                 self.ports.release(port)
 
+    def restore(self, svc: dict) -> None:
+        """Mark what a stored Service holds as taken (after an API server restart)."""
+        spec = svc.get("spec", {})
+        if spec.get("clusterIP") not in (None, "None"):
+            self.ips.reserve(spec["clusterIP"])
+        for port in [p.get("nodePort") for p in spec.get("ports", [])] + [spec.get("healthCheckNodePort")]:
+            if port:
+                self.ports.allocate(port)
+
     def release(self, svc: dict) -> None:
         """Free everything a deleted Service held."""
         spec = svc.get("spec", {})
@@ -70,3 +79,10 @@ class ServiceAdmission:
         for p in spec.get("ports", []):
             self.ports.release(p.get("nodePort"))
         self.ports.release(spec.get("healthCheckNodePort"))
+
+
+def admit_namespace(ns: dict) -> dict:
+    """Namespaces carry `kubernetes.io/metadata.name: <name>`, as the real API server sets it."""
+    meta = ns.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
+    return ns

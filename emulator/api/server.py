@@ -8,17 +8,30 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from emulator.api.admission import ServiceAdmission
+from emulator.api.admission import ServiceAdmission, admit_namespace
+from emulator.api.journal import Journal
 from emulator.api.store import ApiError, Gone, ObjectStore
 
 
 class ApiServer:
     """Objects with resourceVersion and watch; Service admission allocates addresses."""
 
-    def __init__(self, service_range: str) -> None:
-        self.store = ObjectStore()
+    def __init__(self, service_range: str, journal_path: str | None = None) -> None:
         self.admission = ServiceAdmission(service_range)
         self._cond: asyncio.Condition | None = None
+        self.restarts = 0
+        if journal_path is None:
+            self.store = ObjectStore()
+            return
+        # Durable: a restarted actor (Ray max_restarts) replays what it had.
+        journal = Journal(journal_path)
+        objs, rv = journal.replay()
+        self.store = ObjectStore(journal=journal.append)
+        self.store.restore(objs, rv)
+        for o in objs:
+            if o["kind"] == "Service":
+                self.admission.restore(o)
+        self.restarts = 1 if rv else 0
 
     def _condition(self) -> asyncio.Condition:
         if self._cond is None:
@@ -34,6 +47,8 @@ class ApiServer:
         """Create an object (Services are admitted: ClusterIP, node ports)."""
         if obj.get("kind") == "Service":
             self.admission.admit(obj, None)
+        elif obj.get("kind") == "Namespace":
+            admit_namespace(obj)
         out = self.store.create(obj)
         await self._notify()
         return out
@@ -48,6 +63,8 @@ class ApiServer:
             obj = {**obj, "status": old["status"]}
         if obj["kind"] == "Service":
             self.admission.admit(obj, old)
+        elif obj["kind"] == "Namespace":
+            admit_namespace(obj)
         out = self.store.update(obj)
         await self._notify()
         return out
@@ -106,6 +123,10 @@ class ApiServer:
     async def last_event_rv(self, kinds: list[str]) -> int:
         """resourceVersion of the newest create/update/delete of these kinds (0 if none logged)."""
         return self.store.last_event_rv(kinds)
+
+    async def timed_events(self, kind: str, since: float) -> list[tuple[float, str, dict]]:
+        """(time, type, object) of the logged events of a kind since `since` (phase timelines)."""
+        return self.store.timed_events(kind, since)
 
     async def watch(self, kinds: list[str], rv: int, timeout: float = 5.0,
                     node_name: str | None = None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class WatchEvent:
     type: str
     kind: str
     obj: dict
+    at: float = 0.0   # when it happened (epoch seconds)
 
 
 Key = tuple[str, str, str]
@@ -64,11 +65,20 @@ def labels_match(selector: dict | None, labels: dict | None) -> bool:
 class ObjectStore:
     """In-memory objects + resourceVersion + event log; no I/O, no threads."""
 
-    def __init__(self, log_size: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, log_size: int = 100_000, clock: Callable[[], float] = time.time,
+                 journal: Callable[[WatchEvent], None] | None = None) -> None:
         self._objs: dict[Key, dict] = {}
         self._rv = 0
         self._log: deque[WatchEvent] = deque(maxlen=log_size)
         self._clock = clock
+        self._journal = journal
+
+    def restore(self, objs: Iterable[dict], rv: int) -> None:
+        """Start from saved objects at resourceVersion `rv`; the event log starts empty, so
+        watchers from before get Gone and relist."""
+        self._objs = {key_of(o): copy.deepcopy(o) for o in objs}
+        self._rv = rv
+        self._log.clear()
 
     @property
     def resource_version(self) -> int:
@@ -77,7 +87,10 @@ class ObjectStore:
     def _record(self, type_: str, obj: dict) -> dict:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._log.append(WatchEvent(self._rv, type_, obj["kind"], copy.deepcopy(obj)))
+        event = WatchEvent(self._rv, type_, obj["kind"], copy.deepcopy(obj), self._clock())
+        self._log.append(event)
+        if self._journal is not None:
+            self._journal(event)
         return copy.deepcopy(obj)
 
     def create(self, obj: dict) -> dict:
@@ -158,6 +171,10 @@ class ObjectStore:
             if e.kind in kinds:
                 return e.rv
         return 0
+
+    def timed_events(self, kind: str, since: float) -> list[tuple[float, str, dict]]:
+        """(time, type, object) of the logged events of a kind at or after `since`."""
+        return [(e.at, e.type, copy.deepcopy(e.obj)) for e in self._log if e.kind == kind and e.at >= since]
 
     def events_since(self, rv: int, kinds: Iterable[str] | None = None) -> list[WatchEvent]:
         """Events after `rv` for the given kinds; raises Gone when the log lost some."""

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 from emulator.cloud import lbip
 from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
+from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
 from emulator.cloud.vpcstate import desired_vpc_state, node_ips
 
@@ -52,7 +53,7 @@ class CloudCore:
     def __init__(self, facts: dict, timing: Any, firewall_rules: Iterable[Any] = (), *,
                  list_objects: Lister, patch_status: PatchStatus, push_state: PushState,
                  health_checks: bool = True, source_ranges_in_firewall: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, ingress: IngressSync | None = None) -> None:
         self.facts = facts
         self.clock = clock
         self.timing = _timing_dict(timing)
@@ -74,6 +75,7 @@ class CloudCore:
         self.push_failures = 0
         self._unapplied: list[dict] = []   # transitions not yet in a pushed state
         self._desired: dict | None = None
+        self.ingress = ingress   # GKE's Ingress controller (HTTP(S) load balancers), or None
         # Fail at construction, not on every pass, when a topology rule clashes with GKE's.
         self.desired([], [])
 
@@ -83,9 +85,12 @@ class CloudCore:
 
     def desired(self, nodes: list[dict], services: list[dict]) -> dict:
         """The VPC state for these Nodes and Services and the current health."""
+        hosts, rules = self.hosts, self.firewall_rules
+        if self.ingress is not None:
+            hosts, rules = self.ingress.vpc_hosts(hosts), self.ingress.vpc_rules() + list(rules)
         return desired_vpc_state(
-            self.hosts, self.host_macs, nodes, services, self.checker.state if self.health_checks else None,
-            self.firewall_rules, self.vpc_ranges, cluster_name=self.facts["cluster_name"],
+            hosts, self.host_macs, nodes, services, self.checker.state if self.health_checks else None,
+            rules, self.vpc_ranges, cluster_name=self.facts["cluster_name"],
             gateways=self.facts.get("gateways", []), dpid=int(self.facts.get("dpid", 1)),
             source_ranges_in_firewall=self.source_ranges_in_firewall, extra=self.facts.get("extra"))
 
@@ -103,14 +108,20 @@ class CloudCore:
                 services = self.list_objects("Service")
                 patches = self._allocate(services)
                 services = [self._with_ingress(s) for s in services]
+                if self.ingress is not None:
+                    self.ingress.plan(nodes, services, {a.ip for a in self.allocator.assigned.values()})
                 self._configure_health(nodes, services, now)
                 state = self.desired(nodes, services)
                 self._desired = state
                 included = list(self._unapplied)
                 need_push = force or state != self.last_pushed
             ok = self._write_status(patches)
+            if self.ingress is not None:
+                ok = self.ingress.apply_proxy() and ok   # the proxy before the route to it
             if need_push:
                 ok = self._push(state, included) and ok
+            if self.ingress is not None:
+                ok = self.ingress.write_status(ok) and ok
             return ok
 
     def _allocate(self, services: list[dict]) -> list[tuple[str, str, dict]]:
@@ -269,11 +280,15 @@ class CloudController:
         from emulator.api.client import Informer
         self.api, self.sdn, self.prober = api, sdn, prober
         self.resync_interval, self.min_interval, self.push_timeout = resync_interval, min_interval, push_timeout
-        self.informer = Informer(api, ["Node", "Service"], self._on_event)
+        from emulator.cloud.ingress_setup import ingress_sync_for
+        self.informer = Informer(api, ["Node", "Service"] + (list(INGRESS_KINDS) if prober is not None else []),
+                                 self._on_event)
         self.core = CloudCore(facts, timing, firewall_rules, list_objects=self.informer.list,
                               patch_status=self._patch_status, push_state=self._push_state,
                               health_checks=prober is not None,
-                              source_ranges_in_firewall=source_ranges_in_firewall)
+                              source_ranges_in_firewall=source_ranges_in_firewall,
+                              ingress=ingress_sync_for(api, prober, facts, timing, self.informer.list)
+                              if prober is not None else None)
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._wake_health = threading.Event()   # new checks may be due at once
@@ -405,6 +420,11 @@ class CloudController:
     def reconcile_now(self, force: bool = True) -> bool:
         """Run one pass at once (steps and tests); True when everything was written."""
         return self.core.reconcile(time.time(), force=force)
+
+    def ingresses(self) -> dict:
+        """Ingress load balancers: errors, applied versions, backends (for steps and tests)."""
+        with self.core.lock:
+            return self.core.ingress.view() if self.core.ingress is not None else {}
 
     def ping(self) -> int:
         return self.passes

@@ -250,7 +250,7 @@ def endpoints(plan_hosts: Iterable[dict], host_macs: dict[str, str], cluster_nam
         out.append({"name": h["name"], "ip": h["ip"], "mac": mac,
                     "port_name": h.get("port_name") or h["fabric_port"],
                     "dpid": int(h.get("dpid", dpid)),
-                    "routes": [h["pod_cidr"]] if is_node and h.get("pod_cidr") else [],
+                    "routes": [h["pod_cidr"]] if is_node and h.get("pod_cidr") else list(h.get("routes") or []),
                     "gateway": h.get("gateway"), "kind": kind, "tags": tags})
     return out
 

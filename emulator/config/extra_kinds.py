@@ -7,9 +7,10 @@ except where the upstream type is free-form.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.config.types import NoBool
 
@@ -181,3 +182,61 @@ class BackendConfig(_Strict):
     metadata: ObjectMeta
     spec: BackendConfigSpec = Field(default_factory=BackendConfigSpec)
     status: dict[str, Any] | None = None
+
+
+class SecurityPolicyMatch(_Strict):
+    """Cloud Armor's basic match: source IP ranges (`*` for every address)."""
+
+    srcIpRanges: list[str] = Field(min_length=1, max_length=10)
+
+    @field_validator("srcIpRanges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if r != "*":
+                try:
+                    ipaddress.ip_network(r, strict=False)
+                except ValueError:
+                    raise ValueError(f"{r!r} is not an IP range (CIDR) or '*'") from None
+        return v
+
+
+ArmorAction = Literal["allow", "deny-403", "deny-404", "deny-502"]
+
+
+class SecurityPolicyRule(_Strict):
+    """One rule: the lowest priority number that matches decides; `preview` only logs."""
+
+    priority: Int = Field(ge=0, le=2147483646)
+    action: ArmorAction
+    match: SecurityPolicyMatch
+    preview: bool = False
+    description: str | None = None
+
+
+class SecurityPolicySpec(_Strict):
+    """Rules and the default rule's action (priority 2147483647)."""
+
+    description: str | None = None
+    rules: list[SecurityPolicyRule] = Field(default_factory=list)
+    defaultRuleAction: ArmorAction = "allow"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_priorities(cls, v: list[SecurityPolicyRule]) -> list[SecurityPolicyRule]:
+        seen: set[int] = set()
+        for r in v:
+            if r.priority in seen:
+                raise ValueError(f"priority {r.priority} is used by two rules")
+            seen.add(r.priority)
+        return v
+
+
+class SecurityPolicy(_Strict):
+    """kubemu.io/v1 SecurityPolicy: a Cloud Armor security policy (a GCP resource in GKE),
+    named by BackendConfig `securityPolicy.name`."""
+
+    apiVersion: Literal["kubemu.io/v1"]
+    kind: Literal["SecurityPolicy"]
+    metadata: ObjectMeta
+    spec: SecurityPolicySpec = Field(default_factory=SecurityPolicySpec)

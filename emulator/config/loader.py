@@ -14,6 +14,7 @@ from typing import Any
 import pydantic
 
 from emulator.config.manifest_checks import check_object, check_objects
+from emulator.config.ingress_checks import check_ingresses
 from emulator.config.manifests import ManifestObject, validate_object
 from emulator.config.scenario import Scenario, scenario_problems
 from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
@@ -87,6 +88,7 @@ def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",
             objects.append(mo)
     if check_all:
         check_objects(objects)
+        check_ingresses(objects)
     return objects
 
 

@@ -215,7 +215,31 @@ def _policy_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
                 yield from _cidr_problems(block["cidr"], loc + ("cidr",))
                 for k, cidr in enumerate(block.get("except") or []):
                     yield from _cidr_problems(cidr, loc + ("except", k))
+                    yield from _except_problems(block["cidr"], cidr, loc + ("except", k))
             for j, port in enumerate(rule.get("ports") or []):
                 if port.get("protocol", "TCP") not in PROTOCOLS:
                     yield ("spec", direction, i, "ports", j, "protocol"), \
                         f"{port['protocol']!r} is not one of {', '.join(PROTOCOLS)}"
+                yield from _policy_port_problems(port, ("spec", direction, i, "ports", j))
+
+
+def _except_problems(cidr: str, exc: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """An ipBlock except lies inside its cidr (as the API server requires)."""
+    try:
+        inside = ipaddress.ip_network(exc, strict=False).subnet_of(ipaddress.ip_network(cidr, strict=False))
+    except (ValueError, TypeError):
+        return          # reported by _cidr_problems
+    if not inside:
+        yield loc, f"{exc} is not inside the ipBlock's cidr {cidr}"
+
+
+def _policy_port_problems(port: dict[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """A NetworkPolicy port: a number or a port name; endPort only after a number, not below it."""
+    value = port.get("port")
+    if value is not None:
+        yield from _target_port_problems(value, loc + ("port",))
+    if "endPort" in port:
+        if not isinstance(value, int):
+            yield loc + ("endPort",), "endPort needs a numeric port"
+        elif port["endPort"] < value:
+            yield loc + ("endPort",), f"endPort {port['endPort']} is below port {value}"

@@ -20,7 +20,7 @@ import pydantic
 from referencing import Registry, Resource
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from emulator.config.extra_kinds import BackendConfig, IngressV1beta1
+from emulator.config.extra_kinds import BackendConfig, IngressV1beta1, SecurityPolicy
 from emulator.config.source import Loc, YamlDoc, format_path, read_yaml_all, validation_error
 from emulator.config.types import is_dns_label, is_dns_subdomain
 from emulator.errors import ConfigError
@@ -37,6 +37,7 @@ SUPPORTED_KINDS: dict[tuple[str, str], Any] = {
     ("networking.k8s.io/v1", "Ingress"): OPENAPI,
     ("networking.k8s.io/v1beta1", "Ingress"): IngressV1beta1,
     ("cloud.google.com/v1", "BackendConfig"): BackendConfig,
+    ("kubemu.io/v1", "SecurityPolicy"): SecurityPolicy,
 }
 CLUSTER_SCOPED_KINDS = {"Namespace"}
 DNS_LABEL_NAMED_KINDS = {"Namespace", "Service"}

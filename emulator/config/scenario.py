@@ -1,8 +1,9 @@
 """The scenario model: a topology, Kubernetes manifests, and steps (wait, sleep, traffic, assert).
 
 Steps are single-key mappings (`{wait: {...}}`); the key picks the step class. Traffic
-specs hold one load generator (`http:` now; tcp/udp/ping/iperf3 can be added as sibling
-optional fields listed in `TrafficSpec.LOADS`). Cross-references (flows, pods, nodes,
+specs hold one load generator (`http`, `tcp`, `udp`, `ping`, `iperf3`: the optional fields
+listed in `TrafficSpec.LOADS`, models in `loads.py`) and may run in the background until
+an `await` step. Cross-references (flows, pods, nodes,
 hosts, waited objects, timing keys) are checked by `scenario_problems` once the
 manifests are loaded.
 """
@@ -17,9 +18,15 @@ from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, Pri
                       WithJsonSchema, model_validator)
 
 from emulator.config.manifests import ManifestObject
+from emulator.config.reachability import LabelStep, ReachabilityStep, reachability_problems
+from emulator.config.loads import (Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad, split_target,
+                                   target_text)
 from emulator.config.templates import placeholders, render_dummy
 from emulator.config.source import Loc
+from emulator.config.chaos import AvailabilityStep, FaultStep, availability_problems, fault_problems
 from emulator.config.timing import Timing, TimingName, timing_for
+from emulator.config.machines import Machines
+from emulator.config.impairments import Impairments
 from emulator.config.topology import StrictModel, Topology
 from emulator.config.types import ComparisonField, DnsLabel, Duration, NoBool, Comparison
 
@@ -30,7 +37,8 @@ _SVC_HOST_RE = re.compile(r"^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\
 class ObjectRef:
     """`deployment/web` in a wait step: a kind (lowercase) and a name."""
 
-    KINDS: ClassVar[dict[str, str]] = {"deployment": "Deployment", "pod": "Pod", "service": "Service"}
+    KINDS: ClassVar[dict[str, str]] = {"deployment": "Deployment", "pod": "Pod", "service": "Service",
+                                       "networkpolicy": "NetworkPolicy", "ingress": "Ingress"}
     kind: str
     name: str
 
@@ -49,7 +57,8 @@ class ObjectRef:
             return text
         kind, _, name = text.partition("/") if isinstance(text, str) else ("", "", "")
         if kind not in cls.KINDS or not name or "/" in name:
-            raise ValueError(f"invalid reference {text!r}: write deployment/NAME, pod/NAME or service/NAME")
+            raise ValueError(f"invalid reference {text!r}: write deployment/NAME, pod/NAME, service/NAME, "
+                             "networkpolicy/NAME or ingress/NAME")
         return cls(kind, name)
 
 
@@ -80,7 +89,7 @@ class TrafficSource:
 
 
 ObjectRefField = Annotated[ObjectRef, PlainValidator(ObjectRef.parse),
-                           WithJsonSchema({"type": "string", "pattern": "^(deployment|pod|service)/[^/]+$"})]
+                           WithJsonSchema({"type": "string", "pattern": "^(deployment|pod|service|networkpolicy|ingress)/[^/]+$"})]
 SourceField = Annotated[TrafficSource, PlainValidator(TrafficSource.parse),
                         WithJsonSchema({"type": "string",
                                         "pattern": "^(pod/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
@@ -109,14 +118,12 @@ class SleepStep(StrictModel):
     sleep: Duration
 
 
-class HttpLoad(StrictModel):
-    """HTTP GET requests to one URL, with a fixed number of requests and concurrency."""
+class HttpLoad(Pacing):
+    """HTTP GET requests to one URL: a count and/or a duration, at a concurrency or a rate."""
 
     url: str
-    requests: PositiveInt = 100
-    concurrency: PositiveInt = 1
-    timeout: Duration = 2.0
     keepalive: bool = False
+    headers: dict[str, str] | None = Field(default=None, description="request headers, e.g. Host: demo.example.com")
 
     @model_validator(mode="after")
     def _url_is_http(self) -> "HttpLoad":
@@ -124,16 +131,24 @@ class HttpLoad(StrictModel):
         parts = urlsplit(render_dummy(self.url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {self.url!r} must be http:// or https:// with a host")
+        for name, value in (self.headers or {}).items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\r" in value or "\n" in value:
+                raise ValueError(f"header {name!r}: a token name and a one-line value")
         return self
 
 
 class TrafficSpec(StrictModel):
     """A named flow from a source, with exactly one load generator."""
 
-    LOADS: ClassVar[tuple[str, ...]] = ("http",)
+    LOADS: ClassVar[tuple[str, ...]] = ("http", "tcp", "udp", "ping", "iperf3")
     name: DnsLabel
     from_: SourceField = Field(alias="from")
+    background: bool = Field(default=False, description="start the flow and go on; `await` or an assert waits")
     http: HttpLoad | None = None
+    tcp: TcpLoad | None = None
+    udp: UdpLoad | None = None
+    ping: PingLoad | None = None
+    iperf3: Iperf3Load | None = None
 
     @model_validator(mode="after")
     def _one_load(self) -> "TrafficSpec":
@@ -149,7 +164,7 @@ class TrafficSpec(StrictModel):
         return next(k for k in self.LOADS if getattr(self, k) is not None)
 
     @property
-    def load(self) -> HttpLoad:
+    def load(self) -> HttpLoad | TcpLoad | UdpLoad | PingLoad | Iperf3Load:
         """The load generator's settings."""
         return getattr(self, self.protocol)
 
@@ -159,6 +174,28 @@ class TrafficStep(StrictModel):
 
     KIND: ClassVar[str] = "traffic"
     traffic: TrafficSpec
+
+
+def _await_list(value: Any) -> str | list[str]:
+    """`all` or a non-empty list of flow names."""
+    if value == "all":
+        return "all"
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("write `all` or a list of background flow names")
+    return value
+
+
+AwaitField = Annotated[str | list[str], PlainValidator(_await_list),
+                       WithJsonSchema({"anyOf": [{"const": "all"}, {"type": "array", "items": {"type": "string"}}]})]
+
+
+class AwaitStep(StrictModel):
+    """`- await: [flow-a, flow-b]` or `- await: all`: wait until background flows have finished."""
+
+    KIND: ClassVar[str] = "await"
+    await_: AwaitField = Field(alias="await")
 
 
 def _manifest_entry(value: Any) -> str | dict[str, Any]:
@@ -216,9 +253,18 @@ class AssertSpec(StrictModel):
     success_ratio: ComparisonField | None = None
     refused_ratio: ComparisonField | None = None
     timeout_ratio: ComparisonField | None = None
+    reset_ratio: ComparisonField | None = None
+    loss_ratio: ComparisonField | None = Field(
+        default=None, description="share of requests, probes or echoes that got no good answer (1 - success)")
+    throughput_mbps: ComparisonField | None = Field(
+        default=None, description="iperf3: megabits per second received (0 when no test succeeded)")
     distinct_backends: ComparisonField | None = None
     extra_hop_ratio: ComparisonField | None = Field(
         default=None, description="share of requests served by another node than the one they entered")
+    entered_without_pod_ratio: ComparisonField | None = Field(
+        default=None, description="share of requests that entered a node with no pod of the flow")
+    extra_hop_penalty_ms: ComparisonField | None = Field(
+        default=None, description="median latency of extra-hop requests minus that of direct ones")
     p50_ms: ComparisonField | None = None
     p90_ms: ComparisonField | None = None
     p99_ms: ComparisonField | None = None
@@ -258,8 +304,17 @@ class AssertStep(StrictModel):
     assert_: AssertSpec = Field(alias="assert")
 
 
+class ImpairStep(StrictModel):
+    """`- impair: {inter_node: {delay: 1ms}}`: change link impairments while the cluster runs."""
+
+    KIND: ClassVar[str] = "impair"
+    impair: Impairments
+
+
 STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep, ApplyStep,
-                                                DeleteStep, ScaleStep)
+                                                DeleteStep, ScaleStep, AwaitStep, ImpairStep,
+                                                ReachabilityStep, LabelStep, FaultStep,
+                                                AvailabilityStep)
 STEP_KINDS = tuple(c.KIND for c in STEP_CLASSES)   # type: ignore[attr-defined]
 
 
@@ -297,7 +352,11 @@ class Scenario(StrictModel):
     description: str | None = None
     topology: TopologyField
     timing: TimingName = "fast"
+    machines: Machines = Field(default_factory=Machines)
     timing_overrides: dict[str, Duration] = Field(default_factory=dict)
+    seed: Annotated[int, NoBool] | None = Field(default=None, description="seeds random fault targets (replayable)")
+    impairments: Impairments | None = Field(
+        default=None, description="link impairments replacing the topology's, per link class")
     manifests: list[ManifestEntry] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     report: list[Literal["summary", "backends", "latency"]] = Field(default_factory=lambda: ["summary"])
@@ -321,6 +380,10 @@ class Scenario(StrictModel):
     def objects(self) -> list[ManifestObject]:
         """Every Kubernetes object of the manifests, in file order, namespaces defaulted."""
         return self._objects
+
+    def link_impairments(self) -> Impairments:
+        """The topology's link impairments with the scenario's classes replacing them."""
+        return self.topology.impairments.merged(self.impairments)
 
     def timings(self) -> Timing:
         """The timing profile with the scenario's overrides applied."""
@@ -348,6 +411,8 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
             problems.append((("timing_overrides", key),
                              f"unknown timing {key!r} (known: {', '.join(Timing.model_fields)})"))
     flows: set[str] = set()
+    faults: set[str] = set()
+    background: set[str] = set()
     for i, step in enumerate(scenario.steps):
         if isinstance(step, WaitStep):
             ref, ns = step.wait.ready, step.wait.namespace
@@ -359,7 +424,14 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
             if spec.name in flows:
                 problems.append((("steps", i, "traffic", "name"), f"duplicate flow name {spec.name!r}"))
             flows.add(spec.name)
+            if spec.background:
+                background.add(spec.name)
             problems += [(("steps", i, "traffic") + loc, msg) for loc, msg in _traffic_problems(scenario, spec)]
+        elif isinstance(step, (ReachabilityStep, LabelStep)):
+            problems += [(("steps", i, step.KIND) + loc, msg) for loc, msg in reachability_problems(scenario, step)]
+        elif isinstance(step, AwaitStep) and step.await_ != "all":
+            problems += [(("steps", i, "await", j), msg)
+                         for j, msg in await_problems(step.await_, flows, background)]
         elif isinstance(step, AssertStep):
             if step.assert_.flow not in flows:
                 known = ", ".join(sorted(flows)) or "none yet"
@@ -376,12 +448,31 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
             ref, ns = step.delete.object, step.delete.namespace
             if scenario.find(ref.api_kind, ns, ref.name) is None:
                 problems.append((("steps", i, "delete", "object"), f"no {ref.api_kind} {ns}/{ref.name} in the manifests"))
+        elif isinstance(step, FaultStep):
+            problems += [(("steps", i, "fault") + loc, m) for loc, m in
+                         fault_problems(step.fault, scenario.topology, flows, faults, scenario.find)]
+            faults.add(step.fault.label(i))
+        elif isinstance(step, AvailabilityStep):
+            problems += [(("steps", i, "availability") + loc, m) for loc, m in
+                         availability_problems(step.availability, flows, faults)]
         elif isinstance(step, ScaleStep):
             sc = step.scale
             if scenario.find("Deployment", sc.namespace, sc.deployment) is None:
                 problems.append((("steps", i, "scale", "deployment"),
                                  f"no Deployment {sc.namespace}/{sc.deployment} in the manifests"))
     return problems
+
+
+def await_problems(names: list[str], flows: set[str], background: set[str]) -> list[tuple[int, str]]:
+    """(index, message) for awaited names that are no earlier flow or a flow that is not background."""
+    out = []
+    for j, name in enumerate(names):
+        if name not in flows:
+            known = ", ".join(sorted(background)) or "none yet"
+            out.append((j, f"no earlier traffic step named {name!r} (background flows: {known})"))
+        elif name not in background:
+            out.append((j, f"flow {name!r} is not a background flow (add `background: true` to it)"))
+    return out
 
 
 def _placeholder_problems(scenario: Scenario, text: str) -> list[str]:
@@ -397,6 +488,8 @@ def _placeholder_problems(scenario: Scenario, text: str) -> list[str]:
         elif p.kind in ("clusterip", "nodeport", "lbip", "hcport") and \
                 scenario.find("Service", p.namespace, p.name) is None:
             out.append(f"{{{p.kind}:{p.name}}}: no Service {p.namespace}/{p.name} in the manifests")
+        elif p.kind == "ingressip" and scenario.find("Ingress", p.namespace, p.name) is None:
+            out.append(f"{{ingressip:{p.name}}}: no Ingress {p.namespace}/{p.name} in the manifests")
     return out
 
 
@@ -418,4 +511,12 @@ def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, 
         m = _SVC_HOST_RE.match(urlsplit(render_dummy(spec.http.url)).hostname or "")
         if m and scenario.find("Service", m.group(2), m.group(1)) is None:
             problems.append((("http", "url"), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
+    elif spec.protocol != "http":
+        field = "host" if spec.protocol == "ping" else "target"
+        text = target_text(spec.load)
+        problems += [((spec.protocol, field), m) for m in _placeholder_problems(scenario, text)]
+        host = split_target(render_dummy(text), 1)[0] if field == "target" else render_dummy(text)
+        m = _SVC_HOST_RE.match(host)
+        if m and scenario.find("Service", m.group(2), m.group(1)) is None:
+            problems.append(((spec.protocol, field), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
     return problems

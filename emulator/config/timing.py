@@ -21,6 +21,7 @@ class Timing(BaseModel):
     node_lease_interval: float = Field(description="kubelet node lease renewal")
     node_monitor_grace_period: float = Field(description="lease silence before NotReady")
     pod_eviction_timeout: float = Field(description="tolerationSeconds for unreachable nodes")
+    node_monitor_period: float = Field(default=5.0, description="how often the node lifecycle controller looks")
     kube_proxy_sync_period: float = Field(description="full resync of kube-proxy rules")
     kube_proxy_min_sync_period: float = Field(description="minimum time between two syncs")
     lb_health_check_interval_cluster: float = Field(description="L4 LB probe of :10256/healthz")
@@ -36,6 +37,7 @@ PROFILES: dict[str, Timing] = {
                   lb_health_check_interval_cluster=8, lb_health_check_interval_local=3,
                   lb_health_check_timeout=1),
     "fast": Timing(node_lease_interval=1, node_monitor_grace_period=5, pod_eviction_timeout=10,
+                   node_monitor_period=0.2,
                    kube_proxy_sync_period=5, kube_proxy_min_sync_period=0.1,
                    lb_health_check_interval_cluster=1, lb_health_check_interval_local=0.5,
                    lb_health_check_timeout=0.5, readiness_probe_scale=0.1,

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.config.types import Cidr, DnsLabel, NoBool
+from emulator.config.impairments import Impairments
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -66,6 +67,7 @@ class Cluster(StrictModel):
     service_range: Cidr = ipaddress.IPv4Network("10.8.0.0/20")
     pod_range_per_node: PodPrefix = 24
     network_mode: Literal["native", "calico"] = "native"
+    network_policy: bool = Field(default=False, description="enforce NetworkPolicy (needs network_mode: calico)")
     node_pools: list[NodePool] = Field(min_length=1)
 
     def pool_prefixlen(self, pool: NodePool) -> int:
@@ -164,6 +166,8 @@ class Topology(StrictModel):
     cluster: Cluster
     clients: list[Client] = Field(default_factory=list)
     firewall: list[FirewallRule] = Field(default_factory=list, description="VPC firewall rules")
+    impairments: Impairments = Field(default_factory=Impairments,
+                                     description="delay, jitter, loss, rate per link class")
 
     def nodes(self) -> list[NodeSpec]:
         """All nodes: for each pool, for each zone in order, n = 1..nodes_per_zone."""
@@ -226,6 +230,9 @@ def topology_problems(topo: Topology) -> list[tuple[Loc, str]]:
                 if not _written(topo, path) and _written(topo, other):
                     path, other = other, path   # blame the range the file wrote, not a default
                 problems.append((_loc(path), f"{ranges[path]} overlaps {other} ({ranges[other]})"))
+    if topo.cluster.network_policy and topo.cluster.network_mode != "calico":
+        problems.append((("cluster", "network_policy"), "network policy needs network_mode: calico "
+                         "(GKE enforces it with Calico's data plane)"))
     problems += _pool_problems(topo)
     problems += _capacity_problems(topo)
     problems += _client_problems(topo)

@@ -15,31 +15,39 @@ import ray
 from emulator.api.client import Informer
 from emulator.logs import setup_actor_logging
 from emulator.control import endpointslices as eps
+from emulator.control import nodelifecycle
 from emulator.control import workloads
 from emulator.control.objects import is_terminating, labels, name, namespace
 from emulator.control.scheduler import choose_node
 
 log = logging.getLogger(__name__)
-KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet"]
+KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet", "Lease"]
 
 
 class ControllerManager:
     """Runs the cluster's controllers against the API server until stopped."""
 
-    def __init__(self, api, run_dir: str | None = None, min_interval: float = 0.05) -> None:
+    def __init__(self, api, run_dir: str | None = None, min_interval: float = 0.05,
+                 timing: dict | None = None, autostart: bool = False) -> None:
         if run_dir:
             setup_actor_logging(run_dir, "controller-manager")
         self.api = api
         self.min_interval = min_interval
+        self.timing = timing   # None: no node lifecycle controller
+        self.lifecycle_log: list[dict] = []
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self.informer = Informer(api, KINDS, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="controller-manager", daemon=True)
         self.passes = 0
+        if autostart:
+            self.start()
 
     def start(self) -> bool:
-        self.informer.start()
-        self._thread.start()
+        """Start watching and reconciling (once; Ray's restart of the actor starts it again)."""
+        if not self._thread.is_alive():
+            self.informer.start()
+            self._thread.start()
         return True
 
     def stop(self) -> None:
@@ -52,7 +60,7 @@ class ControllerManager:
     def _loop(self) -> None:
         self.informer.synced.wait()
         while not self._stop.is_set():
-            self._dirty.wait(1.0)
+            self._dirty.wait(min(1.0, (self.timing or {}).get("node_monitor_period", 1.0)))
             if self._stop.is_set():
                 return
             self._dirty.clear()
@@ -82,9 +90,25 @@ class ControllerManager:
             status = workloads.replicaset_status(rs, pods)
             if rs.get("status") != status:
                 writes.append(workloads.Action("status", {**rs, "status": status}))
+        writes.extend(self._node_lifecycle(nodes, pods))
         writes.extend(self._schedule(nodes, pods))
         writes.extend(self._endpointslices(pods))
         self._apply(writes)
+
+    def _node_lifecycle(self, nodes: list[dict], pods: list[dict]) -> list[workloads.Action]:
+        if self.timing is None:
+            return []
+        res = nodelifecycle.evaluate(nodes, self.informer.list("Lease"), pods,
+                                     self.timing["node_monitor_grace_period"],
+                                     self.timing["pod_eviction_timeout"], time.time())
+        for e in res.events:
+            log.info("node lifecycle: %s", e)
+        self.lifecycle_log.extend(res.events)
+        return res.actions
+
+    def lifecycle_events(self) -> list[dict]:
+        """What the node lifecycle controller did, with times (epoch seconds)."""
+        return list(self.lifecycle_log)
 
     def _schedule(self, nodes: list[dict], pods: list[dict]) -> list[workloads.Action]:
         out = []

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
+from emulator.fabric import underlay
 from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.naming import RunNames
@@ -17,6 +19,18 @@ from emulator.node import kernel
 
 log = logging.getLogger(__name__)
 DPID_BASE = 0x6B75_0000  # "ku" + machine index
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this actor runs on; None outside Ray."""
+    import ray
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def ray_node_ip() -> str:
+    """The address of the Ray node this process runs on (the machine's real address)."""
+    import ray
+    return ray.util.get_node_ip_address()
 
 
 class Machine:
@@ -28,6 +42,9 @@ class Machine:
         self.bridge = self.names.bridge(index)
         self.dpid = DPID_BASE + index
         self.relay: UnixToTcpRelay | None = None
+        self.underlay_ip = ""
+        self.wire = None  # emulator.fabric.udpwire.UdpWire on real machines
+        self.tunnels: list[str] = []
         self.system = use_system_ovs and system_db_socket() is not None
         # A running system OVS lives in the root namespace: our bridge and ports go there
         # (no addresses on them). Otherwise a private OVS runs in a fabric namespace.
@@ -56,11 +73,49 @@ class Machine:
         self.ovs.add_bridge(self.bridge, self.dpid, controller_target=target)
         return {"bridge": self.bridge, "dpid": self.dpid, "datapath_type": self.ovs.datapath_type,
                 "private_ovs": self.ovs.private, "machine": self.index, "netns": self.netns,
-                "ovs_start_seconds": round(self.ovs.start_seconds, 3)}
+                "ovs_start_seconds": round(self.ovs.start_seconds, 3), "ran_on": _ray_node_id()}
 
     def add_ports(self, ifnames: list[str]) -> dict[str, int]:
         """Plug root-namespace veth ends into the bridge; returns their OpenFlow ports."""
         return self.ovs.add_ports(self.bridge, [(n, None) for n in ifnames])
+
+    def attach_underlay(self, link: str, address: str, prefixlen: int) -> dict:
+        """Put the machine's tunnel address on its underlay bridge, with `link` (the wire) as port."""
+        self.underlay_ip = address
+        bridge = underlay.underlay_bridge(self.names, self.index)
+        underlay.attach_underlay(self.ovs, bridge, link, address, prefixlen, self.netns)
+        return {"machine": self.index, "underlay_ip": address, "underlay_mac": kernel.link_mac(self.netns, bridge),
+                "node_ip": ray_node_ip()}
+
+    def attach_udp_wire(self, address: str, prefixlen: int) -> dict:
+        """Real machines: the underlay link is a tap relayed over UDP from this machine's address."""
+        from emulator.fabric.udpwire import UdpWire
+        self.wire = UdpWire(underlay.underlay_link(self.names, self.index), self.netns, ray_node_ip())
+        wire_addr = self.wire.start()
+        info = self.attach_underlay(self.wire.name, address, prefixlen)
+        return {**info, "wire": list(wire_addr)}
+
+    def set_wire_peers(self, peers: dict[str, list]) -> None:
+        """Underlay MAC -> [real IP, UDP port] of every other machine's wire."""
+        self.wire.set_peers({mac: (ip, port) for mac, (ip, port) in peers.items()})
+
+    def add_tunnels(self, tunnels: list[dict], neighbors: dict[str, str]) -> dict[str, int]:
+        """VXLAN ports to the other machines on the VPC bridge; returns their OpenFlow ports.
+
+        `neighbors` (underlay IP -> MAC) go into OVS's tunnel neighbour cache, so the first
+        packet towards a machine is not lost to address resolution."""
+        specs = [underlay.TunnelSpec(**t) for t in tunnels]
+        self.tunnels = [t.port_name for t in specs]
+        ports = underlay.add_tunnels(self.ovs, self.bridge, specs, self.underlay_ip)
+        bridge = underlay.underlay_bridge(self.names, self.index)
+        for ip, mac in neighbors.items():
+            if ip != self.underlay_ip:
+                self.ovs.appctl("tnl/neigh/set", bridge, ip, mac)
+        return ports
+
+    def tunnel_counters(self) -> dict[str, dict[str, int]]:
+        """rx/tx packets and bytes of every tunnel port of this machine."""
+        return underlay.tunnel_counters(self.ovs, self.bridge, self.tunnels)
 
     def del_port(self, ifname: str) -> None:
         self.ovs.del_port(self.bridge, ifname)
@@ -80,6 +135,10 @@ class Machine:
             log.exception("stopping OVS failed")
         if self.relay is not None:
             self.relay.stop()
+        if self.wire is not None:
+            self.wire.stop()
         if self.netns:
             kernel.netns_delete(self.netns)
+        if self.ovs.private:  # on another machine nobody else removes the instance's directory
+            shutil.rmtree(self.ovs.run_dir, ignore_errors=True)
         return True

@@ -7,11 +7,9 @@ created and removes it in `shutdown`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
 
@@ -25,6 +23,11 @@ from emulator.node.host import FabricHost
 from emulator.config.timing import Timing
 
 log = logging.getLogger(__name__)
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node (machine) this agent runs on; None outside Ray."""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 class NodeAgent:
@@ -43,6 +46,10 @@ class NodeAgent:
         self.health = None
         self.workloads = None
         self.svc_informer = None
+        self.impairer = None
+        self.lease = None
+        self.netpol = None
+        self.gfe = None   # the Ingress proxy, on Google's front end (prober) host only
         setup_actor_logging(run_dir, f"agent-{self.name}")
 
     # --- bring-up ---
@@ -62,20 +69,34 @@ class NodeAgent:
             self.podnet.setup_node()
         return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
                 "fabric_port": self.spec["fabric_port"], "seconds": time.time() - t0,
-                "hostname": os.uname().nodename}
+                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id()}
 
     def start(self, api, timing: dict, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""
         if self.role != "node":
             return True
+        from emulator.node.kubelet import Kubelet
+        from emulator.node.lease import LeaseRenewer, sync_pod_status
+        from emulator.workloads.host import WorkloadHost
+        t = self.timing = Timing(**timing)
+        self.api, self.dns = api, dns
+        self.workloads = WorkloadHost()
+        self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
+                               t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))
+        self.start_kube_proxy()
+        self.start_network_policy()
+        self.kubelet.start()
+        self.lease = LeaseRenewer(api, self.name, t.node_lease_interval,
+                                  status_sync=lambda: sync_pod_status(self.kubelet)).start()
+        return True
+
+    def start_kube_proxy(self) -> None:
+        """A fresh kube-proxy (rules, health servers, watch) with a full sync; also after a crash."""
         from emulator.kubeproxy.health import HealthServer
         from emulator.kubeproxy.proxier import Proxier
         from emulator.kubeproxy.worker import KubeProxyWorker
         from emulator.kubeproxy.runner import IptablesRunner
-        from emulator.node.kubelet import Kubelet
-        from emulator.workloads.host import WorkloadHost
-        t = Timing(**timing)
-        self.workloads = WorkloadHost()
+        t = self.timing
         runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
         self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
@@ -83,15 +104,29 @@ class NodeAgent:
         self.proxier.sync_mark_fn = lambda: self.seen_rv
         self.proxy_worker = KubeProxyWorker(self.proxier)
         self.health = HealthServer(self.workloads.loop, self._node_socket, self.proxier)
-        self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
-                               t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))
-        self.svc_informer = Informer(api, ["Service", "EndpointSlice"], self._on_proxy_event)
+        self.svc_informer = Informer(self.api, ["Service", "EndpointSlice"], self._on_proxy_event)
         self.svc_informer.start()
         self.svc_informer.synced.wait(30)
         self.proxy_worker.start()
         self.workloads.call(self.health.start())
-        self.kubelet.start()
-        return True
+
+    def start_network_policy(self) -> None:
+        """The NetworkPolicy enforcer (Calico's role), when the cluster enables network policy."""
+        if not self.spec.get("network_policy"):
+            return
+        from emulator.netpol.enforcer import NodePolicyAgent
+        self.netpol = NodePolicyAgent(self.api, self.name, self.netns, self.spec.get("iptables_backend", "auto"),
+                                      self.timing.kube_proxy_min_sync_period, self.timing.kube_proxy_sync_period)
+        self.netpol.start()
+
+    def netpol_synced_rv(self) -> int:
+        """The API resourceVersion of the newest policy/pod/namespace change in the node's rules."""
+        return self.netpol.synced_mark if self.netpol is not None else 0
+
+    def chaos(self, action: str, **params) -> dict:
+        """A fault or its repair on this node (emulator/node/chaos.py): crash, partition, recover..."""
+        from emulator.node import chaos
+        return chaos.ACTIONS[action](self, **params)
 
     def _node_socket(self, port: int):
         """A listening TCP socket in the node's namespace (kube-proxy's health servers)."""
@@ -121,20 +156,18 @@ class NodeAgent:
 
     # --- traffic and inspection ---
     def run_http_load(self, target: str, params: dict, out_name: str) -> list[dict]:
-        """Run the HTTP load generator in a pod ("ns/name") or this host ("" target).
+        """Run the HTTP load generator in a pod ("ns/name") or this host ("" target)."""
+        return self.run_flow(target, "http", params, out_name)
 
-        `params` are keyword arguments of `emulator.traffic.launch.http_load_argv`.
+    def run_flow(self, target: str, kind: str, params: dict, out_name: str) -> list[dict]:
+        """Run a generator (http, tcp, udp, ping, iperf3) in a pod ("ns/name") or this host ("").
+
+        `params` are keyword arguments of the kind's argv builder in `emulator.traffic.kinds`;
+        returns the records the generator wrote to flows/OUT_NAME.jsonl.
         """
-        from emulator.traffic.launch import http_load_argv, in_netns
-        ns_name = self._netns_of(target)
+        from emulator.traffic.kinds import run_generator
         out = os.path.join(self.run_dir, "flows", out_name + ".jsonl")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        cmd = in_netns(ns_name, http_load_argv(out=out, python=sys.executable, **params))
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"traffic generator failed: {proc.stderr.strip()[-500:]}")
-        with open(out) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return run_generator(self._netns_of(target), kind, params, out)
 
     def exec(self, target: str, argv: list[str], timeout: float = 30) -> dict:
         """Run a command in a pod's or this host's namespace (like kubectl exec)."""
@@ -156,6 +189,19 @@ class NodeAgent:
         from emulator.cloud.prober import probe_batch
         return probe_batch(self.netns, targets, timeout)
 
+    def proxy_apply(self, config: str, files: dict, addresses: list) -> dict:
+        """Google front end host: install and (re)load the Ingress proxy (HAProxy)."""
+        if self.gfe is None:
+            from emulator.cloud.gfe_proxy import HaproxyRunner
+            from emulator.runner.cleanup import state_dir
+            self.gfe = HaproxyRunner(self.netns, os.path.join(state_dir(self.names.run_id), "gfe"),
+                                     os.path.join(self.run_dir, "logs"), self.names.run_id)
+        return self.gfe.apply(config, files, addresses)
+
+    def proxy_servers(self) -> dict:
+        """The Ingress proxy's health view: backend -> server -> UP/DOWN."""
+        return self.gfe.server_states() if self.gfe is not None else {}
+
     def iptables_save(self) -> str:
         if self.proxier is None:
             return ""
@@ -167,15 +213,25 @@ class NodeAgent:
     def ping(self) -> str:
         return self.name
 
+    def impair(self, classes: list[dict]) -> dict:
+        """Impair this host's egress as `classes` say (emulator.impair); returns what enforces each."""
+        from emulator.impair.host import HostImpairer
+        if self.impairer is None:
+            self.impairer = HostImpairer.for_host(self.netns, self.names.prefix, self.name,
+                                                  self.spec.get("iptables_backend", "auto"), self.run_dir)
+        return self.impairer.apply_dicts(classes)
+
     # --- teardown ---
     def shutdown(self) -> bool:
         """Stop everything and remove every kernel object this agent created."""
+        if self.gfe is not None:
+            self.gfe.stop()
         if self.health is not None and self.workloads is not None:
             try:
                 self.workloads.call(self.health.stop())
             except Exception:
                 log.exception("stopping health servers failed")
-        for part in (self.svc_informer, self.proxy_worker):
+        for part in (self.lease, self.svc_informer, self.proxy_worker, self.netpol):
             if part is not None:
                 try:
                     part.stop()
@@ -188,6 +244,8 @@ class NodeAgent:
                 self.workloads.close()
             except Exception:
                 log.exception("stopping workloads failed")
+        if self.impairer is not None:
+            self.impairer.stop()
         if self.host is not None:
             self.host.destroy()
         return True

@@ -41,3 +41,23 @@ def extra_hop_ratio(records: list[dict], plan) -> float:
     """Share of the attributed requests that took the extra hop (0 when none is attributed)."""
     flags = [f for f in (took_extra_hop(r, plan) for r in records) if f is not None]
     return sum(flags) / len(flags) if flags else 0.0
+
+
+def entered_without_pod_ratio(records: list[dict], plan) -> float:
+    """Share of the attributed requests that entered a node where no pod of the flow answered.
+
+    The nodes with a pod are those that served some request of the flow; with Cluster
+    policy this share is the load balancer's spreading alone (nodes without a pod / all).
+    """
+    serving = {r.get("node") for r in records if r.get("outcome") == "ok" and r.get("node")}
+    entered = [e for e in (entered_node(r, plan) for r in records) if e]
+    return sum(e not in serving for e in entered) / len(entered) if entered else 0.0
+
+
+def extra_hop_penalty_ms(records: list[dict], plan) -> float:
+    """Median total latency of extra-hop requests minus that of direct ones (nan without both)."""
+    import statistics
+    flags = [took_extra_hop(r, plan) for r in records]
+    direct = [r["total_ms"] for r, f in zip(records, flags) if f is False and r.get("total_ms") is not None]
+    extra = [r["total_ms"] for r, f in zip(records, flags) if f is True and r.get("total_ms") is not None]
+    return statistics.median(extra) - statistics.median(direct) if direct and extra else float("nan")

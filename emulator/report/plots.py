@@ -139,8 +139,9 @@ def binned(records: Sequence[Mapping[str, Any]], t0: float, bin_s: float = BIN_S
 
 
 def timeline(records: Mapping[str, Sequence[Mapping[str, Any]]], t0: float, bin_s: float = BIN_S,
-             title: str = "") -> Figure:
-    """Request rate and success ratio per `bin_s` bin over the run, per flow."""
+             title: str = "", markers: Sequence[tuple[float, str]] = ()) -> Figure:
+    """Request rate and success ratio per `bin_s` bin over the run, per flow; `markers`: (s, label)
+    vertical lines (faults and the phases of the reaction)."""
     fig = Figure(figsize=(11, 6), dpi=DPI, layout="constrained")
     ax_rate, ax_ok = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     colors = _colors(len(records))
@@ -168,6 +169,10 @@ def timeline(records: Mapping[str, Sequence[Mapping[str, Any]]], t0: float, bin_
     ax_ok.set_yticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"])
     ax_ok.set_ylabel("success ratio\n(of requests started in the bin)")
     ax_ok.set_xlabel("time since the run started (s)")
+    for x, label in markers:
+        for ax in (ax_rate, ax_ok):
+            ax.axvline(x, color="grey", ls="--", lw=0.8)
+        ax_ok.annotate(label, (x, 0.02), rotation=90, fontsize=7, va="bottom", ha="right", color="dimgrey")
     ax_ok.grid(True, alpha=0.3)
     if lo is not None:
         pad = max(0.5, 0.03 * (hi - lo))
@@ -189,6 +194,7 @@ def _t0(results: Mapping[str, Any], records: Mapping[str, Sequence[Mapping[str, 
 
 def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
     """(title, file name, figure) of every plot of a loaded run (`render.RunData`, its `FlowReport`s)."""
+    from emulator.report import chaos_md
     from emulator.report.render import flow_reports
 
     r, recs = run.results, run.records
@@ -197,14 +203,16 @@ def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
     for f in (flow_reports(run) if flows is None else flows):
         if f.hops is not None and f.hops.attributed:
             notes[f.name] = f"extra hop {100 * f.hops.extra_share:.0f}%"
+    requests = {k: v for k, v in recs.items() if not (v and "bits_per_second" in v[0])}  # not iperf3 tests
     yield ("Latency CDF per flow", "latency-cdf.png",
-           latency_cdf(recs, f"Latency CDF per flow, successful requests ({label})"))
+           latency_cdf(requests, f"Latency CDF per flow, successful requests ({label})"))
     yield ("Traffic share per serving node", "node-share.png",
            node_shares(recs, [n["name"] for n in run.nodes], notes,
                        f"Share of each flow's requests per serving node ({label})"))
     yield ("Timeline", "timeline.png",
            timeline(recs, _t0(r, recs), BIN_S,
-                    f"Request rate and success ratio per {BIN_S * 1000:.0f} ms bin ({label})"))
+                    f"Request rate and success ratio per {BIN_S * 1000:.0f} ms bin ({label})",
+                    chaos_md.markers(r, _t0(r, recs))))
 
 
 def save(fig: Figure, path: str) -> None:

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 from emulator.errors import KubemuError
-from emulator.report import stats
+from emulator.report import hop_study, stats
 from emulator.report.stats import FlowSummary
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,11 @@ def _failures(s: FlowSummary) -> str:
     return ", ".join(f"{k} {v}" for k, v in s.outcomes.items() if k != "ok" and v) or "-"
 
 
+def _mbps(s: FlowSummary) -> str:
+    """Megabits per second of a throughput test (iperf3), `-` for other flows."""
+    return "-" if s.bits_per_second is None else f"{s.bits_per_second / 1e6:.1f}"
+
+
 def _extra_cell(f: FlowReport) -> str:
     if f.hops is None:
         return "n/a"
@@ -249,13 +254,14 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
             s, lat = f.summary, f.summary.total_ms
             rows.append((f.name, f.source or "-", s.count, _pct(s.success_ratio), _failures(s),
                          _ms(lat and lat.p50), _ms(lat and lat.p90), _ms(lat and lat.p99), _ms(lat and lat.max),
-                         "-" if s.throughput_rps is None else f"{s.throughput_rps:.1f}", _extra_cell(f)))
+                         "-" if s.throughput_rps is None else f"{s.throughput_rps:.1f}", _extra_cell(f), _mbps(s)))
         out += _table(["flow", "from", "requests", "success", "failures", "p50 ms", "p90 ms", "p99 ms",
-                       "max ms", "ok/s", "extra hop"], rows, right=(2, 3, 5, 6, 7, 8, 9, 10))
+                       "max ms", "ok/s", "extra hop", "Mbit/s"], rows, right=(2, 3, 5, 6, 7, 8, 9, 10, 11))
         out.append("")
         for f in flows:
             out += _flow_details(f)
 
+    out += hop_study.impairment_lines(r) + hop_study.study_lines(r, flows, run.records)
     out += ["## Assertions", ""]
     checks = [(s.get("flow"), c) for s in r.get("steps") or [] if s.get("step") == "assert"
               for c in s.get("checks") or []]
@@ -271,6 +277,13 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
         out += [f"{passed} of {len(checks)} checks passed.", ""]
     else:
         out += ["No assertions.", ""]
+
+    from emulator.report.chaos_md import section as chaos_section
+    out += chaos_section(r)
+    from emulator.report.reach_md import section as reach_section
+    out += reach_section(r)
+    from emulator.report.ingress_md import section as ingress_section
+    out += ingress_section(r)
 
     out += ["## Bring-up timeline", ""]
     tl = r.get("timeline") or {}
@@ -302,6 +315,9 @@ def _flow_details(f: FlowReport) -> list[str]:
               " / ".join(_ms(getattr(lat, q)) for q in ("p50", "p90", "p99", "max")) if lat else "-"),
              ("connect ms p50 / p99", f"{_ms(s.connect_ms.p50)} / {_ms(s.connect_ms.p99)}" if s.connect_ms else "-"),
              ("throughput", "-" if s.throughput_rps is None else f"{s.throughput_rps:.1f} ok/s over {s.wall_s:.3f} s"),
+             *([("iperf3 throughput", f"{_mbps(s)} Mbit/s, {s.bytes_received} bytes received, "
+                                      f"{'-' if s.retransmits is None else s.retransmits} retransmits")]
+               if s.bits_per_second is not None else []),
              ("served by pod", shares(s.per_pod)),
              ("served by node", shares(s.per_node))]
     if f.hops is not None:

@@ -49,6 +49,9 @@ class FlowSummary:
     per_node: dict[str, int] = field(default_factory=dict)
     distinct_backends: int = 0
     client_ips: dict[str, int] = field(default_factory=dict)
+    bits_per_second: float | None = None  # iperf3 flows: bytes received * 8 / test seconds
+    bytes_received: int | None = None
+    retransmits: int | None = None
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -96,7 +99,20 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> FlowSummary:
         per_node=_counts(r.get("node") for r in ok_recs),
         distinct_backends=len(per_pod),
         client_ips=_counts(r.get("client_ip_seen") for r in ok_recs),
+        **_throughput(ok_recs),
     )
+
+
+def _throughput(ok_recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """bits_per_second, bytes_received, retransmits of throughput tests (records with bits_per_second)."""
+    tests = [r for r in ok_recs if r.get("bits_per_second") is not None]
+    if not tests:
+        return {}
+    received = sum(int(r.get("received_bytes") or 0) for r in tests)
+    seconds = sum((r.get("total_ms") or 0.0) / 1000.0 for r in tests)
+    retrans = [r["retransmits"] for r in tests if r.get("retransmits") is not None]
+    bps = received * 8 / seconds if seconds > 0 else sum(r["bits_per_second"] for r in tests) / len(tests)
+    return {"bits_per_second": bps, "bytes_received": received, "retransmits": sum(retrans) if retrans else None}
 
 
 def _evidence(p: float) -> str:

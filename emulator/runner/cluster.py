@@ -45,7 +45,8 @@ class Cluster:
     """Every actor of one run; `up()` builds, `down()` removes everything."""
 
     def __init__(self, run_id: str, run_dir: str, plan: RunPlan, timing: Timing,
-                 progress: Progress = lambda s: None, ray_address: str | None = None) -> None:
+                 progress: Progress = lambda s: None, ray_address: str | None = None,
+                 machines: tuple[int, str] | None = None) -> None:
         self.run_id, self.run_dir, self.plan, self.timing = run_id, run_dir, plan, timing
         self.names = RunNames(run_id)
         self.progress = progress
@@ -55,9 +56,12 @@ class Cluster:
         self.cloud = None
         self.sdn = None
         self.machines: list = []
+        self.machine_spec = machines or (1, "spread")  # machine count, placement policy
+        self.fleet = None  # emulator.runner.machines.Machines
         self.agents: dict[str, object] = {}
         self.host_info: dict[str, dict] = {}
         self.timeline: dict[str, float] = {}
+        self.down_nodes: set[str] = set()   # crashed or partitioned by a fault step
         self._t0 = time.time()
 
     def mark(self, what: str) -> None:
@@ -90,35 +94,46 @@ class Cluster:
         from emulator.fabric.machine import Machine
         from emulator.fabric.sdn import SdnController
         opts = {"num_cpus": 0, "max_concurrency": 64}
-        self.api = ray.remote(ApiServer).options(name="api", num_cpus=0).remote(
-            self.plan.service_range)
+        # Durable (a journal in the state dir) and restarted by Ray after a crash.
+        self.api = ray.remote(ApiServer).options(name="api", num_cpus=0, max_restarts=-1, max_task_retries=-1).remote(
+            self.plan.service_range, os.path.join(state, "api-journal.jsonl"))
+        from emulator.runner.machines import Machines
+        self.fleet = Machines(self.run_id, state, os.path.join(self.run_dir, "logs"), self.plan.hosts,
+                              *self.machine_spec, ray_address=self.ray_address)
+        self.fleet.start_ray_nodes(self.progress)
         ctl_port = _free_port()
         # Ray restarts a crashed SDN controller with the same port; switches reconnect and
         # the cloud controller pushes the desired state again (it lives in the API server).
-        self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts).remote(ctl_port)
-        machine = ray.remote(Machine).options(name="machine-0", **opts).remote(self.run_id, 0, state)
-        self.machines = [machine]
+        self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts,
+                                                    **self.fleet.options(0)).remote(
+            ctl_port, self.fleet.controller_host)
+        self.machines = self.fleet.create_actors(ray.remote(Machine), opts)
         self.progress("starting Open vSwitch and the SDN controller")
         from emulator.node.agent import NodeAgent
         agent_cls = ray.remote(NodeAgent)
         for spec in self.plan.hosts:
-            self.agents[spec["name"]] = agent_cls.options(name=f"agent-{spec['name']}", **opts).remote(
+            self.agents[spec["name"]] = agent_cls.options(
+                name=f"agent-{spec['name']}", **opts, **self.fleet.host_options(spec["name"])).remote(
                 self.run_id, spec, self.run_dir)
-        fabric = ray.get(machine.start.remote(("127.0.0.1", ctl_port)))
+        fabric = self.fleet.start((self.fleet.controller_host, ctl_port))[0]
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
-        infos = ray.get([a.create.remote(fabric["netns"]) for a in self.agents.values()])
+        infos = ray.get([a.create.remote(self.fleet.netns_of(n)) for n, a in self.agents.items()])
         self.host_info = {i["name"]: i for i in infos}
-        ray.get(machine.add_ports.remote([i["fabric_port"] for i in infos]))
+        self.fleet.add_ports({i["name"]: i["fabric_port"] for i in infos})
         self.mark("hosts")
         for spec in self.plan.nodes:
-            ray.get(self.api.create.remote(node_object(spec, self.host_info[spec["name"]]["mac"], "machine-0")))
+            ray.get(self.api.create.remote(node_object(spec, self.host_info[spec["name"]]["mac"],
+                                                            f"machine-{self.fleet.machine_of(spec['name'])}")))
         self.start_cloud_controller()
-        ray.get(self.sdn.wait_connected.remote([fabric["dpid"]], 20.0))
+        ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], 20.0))
         self.mark("sdn")
         from emulator.control.manager import ControllerManager
-        self.controllers = ray.remote(ControllerManager).options(name="controllers", **opts).remote(self.api, self.run_dir)
+        # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
+        self.controllers = ray.remote(ControllerManager).options(
+            name="controllers", max_restarts=-1, max_task_retries=-1, **opts).remote(
+            self.api, self.run_dir, timing=self.timing.model_dump(), autostart=True)
         ray.get(self.controllers.start.remote())
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
@@ -145,7 +160,7 @@ class Cluster:
         # The newest logged event counts too: a deletion shows in no listed object.
         last = ray.get(self.api.last_event_rv.remote(["Service", "EndpointSlice"]))
         want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
-        nodes = [self.agents[s["name"]] for s in self.plan.nodes]
+        nodes = [self.agents[s["name"]] for s in self.plan.nodes if s["name"] not in self.down_nodes]
 
         def synced() -> bool:
             return min(ray.get([a.proxy_synced_rv.remote() for a in nodes])) >= want
@@ -157,9 +172,12 @@ class Cluster:
         p = self.plan
         facts = {"cluster_name": p.cluster_name, "subnet": p.subnet, "pod_range": p.cluster_cidr,
                  "external_range": p.external_range, "dpid": self.fabric_info["dpid"],
+                 "state_dir": cleanup.state_dir(self.run_id),   # the IAP key lives there
                  "gateways": sorted({p.gateway, p.internet_gateway, p.prober_gateway}),
-                 "hosts": [{**s, "mac": self.host_info[s["name"]]["mac"], "dpid": self.fabric_info["dpid"]}
+                 "hosts": [{**s, "mac": self.host_info[s["name"]]["mac"], "dpid": self.fleet.dpid_of(s["name"])}
                            for s in p.hosts]}
+        if self.fleet.vpc_tunnels():
+            facts["extra"] = {"tunnels": self.fleet.vpc_tunnels()}  # several machines
         prober = self.agents[p.probers[0]["name"]]
         self.cloud = ray.remote(CloudController).options(name="cloud", num_cpus=0, max_concurrency=16).remote(
             self.api, self.sdn, prober, facts, self.timing.model_dump(), p.firewall, self.run_dir,
@@ -169,6 +187,14 @@ class Cluster:
     def restart_sdn_controller(self) -> None:
         """Kill the SDN controller's process; Ray starts a new one (a chaos action)."""
         ray.kill(self.sdn, no_restart=False)
+
+    def restart_controller_manager(self) -> None:
+        """Kill the controller manager's process; Ray starts a new one, which relists."""
+        ray.kill(self.controllers, no_restart=False)
+
+    def restart_api_server(self) -> None:
+        """Kill the API server's process; Ray starts a new one that replays its journal."""
+        ray.kill(self.api, no_restart=False)
 
     # --- queries used by steps ---
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
@@ -211,7 +237,11 @@ class Cluster:
                     ray.get(actor.stop.remote(), timeout=20)
                 except Exception:
                     log.warning("stop failed", exc_info=True)
+        if self.fleet is not None:
+            self.fleet.remove_underlay()
         ray.shutdown()
+        if self.fleet is not None:
+            self.fleet.stop_ray_nodes()  # simulated machines
         left = cleanup.clean_run(self.run_id)
         if any(left.values()):
             log.info("swept leftovers: %s", left)

@@ -64,7 +64,8 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
             "name": spec.name, "role": "node", "ip": a.ip, "pod_cidr": a.pod_cidr, "gateway": gateway,
             "zone": spec.zone, "pool": spec.pool, "labels": dict(spec.labels), "tags": list(spec.tags),
             "fabric_port": names.fabric_port(port), "cluster_cidr": str(topology.cluster.pod_range),
-            "network_mode": topology.cluster.network_mode, "iptables_backend": iptables_backend})
+            "network_mode": topology.cluster.network_mode, "iptables_backend": iptables_backend,
+            "network_policy": topology.cluster.network_policy})
         port += 1
     inet_hosts = inet.hosts()
     next(inet_hosts)  # the internet side's router

@@ -19,10 +19,12 @@ import ray
 from emulator.errors import KubemuError
 from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster, check_prerequisites
+from emulator.runner import flows
 from emulator.runner.plan import make_plan
+from emulator.runner.ingress_results import ingress_results
+from emulator.impair.cluster import apply_impairments
 from emulator.runner.steps import EXECUTORS, StepContext
 from emulator.report import render as report_render
-from emulator.report import summary as report_summary
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -40,8 +42,10 @@ def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
 
 def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], None] = print,
                  ray_address: str | None = None, iptables_backend: str = "auto",
-                 run_id: str | None = None) -> dict:
-    """Run a loaded scenario; returns the results dict (also written to results.json)."""
+                 run_id: str | None = None, machines: tuple[int, str] | None = None) -> dict:
+    """Run a loaded scenario; returns the results dict (also written to results.json).
+
+    `machines` (count, placement policy) overrides the scenario's `machines:`."""
     check_prerequisites()
     run_id = run_id or new_run_id()
     run_dir = new_run_dir(runs_dir, scenario.name, run_id)
@@ -53,12 +57,18 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
     old = signal.signal(signal.SIGTERM, _sigterm)
     t0 = time.time()
     try:
-        with Cluster(run_id, run_dir, plan, timing, progress, ray_address) as cluster:
+        machines = machines or (scenario.machines.count, scenario.machines.placement)
+        with Cluster(run_id, run_dir, plan, timing, progress, ray_address, machines) as cluster:
             cluster.up()
+            results["impairments"] = apply_impairments(cluster, scenario.link_impairments(), progress)
             results["topology"] = {"nodes": [{k: s[k] for k in ("name", "zone", "ip", "pod_cidr")}
                                              for s in plan.nodes],
                                    "clients": [{k: s[k] for k in ("name", "kind", "ip")} for s in plan.clients],
                                    "fabric": cluster.fabric_info}
+            results["machines"] = cluster.fleet.summary(cluster.host_info)
+            if machines[0] > 1:
+                progress("placement: " + "; ".join(f"machine-{m['machine']}: {', '.join(m['hosts'])}"
+                                                   for m in results["machines"]["machines"]))
             progress(f"applying {len(scenario.objects)} manifest objects")
             for mo in scenario.objects:
                 ray.get(cluster.api.apply.remote(mo.obj))
@@ -70,11 +80,15 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
                 rec = EXECUTORS[kind](step, ctx)
                 results["steps"].append(rec)
-                if kind == "traffic":
-                    results["flows"][rec["flow"]] = report_summary.to_json(ctx.summaries[rec["flow"]])
+                results["flows"].update(flows.new_results(ctx))
                 if kind == "wait" and "first_ready" not in cluster.timeline:
                     cluster.mark("first_ready")
+            if flows.await_all(ctx):   # background flows nobody awaited: their results count too
+                results["flows"].update(flows.new_results(ctx))
             results["timeline"] = cluster.timeline
+            results["ingresses"] = ingress_results(cluster)
+            if machines[0] > 1:  # packets that crossed between machines
+                results["machines"]["tunnels"] = cluster.fleet.tunnel_counters()
             results["iptables_backend"] = _backend(cluster)
         results["ok"] = all(s.get("ok", True) for s in results["steps"])
     except KeyboardInterrupt:
@@ -127,8 +141,9 @@ def describe(step) -> str:
     if step.KIND == "sleep":
         return f"sleep {step.sleep:g}s"
     if step.KIND == "traffic":
-        t = step.traffic
-        return f"traffic {t.name}: {t.http.requests} HTTP requests from {t.from_} to {t.http.url}"
+        return flows.describe(step.traffic)
+    if step.KIND == "await":
+        return f"await {step.await_ if step.await_ == 'all' else ', '.join(step.await_)}"
     if step.KIND == "assert":
         return f"assert on {step.assert_.flow}"
     if step.KIND == "apply":
@@ -137,4 +152,15 @@ def describe(step) -> str:
         return f"delete {step.delete.object}"
     if step.KIND == "scale":
         return f"scale deployment/{step.scale.deployment} to {step.scale.replicas}"
+    if step.KIND == "reachability":
+        r = step.reachability
+        return f"reachability {r.name or ''}: {len(r.pods)}x{len(r.pods)} pods on {', '.join(map(str, r.ports))}"
+    if step.KIND == "label":
+        return f"label {step.label.object}"
+    if step.KIND == "impair":
+        return "impair " + "; ".join(f"{k}: {v.describe() if v else 'none'}"
+                                     for k, v in step.impair if k in step.impair.model_fields_set)
+    if step.KIND in ("fault", "availability"):
+        from emulator.runner.chaos_steps import describe as chaos_describe
+        return chaos_describe(step)
     return step.KIND

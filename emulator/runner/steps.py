@@ -14,8 +14,11 @@ import ray
 from emulator.config.templates import Placeholder, render
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
-from emulator.report import stats
+from emulator.runner import chaos_steps, flows
+from emulator.netpol import steps as netpol_steps
+from emulator.impair.cluster import run_impair
 from emulator.report.hops import entered_node, entered_nodes, extra_hop_ratio  # noqa: F401 (re-exported)
+from emulator.report.hops import entered_without_pod_ratio, extra_hop_penalty_ms
 
 
 OVS_REVALIDATION_SECONDS = 0.6
@@ -30,6 +33,8 @@ class StepContext:
         self.index = 0
         self.records: dict[str, list[dict]] = {}
         self.summaries: dict[str, Any] = {}
+        self.flows = flows.FlowTable()
+        self.started = time.time()   # `at:` of fault steps counts from here
 
     def resolve(self, p: Placeholder) -> str:
         """The run-time value of a `{kind:ref}` placeholder."""
@@ -45,6 +50,9 @@ class StepContext:
             if not ip:
                 raise KubemuError(f"pod {p.namespace}/{p.name} has no IP")
             return ip
+        if p.kind == "ingressip":
+            from emulator.runner.ingress_wait import ingress_ip
+            return ingress_ip(self.cluster, p.namespace, p.name)
         svc = ray.get(self.cluster.api.get.remote("Service", p.namespace, p.name))
         if svc is None:
             raise KubemuError(f"no Service {p.namespace}/{p.name}")
@@ -91,6 +99,9 @@ def ready_check(cluster, kind: str, namespace: str, name: str):
             if svc is None or svc["spec"].get("type") != "LoadBalancer" or cluster.cloud is None:
                 return svc is not None
             return lb_ready(cluster, svc, {e.get("nodeName") for e in ready})
+        if kind == "Ingress":
+            from emulator.runner.ingress_wait import ingress_state
+            return ingress_state(cluster, namespace, name)[0]
         raise KubemuError(f"cannot wait for {kind}")
     return check
 
@@ -109,15 +120,20 @@ def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
     if svc["spec"].get("externalTrafficPolicy") == "Local":
         want = endpoint_nodes
     else:
-        want = {n["name"] for n in cluster.plan.nodes}
+        want = {n["name"] for n in cluster.plan.nodes} - cluster.down_nodes
     return all(set(lb["backends"]) == want for lb in lbs)
 
 
 def run_wait(step, ctx: StepContext) -> dict:
     w = step.wait
     t0 = time.time()
-    ctx.cluster.wait_for(ready_check(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name),
-                         w.timeout, f"{w.ready} to be ready")
+    if w.ready.api_kind == "Ingress":
+        from emulator.runner.ingress_wait import wait_ingress
+        wait_ingress(ctx.cluster, w.namespace, w.ready.name, w.timeout)
+        time.sleep(OVS_REVALIDATION_SECONDS)   # the new route to the front end settles
+    else:
+        ctx.cluster.wait_for(ready_check(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name),
+                             w.timeout, f"{w.ready} to be ready")
     if w.ready.api_kind in ("Deployment", "Service"):
         # Ready endpoints are only useful once every node's kube-proxy has programmed them.
         ctx.cluster.wait_proxies_synced(max(1.0, w.timeout - (time.time() - t0)))
@@ -133,36 +149,20 @@ def run_sleep(step, ctx: StepContext) -> dict:
     return {"step": "sleep", "seconds": step.sleep}
 
 
-def http_params(h, ctx: StepContext) -> dict:
-    """Parameters of the HTTP load generator for an `http:` spec (placeholders resolved)."""
-    return {"url": render(h.url, ctx.resolve), "requests": h.requests, "concurrency": h.concurrency,
-            "timeout": h.timeout, "keepalive": h.keepalive}
-
-
 def run_traffic(step, ctx: StepContext) -> dict:
-    spec = step.traffic
-    src = spec.from_
-    cluster = ctx.cluster
-    if src.kind == "pod":
-        agent, target = cluster.agent_of_pod(src.namespace or "default", src.name), \
-            f"{src.namespace or 'default'}/{src.name}"
-    else:
-        agent, target = cluster.agents[src.name], ""
-    t0 = time.time()
-    records = ray.get(agent.run_http_load.remote(target, http_params(spec.http, ctx), spec.name))
-    ctx.records[spec.name] = records
-    summary = stats.summarize(records)
-    ctx.summaries[spec.name] = summary
-    return {"step": "traffic", "flow": spec.name, "from": str(src), "seconds": round(time.time() - t0, 3),
-            "requests": len(records)}
+    return flows.run_traffic(step, ctx)
 
 
 def metric_value(summary, metric: str) -> float:
     """The value of an assertable metric of a flow summary."""
     if metric == "success_ratio":
         return summary.success_ratio
-    if metric in ("refused_ratio", "timeout_ratio"):
+    if metric in ("refused_ratio", "timeout_ratio", "reset_ratio"):
         return summary.outcomes.get(metric[:-6], 0) / summary.count if summary.count else 0.0
+    if metric == "loss_ratio":
+        return 1.0 - summary.success_ratio if summary.count else 1.0
+    if metric == "throughput_mbps":
+        return (summary.bits_per_second or 0.0) / 1e6
     if metric == "distinct_backends":
         return summary.distinct_backends
     if metric.endswith("_ms"):
@@ -174,6 +174,8 @@ def metric_value(summary, metric: str) -> float:
 
 def run_assert(step, ctx: StepContext) -> dict:
     a = step.assert_
+    if a.flow in ctx.flows.runs:
+        flows.finish(a.flow, ctx)   # a background flow: wait for it first
     summary = ctx.summaries.get(a.flow)
     if summary is None:
         raise KubemuError(f"flow {a.flow} has not run")
@@ -181,6 +183,10 @@ def run_assert(step, ctx: StepContext) -> dict:
     for metric, bound in a.checks().items():
         if metric == "extra_hop_ratio":
             value = extra_hop_ratio(ctx.records[a.flow], ctx.cluster.plan)
+        elif metric == "entered_without_pod_ratio":
+            value = entered_without_pod_ratio(ctx.records[a.flow], ctx.cluster.plan)
+        elif metric == "extra_hop_penalty_ms":
+            value = extra_hop_penalty_ms(ctx.records[a.flow], ctx.cluster.plan)
         else:
             value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
@@ -220,4 +226,7 @@ def run_scale(step, ctx: StepContext) -> dict:
 
 
 EXECUTORS = {"wait": run_wait, "sleep": run_sleep, "traffic": run_traffic, "assert": run_assert,
-             "apply": run_apply, "delete": run_delete, "scale": run_scale}
+             "apply": run_apply, "delete": run_delete, "scale": run_scale, "await": flows.run_await,
+             "impair": run_impair}
+EXECUTORS.update(chaos_steps.EXECUTORS)
+EXECUTORS.update({"reachability": netpol_steps.run_reachability, "label": netpol_steps.run_label})

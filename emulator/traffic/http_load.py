@@ -35,6 +35,7 @@ import asyncio
 import ipaddress
 import json
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -58,16 +59,17 @@ class Target:
     path: str
     host_header: str
     is_ip: bool
+    tls: bool = False
 
 
 def parse_target(url: str) -> Target:
-    """Split an `http://host[:port]/path?query` URL; raises ValueError for anything else."""
+    """Split an `http(s)://host[:port]/path?query` URL; raises ValueError for anything else."""
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(f"only http:// URLs are supported, got {url!r}")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"only http:// and https:// URLs are supported, got {url!r}")
     if not parts.hostname:
         raise ValueError(f"no host in {url!r}")
-    port = parts.port or 80
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         ipaddress.ip_address(parts.hostname)
@@ -75,7 +77,28 @@ def parse_target(url: str) -> Target:
     except ValueError:
         is_ip = False
     host_header = parts.netloc.rpartition("@")[2]
-    return Target(url, parts.hostname, port, path, host_header, is_ip)
+    return Target(url, parts.hostname, port, path, host_header, is_ip, parts.scheme == "https")
+
+
+def parse_headers(lines: list[str] | None) -> dict[str, str]:
+    """`Name: value` strings as a dict; ValueError for a line without a name."""
+    out: dict[str, str] = {}
+    for line in lines or []:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or any(c in line for c in "\r\n"):
+            raise ValueError(f"bad header {line!r}: write 'Name: value'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def tls_context(cafile: str | None) -> ssl.SSLContext:
+    """Verify against `cafile`, or (no CA given) accept any certificate, like `curl -k`."""
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class _Conn:
@@ -96,12 +119,18 @@ class HttpLoad:
     """Sends the requests of one flow and writes one record per request."""
 
     def __init__(self, target: Target, writer: RecordWriter, timeout: float, keepalive: bool,
-                 resolve_once: bool = False) -> None:
+                 resolve_once: bool = False, headers: dict[str, str] | None = None,
+                 cafile: str | None = None) -> None:
         self.target, self.out, self.timeout, self.keepalive = target, writer, timeout, keepalive
         self.resolve_once = resolve_once
         self._addr: tuple | None = None
         self._idle: list[_Conn] = []
-        self._request = (f"GET {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+        extra = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
+        host = next((v for k, v in (headers or {}).items() if k.lower() == "host"), target.host_header)
+        self._sni = host.rsplit(":", 1)[0] if host != target.host_header or not target.is_ip else None
+        self._tls = tls_context(cafile) if target.tls else None
+        self._request = (f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\n"
+                         + "".join(f"{k}: {v}\r\n" for k, v in extra.items()) +
                          f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n"
                          f"Connection: {'keep-alive' if keepalive else 'close'}\r\n\r\n").encode("latin-1")
 
@@ -168,7 +197,8 @@ class HttpLoad:
             t2 = time.perf_counter()
             await loop.sock_connect(sock, addr)
             rec["connect_ms"] = ms(time.perf_counter() - t2)
-            reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEADER_BYTES)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEADER_BYTES, ssl=self._tls,
+                                                           server_hostname=self._sni if self._tls else None)
         except BaseException:
             sock.close()
             raise
@@ -262,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True, help="http://HOST[:PORT]/PATH")
     p.add_argument("--keepalive", action="store_true", help="reuse connections instead of one per request")
     p.add_argument("--resolve-once", action="store_true", help="resolve the host once, not per connection")
+    p.add_argument("--header", action="append", default=[], help="'Name: value' (repeat; Host replaces the URL's)")
+    p.add_argument("--cacert", help="https: verify the server against this CA file (default: accept any)")
     add_pacing_args(p)
     return p
 
@@ -270,7 +302,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one flow; returns the summary."""
     target = parse_target(args.url)
     out = RecordWriter(args.out)
-    load = HttpLoad(target, out, args.timeout, args.keepalive, args.resolve_once)
+    load = HttpLoad(target, out, args.timeout, args.keepalive, args.resolve_once, parse_headers(args.header),
+                    args.cacert)
     try:
         await drive(load.one, args.requests, args.duration, args.concurrency, args.rate)
     finally:
@@ -286,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     check_pacing_args(parser, args)
     try:
         parse_target(args.url)
+        parse_headers(args.header)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -13,7 +13,8 @@ from emulator.netns import ns_exec_prefix
 def http_load_argv(url: str, out: str, requests: int | None = None, duration: float | None = None,
                    concurrency: int | None = None, rate: float | None = None, timeout: float = 5.0,
                    keepalive: bool = False, resolve_once: bool = False,
-                   python: str = sys.executable) -> list[str]:
+                   python: str = sys.executable, headers: dict[str, str] | None = None,
+                   cacert: str | None = None) -> list[str]:
     """argv of `python -m emulator.traffic.http_load ...` (wrap with `in_netns`)."""
     argv = [python, "-m", "emulator.traffic.http_load", "--url", url, "--out", out, "--timeout", str(timeout)]
     argv += _pacing(requests, duration, concurrency, rate)
@@ -21,6 +22,10 @@ def http_load_argv(url: str, out: str, requests: int | None = None, duration: fl
         argv.append("--keepalive")
     if resolve_once:
         argv.append("--resolve-once")
+    for name, value in (headers or {}).items():
+        argv += ["--header", f"{name}: {value}"]
+    if cacert:
+        argv += ["--cacert", cacert]
     return argv
 
 

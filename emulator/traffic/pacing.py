@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import signal
+import sys
 from typing import Awaitable, Callable
 
 
@@ -87,3 +89,21 @@ async def drive(one: Callable[[int], Awaitable[None]], requests: int | None, dur
             await one(seq)
 
     await asyncio.gather(*(worker() for _ in range(concurrency or 1)))
+
+
+def paced_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], Awaitable[dict]],
+               kind: str, argv: list[str] | None = None) -> int:
+    """main() of a paced HOST:PORT generator: exit 0 when the flow ran (whatever its outcomes),
+    1 when it could not run, 2 on bad usage; the summary line goes to stdout (stderr with --out -)."""
+    from emulator.traffic.records import print_summary
+    args = parser.parse_args(argv)
+    check_pacing_args(parser, args)
+    if not 0 < args.port < 65536:
+        parser.error("--port must be in 1..65535")
+    try:
+        summary = asyncio.run(run(args))
+    except OSError as exc:
+        print(json.dumps({"kind": kind, "fatal": str(exc)}), file=sys.stderr)
+        return 1
+    print_summary(summary, args.out)
+    return 0

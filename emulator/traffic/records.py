@@ -86,3 +86,8 @@ class RecordWriter:
                 "success_ratio": round(ok / n, 6) if n else None, "wall_s": round(wall, 3),
                 "ok_per_s": round(ok / wall, 1) if wall > 0 else None,
                 "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
+def print_summary(summary: dict[str, Any], out: str) -> None:
+    """The one-line JSON summary: on stdout, or on stderr when the records go to stdout."""
+    print(json.dumps(summary), file=sys.stderr if out == "-" else sys.stdout, flush=True)

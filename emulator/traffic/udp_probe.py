@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from emulator.traffic.pacing import add_pacing_args, check_pacing_args, drive
+from emulator.traffic.pacing import add_pacing_args, drive, paced_main
 from emulator.traffic.records import RecordWriter, classify, ms
 
 MAX_DATAGRAM = 65535
@@ -160,18 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 when the flow ran (whatever its outcomes), 2 on bad usage."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_pacing_args(parser, args)
-    if not 0 < args.port < 65536:
-        parser.error("--port must be in 1..65535")
-    try:
-        summary = asyncio.run(run(args))
-    except OSError as exc:
-        print(json.dumps({"kind": "udp", "fatal": str(exc)}), file=sys.stderr)
-        return 1
-    print(json.dumps(summary), file=sys.stderr if args.out == "-" else sys.stdout, flush=True)
-    return 0
+    return paced_main(build_parser(), run, "udp", argv)
 
 
 if __name__ == "__main__":

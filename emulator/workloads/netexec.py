@@ -3,7 +3,7 @@
 The node agent creates each pod's listening sockets inside the pod's network namespace
 (`emulator.netns.socket_in`) and hands them here; every pod's server then runs on one
 shared asyncio loop (see `WorkloadHost`). Behaviour follows agnhost netexec: HTTP `/`,
-`/hostname`, `/hostName`, `/clientip`, `/echo`, `/healthz`, `/redirect`; any other path
+`/hostname`, `/hostName`, `/clientip`, `/echo`, `/header`, `/healthz`, `/redirect`; any other path
 answers like `/` (Go's ServeMux). UDP answers `hostname`, `echo X`, `clientip`, and
 kubemu's own `kubemu` (a JSON object with pod, node and client). Every HTTP response
 also carries `X-Kubemu-Pod`, `X-Kubemu-Node`, `X-Kubemu-Client-Ip` and
@@ -151,7 +151,9 @@ class NetexecServer:
         path, query = request.path, request.query
         if self._override is not None:
             path, query = self._override.path, self._override.query
-        if path in _NOT_SUPPORTED:
+        if path == "/header":  # agnhost: the value of the request header named by `key`
+            resp = web.Response(text=request.headers.get(query.get("key", ""), ""))
+        elif path in _NOT_SUPPORTED:
             resp = web.Response(status=501, text=f"kubemu: {path} is not supported by the built-in netexec\n")
         else:
             resp = self._routes.get(path, self._root)(query, peer)

@@ -89,12 +89,15 @@ def test_seed_manifests_load_unchanged(tmp_path: Path) -> None:
     pods = tmp_path / "pods.yaml"
     pods.write_text("\n---\n".join(
         f"{{apiVersion: v1, kind: Pod, metadata: {{name: {c}, labels: {{app: demo, component: {c}}}}}, "
-        f"spec: {{containers: [{{name: c, image: {AGNHOST}}}]}}}}" for c in ("frontend", "users")))
+        f"spec: {{containers: [{{name: c, image: {AGNHOST}}}]}}}}" for c in ("frontend", "users"))
+        + "".join(f"\n---\n{{apiVersion: v1, kind: Service, metadata: {{name: {c}}}, spec: {{type: NodePort, "
+                  f"selector: {{app: demo, component: {c}}}, ports: [{{port: {p}, targetPort: 8080}}]}}}}"
+                  for c, p in (("frontend", 80), ("users", 8080))))  # the Ingress's backends
     scenario = tmp_path / "seed.yaml"
     scenario.write_text(
         f"name: seed\ntopology: {REPO / 'topologies' / 'regional-3.yaml'}\nmanifests:\n"
         f"  - pods.yaml\n  - {SEED / 'seed-lb-service-local.yaml'}\n  - {SEED / 'seed-ingress-v1beta1.yaml'}\n")
-    assert [o.kind for o in load_scenario(scenario).objects] == ["Pod", "Pod", "Service", "Ingress"]
+    assert [o.kind for o in load_scenario(scenario).objects] == ["Pod", "Pod", "Service", "Service", "Service", "Ingress"]
 
 
 def test_json_schemas_are_written(tmp_path: Path) -> None:

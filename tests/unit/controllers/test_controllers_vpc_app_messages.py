@@ -47,7 +47,7 @@ def test_every_flow_serializes() -> None:
 def test_load_balancer_and_firewall_messages_serialize() -> None:
     from os_ken.base import app_manager  # noqa: F401  (import order os-ken needs)
     from os_ken.ofproto import nicira_ext
-    from controllers.vpc_app import delete_group, flow_mod, group_mod
+    from controllers.vpc_app import DP_HASH_SLOTS, bucket_copies, delete_group, flow_mod, group_mod
     from controllers.vpc_core import compute
 
     from vpc_helpers import rule, state_dict
@@ -63,7 +63,12 @@ def test_load_balancer_and_firewall_messages_serialize() -> None:
     for group in program.groups:
         msg = group_mod(dp, group)
         assert msg.type == dp.ofproto.OFPGT_SELECT and msg.group_id == group.group_id
-        assert len(msg.buckets) == len(group.buckets)
+        copies = bucket_copies(len(group.buckets))
+        assert len(msg.buckets) == len(group.buckets) * copies
+        assert copies == 1 or 128 < len(msg.buckets) <= DP_HASH_SLOTS
+        dp.set_xid(msg)
+        msg.serialize()
+        assert len(msg.buf) < 65536   # one OpenFlow message
         ct_action = msg.buckets[0].actions[-1]
         assert isinstance(ct_action, dp.ofproto_parser.NXActionCT)
         assert ct_action.flags == nicira_ext.NX_CT_F_COMMIT and ct_action.zone_src == "reg6"

@@ -134,7 +134,8 @@ def test_sigterm_stops_early_and_keeps_records(netexec, tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["--url", "http://127.0.0.1:1/"],                                   # no --requests nor --duration
-    ["--url", "https://x/", "--requests", "1"],
+    ["--url", "ftp://x/", "--requests", "1"],
+    ["--url", "http://x/", "--requests", "1", "--header", "no colon"],
     ["--url", "http://x/", "--requests", "1", "--rate", "5", "--concurrency", "2"],
 ])
 def test_usage_errors_exit_2(args, tmp_path):

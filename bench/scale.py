@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Scale over machines: bring-up, memory per node, request throughput, cross- vs same-machine.
+
+For each node count (2 netexec pods per node, one client pod) and each machine count (1
+= today's single fabric; 3 = simulated machines joined by VXLAN, placement `spread`),
+prints: seconds to the cluster being up and to the first successful request, resident
+memory of every process of the run divided by the node count, steady request throughput
+(HTTP through the ClusterIP from the client pod, 8 concurrent, new connection each), and,
+with several machines, the throughput and p50 latency of requests from a node to a pod on
+another machine divided by those to a pod on the node's own machine.
+
+Run as root: .venv/bin/python bench/scale.py [--nodes 10,50,100] [--machines 1,3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import ray
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bringup import manifests, topology  # noqa: E402
+from emulator.config.timing import timing_for  # noqa: E402
+from emulator.naming import RunNames, new_run_id  # noqa: E402
+from emulator.report.stats import summarize  # noqa: E402
+from emulator.runner import cleanup  # noqa: E402
+from emulator.runner.cluster import Cluster  # noqa: E402
+from emulator.runner.plan import make_plan  # noqa: E402
+
+URL = "http://web.default.svc.cluster.local/hostname"
+
+
+def rss_mib(run_id: str) -> float:
+    """Resident memory of every process of the run (Ray, OVS, agents, pods), MiB."""
+    total = 0
+    for pid in cleanup.run_processes(run_id):
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def load(agent, target: str, url: str, requests: int, concurrency: int = 8) -> dict:
+    """Requests per second and p50 latency (ms) of one HTTP load."""
+    recs = ray.get(agent.run_http_load.remote(target, {"url": url, "requests": requests, "concurrency": concurrency,
+                                                       "timeout": 2.0}, f"bench{time.time_ns()}"))
+    s = summarize(recs)
+    return {"rps": s.throughput_rps or 0.0, "p50": s.total_ms.p50 if s.total_ms else float("nan"),
+            "ok": s.success_ratio}
+
+
+def wait_first_request(cluster: Cluster, t0: float) -> float | None:
+    """Seconds from `t0` to the first successful request of the client pod."""
+    while time.time() - t0 < 600:
+        try:
+            if load(cluster.agent_of_pod("default", "client"), "default/client", URL, 1, 1)["ok"] == 1.0:
+                return time.time() - t0
+        except Exception:  # the client pod is not scheduled or running yet
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def cross_ratio(cluster: Cluster) -> tuple[float, float]:
+    """(throughput, p50 latency) of node -> pod on another machine over node -> pod on its own machine."""
+    place = cluster.fleet.placement
+    pods, _ = ray.get(cluster.api.list.remote("Pod", "default", {"app": "web"}))
+    src = cluster.plan.nodes[0]["name"]
+    same = [p for p in pods if place[p["spec"]["nodeName"]] == place[src] and p["spec"]["nodeName"] != src]
+    other = [p for p in pods if place[p["spec"]["nodeName"]] != place[src]]
+    if not same or not other:
+        return float("nan"), float("nan")
+    agent = cluster.agents[src]
+    res = [load(agent, "", f"http://{p['status']['podIP']}:8080/hostname", 400) for p in (same[0], other[0])]
+    return res[1]["rps"] / res[0]["rps"], res[1]["p50"] / res[0]["p50"]
+
+
+def measure(nodes: int, machines: int) -> dict:
+    """One cluster: bring-up, memory, throughput and (several machines) the cross/same ratios."""
+    topo = topology(nodes)
+    run_id = new_run_id()
+    run_dir = tempfile.mkdtemp(prefix=f"kubemu{run_id}-scale-")
+    t0 = time.time()
+    out: dict = {"nodes": len(topo.nodes()), "machines": machines}
+    try:
+        with Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), timing_for("fast"),
+                     machines=(machines, "spread")) as cluster:
+            cluster.up()
+            out["up"] = time.time() - t0
+            for obj in manifests(2 * len(topo.nodes())):
+                ray.get(cluster.api.apply.remote(obj))
+            out["first"] = wait_first_request(cluster, t0)
+            cluster.wait_proxies_synced(120)
+            out["mib_per_node"] = rss_mib(run_id) / out["nodes"]
+            out["rps"] = load(cluster.agent_of_pod("default", "client"), "default/client", URL, 2000)["rps"]
+            out["cross"] = cross_ratio(cluster) if machines > 1 else (float("nan"), float("nan"))
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", default="10,50,100")
+    ap.add_argument("--machines", default="1,3")
+    args = ap.parse_args()
+    print(f"{'nodes':>5} {'machines':>8} {'up s':>7} {'first req s':>11} {'MiB/node':>9} {'req/s':>7} "
+          f"{'cross/same req/s':>16} {'cross/same p50':>14}")
+    for n in [int(x) for x in args.nodes.split(",")]:
+        for m in [int(x) for x in args.machines.split(",")]:
+            r = measure(n, m)
+            first = r["first"] if r["first"] is not None else float("nan")
+            print(f"{r['nodes']:>5} {m:>8} {r['up']:>7.1f} {first:>11.1f} {r['mib_per_node']:>9.0f} "
+                  f"{r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

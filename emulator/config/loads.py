@@ -1,0 +1,136 @@
+"""Load generators of a traffic step other than the model shell: pacing, tcp, udp, ping, iperf3.
+
+`Pacing` holds what every request/probe generator shares (how many, for how long, how
+fast); each load model adds where the traffic goes. Targets are `HOST:PORT` strings
+that may hold placeholders (`{clusterip:web}:80`, `{node:n1}:{nodeport:web}`) and DNS
+names; `target_problems` checks them against the scenario like HTTP URLs.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from emulator.config.templates import render_dummy
+from emulator.config.topology import StrictModel
+from emulator.config.types import Duration, NoBool
+
+PositiveInt = Annotated[int, NoBool, Field(ge=1)]
+PositiveFloat = Annotated[float, NoBool, Field(gt=0)]
+DEFAULT_REQUESTS = 100
+
+
+def split_target(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """`HOST:PORT` (placeholders already rendered) -> (host, port); ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, ""
+    if not port and default_port is not None:
+        port = str(default_port)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"target {text!r} must be HOST:PORT with a port in 1..65535")
+    return host.strip("[]"), int(port)
+
+
+class Pacing(StrictModel):
+    """How many requests, for how long and how fast: closed loop (concurrency) or open loop (rate)."""
+
+    requests: PositiveInt | None = Field(
+        default=None, description=f"number of requests ({DEFAULT_REQUESTS} when neither requests nor duration)")
+    duration: Duration | None = Field(default=None, description="stop starting requests after this long")
+    concurrency: PositiveInt | None = Field(default=None, description="requests in flight (closed loop; default 1)")
+    rate: PositiveFloat | None = Field(default=None, description="requests started per second (open loop)")
+    timeout: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _pacing(self) -> "Pacing":
+        """rate excludes concurrency; a duration must be > 0; a count when nothing bounds the flow."""
+        if self.rate is not None and self.concurrency is not None:
+            raise ValueError("give rate (requests per second) or concurrency (requests in flight), not both")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("duration must be > 0")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        if self.requests is None and self.duration is None:
+            object.__setattr__(self, "requests", DEFAULT_REQUESTS)
+        return self
+
+    def pacing(self) -> dict[str, Any]:
+        """Keyword arguments of the generators' pacing options."""
+        return {"requests": self.requests, "duration": self.duration, "concurrency": self.concurrency,
+                "rate": self.rate, "timeout": self.timeout}
+
+
+class _Targeted(StrictModel):
+    """A load that goes to one `HOST:PORT`."""
+
+    DEFAULT_PORT: ClassVar[int | None] = None
+    target: str = Field(description="HOST:PORT; HOST a name, an IP or a placeholder such as {clusterip:web}")
+
+    @model_validator(mode="after")
+    def _target_ok(self) -> "_Targeted":
+        """The target (with placeholders replaced by sample values) is HOST:PORT."""
+        try:
+            split_target(render_dummy(self.target), self.DEFAULT_PORT)
+        except ValueError:
+            raise ValueError(f"target {self.target!r} must be HOST:PORT with a port in 1..65535") from None
+        return self
+
+
+class TcpLoad(_Targeted, Pacing):
+    """TCP connects to HOST:PORT; optionally send a line and wait for a reply."""
+
+    send: str | None = Field(default=None, description="text sent once connected (e.g. 'GET / HTTP/1.0\\r\\n\\r\\n')")
+
+
+class UdpLoad(_Targeted, Pacing):
+    """UDP request/response to an agnhost netexec UDP port (`kubemu`, `hostname`, `clientip`, `echo X`)."""
+
+    message: str = Field(default="kubemu", min_length=1,
+                         description="datagram sent; `kubemu` makes the built-in netexec name pod, node and client")
+    reuse_socket: bool = False
+
+
+class PingLoad(StrictModel):
+    """ICMP echo requests with the real `ping` binary."""
+
+    host: str = Field(description="name, IP or placeholder ({pod:P}, {node:N}, ...)")
+    count: PositiveInt = 10
+    interval: Duration = Field(default=0.2, description="between echo requests (>= 0.002 s)")
+    timeout: Duration = Field(default=1.0, description="how long to wait for each reply")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "PingLoad":
+        """The interval is at least 2 ms, the timeout positive."""
+        if self.interval < 0.002:
+            raise ValueError("interval must be >= 2ms")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        return self
+
+
+class Iperf3Load(_Targeted):
+    """A real iperf3 client test against an iperf3 server (`iperf3 -s` in a pod)."""
+
+    DEFAULT_PORT: ClassVar[int | None] = 5201
+    duration: Duration = Field(default=2.0, description="seconds of the test (iperf3 -t)")
+    parallel: PositiveInt = Field(default=1, description="parallel streams (iperf3 -P)")
+    reverse: bool = Field(default=False, description="the server sends (iperf3 -R)")
+    timeout: Duration = Field(default=5.0, description="connect timeout")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Iperf3Load":
+        """Test length of at least 1 s."""
+        if self.duration < 1:
+            raise ValueError("duration must be >= 1s")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        return self
+
+
+def target_text(load: Any) -> str:
+    """The field that names where a load goes (target, host or url)."""
+    for name in ("target", "host", "url"):
+        if hasattr(load, name):
+            return getattr(load, name)
+    raise TypeError(f"no target in {type(load).__name__}")

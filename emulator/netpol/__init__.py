@@ -1,0 +1,1 @@
+"""NetworkPolicy: model, pure evaluator, iptables/ipset renderer, per-node enforcer, reachability."""

@@ -1,0 +1,108 @@
+"""Faults on one node, done for real by its agent (called through `NodeAgent.chaos`).
+
+- crash: the machine stops: lease heartbeat, kube-proxy (its health servers too),
+  kubelet and every pod (servers, processes, namespaces) stop, and the link to the
+  fabric goes down (the fabric-side end of eth0, like an unplugged cable).
+- partition: only the link goes down and the heartbeat stops (the kubelet cannot reach
+  the API server); processes and pods keep running.
+- recover: the link comes back; after a crash the kubelet starts again (it restarts the
+  pods still bound to the node and deletes those evicted meanwhile) with a fresh
+  kube-proxy (full resync); after a partition the heartbeat's status sync posts the
+  pods' readiness again.
+- kube_proxy_crash: the kube-proxy worker, its watch and health servers stop (rules
+  stay in the kernel, as when the process dies), then a fresh one starts after `down`
+  seconds, relists and rewrites its chains in one iptables-restore.
+- link_flap: the link goes down for `down` seconds.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from emulator.node import kernel
+
+log = logging.getLogger(__name__)
+
+
+def set_link(agent, up: bool) -> None:
+    """The node's cable to the fabric: the fabric-side veth end up or down."""
+    h = agent.host
+    kernel.run(["ip", *(["-n", h.fabric_netns] if h.fabric_netns else []), "link", "set", h.fabric_port,
+                "up" if up else "down"])
+
+
+def stop_kube_proxy(agent) -> None:
+    """Stop the kube-proxy worker, its watch and its health servers; rules stay."""
+    if agent.health is not None:
+        agent.workloads.call(agent.health.stop())
+    for part in (agent.svc_informer, agent.proxy_worker):
+        if part is not None:
+            part.stop()
+
+
+def crash(agent) -> dict:
+    """The node and its pods stop; its link goes down."""
+    t = time.time()
+    set_link(agent, False)
+    if agent.lease is not None:
+        agent.lease.pause()
+    stop_kube_proxy(agent)
+    if agent.kubelet is not None:
+        agent.kubelet.stop()
+        agent.kubelet = None
+    agent.fault_state = "crashed"
+    log.warning("chaos: node crashed")
+    return {"t": t, "action": "crash"}
+
+
+def partition(agent) -> dict:
+    """The link goes down and the lease is no longer renewed; processes live."""
+    t = time.time()
+    set_link(agent, False)
+    if agent.lease is not None:
+        agent.lease.pause()
+    agent.fault_state = "partitioned"
+    log.warning("chaos: node partitioned")
+    return {"t": t, "action": "partition"}
+
+
+def recover(agent) -> dict:
+    """Undo a crash (reboot: kubelet and kube-proxy start fresh) or a partition."""
+    t = time.time()
+    state = getattr(agent, "fault_state", None)
+    set_link(agent, True)
+    if state == "crashed":
+        from emulator.node.kubelet import Kubelet
+        agent.kubelet = Kubelet(agent.api, agent.name, agent.spec["ip"], agent.names, agent.podnet,
+                                agent.workloads, agent.timing, agent.run_dir, agent.dns,
+                                services=lambda: agent.svc_informer.list("Service"))
+        agent.start_kube_proxy()
+        agent.kubelet.start()
+    if agent.lease is not None:   # after a partition, its status sync re-posts pod readiness
+        agent.lease.resume()
+    agent.fault_state = None
+    log.warning("chaos: node recovered from %s", state)
+    return {"t": t, "action": "recover", "from": state}
+
+
+def kube_proxy_crash(agent, down: float = 1.0) -> dict:
+    """kube-proxy dies and is restarted after `down` seconds (full resync)."""
+    t = time.time()
+    stop_kube_proxy(agent)
+    time.sleep(down)
+    agent.start_kube_proxy()
+    log.warning("chaos: kube-proxy restarted after %.1fs", down)
+    return {"t": t, "action": "kube_proxy_crash", "restarted": time.time()}
+
+
+def link_flap(agent, down: float = 1.0) -> dict:
+    """The link goes down for `down` seconds."""
+    t = time.time()
+    set_link(agent, False)
+    time.sleep(down)
+    set_link(agent, True)
+    return {"t": t, "action": "link_flap", "up": time.time()}
+
+
+ACTIONS = {"crash": crash, "partition": partition, "recover": recover,
+           "kube_proxy_crash": kube_proxy_crash, "link_flap": link_flap}

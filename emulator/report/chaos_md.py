@@ -1,0 +1,65 @@
+"""The chaos part of report.md and the plots: faults, availability per flow, phases."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+
+def _s(x: Any) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def section(results: Mapping[str, Any]) -> list[str]:
+    """Markdown lines: the faults, then per flow its availability figures and the phases per Service."""
+    from emulator.report.render import _table
+    steps = results.get("steps") or []
+    faults = [s for s in steps if s.get("step") == "fault"]
+    avail = [s for s in steps if s.get("step") == "availability"]
+    if not faults:
+        return []
+    out = ["## Chaos", ""]
+    out += _table(["fault", "action", "targets", "at s (after the steps started)"],
+                  [(f.get("name"), f.get("action"), ", ".join(f.get("nodes") or []) or f.get("pod", "-"),
+                    _s(f.get("t_steps"))) for f in faults], right=(3,))
+    out.append("")
+    if not avail:
+        return out
+    out += ["Seconds after the fault. *detect*: first failed request; *recover*: first success that "
+            "a quiet stretch follows; *downtime*: first failure to recovery; *later*: failures after it.", ""]
+    rows = []
+    for a in avail:
+        f = a.get("figures") or {}
+        errs = ", ".join(f"{k} {v}" for k, v in (f.get("errors_by_kind") or {}).items()) or "-"
+        rows.append((a.get("flow"), a.get("fault"), f.get("requests"), f.get("requests_lost"), errs,
+                     _s(f.get("detect_s")), _s(f.get("recover_s")), _s(f.get("downtime_s")),
+                     f.get("later_failures", 0), _s(f.get("final_success_ratio"))))
+    out += _table(["flow", "fault", "requests", "lost", "errors", "detect s", "recover s", "downtime s", "later",
+                   "last 1 s ok"], rows, right=(2, 3, 5, 6, 7, 8, 9))
+    ph = avail[0].get("phases") or {}
+    node = {k: v for k, v in ph.items() if k != "services"}
+    out += ["", f"Phases of {avail[0].get('fault')}: " +
+            (", ".join(f"{k[:-2].replace('_', ' ')} {v:.2f} s" for k, v in node.items()) or "no node events"), ""]
+    cols = ["lb_steered_s", "lb_applied_s", "endpoints_removed_s", "endpoints_restored_s"]
+    svcs = ph.get("services") or {}
+    if svcs:
+        out += _table(["Service", "health check steered away", "in the VPC", "endpoints removed",
+                       "replacements ready"],
+                      [(svc, *(_s(v.get(c)) for c in cols)) for svc, v in sorted(svcs.items())], right=(1, 2, 3, 4))
+        out.append("")
+    return out
+
+
+def markers(results: Mapping[str, Any], t0: float) -> list[tuple[float, str]]:
+    """(seconds since t0, label) of every fault and of the first availability step's phases."""
+    steps = results.get("steps") or []
+    out = [(s["t"] - t0, str(s.get("name"))) for s in steps if s.get("step") == "fault" and "t" in s]
+    avail: Sequence[Mapping[str, Any]] = [s for s in steps if s.get("step") == "availability"]
+    if avail:
+        a = avail[0]
+        ph = a.get("phases") or {}
+        if ph.get("node_not_ready_s") is not None:
+            out.append((a["fault_t"] - t0 + ph["node_not_ready_s"], "NotReady"))
+        for svc, v in (ph.get("services") or {}).items():
+            for key, label in (("lb_steered_s", "LB steered"), ("endpoints_restored_s", "replacements ready")):
+                if v.get(key) is not None:
+                    out.append((a["fault_t"] - t0 + v[key], f"{svc}: {label}"))
+    return out

@@ -1,0 +1,31 @@
+"""What results.json records of the run's Ingresses: address, backends, errors, decisions."""
+from __future__ import annotations
+
+import os
+
+import ray
+
+from emulator.cloud.access_log import summarize
+
+
+def ingress_results(cluster) -> dict:
+    """{ns/name: {ip, errors, backends: {name: {service, neg, servers}}, log: decisions}}; {} without Ingress."""
+    ings, _ = ray.get(cluster.api.list.remote("Ingress"))
+    if not ings or cluster.cloud is None:
+        return {}
+    view = ray.get(cluster.cloud.ingresses.remote())
+    path = os.path.join(cluster.run_dir, "logs", "gfe-access.log")
+    log = {}
+    if os.path.exists(path):
+        with open(path, errors="replace") as f:
+            log = summarize(f)
+    out = {}
+    for ing in ings:
+        meta, status = ing["metadata"], ing.get("status") or {}
+        key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        uses = (view.get("ingresses", {}).get(key) or {}).get("backends", [])
+        out[key] = {"ip": ((status.get("loadBalancer") or {}).get("ingress") or [{}])[0].get("ip"),
+                    "errors": status.get("errors") or [],
+                    "backends": {b: view.get("backends", {}).get(b) for b in uses},
+                    "log": log.get(key, {})}
+    return out

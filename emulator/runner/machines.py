@@ -1,0 +1,214 @@
+"""The machines of a run: their Ray nodes, their fabric actors, the underlay and the tunnels.
+
+One machine (the default) is today's path: one `Machine` actor, no pinning, no tunnels.
+With `count > 1` and no Ray address, kubemu simulates the machines on this host: the
+driver's local Ray node is machine 0 and every other machine is one more Ray node
+started here (`ray start --address ... --block`) that advertises the custom resource
+`kubemu<id>_machine_<i>`. Each machine gets its own `Machine` actor (fabric namespace,
+private OVS, VPC bridge), pinned to its Ray node with Ray's NodeAffinitySchedulingStrategy,
+as is every host's agent, by the placement policy. An emulated underlay joins the
+machines' fabric namespaces and every bridge gets a VXLAN port to every other bridge.
+With a Ray address, the machines are the cluster's nodes (the driver's first, the others
+by address) and the underlay is a tap per machine relayed over UDP between their real
+addresses (emulator/fabric/udpwire.py); the SDN controller then listens on the driver's
+address so every machine's OVS reaches it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from emulator.errors import KubemuError
+from emulator.fabric import underlay
+from emulator.fabric.placement import by_machine, place
+from emulator.naming import RunNames
+from emulator.runner import cleanup
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+NODE_START_TIMEOUT = 90.0
+OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's minimum is 75 MiB; kubemu moves few objects
+
+
+def machine_resource(run_id: str, machine: int) -> str:
+    """The custom resource a simulated machine's Ray node advertises."""
+    return f"kubemu{run_id}_machine_{machine}"
+
+
+class Machines:
+    """Ray nodes, `Machine` actors, underlay and tunnels of one run; placement of its hosts."""
+
+    def __init__(self, run_id: str, state_dir: str, log_dir: str, hosts: list[dict], count: int = 1,
+                 policy: str = "spread", ray_address: str | None = None) -> None:
+        self.run_id, self.state_dir, self.log_dir = run_id, state_dir, log_dir
+        self.names = RunNames(run_id)
+        self.count, self.policy = count, policy
+        self.real = bool(ray_address)
+        self.placement = place(hosts, count, policy)
+        self.node_ids: list[str] = []
+        self.actors: list = []
+        self.infos: list[dict] = []
+        self.mesh: list[list[underlay.TunnelSpec]] = []
+        self.wire: underlay.EmulatedUnderlay | None = None
+        self._procs: list[subprocess.Popen] = []
+
+    # --- Ray nodes ---
+    def start_ray_nodes(self, progress: Progress) -> None:
+        """Find (real cluster) or start (simulated) one Ray node per machine."""
+        driver_node = ray.get_runtime_context().get_node_id()
+        if self.real:
+            others = sorted((n for n in ray.nodes() if n["Alive"] and n["NodeID"] != driver_node),
+                            key=lambda n: n["NodeManagerAddress"])
+            self.node_ids = [driver_node] + [n["NodeID"] for n in others][:self.count - 1]
+            if len(self.node_ids) < self.count:
+                raise KubemuError(f"the Ray cluster has {len(self.node_ids)} nodes, the scenario wants "
+                                  f"{self.count} machines")
+            return
+        self.node_ids = [driver_node]
+        if self.count == 1:
+            return
+        progress(f"starting {self.count - 1} more Ray nodes (simulated machines)")
+        gcs = ray.get_runtime_context().gcs_address
+        ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+        os.makedirs(self.log_dir, exist_ok=True)
+        for i in range(1, self.count):  # one at a time: parallel `ray start`s race for ports
+            with open(os.path.join(self.log_dir, f"ray-machine-{i}.log"), "w") as out:
+                self._procs.append(subprocess.Popen(
+                    [ray_cli, "start", f"--address={gcs}", "--block", "--num-cpus=1",
+                     f"--resources={json.dumps({machine_resource(self.run_id, i): 1000})}",
+                     f"--temp-dir={cleanup.ray_temp_dir(self.run_id)}", "--disable-usage-stats",
+                     f"--object-store-memory={OBJECT_STORE_BYTES}"],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0")))
+            self.node_ids.append(self._wait_node(i))
+
+    def _wait_node(self, machine: int) -> str:
+        """The Ray node id of simulated machine `machine`, once it is alive."""
+        res = machine_resource(self.run_id, machine)
+        deadline = time.monotonic() + NODE_START_TIMEOUT
+        while time.monotonic() < deadline:
+            for n in ray.nodes():
+                if n["Alive"] and res in n.get("Resources", {}):
+                    return n["NodeID"]
+            proc = self._procs[machine - 1]
+            if proc.poll() is not None:
+                raise KubemuError(f"Ray node of machine {machine} exited ({proc.returncode}); see "
+                                  f"{self.log_dir}/ray-machine-{machine}.log")
+            time.sleep(0.2)
+        raise KubemuError(f"Ray node of machine {machine} did not join within {NODE_START_TIMEOUT:.0f}s")
+
+    @property
+    def controller_host(self) -> str:
+        """Where the SDN controller (on machine 0) listens: loopback unless real machines must reach it."""
+        return ray.util.get_node_ip_address() if self.real and self.count > 1 else "127.0.0.1"
+
+    def options(self, machine: int) -> dict:
+        """Actor options that pin an actor to machine `machine` (none for a lone local machine)."""
+        if self.count == 1 and not self.real:
+            return {}
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(self.node_ids[machine], soft=False)}
+
+    def host_options(self, host: str) -> dict:
+        return self.options(self.placement[host])
+
+    # --- fabric ---
+    def create_actors(self, machine_cls, opts: dict) -> list:
+        """One `Machine` actor per machine, on its Ray node."""
+        state = self.state_dir
+        self.actors = [machine_cls.options(name=f"machine-{i}", **opts, **self.options(i)).remote(
+            self.run_id, i, state, use_system_ovs=self.count == 1) for i in range(self.count)]
+        return self.actors
+
+    def start(self, controller: tuple[str, int]) -> list[dict]:
+        """Start every machine's OVS and bridge; with several, the underlay and the tunnels."""
+        self.infos = ray.get([m.start.remote(controller) for m in self.actors])
+        if self.count == 1:
+            return self.infos
+        addrs = [underlay.tunnel_address(i) for i in range(self.count)]
+        plen = underlay.UNDERLAY_RANGE.prefixlen
+        if self.real:  # a tap per machine, relayed over UDP between the machines' real addresses
+            attached = ray.get([m.attach_udp_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
+            peers = {a["underlay_mac"]: a["wire"] for a in attached}
+            ray.get([m.set_wire_peers.remote(peers) for m in self.actors])
+        else:  # simulated: a Linux bridge in the underlay namespace, a veth per machine
+            self.wire = underlay.EmulatedUnderlay(self.run_id, self.count)
+            links = self.wire.create()
+            attached = ray.get([m.attach_underlay.remote(link, addr, plen)
+                                for m, link, addr in zip(self.actors, links, addrs)])
+        neighbors = {a["underlay_ip"]: a["underlay_mac"] for a in attached}
+        self.mesh = underlay.tunnel_mesh(self.names, addrs)
+        ray.get([m.add_tunnels.remote([t.__dict__ for t in tunnels], neighbors)
+                 for m, tunnels in zip(self.actors, self.mesh)])
+        for info, a in zip(self.infos, attached):
+            info.update(underlay_ip=a["underlay_ip"], node_ip=a["node_ip"])
+        return self.infos
+
+    def machine_of(self, host: str) -> int:
+        return self.placement[host]
+
+    def netns_of(self, host: str) -> str | None:
+        return self.infos[self.placement[host]]["netns"]
+
+    def dpid_of(self, host: str) -> int:
+        return self.infos[self.placement[host]]["dpid"]
+
+    def add_ports(self, ports: dict[str, str]) -> None:
+        """Plug each host's fabric port (host name -> port) into its machine's bridge."""
+        groups = by_machine({h: self.placement[h] for h in ports}, self.count)
+        ray.get([self.actors[i].add_ports.remote([ports[h] for h in hosts])
+                 for i, hosts in enumerate(groups) if hosts])
+
+    def vpc_tunnels(self) -> list[dict]:
+        """The tunnels of the VPC state (empty for one machine)."""
+        return underlay.vpc_tunnels(self.mesh, [i["dpid"] for i in self.infos])
+
+    def tunnel_counters(self) -> dict[str, dict[str, int]]:
+        """Per tunnel port: its machine, the remote machine, packet and byte counters."""
+        counters: dict[str, dict[str, int]] = {}
+        for c in ray.get([m.tunnel_counters.remote() for m in self.actors]):
+            counters.update(c)
+        return {t.port_name: {"machine": t.machine, "remote": t.remote, **counters.get(t.port_name, {})}
+                for per in self.mesh for t in per}
+
+    def summary(self, host_info: dict[str, dict] | None = None) -> dict:
+        """Where everything ran, for results.json: per machine its Ray node and hosts, per host
+        its machine and the Ray node its agent reported running on."""
+        host_info = host_info or {}
+        machines = [{**{k: info.get(k) for k in ("machine", "bridge", "dpid", "netns", "underlay_ip", "node_ip",
+                                                 "ran_on")}, "ray_node_id": node, "hosts": hosts}
+                    for info, node, hosts in zip(self.infos, self.node_ids, by_machine(self.placement, self.count))]
+        return {"count": self.count, "placement": self.policy, "simulated": self.count > 1 and not self.real,
+                "machines": machines,
+                "hosts": {h: {"machine": m, "ran_on": host_info.get(h, {}).get("ray_node_id")}
+                          for h, m in self.placement.items()}}
+
+    # --- teardown ---
+    def remove_underlay(self) -> None:
+        """After the machines' actors stopped: delete the emulated underlay."""
+        if self.wire is not None:
+            self.wire.destroy()
+            self.wire = None
+
+    def stop_ray_nodes(self, grace: float = 10.0) -> None:
+        """After `ray.shutdown()`: stop the simulated machines' Ray nodes (each its own session)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in self._procs:
+                try:
+                    os.killpg(p.pid, sig)  # `ray start` and the raylet, agents it started
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while any(p.poll() is None for p in self._procs) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if all(p.poll() is not None for p in self._procs):
+                break
+        self._procs.clear()

@@ -1,0 +1,30 @@
+"""The chaos part of report.md and the timeline markers, from a results dict."""
+from __future__ import annotations
+
+import pytest
+
+from emulator.report.chaos_md import markers, section
+
+pytestmark = pytest.mark.unit
+
+RESULTS = {"steps": [
+    {"step": "fault", "name": "crash-b", "action": "crash", "nodes": ["b"], "t": 1010.0, "t_steps": 4.5},
+    {"step": "availability", "flow": "probe", "fault": "crash-b", "fault_t": 1010.0,
+     "figures": {"requests": 600, "requests_lost": 61, "errors_by_kind": {"timeout": 61}, "detect_s": 0.01,
+                 "recover_s": 4.91, "downtime_s": 4.9, "later_failures": 0, "final_success_ratio": 1.0},
+     "phases": {"node_not_ready_s": 4.86, "services": {"web": {"lb_steered_s": 2.93, "endpoints_restored_s": 15.03}}}},
+]}
+
+
+def test_section_lists_faults_figures_and_phases():
+    text = "\n".join(section(RESULTS))
+    assert "| crash-b | crash | b | 4.50 |" in text
+    assert "| probe | crash-b | 600 | 61 | timeout 61 | 0.01 | 4.91 | 4.90 | 0 | 1.00 |" in text
+    assert "node not ready 4.86 s" in text and "| web | 2.93 | - | - | 15.03 |" in text
+    assert section({"steps": []}) == []
+
+
+def test_markers_place_the_fault_and_the_phases_on_the_run_clock():
+    assert markers(RESULTS, 1000.0) == [(10.0, "crash-b"), (pytest.approx(14.86), "NotReady"),
+                                        (pytest.approx(12.93), "web: LB steered"),
+                                        (pytest.approx(25.03), "web: replacements ready")]
