@@ -31,13 +31,15 @@ class ControllerManager:
                  timing: dict | None = None, autostart: bool = False) -> None:
         if run_dir:
             setup_actor_logging(run_dir, "controller-manager")
-        self.api = api
+        # By name when Ray may restart this actor: a handle among the constructor's arguments
+        # would have to outlive the caller in the object store.
+        self.api = ray.get_actor(api) if isinstance(api, str) else api
         self.min_interval = min_interval
         self.timing = timing   # None: no node lifecycle controller
         self.lifecycle_log: list[dict] = []
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self.informer = Informer(api, KINDS, self._on_event)
+        self.informer = Informer(self.api, KINDS, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="controller-manager", daemon=True)
         self.passes = 0
         if autostart:

@@ -113,6 +113,11 @@ class Machine:
                 self.ovs.appctl("tnl/neigh/set", bridge, ip, mac)
         return ports
 
+    def set_underlay(self, up: bool) -> None:
+        """Cut this machine off the others (every tunnel) by its underlay link, or reconnect it."""
+        link = self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
+        kernel.ip_batch(self.netns, [f"link set {link} {'up' if up else 'down'}"])
+
     def tunnel_counters(self) -> dict[str, dict[str, int]]:
         """rx/tx packets and bytes of every tunnel port of this machine."""
         return underlay.tunnel_counters(self.ovs, self.bridge, self.tunnels)

@@ -70,8 +70,10 @@ class UdpWire:
                 if not select.select([self._fd], [], [], _POLL)[0]:
                     continue
                 frame = os.read(self._fd, 65536)
-            except (OSError, ValueError):  # closed by stop()
-                return
+            except (OSError, ValueError):  # closed by stop(), or the tap is down
+                if self._stop.wait(0.1):
+                    return
+                continue
             dst = _mac(frame[:6])
             targets = [self.peers[dst]] if dst in self.peers else \
                 list(set(self.peers.values())) if dst == BROADCAST or frame[0] & 1 else []
@@ -98,8 +100,8 @@ class UdpWire:
             try:
                 os.write(self._fd, frame)
                 self.frames["to_tap"] += 1
-            except OSError:
-                return
+            except OSError:  # the tap is down (a machine outage) or closed by stop()
+                self.frames["dropped"] += 1
 
     def stop(self) -> None:
         """Stop relaying; closing the tap's descriptor removes the tap."""

@@ -133,7 +133,7 @@ class Cluster:
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
             name="controllers", max_restarts=-1, max_task_retries=-1, **opts).remote(
-            self.api, self.run_dir, timing=self.timing.model_dump(), autostart=True)
+            "api", self.run_dir, timing=self.timing.model_dump(), autostart=True)
         ray.get(self.controllers.start.remote())
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}

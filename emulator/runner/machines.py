@@ -81,17 +81,30 @@ class Machines:
         ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
         os.makedirs(self.log_dir, exist_ok=True)
         for i in range(1, self.count):  # one at a time: parallel `ray start`s race for ports
-            with open(os.path.join(self.log_dir, f"ray-machine-{i}.log"), "w") as out:
-                self._procs.append(subprocess.Popen(
+            self.node_ids.append(self._start_node(i, gcs, ray_cli))
+
+    def _start_node(self, machine: int, gcs: str, ray_cli: str, attempts: int = 2) -> str:
+        """Start simulated machine `machine`'s Ray node; once more if it dies at start (a port
+        taken meanwhile by another process: Ray picks free ports before binding them)."""
+        for attempt in range(attempts):
+            with open(os.path.join(self.log_dir, f"ray-machine-{machine}.log"), "a") as out:
+                proc = subprocess.Popen(
                     [ray_cli, "start", f"--address={gcs}", "--block", "--num-cpus=1",
-                     f"--resources={json.dumps({machine_resource(self.run_id, i): 1000})}",
+                     f"--resources={json.dumps({machine_resource(self.run_id, machine): 1000})}",
                      f"--temp-dir={cleanup.ray_temp_dir(self.run_id)}", "--disable-usage-stats",
                      f"--object-store-memory={OBJECT_STORE_BYTES}"],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0")))
-            self.node_ids.append(self._wait_node(i))
+                    env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+            self._procs.append(proc)
+            try:
+                return self._wait_node(machine, proc)
+            except KubemuError:
+                if proc.poll() is None or attempt == attempts - 1:
+                    raise
+                log.warning("Ray node of machine %d exited at start; starting it again", machine)
+        raise AssertionError("unreachable")
 
-    def _wait_node(self, machine: int) -> str:
+    def _wait_node(self, machine: int, proc: subprocess.Popen) -> str:
         """The Ray node id of simulated machine `machine`, once it is alive."""
         res = machine_resource(self.run_id, machine)
         deadline = time.monotonic() + NODE_START_TIMEOUT
@@ -99,7 +112,6 @@ class Machines:
             for n in ray.nodes():
                 if n["Alive"] and res in n.get("Resources", {}):
                     return n["NodeID"]
-            proc = self._procs[machine - 1]
             if proc.poll() is not None:
                 raise KubemuError(f"Ray node of machine {machine} exited ({proc.returncode}); see "
                                   f"{self.log_dir}/ray-machine-{machine}.log")
@@ -166,6 +178,14 @@ class Machines:
         groups = by_machine({h: self.placement[h] for h in ports}, self.count)
         ray.get([self.actors[i].add_ports.remote([ports[h] for h in hosts])
                  for i, hosts in enumerate(groups) if hosts])
+
+    def hosts_on(self, machine: int) -> list[str]:
+        """The hosts placed on machine `machine`."""
+        return by_machine(self.placement, self.count)[machine]
+
+    def set_connected(self, machine: int, up: bool) -> None:
+        """A machine outage's fabric half: cut machine `machine` off every tunnel, or reconnect it."""
+        ray.get(self.actors[machine].set_underlay.remote(up))
 
     def vpc_tunnels(self) -> list[dict]:
         """The tunnels of the VPC state (empty for one machine)."""

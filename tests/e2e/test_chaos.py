@@ -221,9 +221,9 @@ def test_node_failure_scenario_passes_and_leaves_nothing(tmp_path):
     # Cluster: the crashed node's pod stays an endpoint until NotReady (grace 5 s): requests
     # entering other nodes time out until then; Local: only the health check's 2 x 0.5 s.
     assert avail["probe-cluster"]["figures"]["requests_lost"] > 0
-    for a in avail.values():
-        assert a["ok"] and a["figures"]["recovered"] and a["figures"]["final_success_ratio"] == 1.0
+    for a in avail.values():   # back at 100% success for 5 s within 12 s of the crash
+        assert a["ok"] and a["figures"]["recovered"] and a["figures"]["recover_s"] <= 12.0
     ph = avail["probe-cluster"]["phases"]
-    assert 4.0 <= ph["node_not_ready_s"] <= 6.0            # grace 5 s (lease 1 s) within 20%
-    assert 12.0 <= ph["pods_evicted_s"] <= 18.0            # + tolerationSeconds 10 s
+    assert 5.0 <= ph["node_silent_s"] <= 6.0               # grace 5 s since the last lease, within 20%
+    assert 10.0 <= ph["pods_evicted_s"] - ph["node_tainted_s"] <= 12.0   # tolerationSeconds 10 s
     assert ph["services"]["web-cluster"]["endpoints_removed_s"] == pytest.approx(ph["node_not_ready_s"], abs=0.5)

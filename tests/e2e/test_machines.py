@@ -92,3 +92,17 @@ def test_extra_hop_scenario_passes_spread_over_three_machines(tmp_path) -> None:
     assert sorted(machines["hosts"][n]["machine"] for n in nodes) == [0, 0, 1, 1, 2, 2]
     assert sum(t["tx_packets"] for t in machines["tunnels"].values()) >= 1000
     assert leftovers(r["run_id"]) == []
+
+
+def test_node_failure_scenario_passes_packed_on_three_machines(tmp_path) -> None:
+    """A node crash and its recovery while the nodes' fabrics sit on different machines."""
+    r = kubemu_run(tmp_path, os.path.join(ROOT, "scenarios", "node-failure.yaml"), "--machines", "3",
+                   "--placement", "pack")
+    assert r["rc"] == 0, r["out"][-3000:]
+    machines = r["results"]["machines"]
+    hosts = list(machines["hosts"])  # plan order: nodes, client hosts, the prober
+    size = -(-len(hosts) // 3)
+    assert [m["hosts"] for m in machines["machines"]] == [hosts[i:i + size] for i in range(0, len(hosts), size)]
+    # The probes come from internet hosts on machine 1 to the nodes on machine 0.
+    assert sum(t["tx_packets"] for t in machines["tunnels"].values()) >= 1000
+    assert leftovers(r["run_id"]) == []

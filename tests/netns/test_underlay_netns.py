@@ -163,3 +163,18 @@ def test_full_size_tcp_crosses_machines(tm: TwoMachines) -> None:
             and time.monotonic() < deadline:
         time.sleep(0.5)  # datapath counters reach the port statistics in batches
     assert sent >= nbytes
+
+
+def test_cutting_a_machine_off_its_underlay_stops_cross_machine_traffic_only(tm: TwoMachines) -> None:
+    """The fabric half of a machine outage: machine 1's underlay link down, then up again."""
+    tm.machines[1].set_underlay(False)
+    try:
+        assert ping(tm.netns["node-a"], "10.128.0.3", count=2, timeout=1.0) == 0
+        assert ping(tm.netns["node-b"], "10.128.0.4", count=2, timeout=1.0) == 2  # inside machine 1
+    finally:
+        tm.machines[1].set_underlay(True)
+    deadline = time.monotonic() + 10
+    while ping(tm.netns["node-a"], "10.128.0.3", count=1, timeout=1.0) != 1 and time.monotonic() < deadline:
+        pass
+    assert ping(tm.netns["node-a"], "10.128.0.3") == 3
+
