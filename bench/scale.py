@@ -3,8 +3,10 @@
 
 For each node count (2 netexec pods per node, one client pod) and each machine count (1
 = today's single fabric; 3 = simulated machines joined by VXLAN, placement `spread`),
-prints: seconds to the cluster being up and to the first successful request, resident
-memory of every process of the run divided by the node count, steady request throughput
+prints: seconds to the cluster being up and to the first successful request, memory
+of every process of the run divided by the node count (PSS: shared pages divided among
+the processes that map them; RSS, which counts them once per process, beside it, and
+with --breakdown the largest process kinds), steady request throughput
 (HTTP through the ClusterIP from the client pod, 8 concurrent, new connection each), and,
 with several machines, the throughput and p50 latency of requests from a node to a pod on
 another machine divided by those to a pod on the node's own machine.
@@ -26,26 +28,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bringup import manifests, topology  # noqa: E402
+from memory import format_kinds, run_memory  # noqa: E402
 from emulator.config.timing import timing_for  # noqa: E402
 from emulator.naming import RunNames, new_run_id  # noqa: E402
 from emulator.report.stats import summarize  # noqa: E402
-from emulator.runner import cleanup  # noqa: E402
 from emulator.runner.cluster import Cluster  # noqa: E402
 from emulator.runner.plan import make_plan  # noqa: E402
 
 URL = "http://web.default.svc.cluster.local/hostname"
-
-
-def rss_mib(run_id: str) -> float:
-    """Resident memory of every process of the run (Ray, OVS, agents, pods), MiB."""
-    total = 0
-    for pid in cleanup.run_processes(run_id):
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            pass
-    return total / 2**20
 
 
 def load(agent, target: str, url: str, requests: int, concurrency: int = 8) -> dict:
@@ -99,7 +89,9 @@ def measure(nodes: int, machines: int) -> dict:
                 ray.get(cluster.api.apply.remote(obj))
             out["first"] = wait_first_request(cluster, t0)
             cluster.wait_proxies_synced(120)
-            out["mib_per_node"] = rss_mib(run_id) / out["nodes"]
+            mem = run_memory(run_id)
+            out["mib_per_node"], out["rss_per_node"] = mem["pss"] / out["nodes"], mem["rss"] / out["nodes"]
+            out["kinds"] = format_kinds(mem)
             out["rps"] = load(cluster.agent_of_pod("default", "client"), "default/client", URL, 2000)["rps"]
             out["cross"] = cross_ratio(cluster) if machines > 1 else (float("nan"), float("nan"))
     finally:
@@ -111,15 +103,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", default="10,50,100")
     ap.add_argument("--machines", default="1,3")
+    ap.add_argument("--breakdown", action="store_true", help="print memory per process kind too")
     args = ap.parse_args()
-    print(f"{'nodes':>5} {'machines':>8} {'up s':>7} {'first req s':>11} {'MiB/node':>9} {'req/s':>7} "
+    print(f"{'nodes':>5} {'machines':>8} {'up s':>7} {'first req s':>11} {'PSS MiB/node':>12} "
+          f"{'RSS MiB/node':>12} {'req/s':>7} "
           f"{'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
             r = measure(n, m)
             first = r["first"] if r["first"] is not None else float("nan")
-            print(f"{r['nodes']:>5} {m:>8} {r['up']:>7.1f} {first:>11.1f} {r['mib_per_node']:>9.0f} "
-                  f"{r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}", flush=True)
+            print(f"{r['nodes']:>5} {m:>8} {r['up']:>7.1f} {first:>11.1f} {r['mib_per_node']:>12.0f} "
+                  f"{r['rss_per_node']:>12.0f} {r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
+                  flush=True)
+            if args.breakdown:
+                print(r["kinds"], flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ from rich.table import Table
 
 from emulator.errors import KubemuError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Not a terminal (a CI log, a pipe): wide enough that tables and URLs are not cut.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def _fail(e: KubemuError) -> None:
@@ -94,7 +96,9 @@ def print_results(results: dict) -> None:
                 console.print(f"[bold]{name}[/] requests per backend pod: {share}")
             errs = {k: v for k, v in (f.get("outcomes") or {}).items() if k != "ok" and v}
             if errs:
-                console.print(f"[bold]{name}[/] failures: " + ", ".join(f"{k} {v}" for k, v in errs.items()))
+                bad = {c: n for c, n in (f.get("statuses") or {}).items() if not c.startswith("2")}
+                codes = f" (HTTP {', '.join(f'{c} x{n}' for c, n in sorted(bad.items()))})" if bad else ""
+                console.print(f"[bold]{name}[/] failures: " + ", ".join(f"{k} {v}" for k, v in errs.items()) + codes)
     for s in results.get("steps", []):
         if s.get("step") != "assert":
             continue

@@ -4,6 +4,7 @@ what the clients of a flow saw around a fault).
     - fault: {name: crash-b, action: crash, node: random, at: 5s, since: probe-local}
     - fault: {action: recover, of: crash-b}
     - availability: {flow: probe-local, fault: crash-b, recovered_within: 10s, max_error_ratio: 0.2}
+    - fault: {name: zone-down, action: machine-failure, machine: 1}   # needs machines.count >= 2
 
 `at` is seconds after the step list started, or after the flow named by `since` started;
 without `at` the fault happens when the step is reached. `node: random` (and `zone:
@@ -21,7 +22,7 @@ from emulator.config.types import ComparisonField, DnsLabel, Duration
 
 NODE_ACTIONS = ("crash", "partition", "kube-proxy-crash", "link-flap")
 FaultAction = Literal["crash", "partition", "recover", "zone-outage", "pod-kill", "kube-proxy-crash",
-                      "link-flap", "sdn-restart", "api-restart", "controller-manager-restart"]
+                      "link-flap", "sdn-restart", "api-restart", "controller-manager-restart", "machine-failure"]
 RANDOM = "random"
 
 
@@ -32,6 +33,8 @@ class FaultSpec(StrictModel):
     action: FaultAction
     node: str | None = Field(default=None, description="a node of the topology or `random`")
     zone: str | None = Field(default=None, description="zone-outage/recover: a zone or `random`")
+    machine: int | None = Field(default=None, ge=1, strict=True,
+                                description="machine-failure/recover: a simulated machine's index (not 0)")
     of: DnsLabel | None = Field(default=None, description="recover: the nodes an earlier fault took down")
     deployment: DnsLabel | None = Field(default=None, description="pod-kill: a random pod of it")
     pod: DnsLabel | None = Field(default=None, description="pod-kill: this pod")
@@ -44,12 +47,14 @@ class FaultSpec(StrictModel):
     def _target_given(self) -> "FaultSpec":
         """Each action names what it needs and nothing it ignores."""
         need = {"crash": ["node"], "partition": ["node"], "kube-proxy-crash": ["node"], "link-flap": ["node"],
-                "zone-outage": ["zone"]}.get(self.action, [])
+                "zone-outage": ["zone"], "machine-failure": ["machine"]}.get(self.action, [])
         for f in need:
             if getattr(self, f) is None:
                 raise ValueError(f"action {self.action} needs `{f}`")
-        if self.action == "recover" and [self.node, self.zone, self.of].count(None) != 2:
-            raise ValueError("action recover needs exactly one of `node`, `zone`, `of`")
+        if self.action == "recover" and [self.node, self.zone, self.of, self.machine].count(None) != 3:
+            raise ValueError("action recover needs exactly one of `node`, `zone`, `of`, `machine`")
+        if self.machine is not None and self.action not in ("machine-failure", "recover"):
+            raise ValueError(f"action {self.action} takes no `machine` (only machine-failure and recover)")
         if self.action == "pod-kill" and (self.pod is None) == (self.deployment is None):
             raise ValueError("action pod-kill needs exactly one of `pod`, `deployment`")
         if self.since is not None and self.at is None:
@@ -102,9 +107,12 @@ class AvailabilityStep(StrictModel):
 
 
 def fault_problems(spec: FaultSpec, topology: Any, flows: set[str], faults: set[str],
-                   find: Any) -> list[tuple[Loc, str]]:
-    """Cross-references of a fault: nodes, zones, flows, earlier faults, Deployments."""
+                   find: Any, machines: int = 1) -> list[tuple[Loc, str]]:
+    """Cross-references of a fault: nodes, zones, machines, flows, earlier faults, Deployments."""
     out: list[tuple[Loc, str]] = []
+    if spec.machine is not None and spec.machine >= machines:
+        out.append((("machine",), f"no machine {spec.machine} (the scenario's machines.count is {machines}; "
+                                  "machine 0 runs the control plane and cannot fail)"))
     if spec.node not in (None, RANDOM) and topology.node(spec.node) is None:
         names = ", ".join(n.name for n in topology.nodes())
         out.append((("node",), f"no node {spec.node!r} in the topology (nodes: {names}, or random)"))

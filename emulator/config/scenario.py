@@ -248,7 +248,7 @@ class ScaleStep(StrictModel):
 class AssertSpec(StrictModel):
     """Bounds on the results of an earlier flow; each given metric must hold."""
 
-    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes")
+    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes", "statuses_seen")
     flow: DnsLabel
     success_ratio: ComparisonField | None = None
     refused_ratio: ComparisonField | None = None
@@ -274,6 +274,8 @@ class AssertSpec(StrictModel):
     nodes_served: list[str] | None = Field(default=None, description="exactly these nodes' pods answered")
     entered_nodes: list[str] | None = Field(
         default=None, description="exactly these nodes received the requests (load balancer's choice)")
+    statuses_seen: list[Annotated[int, NoBool, Field(ge=100, le=599)]] | None = Field(
+        default=None, description="exactly these HTTP status codes were answered (e.g. [404])")
 
     @model_validator(mode="after")
     def _some_metric(self) -> "AssertSpec":
@@ -450,7 +452,8 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
                 problems.append((("steps", i, "delete", "object"), f"no {ref.api_kind} {ns}/{ref.name} in the manifests"))
         elif isinstance(step, FaultStep):
             problems += [(("steps", i, "fault") + loc, m) for loc, m in
-                         fault_problems(step.fault, scenario.topology, flows, faults, scenario.find)]
+                         fault_problems(step.fault, scenario.topology, flows, faults, scenario.find,
+                                        scenario.machines.count)]
             faults.add(step.fault.label(i))
         elif isinstance(step, AvailabilityStep):
             problems += [(("steps", i, "availability") + loc, m) for loc, m in

@@ -45,6 +45,7 @@ class Machine:
         self.underlay_ip = ""
         self.wire = None  # emulator.fabric.udpwire.UdpWire on real machines
         self.tunnels: list[str] = []
+        self.controller_target = ""
         self.system = use_system_ovs and system_db_socket() is not None
         # A running system OVS lives in the root namespace: our bridge and ports go there
         # (no addresses on them). Otherwise a private OVS runs in a fabric namespace.
@@ -70,6 +71,7 @@ class Machine:
             target = f"unix:{self.relay.unix_path}"
         else:
             target = f"tcp:{controller[0]}:{controller[1]}"
+        self.controller_target = target
         self.ovs.add_bridge(self.bridge, self.dpid, controller_target=target)
         return {"bridge": self.bridge, "dpid": self.dpid, "datapath_type": self.ovs.datapath_type,
                 "private_ovs": self.ovs.private, "machine": self.index, "netns": self.netns,
@@ -117,6 +119,19 @@ class Machine:
         """Cut this machine off the others (every tunnel) by its underlay link, or reconnect it."""
         link = self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
         kernel.ip_batch(self.netns, [f"link set {link} {'up' if up else 'down'}"])
+
+    def set_online(self, up: bool) -> dict:
+        """A machine failure's fabric half: off every tunnel, off the controller, flows gone (as a
+        dead machine's switch); or back: underlay link up, under the controller, which reprograms it."""
+        if up:
+            self.ovs.set_controller(self.bridge, self.controller_target)
+            self.set_underlay(True)
+        else:
+            self.set_underlay(False)
+            self.ovs.set_controller(self.bridge, None)
+            self.ovs.clear_flows(self.bridge)
+        flows = self.ovs.ofctl("dump-flows", self.bridge)
+        return {"machine": self.index, "online": up, "flows": sum(1 for ln in flows.splitlines() if "actions=" in ln)}
 
     def tunnel_counters(self) -> dict[str, dict[str, int]]:
         """rx/tx packets and bytes of every tunnel port of this machine."""

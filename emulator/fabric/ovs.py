@@ -87,6 +87,12 @@ def system_db_socket() -> str | None:
     return None
 
 
+def controller_args(bridge: str, target: str) -> list[str]:
+    """ovs-vsctl arguments (from a leading `--`) giving `bridge` one out-of-band controller record."""
+    return ["--", "--id=@c", "create", "Controller", f'target="{target}"', "max_backoff=1000",
+            "connection_mode=out-of-band", "--", "set", "Bridge", bridge, "controller=@c"]
+
+
 class OvsInstance:
     """One machine's Open vSwitch: a private instance in `run_dir`, or a running system one."""
 
@@ -297,10 +303,19 @@ class OvsInstance:
             "--may-exist", "add-br", name,
             "--", "set", "Bridge", name, f"datapath_type={self.datapath_type}", "fail_mode=secure",
             "protocols=OpenFlow13", f"other-config:datapath-id={dpid:016x}",
-            "other-config:disable-in-band=true",
-            "--", "--id=@c", "create", "Controller", f'target="{target}"',
-            "max_backoff=1000", "connection_mode=out-of-band",
-            "--", "set", "Bridge", name, "controller=@c")
+            "other-config:disable-in-band=true", *controller_args(name, target))
+
+    def set_controller(self, bridge: str, target: str | None) -> None:
+        """Put `bridge` under the controller at `target` again, or (None) cut it off its controller."""
+        if target is None:
+            self.vsctl("del-controller", bridge)
+        else:
+            self.vsctl(*controller_args(bridge, target)[1:])
+
+    def clear_flows(self, bridge: str) -> None:
+        """Delete every flow and group of `bridge` (a rebooted switch's empty tables)."""
+        self.ofctl("del-flows", bridge)
+        self.ofctl("del-groups", bridge)
 
     def del_bridge(self, name: str) -> None:
         """Remove one of our bridges (no error if it is already gone)."""

@@ -49,6 +49,7 @@ class FlowSummary:
     per_node: dict[str, int] = field(default_factory=dict)
     distinct_backends: int = 0
     client_ips: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)   # HTTP status code -> responses, any outcome
     bits_per_second: float | None = None  # iperf3 flows: bytes received * 8 / test seconds
     bytes_received: int | None = None
     retransmits: int | None = None
@@ -99,6 +100,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> FlowSummary:
         per_node=_counts(r.get("node") for r in ok_recs),
         distinct_backends=len(per_pod),
         client_ips=_counts(r.get("client_ip_seen") for r in ok_recs),
+        statuses=_counts(str(r["status"]) for r in records if r.get("status") is not None),
         **_throughput(ok_recs),
     )
 

@@ -191,8 +191,10 @@ def run_assert(step, ctx: StepContext) -> dict:
             value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
     for metric, wanted in a.set_checks().items():
-        want = sorted({render(w, ctx.resolve) for w in wanted})
-        if metric == "client_ips_seen":
+        want = sorted({render(str(w), ctx.resolve) for w in wanted})
+        if metric == "statuses_seen":
+            got = sorted(summary.statuses)
+        elif metric == "client_ips_seen":
             got = sorted(summary.client_ips)
         elif metric == "entered_nodes":
             got = sorted(entered_nodes(ctx.records[a.flow], ctx.cluster.plan))

@@ -1,0 +1,59 @@
+"""Memory of a run's processes: resident (RSS) and proportional (PSS) set size, per process kind.
+
+RSS counts a shared page (the Python interpreter, Ray's libraries) once per process that maps
+it; PSS divides it among them, so the PSS sum is what the run really holds.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+from emulator.runner import cleanup
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _kind(pid: int) -> str:
+    """A short name for a process: its Ray actor class or worker state, else its program."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    first = argv[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split(".")[0]
+    name = os.path.basename(first.split()[0]) if first else "?"
+    if name.startswith("python") and len(argv) > 1:
+        script = next((a.decode(errors="replace") for a in argv[1:] if a.endswith(b".py")), "")
+        return f"python {os.path.basename(script)}" if script else name
+    return name
+
+
+def _pss_rss(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in bytes; zeros when it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            vals = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ln.split(":")[0] in ("Pss", "Rss")}
+        return vals.get("Pss", 0), vals.get("Rss", 0)
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+def run_memory(run_id: str) -> dict:
+    """Totals (MiB) and per kind [processes, PSS MiB, RSS MiB] of every process of the run."""
+    kinds: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for pid in cleanup.run_processes(run_id):
+        pss, rss = _pss_rss(pid)
+        k = kinds[_kind(pid)]
+        k[0] += 1
+        k[1] += pss / 2**20
+        k[2] += rss / 2**20
+    return {"pss": sum(v[1] for v in kinds.values()), "rss": sum(v[2] for v in kinds.values()),
+            "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1][1]))}
+
+
+def format_kinds(mem: dict, top: int = 12) -> str:
+    """One line per process kind: count, PSS and RSS in MiB."""
+    return "\n".join(f"    {k:<32} {int(n):>4} procs  PSS {p:>7.0f} MiB  RSS {r:>7.0f} MiB"
+                     for k, (n, p, r) in list(mem["kinds"].items())[:top])
