@@ -12,7 +12,7 @@ def differences(pods: list[str], observed: Cells, expected: Cells) -> list[tuple
 
 
 def format_matrix(title: str, pods: list[str], observed: Cells, expected: Cells) -> str:
-    """Observed and expected side by side; a differing observed cell carries `!`."""
+    """The observed matrix; when it differs, side by side with the expected one, differing cells marked `!`."""
     width = max(len(p) for p in pods)
     cell = max(3, width) + 2
 
@@ -27,9 +27,10 @@ def format_matrix(title: str, pods: list[str], observed: Cells, expected: Cells)
 
     n = len(differences(pods, observed, expected))
     obs, exp = block(observed, True), block(expected, False)
-    lines = [f"{title} (rows from, columns to; . allowed, X blocked): "
-             + ("matches the expectation" if n == 0 else f"{n} cells differ (marked !)"),
-             f"{'observed':<{len(obs[0])}}   | expected"]
+    head = f"{title} (rows from, columns to; . allowed, X blocked): "
+    if n == 0:      # one matrix is enough when both are the same
+        return "\n".join([head + "matches the expectation", *obs])
+    lines = [head + f"{n} cells differ (marked !)", f"{'observed':<{len(obs[0])}}   | expected"]
     lines += [f"{o}   | {e}" for o, e in zip(obs, exp)]
     return "\n".join(lines)
 

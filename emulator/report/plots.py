@@ -198,6 +198,8 @@ def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
     from emulator.report.render import flow_reports
 
     r, recs = run.results, run.records
+    if not any(recs.values()):      # a run without traffic (e.g. only reachability matrices): nothing to plot
+        return
     label = f"{r.get('scenario', '?')} run {r.get('run_id', '?')}"
     notes = {}
     for f in (flow_reports(run) if flows is None else flows):
