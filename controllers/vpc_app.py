@@ -66,6 +66,7 @@ class _Pending:
 
     on_done: Callable[[list[Any]], None]
     body: list[Any] = field(default_factory=list)
+    on_dead: Callable[[], None] | None = None   # the switch went away before answering
 
 
 class VpcRouterApp(app_manager.OSKenApp):
@@ -214,13 +215,17 @@ class VpcRouterApp(app_manager.OSKenApp):
                 del self.switches[dpid]
                 self.logger.info("datapath %016x disconnected", dpid)
         for key in [k for k in self._pending if k[0] == id(dp)]:
-            self._pending.pop(key)
+            pending = self._pending.pop(key)
+            if pending.on_dead is not None:   # release who waits for it (a set_state's barrier)
+                pending.on_dead()
 
     # --- replies ---
-    def _request(self, sw: _Switch, msg: Any, on_done: Callable[[list[Any]], None]) -> None:
-        """Send a multipart request or barrier and call `on_done(body)` with the full reply."""
+    def _request(self, sw: _Switch, msg: Any, on_done: Callable[[list[Any]], None],
+                 on_dead: Callable[[], None] | None = None) -> None:
+        """Send a multipart request or barrier and call `on_done(body)` with the full reply
+        (or `on_dead()` if the switch disconnects first)."""
         sw.dp.set_xid(msg)
-        self._pending[(id(sw.dp), msg.xid)] = _Pending(on_done)
+        self._pending[(id(sw.dp), msg.xid)] = _Pending(on_done, on_dead=on_dead)
         sw.dp.send_msg(msg)
 
     def _reply(self, msg: Any, body: list[Any], more: bool) -> None:
@@ -287,7 +292,7 @@ class VpcRouterApp(app_manager.OSKenApp):
             if on_done is not None:
                 on_done()
             done.set()
-        self._request(sw, sw.dp.ofproto_parser.OFPBarrierRequest(sw.dp), finish)
+        self._request(sw, sw.dp.ofproto_parser.OFPBarrierRequest(sw.dp), finish, on_dead=done.set)
         return done
 
     def _stat_dict(self, sw: _Switch, stat: Any) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Runs in a background thread of whatever process uses it (node agents, controllers);
 talks to the ApiServer actor through Ray. On `Gone` it relists and emits the
-differences as events, as client-go's reflector does.
+differences as events, as client-go's reflector does; also after its node was cut off
+from the API server (emulator/node/apilink.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable
 import ray
 
 from emulator.api.store import key_of
+from emulator.node.apilink import answered, generation_of
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, dict], None]
@@ -73,17 +75,27 @@ class Informer:
                 self._emit("MODIFIED", o)
 
     def _run(self) -> None:
+        relist, failing = True, False
         while not self._stop.is_set():
+            gen = generation_of(self.api)
             try:
-                if not self.synced.is_set():
+                if relist:
                     self._relist()
                     self.synced.set()
+                    relist = False
                 res = ray.get(self.api.watch.remote(self.kinds, self.rv, self.poll_timeout, self.node_name))
-            except Exception as e:  # API server restarting: retry
+            except Exception as e:  # API server restarting or out of reach: retry
                 if self._stop.is_set():
                     return
-                log.warning("watch failed (%s); retrying", e)
+                relist = relist or isinstance(e, ConnectionError)   # cut off: list again, then watch
+                if not failing:
+                    log.warning("watch failed (%s); retrying", e)
+                failing = True
                 self._stop.wait(0.5)
+                continue
+            failing = False
+            if not answered(self.api, gen):   # the node was cut off meanwhile: the reply never came
+                relist = True
                 continue
             if res.get("gone"):
                 self._relist()

@@ -33,7 +33,7 @@ class FaultSpec(StrictModel):
     action: FaultAction
     node: str | None = Field(default=None, description="a node of the topology or `random`")
     zone: str | None = Field(default=None, description="zone-outage/recover: a zone or `random`")
-    machine: int | None = Field(default=None, ge=1, strict=True,
+    machine: int | None = Field(default=None, strict=True,
                                 description="machine-failure/recover: a simulated machine's index (not 0)")
     of: DnsLabel | None = Field(default=None, description="recover: the nodes an earlier fault took down")
     deployment: DnsLabel | None = Field(default=None, description="pod-kill: a random pod of it")
@@ -110,7 +110,7 @@ def fault_problems(spec: FaultSpec, topology: Any, flows: set[str], faults: set[
                    find: Any, machines: int = 1) -> list[tuple[Loc, str]]:
     """Cross-references of a fault: nodes, zones, machines, flows, earlier faults, Deployments."""
     out: list[tuple[Loc, str]] = []
-    if spec.machine is not None and spec.machine >= machines:
+    if spec.machine is not None and not 1 <= spec.machine < machines:
         out.append((("machine",), f"no machine {spec.machine} (the scenario's machines.count is {machines}; "
                                   "machine 0 runs the control plane and cannot fail)"))
     if spec.node not in (None, RANDOM) and topology.node(spec.node) is None:

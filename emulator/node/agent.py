@@ -78,8 +78,10 @@ class NodeAgent:
         from emulator.node.kubelet import Kubelet
         from emulator.node.lease import LeaseRenewer, sync_pod_status
         from emulator.workloads.host import WorkloadHost
+        from emulator.node.apilink import NodeApiClient
         t = self.timing = Timing(**timing)
-        self.api, self.dns = api, dns
+        api = self.api = NodeApiClient(api, self.name)   # cut off while the node's link is down
+        self.dns = dns
         self.workloads = WorkloadHost()
         self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
                                t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))

@@ -1,10 +1,13 @@
 """Faults on one node, done for real by its agent (called through `NodeAgent.chaos`).
 
 - crash: the machine stops: lease heartbeat, kube-proxy (its health servers too),
-  kubelet and every pod (servers, processes, namespaces) stop, and the link to the
-  fabric goes down (the fabric-side end of eth0, like an unplugged cable).
-- partition: only the link goes down and the heartbeat stops (the kubelet cannot reach
-  the API server); processes and pods keep running.
+  kubelet and every pod (servers, processes, namespaces) stop, the link to the fabric
+  goes down (the fabric-side end of eth0, like an unplugged cable), and the node's
+  conntrack table and neighbour cache are emptied, as a reboot leaves them.
+- partition: only the link goes down: the node's API clients cannot reach the API server
+  (emulator/node/apilink.py: the lease stops, the informers of kubelet, kube-proxy and
+  the NetworkPolicy enforcer stall and list again once the link is back); processes, pods
+  and the rules in the kernel keep running as they were.
 - recover: the link comes back; after a crash the kubelet starts again (it restarts the
   pods still bound to the node and deletes those evicted meanwhile) with a fresh
   kube-proxy (full resync); after a partition the heartbeat's status sync posts the
@@ -25,10 +28,14 @@ log = logging.getLogger(__name__)
 
 
 def set_link(agent, up: bool) -> None:
-    """The node's cable to the fabric: the fabric-side veth end up or down."""
+    """The node's cable to the fabric: the fabric-side veth end up or down; the node's API
+    clients lose (or regain) the API server with it."""
     h = agent.host
     kernel.run(["ip", *(["-n", h.fabric_netns] if h.fabric_netns else []), "link", "set", h.fabric_port,
                 "up" if up else "down"])
+    set_reachable = getattr(getattr(agent, "api", None), "set_reachable", None)
+    if set_reachable is not None:
+        set_reachable(up)
 
 
 def stop_kube_proxy(agent) -> None:
@@ -38,6 +45,13 @@ def stop_kube_proxy(agent) -> None:
     for part in (agent.svc_informer, agent.proxy_worker):
         if part is not None:
             part.stop()
+
+
+def forget_kernel_state(agent) -> None:
+    """What a machine's kernel loses when it goes down: its conntrack table (so no connection
+    tracked before the crash steers a reused 4-tuple afterwards) and its neighbour cache."""
+    kernel.run(["ip", "netns", "exec", agent.netns, "conntrack", "-F"], check=False)
+    kernel.run(["ip", "-n", agent.netns, "neigh", "flush", "all"], check=False)
 
 
 def crash(agent) -> dict:
@@ -50,6 +64,7 @@ def crash(agent) -> dict:
     if agent.kubelet is not None:
         agent.kubelet.stop()
         agent.kubelet = None
+    forget_kernel_state(agent)
     agent.fault_state = "crashed"
     log.warning("chaos: node crashed")
     return {"t": t, "action": "crash"}

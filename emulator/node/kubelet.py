@@ -180,9 +180,12 @@ class Kubelet:
     def _on_probe(self, key: str, ready: bool) -> None:
         ns, name = key.split("/", 1)
         s = "True" if ready else "False"
-        ray.get(self.api.patch_status.remote("Pod", ns, name, {"conditions": [
-            {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": s},
-            {"type": "ContainersReady", "status": s}]}))
+        try:
+            ray.get(self.api.patch_status.remote("Pod", ns, name, {"conditions": [
+                {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": s},
+                {"type": "ContainersReady", "status": s}]}))
+        except ConnectionError as e:   # cut off from the API server: the status sync posts it later
+            log.warning("pod %s readiness %s not posted: %s", key, s, e)
 
     def _teardown(self, key: str) -> None:
         local = self.pods.pop(key, None)

@@ -6,7 +6,11 @@
 time to recover (the first successful request after which `stable_s` seconds pass
 without a failure: a lone timeout a minute later is a separate blip, counted in
 `later_failures`, not a longer outage), downtime (first failure to recovery), errors by
-kind and requests lost. `phases` reads the
+kind and requests lost. Later failures that reuse the 4-tuple of an earlier failed connect
+within `SYN_SENT_S` are counted apart (`later_stale_conntrack`): the entry node's conntrack
+still holds that connect's UNREPLIED SYN_SENT entry, DNATed to an endpoint that has gone
+since; a SYN of the same 4-tuple counts as its retransmission and follows the old DNAT
+(Linux, and kube-proxy deletes stale entries of UDP only). `phases` reads the
 control plane's own records: the node lifecycle controller's events, the load
 balancer health-check transitions and the EndpointSlice changes with their times.
 """
@@ -16,6 +20,7 @@ from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 BIN_S = 0.1
+SYN_SENT_S = 120.0   # net.netfilter.nf_conntrack_tcp_timeout_syn_sent, renewed by every SYN
 
 
 def _end(r: Mapping[str, Any]) -> float:
@@ -52,6 +57,28 @@ def recovery(recs: Sequence[Mapping[str, Any]], after: float, stable_s: float) -
     return None, 0
 
 
+def _four_tuple(r: Mapping[str, Any]) -> tuple | None:
+    port = r.get("local_port")
+    return (r.get("local_ip"), port, r.get("remote_ip"), r.get("remote_port")) if port else None
+
+
+def stale_conntrack(recs: Sequence[Mapping[str, Any]], window_s: float = SYN_SENT_S) -> set[int]:
+    """Indexes of failed requests (`recs` sorted by start) whose connect reused the 4-tuple of
+    an earlier failed connect at most `window_s` before (whose SYN_SENT entry was still there)."""
+    last_failed: dict[tuple, float] = {}
+    out: set[int] = set()
+    for i, r in enumerate(recs):
+        key = _four_tuple(r)
+        if key is None or r.get("outcome") == "ok":
+            continue
+        prev = last_failed.get(key)
+        if prev is not None and r["t_start"] - prev <= window_s:
+            out.add(i)
+        if not r.get("connect_ms"):    # it failed before the handshake: its SYN left an entry
+            last_failed[key] = r["t_start"]
+    return out
+
+
 def analyze(records: Sequence[Mapping[str, Any]], fault_t: float, bin_s: float = BIN_S,
             stable_s: float = 5.0) -> dict[str, Any]:
     """Figures of one flow around a fault at `fault_t` (epoch s); times in seconds after the fault."""
@@ -63,7 +90,7 @@ def analyze(records: Sequence[Mapping[str, Any]], fault_t: float, bin_s: float =
                            "error_ratio": round(len(failed_all) / n, 6) if n else None,
                            "requests_lost": len(hit), "errors_by_kind": dict(Counter(r["outcome"] for r in hit)),
                            "detect_s": None, "recover_s": None, "downtime_s": 0.0, "recovered": True,
-                           "final_success_ratio": None, "later_failures": 0}
+                           "final_success_ratio": None, "later_failures": 0, "later_stale_conntrack": 0}
     if recs:
         last = recs[-1]["t_start"]
         tail = [r for r in recs if r["t_start"] >= last - 1.0]
@@ -76,6 +103,8 @@ def analyze(records: Sequence[Mapping[str, Any]], fault_t: float, bin_s: float =
             out["recover_s"] = round(back - fault_t, 3)
             out["downtime_s"] = round(back - max(fault_t, first["t_start"]), 3)
             out["later_failures"] = later
+            stale = stale_conntrack(recs)
+            out["later_stale_conntrack"] = sum(1 for i in stale if recs[i]["t_start"] > back)
             out["requests_lost"] = len(hit) - later
             lost = [r for r in hit if r["t_start"] < back]
             out["errors_by_kind"] = dict(Counter(r["outcome"] for r in lost))

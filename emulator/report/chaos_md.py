@@ -8,6 +8,11 @@ def _s(x: Any) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _later(f: Mapping[str, Any]) -> str:
+    n, stale = f.get("later_failures", 0), f.get("later_stale_conntrack", 0)
+    return f"{n} ({stale})" if stale else str(n)
+
+
 def section(results: Mapping[str, Any]) -> list[str]:
     """Markdown lines: the faults, then per flow its availability figures and the phases per Service."""
     from emulator.report.render import _table
@@ -24,14 +29,16 @@ def section(results: Mapping[str, Any]) -> list[str]:
     if not avail:
         return out
     out += ["Seconds after the fault. *detect*: first failed request; *recover*: first success that "
-            "a quiet stretch follows; *downtime*: first failure to recovery; *later*: failures after it.", ""]
+            "a quiet stretch follows; *downtime*: first failure to recovery; *later*: failures after it, "
+            "in brackets those that reused the source port of a failed connect (a stale conntrack entry "
+            "on the node they entered still DNATs that 4-tuple to the gone endpoint, for 120 s).", ""]
     rows = []
     for a in avail:
         f = a.get("figures") or {}
         errs = ", ".join(f"{k} {v}" for k, v in (f.get("errors_by_kind") or {}).items()) or "-"
         rows.append((a.get("flow"), a.get("fault"), f.get("requests"), f.get("requests_lost"), errs,
                      _s(f.get("detect_s")), _s(f.get("recover_s")), _s(f.get("downtime_s")),
-                     f.get("later_failures", 0), _s(f.get("final_success_ratio"))))
+                     _later(f), _s(f.get("final_success_ratio"))))
     out += _table(["flow", "fault", "requests", "lost", "errors", "detect s", "recover s", "downtime s", "later",
                    "last 1 s ok"], rows, right=(2, 3, 5, 6, 7, 8, 9))
     ph = avail[0].get("phases") or {}

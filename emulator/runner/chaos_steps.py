@@ -17,6 +17,7 @@ import ray
 from emulator.config.chaos import RANDOM
 from emulator.errors import KubemuError
 from emulator.report import availability
+from emulator.runner import machine_fault
 
 
 @dataclass
@@ -28,6 +29,7 @@ class FaultRun:
     t: float
     nodes: list[str]
     slices_before: dict[str, dict] = field(default_factory=dict)
+    machine: int | None = None   # machine-failure: the machine taken away
 
 
 @dataclass
@@ -55,6 +57,8 @@ def pick_nodes(spec, cluster, rng: random.Random, faults: dict[str, FaultRun]) -
     """The nodes a fault acts on (random choices drawn from `rng`)."""
     if spec.of is not None:
         return list(faults[spec.of].nodes)
+    if spec.machine is not None:
+        return machine_fault.machine_nodes(cluster, spec.machine)
     if spec.zone is not None:
         zone = rng.choice(sorted({n["zone"] for n in cluster.plan.nodes})) if spec.zone == RANDOM else spec.zone
         return _zone_nodes(cluster, zone)
@@ -110,7 +114,12 @@ def run_fault(step, ctx) -> dict:
     rec: dict[str, Any] = {"step": "fault", "name": name, "action": spec.action, "nodes": nodes,
                            "t": round(t, 6), "t_steps": round(t - ctx.started, 3)}
     act = spec.action
-    if act in ("crash", "partition", "zone-outage", "recover"):
+    machine = spec.machine if spec.machine is not None or spec.of is None else st.faults[spec.of].machine
+    if machine is not None:   # machine-failure, or recover of a machine
+        fail = act == "machine-failure"
+        rec.update(machine_fault.fail(cluster, machine) if fail else machine_fault.recover(cluster, machine))
+        (cluster.down_nodes.update if fail else cluster.down_nodes.difference_update)(nodes)
+    elif act in ("crash", "partition", "zone-outage", "recover"):
         what = {"zone-outage": "crash"}.get(act, act)
         ray.get([cluster.agents[n].chaos.remote(what) for n in nodes])
         if act == "recover":
@@ -130,7 +139,7 @@ def run_fault(step, ctx) -> dict:
         cluster.restart_api_server()
         ray.get(cluster.api.ping.remote())
     rec["seconds"] = round(time.time() - t, 3)
-    st.faults[name] = FaultRun(name, act, t, nodes, before)
+    st.faults[name] = FaultRun(name, act, t, nodes, before, machine)
     return rec
 
 
@@ -192,6 +201,7 @@ def describe(step) -> str:
         return f"availability of {step.availability.flow}"
     f = step.fault
     where = f.node or (f"zone {f.zone}" if f.zone else None) or (f"nodes of {f.of}" if f.of else None) \
+        or (f"machine {f.machine}" if f.machine is not None else None) \
         or f.pod or (f"a pod of deployment/{f.deployment}" if f.deployment else "")
     when = f" at {f.at:g}s" + (f" after {f.since} started" if f.since else "") if f.at is not None else ""
     return f"fault {f.action} {where}{when}".rstrip()

@@ -200,6 +200,10 @@ class HttpLoad:
             reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEADER_BYTES, ssl=self._tls,
                                                            server_hostname=self._sni if self._tls else None)
         except BaseException:
+            try:   # a connect that timed out or failed still names its source port (to trace it)
+                rec["local_ip"], rec["local_port"] = sock.getsockname()[:2]
+            except OSError:
+                pass
             sock.close()
             raise
         return _Conn(reader, writer)

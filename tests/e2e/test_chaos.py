@@ -87,8 +87,13 @@ def no_stale_rules(c: ClusterHandle, nodes: list[str]) -> None:
     c.synced()
     want = ready_endpoint_ips(c)
     for n in nodes:
-        seps = set(re.findall(r"-j DNAT --to-destination ([\d.]+):\d+", c.iptables_save(n)))
+        seps = dnat_targets(c, n)
         assert seps == want, f"{n}: stale {seps - want}, missing {want - seps}"
+
+
+def dnat_targets(c: ClusterHandle, node: str) -> set[str]:
+    """The endpoint IPs a node's kube-proxy rules DNAT to."""
+    return set(re.findall(r"-j DNAT --to-destination ([\d.]+):\d+", c.iptables_save(node)))
 
 
 def fault(c: ClusterHandle, **spec) -> dict:
@@ -169,6 +174,11 @@ def test_partition_node_goes_unknown_and_comes_back_with_the_same_pods(lb):
     lb.cluster.wait_for(lambda: not (ips & ready_endpoint_ips(lb)), 30, "endpoints of the partitioned node to go")
     assert node_ready(lb, node) == "Unknown"
     back_to_full(lb)
+    # the partitioned node cannot reach the API server: its kube-proxy never heard that its
+    # own pods left the endpoints (the other nodes' rules dropped them)
+    lb.synced()
+    assert ips <= dnat_targets(lb, node)
+    assert not ips & dnat_targets(lb, "default-pool-a-1")
     fault(lb, action="recover", of="cut")
     assert not lb.cluster.down_nodes
     # the kubelet lived through it: the same pods are ready endpoints again, nothing restarted
@@ -184,6 +194,9 @@ def test_node_crash_endpoints_leave_and_traffic_recovers(lb):
     node = sorted(p["spec"]["nodeName"] for p in pods)[0]
     on_node = {p["status"]["podIP"] for p in pods if p["spec"]["nodeName"] == node}
     fault(lb, action="crash", node=node)
+    # a crashed machine keeps no conntrack entry (they would steer reused 4-tuples after the reboot)
+    ct = lb.exec_in(f"node/{node}", ["conntrack", "-L"])
+    assert ct["rc"] == 0 and ct["stdout"].strip() == "", ct["stdout"][:500]
     lb.cluster.wait_for(lambda: not (on_node & ready_endpoint_ips(lb)), 30, "endpoints of the crashed node to go")
     node_obj = lb.get("Node", node, "")
     assert any(c["type"] == "Ready" and c["status"] == "Unknown" for c in node_obj["status"]["conditions"])
@@ -197,6 +210,13 @@ def test_node_crash_endpoints_leave_and_traffic_recovers(lb):
     lb.wait_ready("Deployment", "web")
     lb.wait_ready("Service", "web-cluster")
     back_to_full(lb)
+    # Once back and ready, no request fails, the recovered node included. inet-2 made no
+    # connect during the crash: inet-1's failed ones leave UNREPLIED SYN_SENT conntrack entries
+    # (120 s) that a reused source port still follows to the gone endpoint, as on GKE.
+    for svc in ("web-cluster", "web-local"):
+        recs = lb.http_load("host/inet-2", lb_url(lb, svc), requests=150, concurrency=None, rate=50, timeout=2.0)
+        assert [r["error"] for r in recs if r["outcome"] != "ok"] == [], svc
+        assert node in {r["node"] for r in recs}, f"{svc}: the recovered node serves again"
 
 
 def test_pod_kill_and_link_flap(lb):
@@ -223,6 +243,8 @@ def test_node_failure_scenario_passes_and_leaves_nothing(tmp_path):
     assert avail["probe-cluster"]["figures"]["requests_lost"] > 0
     for a in avail.values():   # back at 100% success for 5 s within 12 s of the crash
         assert a["ok"] and a["figures"]["recovered"] and a["figures"]["recover_s"] <= 12.0
+        # any later failure reused the source port of a connect that failed in the outage
+        assert a["figures"]["later_failures"] == a["figures"]["later_stale_conntrack"]
     ph = avail["probe-cluster"]["phases"]
     assert 5.0 <= ph["node_silent_s"] <= 6.0               # grace 5 s since the last lease, within 20%
     assert 10.0 <= ph["pods_evicted_s"] - ph["node_tainted_s"] <= 12.0   # tolerationSeconds 10 s

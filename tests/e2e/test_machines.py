@@ -106,3 +106,42 @@ def test_node_failure_scenario_passes_packed_on_three_machines(tmp_path) -> None
     # The probes come from internet hosts on machine 1 to the nodes on machine 0.
     assert sum(t["tx_packets"] for t in machines["tunnels"].values()) >= 1000
     assert leftovers(r["run_id"]) == []
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory) -> dict:
+    """One run of scenarios/zone-outage.yaml: 3 machines by zone, machine 1 fails under LB probes."""
+    return kubemu_run(tmp_path_factory.mktemp("outage"), os.path.join(ROOT, "scenarios", "zone-outage.yaml"))
+
+
+def test_machine_failure_heals_through_the_load_balancer(outage) -> None:
+    """Probes through the Cluster LB lose requests when machine 1 (zone b) goes, then are back at 100%."""
+    assert outage["rc"] == 0, outage["out"][-3000:]
+    steps = outage["results"]["steps"]
+    down = next(s for s in steps if s.get("name") == "zone-b-down")
+    assert down["action"] == "machine-failure" and down["machine"] == 1
+    assert down["nodes"] == ["default-pool-b-1"]
+    assert down["flows_left"] == 0 and down["datapath_disconnected_s"] is not None  # the controller saw it go
+    [avail] = [s for s in steps if s["step"] == "availability"]
+    figs = avail["figures"]
+    assert avail["ok"] and figs["recovered"] and figs["recover_s"] <= 15.0
+    assert figs["requests_lost"] > 0   # the outage was felt before the health checks and endpoints moved
+    ph = avail["phases"]
+    assert ph["node_not_ready_s"] > 0 and ph["pods_evicted_s"] > ph["node_not_ready_s"]
+    assert ph["services"]["web-cluster"]["endpoints_removed_s"] > 0
+
+
+def test_recovered_machine_is_reprogrammed_and_serves_again(outage) -> None:
+    steps = outage["results"]["steps"]
+    back = next(s for s in steps if s.get("name") == "zone-b-back")
+    assert back["machine"] == 1 and back["flows"] > 0 and back["datapath_reprogrammed_s"] is not None
+    flow = outage["results"]["flows"]["from-zone-b"]   # from the recovered node, over the tunnels
+    assert flow["count"] == 50 and flow["success_ratio"] == 1.0
+    # Machine 1's tunnels carried traffic (the probes before the outage, the last flow after it).
+    tunnels = outage["results"]["machines"]["tunnels"]
+    assert sum(t["tx_packets"] for t in tunnels.values() if t["machine"] == 1) > 0
+
+
+def test_machine_failure_leaves_nothing(outage) -> None:
+    assert leftovers(outage["run_id"]) == []
+    assert outage["root_after"] == outage["root_before"]

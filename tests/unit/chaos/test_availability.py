@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.report.availability import analyze, bins, endpoint_phases, health_phases, lifecycle_phases, metric
+from emulator.report.availability import (
+    analyze, bins, endpoint_phases, health_phases, lifecycle_phases, metric, stale_conntrack,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +84,19 @@ def test_a_lone_failure_long_after_recovery_is_a_later_blip_not_downtime():
     # with a window longer than the quiet stretch, the outage lasts until after the blip
     g = analyze(recs, T0 + 0.25, stable_s=10.0)
     assert g["recover_s"] == pytest.approx(8.35) and g["later_failures"] == 0 and g["requests_lost"] == 3
+
+
+def test_later_failures_that_reuse_a_failed_connects_source_port_are_attributed_to_stale_conntrack():
+    recs = flow("..." + "tt" + "." * 80 + "tt" + "....")
+    for i, r in enumerate(recs):
+        r.update(local_ip="198.51.100.2", local_port=40000 + i, remote_ip="203.0.113.1", remote_port=80)
+    recs[3]["local_port"] = recs[85]["local_port"] = 45778       # the same 4-tuple 8 s later
+    f = analyze(recs, T0 + 0.25, stable_s=5.0)
+    assert f["later_failures"] == 2 and f["later_stale_conntrack"] == 1
+    # past the SYN_SENT timeout (120 s) the old entry is gone: not attributed
+    recs[85]["t_start"] = recs[3]["t_start"] + 121
+    assert stale_conntrack(sorted(recs, key=lambda r: r["t_start"])) == set()
+    # a connect that was answered (connect_ms set) left no SYN_SENT entry behind
+    recs[85]["t_start"] = T0 + 8.5
+    recs[3]["connect_ms"] = 1.0
+    assert analyze(recs, T0 + 0.25, stable_s=5.0)["later_stale_conntrack"] == 0

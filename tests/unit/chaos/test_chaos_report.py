@@ -28,3 +28,10 @@ def test_markers_place_the_fault_and_the_phases_on_the_run_clock():
     assert markers(RESULTS, 1000.0) == [(10.0, "crash-b"), (pytest.approx(14.86), "NotReady"),
                                         (pytest.approx(12.93), "web: LB steered"),
                                         (pytest.approx(25.03), "web: replacements ready")]
+
+
+def test_later_failures_name_those_a_stale_conntrack_entry_explains():
+    import copy
+    res = copy.deepcopy(RESULTS)
+    res["steps"][1]["figures"].update(later_failures=3, later_stale_conntrack=2)
+    assert "| 4.90 | 3 (2) | 1.00 |" in "\n".join(section(res))

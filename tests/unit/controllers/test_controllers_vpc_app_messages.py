@@ -83,3 +83,22 @@ def test_load_balancer_and_firewall_messages_serialize() -> None:
     [apply] = flow_mod(dp, classify).instructions
     set_reg, ct_action = apply.actions
     assert ct_action.recirc_table == 10 and ct_action.zone_src == "" and ct_action.flags == 0
+
+
+def test_a_switch_that_disconnects_releases_who_waits_for_its_barrier() -> None:
+    """A set_state waiting on a barrier of a switch that dies returns at once, not after its timeout."""
+    import logging
+    import threading
+    from types import SimpleNamespace
+
+    from os_ken.base import app_manager  # noqa: F401  (import order os-ken needs)
+    from controllers.vpc_app import VpcRouterApp, _Pending, _Switch
+
+    dead, alive = _StubDatapath(), _StubDatapath()
+    released, other = threading.Event(), threading.Event()
+    app = SimpleNamespace(switches={1: _Switch(dead, 1), 2: _Switch(alive, 2)}, logger=logging.getLogger("t"),
+                          _pending={(id(dead), 1): _Pending(lambda body: None, on_dead=released.set),
+                                    (id(alive), 1): _Pending(lambda body: None, on_dead=other.set)})
+    VpcRouterApp._on_dead(app, SimpleNamespace(datapath=dead))
+    assert released.is_set() and not other.is_set()
+    assert list(app.switches) == [2] and list(app._pending) == [(id(alive), 1)]
