@@ -141,11 +141,11 @@ def check(path: str | os.PathLike[str]) -> str:
             kinds[mo.kind] = kinds.get(mo.kind, 0) + 1
         objs = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no objects"
         return (f"scenario {s.name}: ok: topology {s.topology.name} "
-                f"({len(s.topology.nodes())} nodes, {len(s.topology.clients)} clients), "
+                f"({_count(len(s.topology.nodes()), 'node')}, {_count(len(s.topology.clients), 'client')}), "
                 f"{objs}, {len(s.steps)} steps")
     t = _topology_file(doc)
-    return (f"topology {t.name}: ok: {len(t.nodes())} nodes in {len(t.zones())} zones, "
-            f"{len(t.clients)} clients, pod range {t.cluster.pod_range}, "
+    return (f"topology {t.name}: ok: {_count(len(t.nodes()), 'node')} in {len(t.zones())} zones, "
+            f"{_count(len(t.clients), 'client')}, pod range {t.cluster.pod_range}, "
             f"service range {t.cluster.service_range}")
 
 
@@ -165,3 +165,8 @@ def write_json_schemas(directory: str | os.PathLike[str]) -> list[Path]:
         target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(target)
     return written
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 client`, `2 clients`."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

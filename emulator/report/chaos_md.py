@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from emulator.report import expected_phases
+
 
 def _s(x: Any) -> str:
     return "-" if x is None else f"{x:.2f}"
@@ -42,7 +44,7 @@ def section(results: Mapping[str, Any]) -> list[str]:
     out += _table(["flow", "fault", "requests", "lost", "errors", "detect s", "recover s", "downtime s", "later",
                    "last 1 s ok"], rows, right=(2, 3, 5, 6, 7, 8, 9))
     ph = avail[0].get("phases") or {}
-    node = {k: v for k, v in ph.items() if k != "services"}
+    node = {k: v for k, v in ph.items() if k not in ("services", "expected")}
     out += ["", f"Phases of {avail[0].get('fault')}: " +
             (", ".join(f"{k[:-2].replace('_', ' ')} {v:.2f} s" for k, v in node.items()) or "no node events"), ""]
     cols = ["lb_steered_s", "lb_applied_s", "endpoints_removed_s", "endpoints_restored_s"]
@@ -51,6 +53,16 @@ def section(results: Mapping[str, Any]) -> list[str]:
         out += _table(["Service", "health check steered away", "in the VPC", "endpoints removed",
                        "replacements ready"],
                       [(svc, *(_s(v.get(c)) for c in cols)) for svc, v in sorted(svcs.items())], right=(1, 2, 3, 4))
+        out.append("")
+    rows = expected_phases.comparison(ph)
+    if rows:
+        out += [f"Against the timing profile ({results.get('timing', {}).get('profile', '?')}): the window "
+                "each phase should fall in, from the lease, grace, toleration and health-check settings "
+                f"(emulator/report/expected_phases.py); *matches* allows {expected_phases.TOLERANCE:.0%} "
+                "beyond its edges.", ""]
+        out += _table(["phase", "measured s", "expected s", "matches"],
+                      [(name, _s(got), f"{lo:.2f}-{hi:.2f}", "yes" if ok else "NO") for name, got, (lo, hi), ok in rows],
+                      right=(1, 2))
         out.append("")
     return out
 

@@ -16,7 +16,7 @@ import ray
 
 from emulator.config.chaos import RANDOM
 from emulator.errors import KubemuError
-from emulator.report import availability
+from emulator.report import availability, expected_phases
 from emulator.runner import machine_fault
 
 
@@ -160,6 +160,10 @@ def phases(ctx, fault: FaultRun) -> dict[str, Any]:
                                                  fault.t).items():
             per_svc.setdefault(key.split("/", 1)[-1], {}).update(v)
     out["services"] = per_svc
+    svcs, _ = ray.get(cluster.api.list.remote("Service"))
+    policies = {o["metadata"]["name"]: o["spec"].get("externalTrafficPolicy") or "Cluster" for o in svcs
+                if o["spec"].get("type") == "LoadBalancer" and o["metadata"]["name"] in per_svc}
+    out["expected"] = expected_phases.expected(cluster.timing.model_dump(), policies)
     return out
 
 

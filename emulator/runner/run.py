@@ -53,7 +53,8 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
     timing = scenario.timings()
     results: dict = {"schema_version": RESULTS_SCHEMA_VERSION, "scenario": scenario.name,
                      "scenario_file": scenario.file, "run_id": run_id, "run_dir": run_dir,
-                     "started": time.time(), "steps": [], "flows": {}, "ok": False}
+                     "started": time.time(), "steps": [], "flows": {}, "ok": False,
+                     "timing": {"profile": scenario.timing, **timing.model_dump()}}
     old = signal.signal(signal.SIGTERM, _sigterm)
     t0 = time.time()
     try:

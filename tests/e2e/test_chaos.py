@@ -17,6 +17,7 @@ from conftest import ClusterHandle, cluster_from
 from emulator.config.chaos import FaultSpec, FaultStep
 from emulator.runner.chaos_steps import run_fault
 from emulator.runner.steps import StepContext
+from emulator.report.expected_phases import comparison
 from test_lifecycle import leftovers, start_run
 
 pytestmark = pytest.mark.e2e
@@ -249,3 +250,9 @@ def test_node_failure_scenario_passes_and_leaves_nothing(tmp_path):
     assert 5.0 <= ph["node_silent_s"] <= 6.0               # grace 5 s since the last lease, within 20%
     assert 10.0 <= ph["pods_evicted_s"] - ph["node_tainted_s"] <= 12.0   # tolerationSeconds 10 s
     assert ph["services"]["web-cluster"]["endpoints_removed_s"] == pytest.approx(ph["node_not_ready_s"], abs=0.5)
+    # every phase inside the window the fast profile predicts, widened by 20% (expected_phases.py)
+    rows = comparison(ph)
+    assert {r[0] for r in rows} >= {"node not ready", "pods evicted", "web-cluster (Cluster) steered away",
+                                    "web-local (Local) steered away"}
+    assert all(ok for *_, ok in rows), rows
+    assert "Against the timing profile (fast)" in open(next(tmp_path.glob("*/report.md"))).read()

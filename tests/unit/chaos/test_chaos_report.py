@@ -35,3 +35,18 @@ def test_later_failures_name_those_a_stale_conntrack_entry_explains():
     res = copy.deepcopy(RESULTS)
     res["steps"][1]["figures"].update(later_failures=3, later_stale_conntrack=2)
     assert "| 4.90 | 3 (2) | 1.00 |" in "\n".join(section(res))
+
+
+def test_phases_against_the_timing_profile():
+    import copy
+
+    from emulator.config.timing import timing_for
+    from emulator.report.expected_phases import expected
+    res = copy.deepcopy(RESULTS)
+    res["timing"] = {"profile": "fast"}
+    res["steps"][1]["phases"]["expected"] = expected(timing_for("fast").model_dump(), {"web": "Cluster"})
+    text = "\n".join(section(res))
+    assert "Against the timing profile (fast)" in text
+    assert "| node not ready | 4.86 | 4.00-5.20 | yes |" in text
+    assert "| web (Cluster) steered away | 2.93 | 2.50-3.50 | yes |" in text
+    assert "node not ready 4.86 s" in text and "expected" not in text.split("Phases of")[1].split("\n")[0]
