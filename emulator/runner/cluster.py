@@ -84,6 +84,9 @@ class Cluster:
         os.environ[cleanup.RUN_ENV] = self.run_id
         self.progress("starting Ray")
         local = not self.ray_address
+        # Ray 2.60 enables token authentication for a new local cluster and announces it on
+        # the terminal: keep it on, without the announcement.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
                  _temp_dir=cleanup.ray_temp_dir(self.run_id) if local else None,
                  # one actor per emulated host: let them all start at once

@@ -76,7 +76,8 @@ class Machines:
         self.node_ids = [driver_node]
         if self.count == 1:
             return
-        progress(f"starting {self.count - 1} more Ray nodes (simulated machines)")
+        extra = self.count - 1
+        progress(f"starting {extra} more Ray node{'' if extra == 1 else 's'} (simulated machine{'' if extra == 1 else 's'})")
         gcs = ray.get_runtime_context().gcs_address
         ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
         os.makedirs(self.log_dir, exist_ok=True)
