@@ -54,6 +54,16 @@ class TwoMachines:
             out.update(m.tunnel_counters())
         return out
 
+    def counters_once(self, done, timeout: float = 5.0) -> dict[str, dict[str, int]]:
+        """Counters once `done(counters)` holds (or after `timeout`): userspace OVS publishes
+        a tunnel port's statistics a moment after the packets went (seen here: up to ~1 s)."""
+        deadline = time.time() + timeout
+        while True:
+            got = self.counters()
+            if done(got) or time.time() > deadline:
+                return got
+            time.sleep(0.1)
+
 
 def add_host(tm: TwoMachines, i: int) -> dict:
     """Host namespace with eth0 /32; its fabric end born in its machine's fabric namespace."""
@@ -146,9 +156,12 @@ def test_cross_machine_ping_and_pod_range_through_the_tunnel(tm: TwoMachines) ->
     assert ping(tm.netns["node-a"], "10.128.0.3") == 3
     assert ping(tm.netns["node-a"], "10.4.2.1") == 3
     assert ping(tm.netns["node-b"], "10.128.0.4") == 3  # same machine: no tunnel needed
-    after = tm.counters()
     out = tm.mesh[0][0].port_name   # machine 0 -> machine 1
     back = tm.mesh[1][0].port_name  # machine 1 -> machine 0
+
+    def crossed(c: dict) -> bool:
+        return all(c[p]["tx_packets"] - before[p]["tx_packets"] >= 6 for p in (out, back))
+    after = tm.counters_once(crossed)
     assert after[out]["tx_packets"] - before[out]["tx_packets"] >= 6
     assert after[back]["tx_packets"] - before[back]["tx_packets"] >= 6
 
@@ -158,11 +171,8 @@ def test_full_size_tcp_crosses_machines(tm: TwoMachines) -> None:
     nbytes = 8 << 20
     assert tcp_transfer(tm.netns["node-a"], tm.netns["node-b"], "10.128.0.3", nbytes) == nbytes
     out = tm.mesh[0][0].port_name
-    deadline = time.monotonic() + 10
-    while (sent := tm.counters()[out]["tx_bytes"] - before[out]["tx_bytes"]) < nbytes \
-            and time.monotonic() < deadline:
-        time.sleep(0.5)  # datapath counters reach the port statistics in batches
-    assert sent >= nbytes
+    after = tm.counters_once(lambda c: c[out]["tx_bytes"] - before[out]["tx_bytes"] >= nbytes, timeout=10)
+    assert after[out]["tx_bytes"] - before[out]["tx_bytes"] >= nbytes
 
 
 def test_cutting_a_machine_off_its_underlay_stops_cross_machine_traffic_only(tm: TwoMachines) -> None:
