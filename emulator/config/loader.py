@@ -16,7 +16,8 @@ import pydantic
 from emulator.config.manifest_checks import check_object, check_objects
 from emulator.config.ingress_checks import check_ingresses
 from emulator.config.manifests import ManifestObject, validate_object
-from emulator.config.scenario import Scenario, scenario_problems
+from emulator.config.scenario import Scenario
+from emulator.config.scenario_checks import scenario_problems
 from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
                                     validation_error)
 from emulator.config.topology import Topology, topology_problems

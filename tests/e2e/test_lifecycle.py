@@ -25,8 +25,10 @@ def root_namespace_state() -> dict[str, str]:
     """Routes, addresses and iptables of the root namespace (must never change)."""
     def out(*argv: str) -> str:
         return subprocess.run(argv, capture_output=True, text=True).stdout
+    def rules(text: str) -> str:   # without the dated comment lines and the packet counters
+        return re.sub(r"\[\d+:\d+\]", "", re.sub(r"^#.*$", "", text, flags=re.M))
     return {"routes": out("ip", "route", "show", "table", "all"), "addrs": out("ip", "-o", "addr"),
-            "legacy": out("iptables-legacy-save"), "nft": re.sub(r"^#.*$", "", out("iptables-nft-save"), flags=re.M)}
+            "legacy": rules(out("iptables-legacy-save")), "nft": rules(out("iptables-nft-save"))}
 
 
 def leftovers(run_id: str) -> list[str]:

@@ -1,0 +1,142 @@
+"""Cross-reference checks of a loaded scenario: what its steps name must exist.
+
+Run by the loader once the manifests are loaded (`scenario_problems`): flows, pods,
+nodes, hosts, waited and deleted objects, Services named in URLs and placeholders,
+timing keys. Each problem is a (field path, message) pair the loader turns into
+`file:line: field: message`.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from emulator.config.chaos import AvailabilityStep, FaultStep, availability_problems, fault_problems
+from emulator.config.loads import split_target, target_text
+from emulator.config.reachability import LabelStep, ReachabilityStep, reachability_problems
+from emulator.config.scenario import (AssertStep, AwaitStep, DeleteStep, ScaleStep, Scenario, TrafficSpec,
+                                      TrafficStep, WaitStep)
+from emulator.config.source import Loc
+from emulator.config.templates import placeholders, render_dummy
+from emulator.config.timing import Timing
+
+_SVC_HOST_RE = re.compile(r"^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?$")
+
+
+def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
+    """Cross-reference errors as (field path, message), in step order."""
+    problems: list[tuple[Loc, str]] = []
+    for key in scenario.timing_overrides:
+        if key not in Timing.model_fields:
+            problems.append((("timing_overrides", key),
+                             f"unknown timing {key!r} (known: {', '.join(Timing.model_fields)})"))
+    flows: set[str] = set()
+    faults: set[str] = set()
+    background: set[str] = set()
+    for i, step in enumerate(scenario.steps):
+        if isinstance(step, WaitStep):
+            ref, ns = step.wait.ready, step.wait.namespace
+            if scenario.find(ref.api_kind, ns, ref.name) is None:
+                problems.append((("steps", i, "wait", "ready"),
+                                 f"no {ref.api_kind} {ns}/{ref.name} in the manifests"))
+        elif isinstance(step, TrafficStep):
+            spec = step.traffic
+            if spec.name in flows:
+                problems.append((("steps", i, "traffic", "name"), f"duplicate flow name {spec.name!r}"))
+            flows.add(spec.name)
+            if spec.background:
+                background.add(spec.name)
+            problems += [(("steps", i, "traffic") + loc, msg) for loc, msg in _traffic_problems(scenario, spec)]
+        elif isinstance(step, (ReachabilityStep, LabelStep)):
+            problems += [(("steps", i, step.KIND) + loc, msg) for loc, msg in reachability_problems(scenario, step)]
+        elif isinstance(step, AwaitStep) and step.await_ != "all":
+            problems += [(("steps", i, "await", j), msg)
+                         for j, msg in await_problems(step.await_, flows, background)]
+        elif isinstance(step, AssertStep):
+            if step.assert_.flow not in flows:
+                known = ", ".join(sorted(flows)) or "none yet"
+                problems.append((("steps", i, "assert", "flow"),
+                                 f"no earlier traffic step named {step.assert_.flow!r} (flows: {known})"))
+            for j, ip in enumerate(step.assert_.client_ips_seen or []):
+                problems += [(("steps", i, "assert", "client_ips_seen", j), m)
+                             for m in _placeholder_problems(scenario, ip)]
+            for field in ("nodes_served", "entered_nodes"):
+                for j, node in enumerate(getattr(step.assert_, field) or []):
+                    if scenario.topology.node(node) is None:
+                        problems.append((("steps", i, "assert", field, j), f"no node {node!r} in the topology"))
+        elif isinstance(step, DeleteStep):
+            ref, ns = step.delete.object, step.delete.namespace
+            if scenario.find(ref.api_kind, ns, ref.name) is None:
+                problems.append((("steps", i, "delete", "object"), f"no {ref.api_kind} {ns}/{ref.name} in the manifests"))
+        elif isinstance(step, FaultStep):
+            problems += [(("steps", i, "fault") + loc, m) for loc, m in
+                         fault_problems(step.fault, scenario.topology, flows, faults, scenario.find,
+                                        scenario.machines.count)]
+            faults.add(step.fault.label(i))
+        elif isinstance(step, AvailabilityStep):
+            problems += [(("steps", i, "availability") + loc, m) for loc, m in
+                         availability_problems(step.availability, flows, faults)]
+        elif isinstance(step, ScaleStep):
+            sc = step.scale
+            if scenario.find("Deployment", sc.namespace, sc.deployment) is None:
+                problems.append((("steps", i, "scale", "deployment"),
+                                 f"no Deployment {sc.namespace}/{sc.deployment} in the manifests"))
+    return problems
+
+
+def await_problems(names: list[str], flows: set[str], background: set[str]) -> list[tuple[int, str]]:
+    """(index, message) for awaited names that are no earlier flow or a flow that is not background."""
+    out = []
+    for j, name in enumerate(names):
+        if name not in flows:
+            known = ", ".join(sorted(background)) or "none yet"
+            out.append((j, f"no earlier traffic step named {name!r} (background flows: {known})"))
+        elif name not in background:
+            out.append((j, f"flow {name!r} is not a background flow (add `background: true` to it)"))
+    return out
+
+
+def _placeholder_problems(scenario: Scenario, text: str) -> list[str]:
+    """Placeholders that name nothing: unknown nodes, hosts, pods or Services."""
+    out = []
+    for p in placeholders(text):
+        if p.kind == "node" and scenario.topology.node(p.name) is None:
+            out.append(f"{{node:{p.name}}}: no such node in the topology")
+        elif p.kind == "host" and scenario.topology.client(p.name) is None:
+            out.append(f"{{host:{p.name}}}: no such client host in the topology")
+        elif p.kind == "pod" and scenario.find("Pod", p.namespace, p.name) is None:
+            out.append(f"{{pod:{p.name}}}: no Pod {p.namespace}/{p.name} in the manifests")
+        elif p.kind in ("clusterip", "nodeport", "lbip", "hcport") and \
+                scenario.find("Service", p.namespace, p.name) is None:
+            out.append(f"{{{p.kind}:{p.name}}}: no Service {p.namespace}/{p.name} in the manifests")
+        elif p.kind == "ingressip" and scenario.find("Ingress", p.namespace, p.name) is None:
+            out.append(f"{{ingressip:{p.name}}}: no Ingress {p.namespace}/{p.name} in the manifests")
+    return out
+
+
+def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, str]]:
+    """The source exists; a Service DNS name in an HTTP URL names a Service of the manifests."""
+    problems: list[tuple[Loc, str]] = []
+    src = spec.from_
+    if src.kind == "pod" and scenario.find("Pod", src.namespace, src.name) is None:
+        problems.append((("from",), f"no Pod {src.namespace}/{src.name} in the manifests "
+                                    "(pods of a Deployment cannot be named; add a Pod)"))
+    elif src.kind == "node" and scenario.topology.node(src.name) is None:
+        names = ", ".join(n.name for n in scenario.topology.nodes())
+        problems.append((("from",), f"no node {src.name!r} in the topology (nodes: {names})"))
+    elif src.kind == "host" and scenario.topology.client(src.name) is None:
+        names = ", ".join(c.name for c in scenario.topology.clients) or "none"
+        problems.append((("from",), f"no client host {src.name!r} in the topology (clients: {names})"))
+    if spec.http is not None:
+        problems += [(("http", "url"), m) for m in _placeholder_problems(scenario, spec.http.url)]
+        m = _SVC_HOST_RE.match(urlsplit(render_dummy(spec.http.url)).hostname or "")
+        if m and scenario.find("Service", m.group(2), m.group(1)) is None:
+            problems.append((("http", "url"), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
+    elif spec.protocol != "http":
+        field = "host" if spec.protocol == "ping" else "target"
+        text = target_text(spec.load)
+        problems += [((spec.protocol, field), m) for m in _placeholder_problems(scenario, text)]
+        host = split_target(render_dummy(text), 1)[0] if field == "target" else render_dummy(text)
+        m = _SVC_HOST_RE.match(host)
+        if m and scenario.find("Service", m.group(2), m.group(1)) is None:
+            problems.append(((spec.protocol, field), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
+    return problems
