@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import errno as errno_mod
+import ipaddress
 import json
 import socket
 import sys
+import time
 from typing import IO, Any
 
 OUTCOMES = ("ok", "http_error", "refused", "timeout", "reset", "dns_error", "error")
@@ -91,3 +93,32 @@ class RecordWriter:
 def print_summary(summary: dict[str, Any], out: str) -> None:
     """The one-line JSON summary: on stdout, or on stderr when the records go to stdout."""
     print(json.dumps(summary), file=sys.stderr if out == "-" else sys.stdout, flush=True)
+
+
+class CachedResolver:
+    """`host:port` to (family, sockaddr) for each request of a flow: a name is resolved
+    (and timed into the record's `dns_ms`) every time, an IP literal once and untimed."""
+
+    def __init__(self, host: str, port: int, socktype: int) -> None:
+        self.host, self.port, self.socktype = host, port, socktype
+        self._addr: tuple | None = None
+        try:
+            ipaddress.ip_address(host)
+            self._is_ip = True
+        except ValueError:
+            self._is_ip = False
+
+    async def resolve(self, rec: dict, state: dict) -> tuple:
+        """(family, sockaddr); sets `state["phase"]` to "dns" while a resolution runs."""
+        if self._addr is not None:
+            return self._addr
+        state["phase"] = "dns"
+        t1 = time.perf_counter()
+        infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=self.socktype)
+        family, _, _, _, addr = infos[0]
+        if self._is_ip:
+            self._addr = (family, addr)
+        else:
+            rec["dns_ms"] = ms(time.perf_counter() - t1)
+        return family, addr
+

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import socket
 import sys
 import time
 from typing import Any
 
 from emulator.traffic.pacing import add_pacing_args, drive, paced_main
-from emulator.traffic.records import EarlyClose, RecordWriter, classify, ms
+from emulator.traffic.records import CachedResolver, EarlyClose, RecordWriter, classify, ms
 
 MAX_REPLY = 65536
 
@@ -47,26 +46,7 @@ class TcpConnect:
     def __init__(self, host: str, port: int, send: str | None, writer: RecordWriter, timeout: float) -> None:
         self.host, self.port, self.out, self.timeout = host, port, writer, timeout
         self.payload = None if send is None else send.encode()
-        self._addr: tuple | None = None
-        try:
-            ipaddress.ip_address(host)
-            self._is_ip = True
-        except ValueError:
-            self._is_ip = False
-
-    async def _address(self, rec: dict[str, Any], state: dict) -> tuple:
-        """(family, sockaddr): resolved per request for a name, once for an IP literal."""
-        if self._addr is not None:
-            return self._addr
-        state["phase"] = "dns"
-        t1 = time.perf_counter()
-        infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        family, _, _, _, addr = infos[0]
-        if self._is_ip:
-            self._addr = (family, addr)
-        else:
-            rec["dns_ms"] = ms(time.perf_counter() - t1)
-        return family, addr
+        self._resolver = CachedResolver(host, port, socket.SOCK_STREAM)
 
     async def one(self, seq: int) -> None:
         """Open connection `seq` (send, read) and record what happened."""
@@ -81,7 +61,7 @@ class TcpConnect:
         sock: socket.socket | None = None
         try:
             async with asyncio.timeout(self.timeout):
-                family, addr = await self._address(rec, state)
+                family, addr = await self._resolver.resolve(rec, state)
                 state["phase"] = "connect"
                 rec["remote_ip"], rec["remote_port"] = addr[0], addr[1]
                 sock = socket.socket(family, socket.SOCK_STREAM)

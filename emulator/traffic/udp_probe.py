@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import socket
 import sys
@@ -22,7 +21,7 @@ import time
 from typing import Any
 
 from emulator.traffic.pacing import add_pacing_args, drive, paced_main
-from emulator.traffic.records import RecordWriter, classify, ms
+from emulator.traffic.records import CachedResolver, RecordWriter, classify, ms
 
 MAX_DATAGRAM = 65535
 
@@ -36,12 +35,7 @@ class UdpProbe:
         self.payload = message.encode()
         self.out, self.timeout, self.reuse_socket = writer, timeout, reuse_socket
         self._shared: socket.socket | None = None
-        self._addr: tuple | None = None   # cached for IP literals: no resolution to time
-        try:
-            ipaddress.ip_address(host)
-            self._is_ip = True
-        except ValueError:
-            self._is_ip = False
+        self._resolver = CachedResolver(host, port, socket.SOCK_DGRAM)
         self._lock = asyncio.Lock()
 
     async def _socket(self, rec: dict[str, Any], state: dict) -> socket.socket:
@@ -49,17 +43,7 @@ class UdpProbe:
         if self.reuse_socket and self._shared is not None:
             rec["reused"] = True
             return self._shared
-        if self._addr is None:
-            state["phase"] = "dns"
-            t1 = time.perf_counter()
-            infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
-            family, _, _, _, addr = infos[0]
-            if self._is_ip:
-                self._addr = (family, addr)
-            else:
-                rec["dns_ms"] = ms(time.perf_counter() - t1)
-        else:
-            family, addr = self._addr
+        family, addr = await self._resolver.resolve(rec, state)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.connect(addr)
