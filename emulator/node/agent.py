@@ -177,6 +177,15 @@ class NodeAgent:
         p = subprocess.run(["ip", "netns", "exec", ns_name, *argv], capture_output=True, text=True, timeout=timeout)
         return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
 
+    def pod_exec(self, target: str, argv: list[str], stdin: bytes | None = None, timeout: float = 30,
+                 container: str | None = None) -> dict:
+        """Run an untrusted command in a pod, contained as its container is (kubectl exec)."""
+        ns, name = target.split("/", 1)
+        if self.kubelet is None:
+            raise KeyError(f"pod {target} is not running on {self.name}")
+        r = self.kubelet.exec(ns, name, argv, container, stdin, timeout)
+        return {"rc": r.code, "stdout": r.stdout, "stderr": r.stderr, "timed_out": r.timed_out}
+
     def _netns_of(self, target: str) -> str:
         if not target:
             return self.netns

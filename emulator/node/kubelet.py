@@ -11,13 +11,15 @@ import os
 import queue
 import threading
 import time
+from dataclasses import replace
 
 import ray
 
 from emulator.api.client import Informer
 from emulator.errors import KubemuError
-from emulator.node import runtime
+from emulator.node import podexec, runtime, sandbox
 from emulator.node.podnet import PodNetwork
+from emulator.node.sandbox import ExecResult, SandboxError, SandboxSpec
 from emulator.node.probes import ProbeRunner, ProbeTarget
 from emulator.config.timing import Timing
 
@@ -27,11 +29,12 @@ log = logging.getLogger(__name__)
 class LocalPod:
     """What the kubelet holds for a running pod."""
 
-    def __init__(self, key: str, netns: str, ip: str) -> None:
-        self.key, self.netns, self.ip = key, netns, ip
+    def __init__(self, key: str, netns: str, ip: str, host_network: bool = False) -> None:
+        self.key, self.netns, self.ip, self.host_network = key, netns, ip, host_network
         self.processes = runtime.PodProcesses()
         self.servers: list = []
         self.dns_dir: str | None = None
+        self.sandboxes: dict[str, SandboxSpec] = {}   # container name -> its sandbox (argv: its command)
 
 
 class Kubelet:
@@ -108,21 +111,36 @@ class Kubelet:
     def _start(self, pod: dict) -> None:
         ns, name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
         key = f"{ns}/{name}"
+        spec = pod["spec"]
+        host_network = bool(spec.get("hostNetwork"))
         try:
-            kinds = [runtime.container_kind(c) for c in pod["spec"].get("containers", [])]
-        except (runtime.UnsupportedContainer, KubemuError) as e:
+            kinds = [runtime.container_kind(c) for c in spec.get("containers", [])]
+            if host_network and set(kinds) & {"netexec", "kube-dns"}:
+                raise runtime.UnsupportedContainer("hostNetwork: true is supported for containers with "
+                                                   "a command only, not built-in netexec/kube-dns")
+            identities = {c.get("name", "c"): sandbox.container_identity(spec, c)
+                          for c in spec.get("containers", [])}
+            if "command" in kinds or any("exec" in (c.get("readinessProbe") or {}) for c in spec["containers"]):
+                podexec.bwrap_path()
+        except (runtime.UnsupportedContainer, SandboxError, KubemuError) as e:
+            reason = "CreateContainerError" if isinstance(e, SandboxError) else "UnsupportedContainer"
             ray.get(self.api.patch_status.remote("Pod", ns, name, {
-                "phase": "Failed", "reason": "UnsupportedContainer", "message": str(e)}))
+                "phase": "Failed", "reason": reason, "message": str(e)}))
             return
-        pod_netns = self.names.pod_netns(ns, name)
-        dns = None
-        if self.dns and not pod["spec"].get("hostNetwork"):
-            dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]}
-        ip = self.podnet.add_pod(pod_netns, ns, name, dns)
-        local = LocalPod(key, pod_netns, ip)
+        if host_network:
+            pod_netns, ip = self.podnet.node_netns, self.node_ip
+            self.podnet.allow_unprivileged_ports(pod_netns)
+        else:
+            pod_netns = self.names.pod_netns(ns, name)
+            dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]} if self.dns else None
+            ip = self.podnet.add_pod(pod_netns, ns, name, dns)
+        local = LocalPod(key, pod_netns, ip, host_network)
         self.pods[key] = local
+        for c in spec["containers"]:
+            local.sandboxes[c.get("name", "c")] = podexec.container_sandbox(
+                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network)
         ports: dict[str, int] = {}
-        for c, kind in zip(pod["spec"]["containers"], kinds):
+        for c, kind in zip(spec["containers"], kinds):
             for p in c.get("ports", []) or []:
                 if p.get("name"):
                     ports[p["name"]] = p["containerPort"]
@@ -134,7 +152,8 @@ class Kubelet:
             "conditions": [{"type": "PodScheduled", "status": "True"},
                            {"type": "Ready", "status": "False"},
                            {"type": "ContainersReady", "status": "False"}]}))
-        probe = next((c.get("readinessProbe") for c in pod["spec"]["containers"] if c.get("readinessProbe")), None)
+        prober = next((c for c in spec["containers"] if c.get("readinessProbe")), None)
+        probe = prober.get("readinessProbe") if prober else None
         t = self.timing
         period = max(t.readiness_probe_min_period, (probe or {}).get("periodSeconds", 10) * t.readiness_probe_scale)
         self.probes.add(ProbeTarget(
@@ -143,7 +162,8 @@ class Kubelet:
             timeout=max(0.2, min((probe or {}).get("timeoutSeconds", 1), period)),
             success_threshold=(probe or {}).get("successThreshold", 1),
             failure_threshold=(probe or {}).get("failureThreshold", 3),
-            next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.readiness_probe_scale))
+            next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.readiness_probe_scale,
+            sandbox=local.sandboxes.get(prober.get("name", "c")) if prober else None))
 
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
         log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
@@ -160,9 +180,7 @@ class Kubelet:
                 local.netns, runtime.dnsmasq_argv(local.dns_dir, local.ip,
                                                   os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
         elif kind == "command":
-            argv = list(c.get("command") or []) + list(c.get("args") or [])
-            env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) or [] if "name" in e}
-            local.processes.procs.append(runtime.start_process(local.netns, argv, log_path, env))
+            local.processes.procs.append(podexec.start_in_pod(local.sandboxes[c.get("name", "c")], log_path))
 
     def write_dns(self, local: LocalPod | None = None) -> None:
         """Rewrite the hosts file of every kube-dns pod here (dnsmasq re-reads it)."""
@@ -198,7 +216,18 @@ class Kubelet:
             except Exception:
                 log.exception("stopping server of %s failed", key)
         local.processes.stop()
-        self.podnet.remove_pod(local.netns, local.ip)
+        if not local.host_network:
+            self.podnet.remove_pod(local.netns, local.ip)
+
+    def exec(self, namespace: str, name: str, argv: list[str], container: str | None = None,
+             stdin: bytes | None = None, timeout: float = 30.0) -> ExecResult:
+        """Run a command contained in a pod, as its container (first one by default) runs:
+        the entry point of `kubectl exec`. KeyError when the pod or container is not here."""
+        local = self.pods.get(f"{namespace}/{name}")
+        if local is None:
+            raise KeyError(f"pod {namespace}/{name} is not running here")
+        base = local.sandboxes[container] if container else next(iter(local.sandboxes.values()))
+        return podexec.exec_in_pod(replace(base, argv=tuple(argv)), stdin, timeout)
 
     def pod_netns(self, namespace: str, name: str) -> str | None:
         p = self.pods.get(f"{namespace}/{name}")

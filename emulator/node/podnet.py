@@ -18,6 +18,9 @@ from emulator.node import kernel
 
 CALICO_GATEWAY = "169.254.1.1"
 ETC_NETNS = "/etc/netns"
+# Pod commands run unprivileged (sandbox.py): let them bind ports below 1024 in their own
+# namespace, as a container runtime does (a per-namespace sysctl).
+UNPRIVILEGED_PORTS = {"net.ipv4.ip_unprivileged_port_start": "0"}
 
 
 class PodIpam:
@@ -58,6 +61,10 @@ class PodNetwork:
                 "link set cbr0 up",
             ])
 
+    def allow_unprivileged_ports(self, netns: str) -> None:
+        """Low ports for unprivileged pod commands in `netns` (the node's, for hostNetwork pods)."""
+        kernel.sysctl(netns, UNPRIVILEGED_PORTS)
+
     def add_pod(self, pod_netns: str, namespace: str, name: str, dns: dict | None = None) -> str:
         """Create the pod's namespace and veth; returns the pod IP."""
         ip = self.ipam.allocate(f"{namespace}/{name}")
@@ -91,7 +98,7 @@ class PodNetwork:
                     f"route add {CALICO_GATEWAY}/32 dev eth0 scope link",
                     f"route add default via {CALICO_GATEWAY} dev eth0 onlink",
                 ])
-            kernel.sysctl(pod_netns, {"net.ipv6.conf.all.disable_ipv6": "1"})
+            kernel.sysctl(pod_netns, {"net.ipv6.conf.all.disable_ipv6": "1", **UNPRIVILEGED_PORTS})
             self._write_etc(pod_netns, name, ip, dns)
         except BaseException:
             self.remove_pod(pod_netns, ip)

@@ -11,10 +11,12 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from emulator import netns
+from emulator.node.podexec import exec_in_pod
+from emulator.node.sandbox import SandboxError, SandboxSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,12 @@ class ProbeTarget:
     ready: bool = False
     successes: int = 0
     failures: int = 0
+    sandbox: SandboxSpec | None = None   # where exec probes run: the probing container's sandbox
 
 
-def check_probe(probe: dict, pod_ip: str, pod_netns: str, ports: dict[str, int], timeout: float) -> bool:
-    """Run one probe once; True on success."""
+def check_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
+                sandbox: SandboxSpec | None = None) -> bool:
+    """Run one probe once; True on success. Exec probes run contained, in `sandbox`."""
     def port_of(p) -> int:
         return ports[p] if isinstance(p, str) and not p.isdigit() else int(p)
     try:
@@ -55,10 +59,11 @@ def check_probe(probe: dict, pod_ip: str, pod_netns: str, ports: dict[str, int],
             with socket.create_connection((pod_ip, port_of(probe["tcpSocket"]["port"])), timeout=timeout):
                 return True
         if "exec" in probe:
-            cmd = probe["exec"].get("command") or []
-            res = subprocess.run(["ip", "netns", "exec", pod_netns, *cmd], capture_output=True, timeout=timeout)
-            return res.returncode == 0
-    except (OSError, subprocess.TimeoutExpired, http.client.HTTPException, KeyError, ValueError):
+            cmd = tuple(str(a) for a in probe["exec"].get("command") or [])
+            if sandbox is None or not cmd:
+                return False
+            return exec_in_pod(replace(sandbox, argv=cmd), timeout=timeout).code == 0
+    except (OSError, subprocess.TimeoutExpired, http.client.HTTPException, KeyError, ValueError, SandboxError):
         return False
     return True
 
@@ -97,7 +102,7 @@ class ProbeRunner:
                 with self._lock:
                     due = [t for t in self.targets.values() if t.next_due <= now]
                 for t in due:
-                    ok = check_probe(t.probe, t.pod_ip, t.pod_netns, t.ports, t.timeout)
+                    ok = check_probe(t.probe, t.pod_ip, t.ports, t.timeout, t.sandbox)
                     t.next_due = time.monotonic() + t.period
                     self._record(t, ok)
                 with self._lock:

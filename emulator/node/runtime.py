@@ -6,7 +6,8 @@
 - `kubemu/kube-dns`: dnsmasq in the pod's namespace, answering from a hosts directory
   the node agent keeps in step with the Services.
 - any other container with `command`/`args`: that command, run as a real process in
-  the pod's namespace (`ip netns exec`), with its output in the run directory.
+  the pod's namespace, contained (sandbox.py, podexec.py), with its output in the run
+  directory.
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ class PodProcesses:
 
 
 def start_process(pod_netns: str, argv: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:
-    """Start `argv` in the pod's namespace, in its own process group, logging to a file."""
+    """Start kubemu's own `argv` (dnsmasq) in the pod's namespace, in its own process group,
+    logging to a file. Not for manifest commands: those run contained (podexec.start_in_pod)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     out = open(log_path, "ab")
     try:

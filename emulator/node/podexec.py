@@ -1,0 +1,95 @@
+"""Run a pod's processes contained (the adapter of sandbox.py): long-running or one-shot.
+
+`start_in_pod` starts a container's command with its output in a log file opened here,
+outside the sandbox; `exec_in_pod` runs one command to completion (exec probes, and the
+entry point for a later `kubectl exec`). Both refuse to run anything uncontained when
+bubblewrap is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from emulator.netns import netns_path
+from emulator.node.podnet import ETC_NETNS
+from emulator.node.sandbox import (ETC_SECRET_DIRS, ETC_SECRET_FILES, SYSTEM_DIRS, ExecResult,
+                                   HostLayout, Identity, SandboxError, SandboxSpec, container_env,
+                                   sandboxed_argv)
+
+
+OUTER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def host_layout() -> HostLayout:
+    """The host's system directories (or usr-merge symlinks) and the /etc secrets it has."""
+    system = []
+    for p in SYSTEM_DIRS:
+        if os.path.islink(p):
+            system.append((p, os.readlink(p)))
+        elif os.path.isdir(p):
+            system.append((p, None))
+    return HostLayout(tuple(system),
+                      tuple(f for f in ETC_SECRET_FILES if os.path.isfile(f)),
+                      tuple(d for d in ETC_SECRET_DIRS if os.path.isdir(d) and not os.path.islink(d)))
+
+
+def container_sandbox(container: dict, who: Identity, netns: str, pod_name: str,
+                      run_id: str | None, host_network: bool = False) -> SandboxSpec:
+    """The sandbox a container's command (and its exec probes and execs) runs in: the pod's
+    /etc/netns/<netns> resolv.conf and hosts over the host's (none for hostNetwork pods)."""
+    etc = os.path.join(ETC_NETNS, netns)
+    etc_files = () if host_network else tuple(
+        (os.path.join(etc, f), f"/etc/{f}") for f in ("resolv.conf", "hosts")
+        if os.path.isfile(os.path.join(etc, f)))
+    argv = tuple(str(a) for a in list(container.get("command") or []) + list(container.get("args") or []))
+    return SandboxSpec(netns_path=netns_path(netns), argv=argv, hostname=pod_name, uid=who.uid,
+                       gid=who.gid, etc_files=etc_files, env=container_env(container, pod_name, run_id),
+                       cwd=container.get("workingDir") or "/")
+
+
+def bwrap_path() -> str:
+    """bubblewrap's path; SandboxError when it is not installed (never run uncontained)."""
+    path = shutil.which("bwrap", path=OUTER_PATH)
+    if path is None:
+        raise SandboxError("bubblewrap (bwrap) is not installed: kubemu runs pod commands only "
+                           "inside a sandbox (scripts/setup.sh installs it)")
+    return path
+
+
+def argv_for(spec: SandboxSpec) -> list[str]:
+    """The full command line for `spec` on this host."""
+    return sandboxed_argv(spec, host_layout(), bwrap_path())
+
+
+def _outer_env(spec: SandboxSpec) -> dict[str, str]:
+    """nsenter/setpriv/bwrap's own environment: a PATH and the run id, nothing of kubemu's."""
+    env = {"PATH": OUTER_PATH}
+    run_id = dict(spec.env).get("KUBEMU_RUN_ID")
+    if run_id:
+        env["KUBEMU_RUN_ID"] = run_id
+    return env
+
+
+def start_in_pod(spec: SandboxSpec, log_path: str) -> subprocess.Popen:
+    """Start `spec` in its own process group, stdout and stderr appended to `log_path`."""
+    argv = argv_for(spec)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    out = open(log_path, "ab")
+    try:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=_outer_env(spec), cwd="/")
+    finally:
+        out.close()
+
+
+def exec_in_pod(spec: SandboxSpec, stdin: bytes | None = None, timeout: float = 30.0) -> ExecResult:
+    """Run `spec` to completion; its exit code, stdout and stderr (code -1 on timeout)."""
+    argv = argv_for(spec)
+    try:
+        res = subprocess.run(argv, input=stdin if stdin is not None else b"",
+                             capture_output=True, timeout=timeout, env=_outer_env(spec),
+                             cwd="/", start_new_session=True)
+    except subprocess.TimeoutExpired as e:
+        return ExecResult(-1, e.stdout or b"", e.stderr or b"", timed_out=True)
+    return ExecResult(res.returncode, res.stdout, res.stderr)
