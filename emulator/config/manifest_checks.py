@@ -172,6 +172,9 @@ def _pod_spec_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             if container.get(probe):
                 yield from _probe_problems(container[probe], own_ports, loc + (probe,))
+        sc = {**(spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
+        if sc.get("runAsNonRoot") and sc.get("runAsUser") == 0:
+            yield loc + ("securityContext",), "runAsNonRoot is true but runAsUser is 0"
 
 
 def _probe_problems(probe: dict[str, Any], ports: set[str], loc: Loc) -> Iterator[tuple[Loc, str]]:
