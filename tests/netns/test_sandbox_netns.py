@@ -157,7 +157,8 @@ def test_pod_command_is_contained_and_still_serves(pod, root_secret, tmp_path, u
         assert any(f"KUBEMU_RUN_ID={names.run_id}" in cleanup._proc_info(p)[1] for p in inside)
     finally:
         procs.stop()
-    assert kernel.netns_pids(pod_ns) == []       # stopping the bwrap pid stops everything inside
+    # stopping the bwrap pid stops everything inside (--die-with-parent: a SIGKILL on its way)
+    wait_for(lambda: kernel.netns_pids(pod_ns) == [], "the pod's processes to exit", 10)
 
 
 def test_host_network_pod_serves_on_the_node_address(pod, tmp_path):
