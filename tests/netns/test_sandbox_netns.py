@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,6 @@ def test_pod_command_is_contained_and_still_serves(pod, root_secret, tmp_path, u
         check_attack_output(out, root_secret, pod_ns, uid)
 
         # the same through the exec entry point (kubectl exec / exec probes), stdin included
-        from dataclasses import replace
         res = exec_in_pod(replace(hostile, argv=("sh",)), stdin=attack.encode(), timeout=30)
         assert res.code == 0, res.stderr
         check_attack_output(res.stdout.decode(), root_secret, pod_ns, uid)
@@ -170,13 +170,9 @@ def test_host_network_pod_serves_on_the_node_address(pod, tmp_path):
     procs.procs.append(start_in_pod(web, str(tmp_path / "web.log")))
     try:
         wait_for(lambda: http_code(pod_ns, f"http://{NODE_IP}:81/"), "the hostNetwork pod's server")
-        res = exec_in_pod(replace_argv(web, "sh", "-c", "id -u; hostname; ls /run/netns 2>&1 | head -1"))
+        res = exec_in_pod(replace(web, argv=("sh", "-c", "id -u; hostname; ls /run/netns 2>&1 | head -1")))
         assert res.stdout.decode().splitlines()[:2] == [str(NOBODY), "hostweb"]
         assert "No such file" in res.stdout.decode()
     finally:
         procs.stop()
 
-
-def replace_argv(spec, *argv):
-    from dataclasses import replace
-    return replace(spec, argv=argv)

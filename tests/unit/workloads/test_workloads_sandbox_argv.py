@@ -103,3 +103,10 @@ def test_container_env_starts_clean():
                                       {"name": "B", "valueFrom": {}}]}, "web-0", "abc123"))
     assert env == {"PATH": "/x", "HOME": "/tmp", "HOSTNAME": "web-0", "KUBEMU_RUN_ID": "abc123",
                    "A": "1", "B": ""}
+
+
+def test_no_bwrap_is_an_error_not_a_fallback(monkeypatch, tmp_path):
+    from emulator.node import podexec
+    monkeypatch.setattr(podexec, "OUTER_PATH", str(tmp_path))
+    with pytest.raises(SandboxError, match="bubblewrap"):
+        podexec.exec_in_pod(spec())
