@@ -30,7 +30,7 @@ def host_layout() -> HostLayout:
         elif os.path.isdir(p):
             system.append((p, None))
     return HostLayout(tuple(system),
-                      tuple(f for f in ETC_SECRET_FILES if os.path.isfile(f)),
+                      tuple(f for f in ETC_SECRET_FILES if os.path.isfile(f) and not os.path.islink(f)),
                       tuple(d for d in ETC_SECRET_DIRS if os.path.isdir(d) and not os.path.islink(d)))
 
 
@@ -39,8 +39,9 @@ def container_sandbox(container: dict, who: Identity, netns: str, pod_name: str,
     """The sandbox a container's command (and its exec probes and execs) runs in: the pod's
     /etc/netns/<netns> resolv.conf and hosts over the host's (none for hostNetwork pods)."""
     etc = os.path.join(ETC_NETNS, netns)
+    # Bound where the host's file really is: /etc/resolv.conf may be a symlink into /run.
     etc_files = () if host_network else tuple(
-        (os.path.join(etc, f), f"/etc/{f}") for f in ("resolv.conf", "hosts")
+        (os.path.join(etc, f), os.path.realpath(f"/etc/{f}")) for f in ("resolv.conf", "hosts")
         if os.path.isfile(os.path.join(etc, f)))
     argv = tuple(str(a) for a in list(container.get("command") or []) + list(container.get("args") or []))
     return SandboxSpec(netns_path=netns_path(netns), argv=argv, hostname=pod_name, uid=who.uid,

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 NOBODY = 65534
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# Under /etc: files replaced by /dev/null and directories by an empty tmpfs.
+# Under /etc: files replaced by /dev/null and directories by an empty tmpfs (password
+# hashes, host keys, other pods' files, OVS state, and tool configs that may hold tokens).
 ETC_SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
-                    "/etc/security/opasswd", "/etc/machine-id")
+                    "/etc/security/opasswd", "/etc/machine-id", "/etc/pip.conf", "/etc/npmrc",
+                    "/etc/gitconfig", "/etc/environment")
 ETC_SECRET_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d", "/etc/netns",
                    "/etc/openvswitch", "/etc/ray")
 
