@@ -48,9 +48,17 @@ class PodProcesses:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def stop(self, grace: float = 1.0) -> None:
+        """SIGTERM, then SIGKILL after `grace`. A sandbox's bwrap would kill its command at
+        once on SIGTERM (--die-with-parent): the command, bwrap's grandchild (bwrap -> the PID
+        namespace's init -> command), gets the SIGTERM instead, as a container's PID 1 does."""
         for p in self.procs:
+            command = children(children([p.pid]))
             try:
-                os.killpg(p.pid, signal.SIGTERM)
+                if command:
+                    for pid in command:
+                        os.kill(pid, signal.SIGTERM)
+                else:
+                    os.killpg(p.pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
                 pass
         for p in self.procs:
@@ -63,6 +71,20 @@ class PodProcesses:
                     pass
                 p.wait(5)
         self.procs.clear()
+
+
+def children(pids: list[int]) -> list[int]:
+    """The live children of `pids` (by parent pid, from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) in pids:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
 
 
 def start_process(pod_netns: str, argv: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:

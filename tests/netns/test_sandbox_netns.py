@@ -161,6 +161,18 @@ def test_pod_command_is_contained_and_still_serves(pod, root_secret, tmp_path, u
     wait_for(lambda: kernel.netns_pids(pod_ns) == [], "the pod's processes to exit", 10)
 
 
+def test_stop_sends_sigterm_to_the_contained_command(pod, tmp_path):
+    names, _, pod_ns, _, _ = pod
+    script = "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.1; done"
+    procs = PodProcesses()
+    procs.procs.append(start_in_pod(container_sandbox({"command": ["sh", "-c", script]}, Identity(), pod_ns,
+                                                      "web", names.run_id), str(tmp_path / "c.log")))
+    wait_for(lambda: "up" in (tmp_path / "c.log").read_text(), "the command to start")
+    procs.stop(grace=10)
+    assert (tmp_path / "c.log").read_text().split() == ["up", "got-term"]
+    assert kernel.netns_pids(pod_ns) == []
+
+
 def test_host_network_pod_serves_on_the_node_address(pod, tmp_path):
     names, node_ns, pod_ns, ip, podnet = pod
     podnet.allow_unprivileged_ports(node_ns)
