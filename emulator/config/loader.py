@@ -80,7 +80,7 @@ def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",
         loc = (*field, i)
         if isinstance(entry, str):
             file = _resolve(doc.file, entry)
-            if not os.path.isfile(file):
+            if not os.path.exists(file):
                 raise doc.error(loc, f"manifest file {file} not found")
             objects += load_manifest_file(file)
         else:
@@ -105,7 +105,7 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
     ref = raw.get("topology")
     if isinstance(ref, str):
         topology_file = _resolve(doc.file, ref)
-        if not os.path.isfile(topology_file):
+        if not os.path.exists(topology_file):
             raise doc.error(("topology",), f"topology file {topology_file} not found")
         raw["topology"] = load_topology(topology_file)
     elif isinstance(ref, dict):
