@@ -18,6 +18,7 @@ from emulator.config.ingress_checks import check_ingresses
 from emulator.config.manifests import ManifestObject, validate_object
 from emulator.config.scenario import Scenario
 from emulator.config.scenario_checks import scenario_problems
+from emulator.config.size_checks import kernel_name_problems, size_problems
 from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
                                     validation_error)
 from emulator.config.topology import Topology, topology_problems
@@ -122,9 +123,21 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
             # Applied objects replace or add to the manifests: checked one by one.
             scenario._step_objects[i] = _load_objects(doc, raw["steps"][i]["apply"], ("steps", i, "apply"),
                                                       check_all=False)
+    _check_sizes(doc, scenario)
     for loc, message in scenario_problems(scenario):
         raise doc.error(loc, message)
     return scenario
+
+
+def _check_sizes(doc: YamlDoc, scenario: Scenario) -> None:
+    """Pods' kernel names, object and pod counts, and the machine's memory (late failures, early)."""
+    objects = scenario.objects + [mo for i in sorted(scenario._step_objects) for mo in scenario._step_objects[i]]
+    for mo, loc, message in kernel_name_problems(objects):
+        raise mo.error(loc, message)
+    scaled = [step.scale.replicas for step in scenario.steps if step.KIND == "scale"]
+    topo = scenario.topology
+    for loc, message in size_problems(objects, scaled, len(topo.nodes()), len(topo.clients)):
+        raise doc.error(loc, message)
 
 
 def is_scenario(doc: YamlDoc) -> bool:

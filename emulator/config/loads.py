@@ -11,11 +11,12 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from emulator.config import limits
 from emulator.config.templates import render_dummy
 from emulator.config.topology import StrictModel
-from emulator.config.types import Duration, NoBool
+from emulator.config.types import Duration, NoBool, WholeNumber
 
-PositiveInt = Annotated[int, NoBool, Field(ge=1)]
+PositiveInt = Annotated[int, WholeNumber, Field(ge=1)]
 PositiveFloat = Annotated[float, NoBool, Field(gt=0)]
 DEFAULT_REQUESTS = 100
 
@@ -35,11 +36,11 @@ def split_target(text: str, default_port: int | None = None) -> tuple[str, int]:
 class Pacing(StrictModel):
     """How many requests, for how long and how fast: closed loop (concurrency) or open loop (rate)."""
 
-    requests: PositiveInt | None = Field(
+    requests: Annotated[PositiveInt, Field(le=limits.MAX_REQUESTS)] | None = Field(
         default=None, description=f"number of requests ({DEFAULT_REQUESTS} when neither requests nor duration)")
     duration: Duration | None = Field(default=None, description="stop starting requests after this long")
-    concurrency: PositiveInt | None = Field(default=None, description="requests in flight (closed loop; default 1)")
-    rate: PositiveFloat | None = Field(default=None, description="requests started per second (open loop)")
+    concurrency: Annotated[PositiveInt, Field(le=limits.MAX_CONCURRENCY)] | None = Field(default=None, description="requests in flight (closed loop; default 1)")
+    rate: Annotated[PositiveFloat, Field(le=limits.MAX_RATE)] | None = Field(default=None, description="requests started per second (open loop)")
     timeout: Duration = 2.0
 
     @model_validator(mode="after")
@@ -95,7 +96,7 @@ class PingLoad(StrictModel):
     """ICMP echo requests with the real `ping` binary."""
 
     host: str = Field(description="name, IP or placeholder ({pod:P}, {node:N}, ...)")
-    count: PositiveInt = 10
+    count: Annotated[PositiveInt, Field(le=limits.MAX_PING_COUNT)] = 10
     interval: Duration = Field(default=0.2, description="between echo requests (>= 0.002 s)")
     timeout: Duration = Field(default=1.0, description="how long to wait for each reply")
 
@@ -114,7 +115,7 @@ class Iperf3Load(_Targeted):
 
     DEFAULT_PORT: ClassVar[int | None] = 5201
     duration: Duration = Field(default=2.0, description="seconds of the test (iperf3 -t)")
-    parallel: PositiveInt = Field(default=1, description="parallel streams (iperf3 -P)")
+    parallel: Annotated[PositiveInt, Field(le=limits.MAX_IPERF3_PARALLEL)] = Field(default=1, description="parallel streams (iperf3 -P)")
     reverse: bool = Field(default=False, description="the server sends (iperf3 -R)")
     timeout: Duration = Field(default=5.0, description="connect timeout")
 
