@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, PrivateAttr, Tag,
                       WithJsonSchema, model_validator)
@@ -20,8 +19,7 @@ from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, Pri
 from emulator.config.limits import MAX_REPLICAS, MAX_STEPS
 from emulator.config.manifests import ManifestObject
 from emulator.config.reachability import LabelStep, ReachabilityStep
-from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad
-from emulator.config.templates import render_dummy
+from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad, url_problem
 from emulator.config.chaos import AvailabilityStep, FaultStep
 from emulator.config.timing import Timing, TimingName, timing_for
 from emulator.config.machines import Machines
@@ -126,9 +124,9 @@ class HttpLoad(Pacing):
     @model_validator(mode="after")
     def _url_is_http(self) -> "HttpLoad":
         """Only http:// and https:// URLs with a host."""
-        parts = urlsplit(render_dummy(self.url))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url {self.url!r} must be http:// or https:// with a host")
+        problem = url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
         for name, value in (self.headers or {}).items():
             if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\r" in value or "\n" in value:
                 raise ValueError(f"header {name!r}: a token name and a one-line value")
