@@ -11,7 +11,8 @@ from __future__ import annotations
 MAX_FILE_BYTES = 1 << 20          # 1 MiB per scenario, topology or manifest file
 MAX_YAML_DEPTH = 64               # nested mappings/sequences
 MAX_YAML_NODES = 100_000          # YAML nodes per file, counting each alias as the nodes it repeats
-MAX_PARSE_SECONDS = 20.0          # reading one file
+MAX_TOTAL_BYTES = 4 << 20         # a scenario and every file it names, together
+MAX_PARSE_SECONDS = 30.0          # reading a scenario and every file it names
 
 # --- cluster size (topology) ---
 MAX_NODES = 500                   # nodes of a topology (all pools and zones)

@@ -91,6 +91,27 @@ def test_file_at_the_limit_is_read(tmp_path: Path) -> None:
     assert ": ok: " in check(path)
 
 
+def test_files_of_a_scenario_share_one_byte_budget(tmp_path: Path) -> None:
+    """The same big manifest named five times is refused by the total, not read five times."""
+    web = (FIXTURES / "common" / "web.yaml").read_text(encoding="utf-8")
+    (tmp_path / "big.yaml").write_text(web + "#" + "x" * (limits.MAX_FILE_BYTES - len(web) - 2) + "\n",
+                                       encoding="utf-8")
+    topo = (FIXTURES / "common" / "topology.yaml").resolve()
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"name: s\ntopology: {topo}\nmanifests: [big.yaml, big.yaml, big.yaml, big.yaml, big.yaml]\n",
+                        encoding="utf-8")
+    with pytest.raises(ConfigError, match="MAX_TOTAL_BYTES") as info:
+        check(scenario)
+    assert info.value.file.endswith("big.yaml")
+
+
+def test_reading_stops_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_PARSE_SECONDS the composer refuses (here a deadline already passed)."""
+    monkeypatch.setattr(limits, "MAX_PARSE_SECONDS", -1.0)
+    with pytest.raises(ConfigError, match=r"reading took longer than -1 s \(MAX_PARSE_SECONDS"):
+        check(FIXTURES / "good" / "scenario-files.yaml")
+
+
 @pytest.mark.parametrize("body, text", [
     (b"name: x\n\xff\xfe\n", "not UTF-8"),
     (b"name: x\nsteps: [\x00]\n", "invalid YAML"),
