@@ -93,8 +93,15 @@ def deep_nesting(draw: st.DrawFn) -> str:
     return "".join("  " * i + "- \n" for i in range(depth))
 
 
+SNIPPETS = ["name: x", "name: !!binary AA==", "name: !foo bar", "topology: !!set {a, b}", "steps: !!omap [a: 1]",
+            "%YAML 1.1\n---", "---", "...", "<<: {steps: []}", "steps:\n  - <<: *nope", "? [a, b]\n: 1",
+            "steps: &s [*s]", "topology: ../topologies/regional-3.yaml", "topology: /dev/zero", "topology: .",
+            "manifests: [manifests/quickstart.yaml, /dev/null, /etc]", "steps: [{sleep: 1e9}]",
+            "steps: [{scale: {deployment: web, replicas: -1}}]", "name: " + "9" * 5000, "a: 2023-13-45",
+            "steps:\n  - traffic: {name: t, from: pod/client, ping: {host: '-f'}}", "\ufeffname: x", "\x00"]
 raw_texts = st.one_of(
     documents.map(_yaml_text), alias_bombs(), deep_nesting(),
+    st.lists(st.sampled_from(SNIPPETS), max_size=6).map("\n".join),
     st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
     st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"#%@` \n\t,?abc01")), max_size=200))
 
