@@ -35,7 +35,7 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario", type=click.Path())
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories are created.")
 @click.option("--address", envvar="RAY_ADDRESS", default=None, help="Ray cluster to join (default: a local one).")
 @click.option("--iptables", "iptables_backend", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
@@ -119,7 +119,7 @@ def _ms(v) -> str:
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 def check(file: str) -> None:
     """Validate a scenario or topology file without touching the kernel."""
     from emulator.config import check as check_file

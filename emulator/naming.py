@@ -17,6 +17,8 @@ RUN_ID_LEN = 4
 _ALPHABET = string.ascii_lowercase + string.digits
 RUN_ID_RE = re.compile(rf"^[a-z0-9]{{{RUN_ID_LEN}}}$")
 IFNAMSIZ = 15
+NETNS_NAME_MAX = 255          # `ip netns` names are files in /run/netns (NAME_MAX)
+_HASH_CHARS = 20              # hex characters of the hash that ends a shortened name
 
 
 def new_run_id() -> str:
@@ -46,7 +48,13 @@ class RunNames:
         return f"{self.prefix}-fabric{machine_index}"
 
     def pod_netns(self, namespace: str, pod: str) -> str:
-        return f"{self.prefix}-pod-{namespace}-{pod}"
+        """A pod's named netns: distinct for distinct (namespace, pod), within NETNS_NAME_MAX.
+
+        The namespace (a DNS label, no '.') and the pod name are joined by '.', so no two
+        pods share a name (`x-y/z` -> `...-x-y.z`, `x/y-z` -> `...-x.y-z`); a name too long
+        is cut and ends in a hash of the pod's key, and is longer than any uncut name.
+        """
+        return fit_name(f"{self.prefix}-pod-{namespace}.{pod}", f"{namespace}/{pod}", NETNS_NAME_MAX)
 
     # --- fabric links and OVS objects (15 characters at most) ---
     def fabric_port(self, index: int) -> str:
@@ -73,6 +81,17 @@ class RunNames:
     def mininet_name(self, name: str) -> str:
         """Name given to a Mininet host: its shell's command line carries the prefix."""
         return f"{self.prefix}-{name}"
+
+
+def fit_name(name: str, key: str, limit: int) -> str:
+    """`name` if it is shorter than `limit` - 21 characters, else cut to `limit` with a hash of `key`.
+
+    Uncut names stay shorter than cut ones, so a cut name never equals an uncut one.
+    """
+    if len(name) <= limit - _HASH_CHARS - 1:
+        return name
+    digest = hashlib.sha256(key.encode()).hexdigest()[:_HASH_CHARS]
+    return f"{name[:limit - _HASH_CHARS - 1]}-{digest}"
 
 
 def pod_veth_name(namespace: str, pod: str) -> str:

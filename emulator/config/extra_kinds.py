@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from emulator.config.types import NoBool
+from emulator.config.types import WholeNumber
 
-Int = Annotated[int, NoBool]
-IntOrString = Annotated[int, NoBool] | str
+Int = Annotated[int, WholeNumber]
+IntOrString = Annotated[int, WholeNumber] | str
 
 
 class _Strict(BaseModel):

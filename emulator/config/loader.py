@@ -16,8 +16,10 @@ import pydantic
 from emulator.config.manifest_checks import check_object, check_objects
 from emulator.config.ingress_checks import check_ingresses
 from emulator.config.manifests import ManifestObject, validate_object
+from emulator.config.reading import reading_budget
 from emulator.config.scenario import Scenario
 from emulator.config.scenario_checks import scenario_problems
+from emulator.config.size_checks import kernel_name_problems, size_problems
 from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
                                     validation_error)
 from emulator.config.topology import Topology, topology_problems
@@ -46,7 +48,8 @@ def _topology_from(doc: YamlDoc, prefix: Loc = ()) -> Topology:
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
     """Read and validate a topology file."""
-    return _topology_file(read_yaml(str(path)))
+    with reading_budget():
+        return _topology_file(read_yaml(str(path)))
 
 
 def _topology_file(doc: YamlDoc) -> Topology:
@@ -80,7 +83,7 @@ def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",
         loc = (*field, i)
         if isinstance(entry, str):
             file = _resolve(doc.file, entry)
-            if not os.path.isfile(file):
+            if not os.path.exists(file):
                 raise doc.error(loc, f"manifest file {file} not found")
             objects += load_manifest_file(file)
         else:
@@ -94,8 +97,9 @@ def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read and validate a scenario with its topology and manifests."""
-    return _scenario_file(read_yaml(str(path)))
+    """Read and validate a scenario with its topology and manifests (one reading budget)."""
+    with reading_budget():
+        return _scenario_file(read_yaml(str(path)))
 
 
 def _scenario_file(doc: YamlDoc) -> Scenario:
@@ -105,7 +109,7 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
     ref = raw.get("topology")
     if isinstance(ref, str):
         topology_file = _resolve(doc.file, ref)
-        if not os.path.isfile(topology_file):
+        if not os.path.exists(topology_file):
             raise doc.error(("topology",), f"topology file {topology_file} not found")
         raw["topology"] = load_topology(topology_file)
     elif isinstance(ref, dict):
@@ -122,9 +126,21 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
             # Applied objects replace or add to the manifests: checked one by one.
             scenario._step_objects[i] = _load_objects(doc, raw["steps"][i]["apply"], ("steps", i, "apply"),
                                                       check_all=False)
+    _check_sizes(doc, scenario)
     for loc, message in scenario_problems(scenario):
         raise doc.error(loc, message)
     return scenario
+
+
+def _check_sizes(doc: YamlDoc, scenario: Scenario) -> None:
+    """Pods' kernel names, object and pod counts, and the machine's memory (late failures, early)."""
+    objects = scenario.objects + [mo for i in sorted(scenario._step_objects) for mo in scenario._step_objects[i]]
+    for mo, loc, message in kernel_name_problems(objects):
+        raise mo.error(loc, message)
+    scaled = [step.scale.replicas for step in scenario.steps if step.KIND == "scale"]
+    topo = scenario.topology
+    for loc, message in size_problems(objects, scaled, len(topo.nodes()), len(topo.clients)):
+        raise doc.error(loc, message)
 
 
 def is_scenario(doc: YamlDoc) -> bool:
@@ -134,20 +150,25 @@ def is_scenario(doc: YamlDoc) -> bool:
 
 def check(path: str | os.PathLike[str]) -> str:
     """Validate a scenario or topology file; a one-line summary, or a ConfigError."""
-    doc = read_yaml(str(path))
-    if is_scenario(doc):
-        s = _scenario_file(doc)
-        kinds: dict[str, int] = {}
-        for mo in s.objects:
-            kinds[mo.kind] = kinds.get(mo.kind, 0) + 1
-        objs = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no objects"
-        return (f"scenario {s.name}: ok: topology {s.topology.name} "
-                f"({_count(len(s.topology.nodes()), 'node')}, {_count(len(s.topology.clients), 'client')}), "
-                f"{objs}, {len(s.steps)} steps")
-    t = _topology_file(doc)
+    with reading_budget():
+        doc = read_yaml(str(path))
+        if is_scenario(doc):
+            return _scenario_summary(_scenario_file(doc))
+        t = _topology_file(doc)
     return (f"topology {t.name}: ok: {_count(len(t.nodes()), 'node')} in {len(t.zones())} zones, "
             f"{_count(len(t.clients), 'client')}, pod range {t.cluster.pod_range}, "
             f"service range {t.cluster.service_range}")
+
+
+def _scenario_summary(s: Scenario) -> str:
+    """The one-line summary of a valid scenario."""
+    kinds: dict[str, int] = {}
+    for mo in s.objects:
+        kinds[mo.kind] = kinds.get(mo.kind, 0) + 1
+    objs = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no objects"
+    return (f"scenario {s.name}: ok: topology {s.topology.name} "
+            f"({_count(len(s.topology.nodes()), 'node')}, {_count(len(s.topology.clients), 'client')}), "
+            f"{objs}, {len(s.steps)} steps")
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

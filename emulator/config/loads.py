@@ -7,17 +7,65 @@ names; `target_problems` checks them against the scenario like HTTP URLs.
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
+from emulator.config import limits
 from emulator.config.templates import render_dummy
 from emulator.config.topology import StrictModel
-from emulator.config.types import Duration, NoBool
+from emulator.config.types import Duration, NoBool, WholeNumber
 
-PositiveInt = Annotated[int, NoBool, Field(ge=1)]
+PositiveInt = Annotated[int, WholeNumber, Field(ge=1)]
 PositiveFloat = Annotated[float, NoBool, Field(gt=0)]
 DEFAULT_REQUESTS = 100
+
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+_URL_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+$")   # RFC 3986 characters only
+
+
+def host_problem(host: str) -> str | None:
+    """Why `host` (placeholders rendered) is not a DNS name or an IP address, or None.
+
+    Targets end up as arguments of real tools (ping, iperf3): a value starting with '-',
+    holding whitespace or shell characters is refused here, not passed on.
+    """
+    if not host:
+        return "has no host"
+    if host.startswith("-"):
+        return f"host {host!r} starts with '-' (it would be read as an option)"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if len(host) > 253 or not _HOST_RE.match(host):
+        return (f"host {host!r} is not a DNS name, an IP address or a placeholder "
+                "(letters, digits, '-', '_' and '.' only)")
+    return None
+
+
+def url_problem(text: str) -> str | None:
+    """Why `text` (placeholders allowed) is not a plain http(s) URL to a valid host, or None."""
+    url = render_dummy(text)
+    if len(url) > limits.MAX_TARGET_CHARS:
+        return f"url is longer than {limits.MAX_TARGET_CHARS} characters (MAX_TARGET_CHARS)"
+    if not _URL_RE.match(url):
+        bad = next((c for c in url if not _URL_RE.match(c)), url[:1])
+        return f"url {text!r} holds {bad!r}: whitespace, quotes and shell characters are not allowed (write %XX)"
+    try:
+        parts = urlsplit(url)
+        parts.port   # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        return f"url {text!r} is not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"url {text!r} must be http:// or https:// with a host"
+    problem = host_problem(parts.hostname)
+    return f"url {text!r}: {problem}" if problem else None
 
 
 def split_target(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -32,14 +80,26 @@ def split_target(text: str, default_port: int | None = None) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def target_problem(text: str, default_port: int | None = None) -> str | None:
+    """Why a `HOST:PORT` target (placeholders allowed) is not usable, or None."""
+    if len(text) > limits.MAX_TARGET_CHARS:
+        return f"target is longer than {limits.MAX_TARGET_CHARS} characters (MAX_TARGET_CHARS)"
+    try:
+        host, _ = split_target(render_dummy(text), default_port)
+    except ValueError:
+        return f"target {text!r} must be HOST:PORT with a port in 1..65535"
+    problem = host_problem(host)
+    return f"target {text!r}: {problem}" if problem else None
+
+
 class Pacing(StrictModel):
     """How many requests, for how long and how fast: closed loop (concurrency) or open loop (rate)."""
 
-    requests: PositiveInt | None = Field(
+    requests: Annotated[PositiveInt, Field(le=limits.MAX_REQUESTS)] | None = Field(
         default=None, description=f"number of requests ({DEFAULT_REQUESTS} when neither requests nor duration)")
     duration: Duration | None = Field(default=None, description="stop starting requests after this long")
-    concurrency: PositiveInt | None = Field(default=None, description="requests in flight (closed loop; default 1)")
-    rate: PositiveFloat | None = Field(default=None, description="requests started per second (open loop)")
+    concurrency: Annotated[PositiveInt, Field(le=limits.MAX_CONCURRENCY)] | None = Field(default=None, description="requests in flight (closed loop; default 1)")
+    rate: Annotated[PositiveFloat, Field(le=limits.MAX_RATE)] | None = Field(default=None, description="requests started per second (open loop)")
     timeout: Duration = 2.0
 
     @model_validator(mode="after")
@@ -70,10 +130,9 @@ class _Targeted(StrictModel):
     @model_validator(mode="after")
     def _target_ok(self) -> "_Targeted":
         """The target (with placeholders replaced by sample values) is HOST:PORT."""
-        try:
-            split_target(render_dummy(self.target), self.DEFAULT_PORT)
-        except ValueError:
-            raise ValueError(f"target {self.target!r} must be HOST:PORT with a port in 1..65535") from None
+        problem = target_problem(self.target, self.DEFAULT_PORT)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -95,13 +154,17 @@ class PingLoad(StrictModel):
     """ICMP echo requests with the real `ping` binary."""
 
     host: str = Field(description="name, IP or placeholder ({pod:P}, {node:N}, ...)")
-    count: PositiveInt = 10
+    count: Annotated[PositiveInt, Field(le=limits.MAX_PING_COUNT)] = 10
     interval: Duration = Field(default=0.2, description="between echo requests (>= 0.002 s)")
     timeout: Duration = Field(default=1.0, description="how long to wait for each reply")
 
     @model_validator(mode="after")
     def _bounds(self) -> "PingLoad":
-        """The interval is at least 2 ms, the timeout positive."""
+        """A valid host; the interval is at least 2 ms, the timeout positive."""
+        problem = host_problem(render_dummy(self.host)) if len(self.host) <= limits.MAX_TARGET_CHARS \
+            else f"host is longer than {limits.MAX_TARGET_CHARS} characters (MAX_TARGET_CHARS)"
+        if problem:
+            raise ValueError(problem)
         if self.interval < 0.002:
             raise ValueError("interval must be >= 2ms")
         if self.timeout <= 0:
@@ -114,7 +177,7 @@ class Iperf3Load(_Targeted):
 
     DEFAULT_PORT: ClassVar[int | None] = 5201
     duration: Duration = Field(default=2.0, description="seconds of the test (iperf3 -t)")
-    parallel: PositiveInt = Field(default=1, description="parallel streams (iperf3 -P)")
+    parallel: Annotated[PositiveInt, Field(le=limits.MAX_IPERF3_PARALLEL)] = Field(default=1, description="parallel streams (iperf3 -P)")
     reverse: bool = Field(default=False, description="the server sends (iperf3 -R)")
     timeout: Duration = Field(default=5.0, description="connect timeout")
 

@@ -12,6 +12,7 @@ import re
 from typing import Any, Iterable, Iterator
 
 from emulator.config.manifests import ManifestObject
+from emulator.config.size_checks import replicas_problem
 from emulator.config.source import Loc
 from emulator.labels import label_selector_matches
 
@@ -193,6 +194,8 @@ def _deployment_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
     spec = obj.get("spec") or {}
     selector = spec.get("selector") or {}
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if "replicas" in spec and (problem := replicas_problem(spec["replicas"])):
+        yield ("spec", "replicas"), problem
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         yield ("spec", "selector"), "an empty selector is not allowed"
     elif not selector_matches(selector, labels):

@@ -180,6 +180,12 @@ def _err(doc: YamlDoc, prefix: Loc, loc: Loc, message: str) -> ConfigError:
     return ConfigError(message, doc.file, doc.line_of(loc), format_path(prefix + loc) or None)
 
 
+# YAML reads `1e9` and `3.0` as floats; the API server refuses them where an integer goes.
+_WHOLE_NUMBERS = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+_StrictValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_WHOLE_NUMBERS)
+
+
 @functools.lru_cache(maxsize=None)
 def _openapi_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     """A cached strict validator for one kind, from the schemas bundled in kubernetes-validate."""
@@ -189,7 +195,7 @@ def _openapi_validator(api_version: str, kind: str) -> jsonschema.protocols.Vali
     schema = json.loads((folder / f"{kind.lower()}-{group}.json").read_text(encoding="utf-8"))
     definitions = json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))
     registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
-    return jsonschema.Draft202012Validator(schema, registry=registry)
+    return _StrictValidator(schema, registry=registry)
 
 
 def _check_openapi(obj: dict[str, Any], doc: YamlDoc, prefix: Loc) -> None:

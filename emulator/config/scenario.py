@@ -12,21 +12,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, PrivateAttr, Tag,
                       WithJsonSchema, model_validator)
 
+from emulator.config.limits import MAX_REPLICAS, MAX_STEPS
 from emulator.config.manifests import ManifestObject
 from emulator.config.reachability import LabelStep, ReachabilityStep
-from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad
-from emulator.config.templates import render_dummy
+from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad, url_problem
 from emulator.config.chaos import AvailabilityStep, FaultStep
 from emulator.config.timing import Timing, TimingName, timing_for
 from emulator.config.machines import Machines
 from emulator.config.impairments import Impairments
 from emulator.config.topology import StrictModel, Topology
-from emulator.config.types import ComparisonField, DnsLabel, Duration, NoBool, Comparison
+from emulator.config.types import ComparisonField, DnsLabel, Duration, WholeNumber, Comparison
 
 
 
@@ -90,7 +89,7 @@ ObjectRefField = Annotated[ObjectRef, PlainValidator(ObjectRef.parse),
 SourceField = Annotated[TrafficSource, PlainValidator(TrafficSource.parse),
                         WithJsonSchema({"type": "string",
                                         "pattern": "^(pod/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
-PositiveInt = Annotated[int, NoBool, Field(ge=1)]
+PositiveInt = Annotated[int, WholeNumber, Field(ge=1)]
 
 
 class WaitSpec(StrictModel):
@@ -125,9 +124,9 @@ class HttpLoad(Pacing):
     @model_validator(mode="after")
     def _url_is_http(self) -> "HttpLoad":
         """Only http:// and https:// URLs with a host."""
-        parts = urlsplit(render_dummy(self.url))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url {self.url!r} must be http:// or https:// with a host")
+        problem = url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
         for name, value in (self.headers or {}).items():
             if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\r" in value or "\n" in value:
                 raise ValueError(f"header {name!r}: a token name and a one-line value")
@@ -231,7 +230,7 @@ class ScaleSpec(StrictModel):
     """Set a Deployment's replicas."""
 
     deployment: DnsLabel
-    replicas: Annotated[int, NoBool, Field(ge=0)]
+    replicas: Annotated[int, WholeNumber, Field(ge=0, le=MAX_REPLICAS)]
     namespace: DnsLabel = "default"
 
 
@@ -271,7 +270,7 @@ class AssertSpec(StrictModel):
     nodes_served: list[str] | None = Field(default=None, description="exactly these nodes' pods answered")
     entered_nodes: list[str] | None = Field(
         default=None, description="exactly these nodes received the requests (load balancer's choice)")
-    statuses_seen: list[Annotated[int, NoBool, Field(ge=100, le=599)]] | None = Field(
+    statuses_seen: list[Annotated[int, WholeNumber, Field(ge=100, le=599)]] | None = Field(
         default=None, description="exactly these HTTP status codes were answered (e.g. [404])")
 
     @model_validator(mode="after")
@@ -353,11 +352,11 @@ class Scenario(StrictModel):
     timing: TimingName = "fast"
     machines: Machines = Field(default_factory=Machines)
     timing_overrides: dict[str, Duration] = Field(default_factory=dict)
-    seed: Annotated[int, NoBool] | None = Field(default=None, description="seeds random fault targets (replayable)")
+    seed: Annotated[int, WholeNumber] | None = Field(default=None, description="seeds random fault targets (replayable)")
     impairments: Impairments | None = Field(
         default=None, description="link impairments replacing the topology's, per link class")
     manifests: list[ManifestEntry] = Field(default_factory=list)
-    steps: list[Step] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS)
     report: list[Literal["summary", "backends", "latency"]] = Field(default_factory=lambda: ["summary"])
 
     _file: str | None = PrivateAttr(default=None)

@@ -12,15 +12,13 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import pydantic
 from pydantic import BaseModel
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from emulator.config.reading import parse_file
 from emulator.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -106,51 +104,14 @@ def _node_line(node: Any) -> int | None:
     return lc.line + 1
 
 
-def _yaml() -> YAML:
-    """A round-trip loader (keeps line numbers; duplicate keys are errors)."""
-    y = YAML(typ="rt")
-    y.allow_duplicate_keys = False
-    return y
-
-
-def _yaml_error(file: str, exc: YAMLError) -> ConfigError:
-    """A ruamel parse error -> ConfigError naming the line."""
-    if isinstance(exc, MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "syntax error"
-        if exc.context and problem.startswith("but "):
-            problem = f"{exc.context}, {problem}"
-        line = mark.line + 1 if mark is not None else None
-        return ConfigError(f"invalid YAML: {problem}", file, line)
-    return ConfigError(f"invalid YAML: {exc}", file)
-
-
-def _read_text(file: str) -> str:
-    """File text, or a ConfigError when it cannot be read."""
-    try:
-        return Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", file) from None
-
-
 def read_yaml(file: str) -> YamlDoc:
-    """Parse a single-document YAML file."""
-    text = _read_text(file)
-    try:
-        return YamlDoc(file, _yaml().load(text))
-    except YAMLError as exc:
-        raise _yaml_error(file, exc) from None
+    """Parse a single-document YAML file (bounded: see `emulator.config.reading`)."""
+    return YamlDoc(file, parse_file(file, all_documents=False)[0])
 
 
 def read_yaml_all(file: str) -> list[YamlDoc]:
     """Parse a multi-document YAML file (empty documents are dropped)."""
-    text = _read_text(file)
-    try:
-        return [YamlDoc(file, root) for root in _yaml().load_all(text) if root is not None]
-    except YAMLError as exc:
-        raise _yaml_error(file, exc) from None
+    return [YamlDoc(file, root) for root in parse_file(file, all_documents=True) if root is not None]
 
 
 def _allowed_fields(model: Any, loc: Loc) -> list[str] | None:

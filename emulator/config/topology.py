@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from emulator.config.types import Cidr, DnsLabel, NoBool
+from emulator.config.limits import MAX_CLIENTS, MAX_NODES, MAX_NODES_PER_ZONE
+from emulator.config.types import Cidr, DnsLabel, WholeNumber
 from emulator.config.impairments import Impairments
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -23,7 +24,7 @@ OS_LABEL = "kubernetes.io/os"
 SPARE_SUBNET_ADDRESSES = 10
 GCP_RESERVED_ADDRESSES = 4   # network, gateway (.1), second-to-last, broadcast
 
-PodPrefix = Annotated[int, NoBool, Field(ge=24, le=28, description="per-node pod range prefix length")]
+PodPrefix = Annotated[int, WholeNumber, Field(ge=24, le=28, description="per-node pod range prefix length")]
 Loc = tuple[str | int, ...]
 
 
@@ -53,7 +54,7 @@ class NodePool(StrictModel):
 
     name: DnsLabel
     zones: list[DnsLabel] = Field(min_length=1)
-    nodes_per_zone: Annotated[int, NoBool, Field(ge=1)] = 1
+    nodes_per_zone: Annotated[int, WholeNumber, Field(ge=1, le=MAX_NODES_PER_ZONE)] = 1
     pod_range_per_node: PodPrefix | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     tags: list[DnsLabel] = Field(default_factory=list)
@@ -134,7 +135,7 @@ class FirewallRule(StrictModel):
     name: DnsLabel
     direction: Literal["ingress", "egress"] = "ingress"
     action: Literal["allow", "deny"]
-    priority: Annotated[int, NoBool, Field(ge=0, le=65535)] = 1000
+    priority: Annotated[int, WholeNumber, Field(ge=0, le=65535)] = 1000
     source_ranges: list[Cidr] = Field(default_factory=list)
     destination_ranges: list[Cidr] = Field(default_factory=list)
     target_tags: list[DnsLabel] = Field(default_factory=list, description="instances the rule applies to")
@@ -164,7 +165,7 @@ class Topology(StrictModel):
     name: DnsLabel
     vpc: Vpc
     cluster: Cluster
-    clients: list[Client] = Field(default_factory=list)
+    clients: list[Client] = Field(default_factory=list, max_length=MAX_CLIENTS)
     firewall: list[FirewallRule] = Field(default_factory=list, description="VPC firewall rules")
     impairments: Impairments = Field(default_factory=Impairments,
                                      description="delay, jitter, loss, rate per link class")
@@ -221,6 +222,9 @@ def _written(topo: Topology, path: str) -> bool:
 
 def topology_problems(topo: Topology) -> list[tuple[Loc, str]]:
     """Cross-field errors of a topology as (field path, message), in file order where possible."""
+    nodes = sum(len(pool.zones) * pool.nodes_per_zone for pool in topo.cluster.node_pools)
+    if nodes > MAX_NODES:
+        return [(("cluster", "node_pools"), f"{nodes} nodes, more than the limit of {MAX_NODES} (MAX_NODES)")]
     problems: list[tuple[Loc, str]] = []
     ranges = topo.ranges()
     paths = list(ranges)

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Callable
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, PlainValidator, WithJsonSchema
 
+from emulator.config.limits import MAX_DURATION_SECONDS
+
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
@@ -57,6 +59,9 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 2s, 1m or a number of seconds")
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"invalid duration {value!r}: must be a finite number >= 0")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {value!r} is longer than the limit of {MAX_DURATION_SECONDS:g} s "
+                         "(MAX_DURATION_SECONDS)")
     return seconds
 
 
@@ -137,3 +142,15 @@ def _no_bool(value: Any) -> Any:
 
 
 NoBool = BeforeValidator(_no_bool)
+
+
+def _whole_number(value: Any) -> Any:
+    """Reject booleans and floats where a whole number is expected (YAML reads 1e9 as a float)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {str(value).lower()}")
+    if isinstance(value, float):
+        raise ValueError(f"expected a whole number, got {value!r} (a float)")
+    return value
+
+
+WholeNumber = BeforeValidator(_whole_number)

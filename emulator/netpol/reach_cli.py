@@ -1,6 +1,6 @@
 """`kubemu reach`: a reachability matrix against a running run, from the kernel side alone.
 
-Finds the run's pods by their namespaces (`/run/netns/kubemu<id>-pod-<ns>-<pod>`) and each
+Finds the run's pods by their namespaces (`/run/netns/kubemu<id>-pod-<ns>.<pod>`) and each
 target's Service IP in the kube-dns hosts file the run keeps (`<run dir>/dns/*/services`);
 probes from inside each pod like the `reachability` step (the Service port is the probed
 port, as with the per-pod Services of the upstream layout) and compares with an expectation.

@@ -64,7 +64,7 @@ def parse_iperf3(report: dict[str, Any], started: float) -> dict[str, Any]:
 
 def iperf3_command(host: str, port: int, duration: float, parallel: int, reverse: bool, timeout: float) -> list[str]:
     """The iperf3 client command line with a JSON report."""
-    cmd = ["iperf3", "-c", host, "-p", str(port), "-t", f"{duration:g}", "-P", str(parallel), "-J",
+    cmd = ["iperf3", f"--client={host}", "-p", str(port), "-t", f"{duration:g}", "-P", str(parallel), "-J",
            "--connect-timeout", str(int(timeout * 1000))]
     return cmd + (["-R"] if reverse else [])
 

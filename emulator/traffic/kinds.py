@@ -22,24 +22,24 @@ KINDS = ("http", "tcp", "udp", "ping", "iperf3")
 def tcp_connect_argv(host: str, port: int, out: str, send: str | None = None, python: str = sys.executable,
                      **pacing: Any) -> list[str]:
     """argv of `python -m emulator.traffic.tcp_connect ...`."""
-    argv = [python, "-m", "emulator.traffic.tcp_connect", "--host", host, "--port", str(port), "--out", out,
+    argv = [python, "-m", "emulator.traffic.tcp_connect", f"--host={host}", "--port", str(port), "--out", out,
             "--timeout", str(pacing.pop("timeout", 2.0))]
     if send is not None:
-        argv += ["--send", send]
+        argv.append(f"--send={send}")   # `=`: a value starting with '-' is not an option
     return argv + _pacing(**pacing)
 
 
 def ping_argv(host: str, out: str, count: int, interval: float, timeout: float,
               python: str = sys.executable) -> list[str]:
     """argv of `python -m emulator.traffic.ping_probe ...`."""
-    return [python, "-m", "emulator.traffic.ping_probe", "--host", host, "--count", str(count),
+    return [python, "-m", "emulator.traffic.ping_probe", f"--host={host}", "--count", str(count),
             "--interval", f"{interval:g}", "--timeout", f"{timeout:g}", "--out", out]
 
 
 def iperf3_argv(host: str, port: int, out: str, duration: float, parallel: int = 1, reverse: bool = False,
                 timeout: float = 5.0, python: str = sys.executable) -> list[str]:
     """argv of `python -m emulator.traffic.iperf3_client ...`."""
-    argv = [python, "-m", "emulator.traffic.iperf3_client", "--host", host, "--port", str(port),
+    argv = [python, "-m", "emulator.traffic.iperf3_client", f"--host={host}", "--port", str(port),
             "--duration", f"{duration:g}", "--parallel", str(parallel), "--timeout", f"{timeout:g}", "--out", out]
     return argv + (["--reverse"] if reverse else [])
 

@@ -16,14 +16,14 @@ def http_load_argv(url: str, out: str, requests: int | None = None, duration: fl
                    python: str = sys.executable, headers: dict[str, str] | None = None,
                    cacert: str | None = None) -> list[str]:
     """argv of `python -m emulator.traffic.http_load ...` (wrap with `in_netns`)."""
-    argv = [python, "-m", "emulator.traffic.http_load", "--url", url, "--out", out, "--timeout", str(timeout)]
+    argv = [python, "-m", "emulator.traffic.http_load", f"--url={url}", "--out", out, "--timeout", str(timeout)]
     argv += _pacing(requests, duration, concurrency, rate)
     if keepalive:
         argv.append("--keepalive")
     if resolve_once:
         argv.append("--resolve-once")
     for name, value in (headers or {}).items():
-        argv += ["--header", f"{name}: {value}"]
+        argv.append(f"--header={name}: {value}")
     if cacert:
         argv += ["--cacert", cacert]
     return argv
@@ -33,8 +33,8 @@ def udp_probe_argv(host: str, port: int, out: str, message: str = "hostname", re
                    duration: float | None = None, concurrency: int | None = None, rate: float | None = None,
                    timeout: float = 2.0, reuse_socket: bool = False, python: str = sys.executable) -> list[str]:
     """argv of `python -m emulator.traffic.udp_probe ...` (wrap with `in_netns`)."""
-    argv = [python, "-m", "emulator.traffic.udp_probe", "--host", host, "--port", str(port),
-            "--message", message, "--out", out, "--timeout", str(timeout)]
+    argv = [python, "-m", "emulator.traffic.udp_probe", f"--host={host}", "--port", str(port),
+            f"--message={message}", "--out", out, "--timeout", str(timeout)]
     argv += _pacing(requests, duration, concurrency, rate)
     if reuse_socket:
         argv.append("--reuse-socket")

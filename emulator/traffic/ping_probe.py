@@ -72,8 +72,8 @@ def parse_ping(output: str, started: float, interval: float, timeout: float,
 
 
 def ping_command(host: str, count: int, interval: float, timeout: float) -> list[str]:
-    """The iputils ping command line (numeric, timestamps, report missing replies)."""
-    return ["ping", "-n", "-D", "-O", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}", host]
+    """The iputils ping command line (numeric, timestamps, report missing replies); HOST after `--`."""
+    return ["ping", "-n", "-D", "-O", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}", "--", host]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

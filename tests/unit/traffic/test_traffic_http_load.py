@@ -163,7 +163,7 @@ def test_launch_argv():
     argv = in_netns("kubemuab12-pod-default-c", http_load_argv("http://web/", "/r/f.jsonl", requests=10,
                                                                 concurrency=2, python="/v/python"))
     assert argv == ["ip", "netns", "exec", "kubemuab12-pod-default-c", "/v/python", "-m",
-                    "emulator.traffic.http_load", "--url", "http://web/", "--out", "/r/f.jsonl",
+                    "emulator.traffic.http_load", "--url=http://web/", "--out", "/r/f.jsonl",
                     "--timeout", "5.0", "--requests", "10", "--concurrency", "2"]
     assert "--reuse-socket" in udp_probe_argv("h", 8081, "o", requests=1, reuse_socket=True)
     with pytest.raises(ValueError):

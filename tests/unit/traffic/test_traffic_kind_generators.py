@@ -114,7 +114,7 @@ def test_kubemu_headers_only_from_http_replies():
 
 def test_generator_command_lines():
     assert generator_argv("ping", {"host": "h", "count": 3, "interval": 0.1, "timeout": 1.0}, "o", "py") == \
-        ["py", "-m", "emulator.traffic.ping_probe", "--host", "h", "--count", "3", "--interval", "0.1",
+        ["py", "-m", "emulator.traffic.ping_probe", "--host=h", "--count", "3", "--interval", "0.1",
          "--timeout", "1", "--out", "o"]
     argv = generator_argv("tcp", {"host": "h", "port": 80, "send": None, "requests": None, "duration": 5.0,
                                   "concurrency": None, "rate": 10.0, "timeout": 1.0}, "o", "py")
