@@ -15,10 +15,26 @@ from rich.table import Table
 
 from emulator.errors import KubemuError
 
+
+def _silence() -> None:
+    """The terminal or reader is gone (a dropped SSH session): output goes nowhere from now on."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+
+
+class _Console(Console):
+    """rich's Console, which on a broken pipe goes on silently instead of exiting (mid-teardown)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence()
+
+
 # Not a terminal (a CI log, a pipe): wide enough that tables and URLs are not cut.
 _WIDTH = None if sys.stdout.isatty() else 160
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+console = _Console(highlight=False, width=_WIDTH)
+err_console = _Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def _fail(e: KubemuError) -> None:
@@ -77,13 +93,11 @@ def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str
 
 
 def _print(where: Console, text: str) -> None:
-    """Print, and once the terminal is gone (a dropped SSH session) go on silently."""
+    """Print, and once the terminal is gone (EIO of a hung-up tty) go on silently."""
     try:
         where.print(text)
     except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        for fd in (1, 2):
-            os.dup2(devnull, fd)
+        _silence()
 
 
 def print_results(results: dict) -> None:
@@ -143,7 +157,7 @@ def check(file: str) -> None:
 
 @main.command()
 @click.argument("run_ids", nargs=-1)
-@click.option("--force", is_flag=True, help="Also a run whose driver is alive: stop its driver, then remove it.")
+@click.option("--force", is_flag=True, help="With RUN_IDs: also a live run (its driver is stopped first).")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 def clean(run_ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
     """Remove what runs left behind: RUN_ID... exactly (e.g. q3zx), else every run whose driver is gone.

@@ -149,10 +149,9 @@ def driver_pid(run_id: str) -> int | None:
         pid = int(rec["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if rec.get("proc_start") is not None:
-        return pid if _running(pid, rec["proc_start"]) else None
-    cmd = _read(pid, "cmdline")       # a record without start time: the process must look like kubemu
-    return pid if _running(pid, None) and (b"emulator" in cmd or b"kubemu" in cmd) else None
+    # A record without start time (an older kubemu): any live process with that pid counts,
+    # so a run is never taken for dead while its driver may still run.
+    return pid if _running(pid, rec.get("proc_start")) else None
 
 
 def driver_alive(run_id: str) -> bool:
@@ -260,7 +259,9 @@ class RunReport:
 def clean(run_ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> list[RunReport]:
     """Clean the given runs (exact ids), default every run found whose driver is gone.
 
-    A live run is skipped unless `force`; forced, its driver is stopped first."""
+    A live run is skipped unless `force` (only with ids); forced, its driver is stopped first."""
+    if force and not run_ids:
+        raise ConfigError("--force needs the ids of the runs to stop (it never applies to every run)")
     os.environ.pop(RUN_ENV, None)     # our own helpers (ip, ovs-vsctl) must not look like a run's
     ids = sorted({parse_run_id(r) for r in run_ids}) if run_ids else sorted(find_run_ids())
     reports = []

@@ -23,6 +23,12 @@ def test_malformed_ids_are_refused_with_exit_2(text: str) -> None:
     assert e.value.exit_code == 2 and repr(text) in str(e.value)
 
 
+def test_force_applies_only_to_runs_named() -> None:
+    with pytest.raises(ConfigError) as e:
+        cleanup.clean(None, force=True)
+    assert e.value.exit_code == 2
+
+
 def test_an_id_is_taken_bare_or_with_its_prefix() -> None:
     assert cleanup.parse_run_id("q3zx") == "q3zx"
     assert cleanup.parse_run_id("kubemuq3zx") == "q3zx"
