@@ -185,9 +185,8 @@ def _clean_line(rep) -> str:
                 f"`kubemu clean {rep.run_id} --force`); has {found}")
     if rep.action == "would remove":
         return f"would remove {found}" + (f" after stopping its driver (pid {rep.driver})" if rep.driver else "")
-    done = ", ".join(f"{v} {k}" for k, v in rep.removed.items() if v)
-    return (f"stopped its driver (pid {rep.driver}), " if rep.driver else "") + \
-        (f"removed {done}" if done else "nothing left to remove")
+    stopped = f"stopped its driver (pid {rep.driver}), " if rep.driver else ""
+    return stopped + (f"removed {found}" if any(rep.found.values()) else "nothing left to remove")
 
 
 def _few(items: list[str], n: int = 4) -> str:

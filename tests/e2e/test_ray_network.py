@@ -1,5 +1,6 @@
 """A local run's Ray is invisible from the network: every socket that the run's processes
-listen on in the root namespace is on loopback, and Ray asks no cloud metadata server."""
+listen on in the root namespace is on loopback (the driver's Ray node and a simulated
+machine's alike), and Ray asks no cloud metadata server."""
 from __future__ import annotations
 
 import ipaddress
@@ -10,9 +11,17 @@ import sys
 
 import pytest
 
+from conftest import cluster_from
 from emulator.runner import cleanup, ray_local
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The shared 3-node cluster, spread over 2 simulated machines (2 Ray nodes)."""
+    with cluster_from("regional-3.yaml", machines=(2, "spread")) as c:
+        yield c
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -50,6 +59,8 @@ def test_the_runs_ray_listens_on_loopback_only(cluster):
     socks = listening(pids)
     names = {n for _, n in socks}
     assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::NodeAgent") for n in names), socks
+    raylets = {p for p in pids if open(f"/proc/{p}/comm").read().strip() == "raylet"}
+    assert len(raylets) == 2                                     # the driver's node and machine 1's
     assert len(socks) >= 10, socks
     exposed = [(a, n) for a, n in socks if not _loopback(a)]
     assert exposed == [], exposed
