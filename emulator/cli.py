@@ -15,10 +15,26 @@ from rich.table import Table
 
 from emulator.errors import KubemuError
 
+
+def _silence() -> None:
+    """The terminal or reader is gone (a dropped SSH session): output goes nowhere from now on."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+
+
+class _Console(Console):
+    """rich's Console, which on a broken pipe goes on silently instead of exiting (mid-teardown)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence()
+
+
 # Not a terminal (a CI log, a pipe): wide enough that tables and URLs are not cut.
 _WIDTH = None if sys.stdout.isatty() else 160
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+console = _Console(highlight=False, width=_WIDTH)
+err_console = _Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def _fail(e: KubemuError) -> None:
@@ -50,6 +66,7 @@ def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str
     """Build the cluster of SCENARIO, run its steps, report, and tear everything down."""
     from emulator.config import load_scenario
     from emulator.naming import new_run_id
+    from emulator.runner import signals
     from emulator.runner.run import run_scenario
     try:
         sc = load_scenario(scenario)
@@ -59,19 +76,28 @@ def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str
     run_id = new_run_id()
 
     def progress(msg: str) -> None:
-        console.print(f"[dim]{time.time() - t0:6.1f}s[/] {msg}")
+        _print(console, f"[dim]{time.time() - t0:6.1f}s[/] {msg}")
     console.print(f"[bold]kubemu[/] running scenario [bold]{sc.name}[/] as run kubemu{run_id} "
                   f"({len(sc.topology.nodes())} nodes, timing {sc.timing})")
     try:
         spread = (machines or sc.machines.count, placement or sc.machines.placement)
         results = run_scenario(sc, runs_dir, progress, address, iptables_backend, run_id, spread)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted: cluster torn down[/]")
-        sys.exit(130)
+    except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM, SIGHUP (emulator/runner/signals.py)
+        why = f" by {e}" if str(e).startswith("SIG") else ""
+        _print(err_console, f"[yellow]interrupted{why}: cluster torn down[/]")
+        sys.exit(signals.exit_code(e))
     except KubemuError as e:
         _fail(e)
     print_results(results)
     sys.exit(0 if results["ok"] else 1)
+
+
+def _print(where: Console, text: str) -> None:
+    """Print, and once the terminal is gone (EIO of a hung-up tty) go on silently."""
+    try:
+        where.print(text)
+    except OSError:
+        _silence()
 
 
 def print_results(results: dict) -> None:
@@ -131,19 +157,40 @@ def check(file: str) -> None:
 
 @main.command()
 @click.argument("run_ids", nargs=-1)
-@click.option("--force", is_flag=True, help="Also clean runs whose driver is still alive.")
-def clean(run_ids: tuple[str, ...], force: bool) -> None:
-    """Remove leftovers of crashed runs (only kubemu-prefixed objects)."""
+@click.option("--force", is_flag=True, help="With RUN_IDs: also a live run (its driver is stopped first).")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def clean(run_ids: tuple[str, ...], force: bool, dry_run: bool) -> None:
+    """Remove what runs left behind: RUN_ID... exactly (e.g. q3zx), else every run whose driver is gone.
+
+    A run whose driver is alive is never touched without --force."""
     from emulator.runner.cleanup import clean as do_clean
-    report = do_clean(list(run_ids) or None, force)
-    if not report:
+    try:
+        reports = do_clean(list(run_ids) or None, force, dry_run)
+    except KubemuError as e:
+        _fail(e)
+    if not reports:
         console.print("nothing to clean")
-    for rid, what in report.items():
-        if isinstance(what, str):
-            console.print(f"kubemu{rid}: {what}")
-        else:
-            done = ", ".join(f"{v} {k}" for k, v in what.items() if v) or "nothing left"
-            console.print(f"kubemu{rid}: removed {done}")
+    refused = False
+    for rep in reports:
+        console.print(f"kubemu{rep.run_id}: {_clean_line(rep)}", soft_wrap=True, markup=False)
+        refused |= rep.action == "skipped"
+    sys.exit(1 if refused and run_ids else 0)
+
+
+def _clean_line(rep) -> str:
+    """One line per run: what is there, and what was done with it."""
+    found = "; ".join(f"{len(v)} {k} ({_few(v)})" for k, v in rep.found.items() if v) or "nothing left"
+    if rep.action == "skipped":
+        return (f"its driver (pid {rep.driver}) is running: not touched (stop it, or "
+                f"`kubemu clean {rep.run_id} --force`); has {found}")
+    if rep.action == "would remove":
+        return f"would remove {found}" + (f" after stopping its driver (pid {rep.driver})" if rep.driver else "")
+    stopped = f"stopped its driver (pid {rep.driver}), " if rep.driver else ""
+    return stopped + (f"removed {found}" if any(rep.found.values()) else "nothing left to remove")
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (f", ... {len(items) - n} more" if len(items) > n else "")
 
 
 @main.command()

@@ -19,6 +19,10 @@ RUN_ID_RE = re.compile(rf"^[a-z0-9]{{{RUN_ID_LEN}}}$")
 IFNAMSIZ = 15
 NETNS_NAME_MAX = 255          # `ip netns` names are files in /run/netns (NAME_MAX)
 _HASH_CHARS = 20              # hex characters of the hash that ends a shortened name
+# `kubemu<id>` as a whole token: not inside a longer word, and followed by the end, a
+# delimiter (`-`, `_`, `/`, space, ...) or an interface name's kind letter and index
+# (`kubemuq3zxp12`). Ids have a fixed length, so run `q3zx` never matches `q3zy`'s objects.
+_OWNED = re.compile(rf"(?<![a-z0-9]){PREFIX}([a-z0-9]{{{RUN_ID_LEN}}})(?=$|[^a-z0-9]|[a-z][0-9]+(?![a-z0-9]))")
 
 
 def new_run_id() -> str:
@@ -103,3 +107,24 @@ def pod_veth_name(namespace: str, pod: str) -> str:
 def is_kubemu_name(name: str) -> bool:
     """True for names created by some kubemu run."""
     return name.startswith(PREFIX) and RUN_ID_RE.match(name[len(PREFIX):len(PREFIX) + RUN_ID_LEN]) is not None
+
+
+def valid_run_id(text: str) -> bool:
+    """True for a well-formed run id (`q3zx`), never for an empty or partial one."""
+    return RUN_ID_RE.match(text) is not None
+
+
+def run_id_of(name: str) -> str | None:
+    """The run owning a kernel object or directory name (`kubemuq3zx-node-a` -> `q3zx`), if any."""
+    m = _OWNED.match(name)
+    return m.group(1) if m else None
+
+
+def owned_by(name: str, run_id: str) -> bool:
+    """True when `name` is one of run `run_id`'s objects (exact id, never a prefix of it)."""
+    return valid_run_id(run_id) and run_id_of(name) == run_id
+
+
+def run_ids_in(text: str) -> set[str]:
+    """Every run id named as a whole `kubemu<id>` token in a text, e.g. a command line."""
+    return {m.group(1) for m in _OWNED.finditer(text)}

@@ -1,26 +1,29 @@
-"""Find and remove what kubemu runs left behind, by run prefix only.
+"""Find and remove what kubemu runs left behind, by exact run id only.
 
-Leftovers of a run `kubemu<id>`: processes (whose command line or environment carries
-the prefix, or which live in one of its namespaces), named namespaces, root-namespace
-links, OVS bridges on a system OVS, and its state directories. Nothing is ever
-matched by a broad name: only exact `kubemu<id>` prefixes of the ids found.
+Leftovers of a run `kubemu<id>`: processes (whose command line names `kubemu<id>` as a
+whole token, whose environment has KUBEMU_RUN_ID=<id>, or which live in one of its
+namespaces), named namespaces, root-namespace links, OVS bridges on a system OVS, and
+its state directories. Names are matched by the run's exact id (emulator.naming.owned_by):
+never by a broad name or a partial id, and a run whose driver is alive is left alone
+unless forced (then its driver is stopped first, so it tears down what it can itself).
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 
-from emulator.naming import PREFIX, RUN_ID_LEN
+from emulator.errors import ConfigError
+from emulator.naming import PREFIX, owned_by, run_id_of, run_ids_in, valid_run_id
 
 STATE_ROOT = "/run/kubemu"
 RUN_ENV = "KUBEMU_RUN_ID"
-_ID = re.compile(rf"{PREFIX}([a-z0-9]{{{RUN_ID_LEN}}})(?=[-a-z0-9]|$)")
+DRIVER_STOP_GRACE = 120.0   # seconds a forced live run gets to tear itself down
 
 
 def state_dir(run_id: str) -> str:
@@ -32,18 +35,19 @@ def ray_temp_dir(run_id: str) -> str:
     return f"/tmp/{PREFIX}{run_id}-ray"
 
 
-def _ids_in(names) -> set[str]:
-    out = set()
-    for n in names:
-        m = _ID.match(n)
-        if m:
-            out.add(m.group(1))
-    return out
+def parse_run_id(text: str) -> str:
+    """A run id as the user typed it (`q3zx` or `kubemuq3zx`); ConfigError (exit 2) if malformed."""
+    rid = text[len(PREFIX):] if text.startswith(PREFIX) and len(text) > len(PREFIX) else text
+    if not valid_run_id(rid):
+        raise ConfigError(f"{text!r} is not a run id (4 characters a-z0-9, e.g. q3zx from "
+                          f"`running ... as run kubemuq3zx`); `kubemu clean` alone lists every run")
+    return rid
 
 
+# --- what is on the machine ---
 def _netns_names() -> list[str]:
     try:
-        return [n for n in os.listdir("/run/netns")]
+        return os.listdir("/run/netns")
     except FileNotFoundError:
         return []
 
@@ -53,19 +57,31 @@ def _links() -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
 
 
-def _proc_info(pid: int) -> tuple[str, str, str | None]:
-    """(cmdline, environ, netns link) of a process, '' when unreadable."""
-    def rd(p: str) -> str:
-        try:
-            with open(f"/proc/{pid}/{p}", "rb") as f:
-                return f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return ""
+def _read(pid: int, what: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def env_run_id(environ: bytes) -> str | None:
+    """The KUBEMU_RUN_ID entry of a NUL-separated environment block, exactly."""
+    key = f"{RUN_ENV}=".encode()
+    for entry in environ.split(b"\0"):
+        if entry.startswith(key):
+            return entry[len(key):].decode(errors="replace")
+    return None
+
+
+def _proc_info(pid: int) -> tuple[str, str | None, str | None]:
+    """(command line, KUBEMU_RUN_ID, netns link) of a process; '' / None when unreadable."""
     try:
         ns = os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
         ns = None
-    return rd("cmdline"), rd("environ"), ns
+    cmd = _read(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace")
+    return cmd, env_run_id(_read(pid, "environ")), ns
 
 
 def _netns_inode(name: str) -> str | None:
@@ -75,53 +91,131 @@ def _netns_inode(name: str) -> str | None:
         return None
 
 
-def find_run_ids() -> set[str]:
-    """Run ids that left something on this machine (or are running)."""
-    ids = _ids_in(_netns_names()) | _ids_in(_links())
-    ids |= _ids_in(os.listdir(STATE_ROOT) if os.path.isdir(STATE_ROOT) else [])
-    ids |= _ids_in(os.path.basename(p) for p in glob.glob(f"/tmp/{PREFIX}*-ray"))
-    ids |= _ids_in(os.path.basename(p) for p in glob.glob(f"/etc/netns/{PREFIX}*"))
-    for pid in _pids():
-        cmd, env, _ = _proc_info(pid)
-        m = re.search(rf"{RUN_ENV}=([a-z0-9]{{{RUN_ID_LEN}}})\b", env)
-        if m:
-            ids.add(m.group(1))
-        ids |= {m.group(1) for m in _ID.finditer(cmd)}
-    return ids
-
-
 def _pids() -> list[int]:
     me = os.getpid()
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
 
 
-def driver_alive(run_id: str) -> bool:
-    """True when the driver that owns the run is still running."""
+def _ids_of(names) -> set[str]:
+    return {rid for rid in map(run_id_of, names) if rid}
+
+
+def find_run_ids() -> set[str]:
+    """Run ids that left something on this machine (or are running)."""
+    ids = _ids_of(_netns_names()) | _ids_of(_links())
+    ids |= _ids_of(os.listdir(STATE_ROOT) if os.path.isdir(STATE_ROOT) else [])
+    ids |= _ids_of(os.path.basename(p) for p in glob.glob(f"/tmp/{PREFIX}*-ray"))
+    ids |= _ids_of(os.path.basename(p) for p in glob.glob(f"/etc/netns/{PREFIX}*"))
+    for pid in _pids():
+        cmd, env_id, _ = _proc_info(pid)
+        if env_id and valid_run_id(env_id):
+            ids.add(env_id)
+        ids |= run_ids_in(cmd)
+    return ids
+
+
+# --- the driver ---
+def proc_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot): with the pid, names one process for good."""
+    stat = _read(pid, "stat").decode(errors="replace")
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def write_driver_record(run_id: str, run_dir: str) -> None:
+    """driver.json: the pid and start time of this process, the run's driver."""
+    os.makedirs(state_dir(run_id), exist_ok=True)
+    with open(os.path.join(state_dir(run_id), "driver.json"), "w") as f:
+        json.dump({"pid": os.getpid(), "proc_start": proc_start(os.getpid()), "run_dir": run_dir,
+                   "started": time.time()}, f)
+
+
+def _running(pid: int, start: int | None) -> bool:
+    """True while process `pid` runs (not a zombie) and, given `start`, is the one started then."""
+    stat = _read(pid, "stat").decode(errors="replace")
+    if not stat or stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):   # gone, or dead not yet reaped
+        return False
+    return start is None or proc_start(pid) == start
+
+
+def driver_pid(run_id: str) -> int | None:
+    """The pid of the run's driver while it runs: the very process that wrote driver.json
+    (same pid and start time), never another one that reused its pid."""
     try:
         with open(os.path.join(state_dir(run_id), "driver.json")) as f:
-            pid = json.load(f)["pid"]
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")   # a zombie is a dead driver not yet reaped
-    except (OSError, ValueError, KeyError, IndexError):
-        return False
+            rec = json.load(f)
+        pid = int(rec["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # A record without start time (an older kubemu): any live process with that pid counts,
+    # so a run is never taken for dead while its driver may still run.
+    return pid if _running(pid, rec.get("proc_start")) else None
 
 
+def driver_alive(run_id: str) -> bool:
+    """True when the driver that owns the run is still running."""
+    return driver_pid(run_id) is not None
+
+
+def stop_driver(pid: int, grace: float = DRIVER_STOP_GRACE) -> None:
+    """SIGTERM a run's driver (it tears its cluster down), SIGKILL it after `grace` seconds."""
+    start = proc_start(pid)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while _running(pid, start) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _running(pid, start):
+            return
+
+
+# --- one run's leftovers ---
 def run_processes(run_id: str) -> list[int]:
-    """Processes of a run: prefix in command line or environment, or inside its namespaces."""
-    prefix = f"{PREFIX}{run_id}"
-    inodes = {i for i in (_netns_inode(n) for n in _netns_names() if n.startswith(prefix)) if i}
+    """Processes of a run: `kubemu<id>` in command line, KUBEMU_RUN_ID=<id>, or inside its namespaces."""
+    if not valid_run_id(run_id):
+        return []
+    inodes = {i for i in (_netns_inode(n) for n in _netns_names() if owned_by(n, run_id)) if i}
     out = []
     for pid in _pids():
-        cmd, env, ns = _proc_info(pid)
-        if prefix in cmd or f"{RUN_ENV}={run_id}" in env or (ns and ns in inodes):
+        cmd, env_id, ns = _proc_info(pid)
+        if env_id == run_id or run_id in run_ids_in(cmd) or (ns and ns in inodes):
             out.append(pid)
     return out
 
 
+def _system_bridges() -> list[str]:
+    if not os.path.exists("/var/run/openvswitch/db.sock"):
+        return []
+    res = subprocess.run(["ovs-vsctl", "--timeout=3", "list-br"], capture_output=True, text=True)
+    return res.stdout.split()
+
+
+def _dirs(run_id: str) -> list[str]:
+    prefix = f"{PREFIX}{run_id}"
+    cands = glob.glob(f"/etc/netns/{prefix}*") + [ray_temp_dir(run_id), state_dir(run_id)]
+    return [d for d in cands if os.path.exists(d) and owned_by(os.path.basename(d), run_id)]
+
+
+def inventory(run_id: str) -> dict[str, list[str]]:
+    """Everything of one run on this machine, by kind (processes as `pid name`)."""
+    def comm(pid: int) -> str:
+        return _read(pid, "comm").decode(errors="replace").strip() or "?"
+    return {"namespaces": sorted(n for n in _netns_names() if owned_by(n, run_id)),
+            "processes": [f"{p} {comm(p)}" for p in run_processes(run_id)],
+            "links": sorted(ln for ln in _links() if owned_by(ln, run_id)),
+            "bridges": sorted(b for b in _system_bridges() if owned_by(b, run_id)),
+            "dirs": _dirs(run_id)}
+
+
 def clean_run(run_id: str) -> dict[str, int]:
     """Remove every leftover of one run; returns counts of what was removed."""
-    prefix = f"{PREFIX}{run_id}"
+    if not valid_run_id(run_id):
+        raise ConfigError(f"{run_id!r} is not a run id")
     counts = {"processes": 0, "namespaces": 0, "links": 0, "bridges": 0, "dirs": 0}
     for _ in range(3):  # killed parents may have had children starting
         pids = run_processes(run_id)
@@ -134,40 +228,53 @@ def clean_run(run_id: str) -> dict[str, int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-    _clean_system_ovs(prefix, counts)
+    for br in _system_bridges():   # a private OVS died with its processes; a system one did not
+        if owned_by(br, run_id):
+            subprocess.run(["ovs-vsctl", "--timeout=3", "--if-exists", "del-br", br], capture_output=True)
+            counts["bridges"] += 1
     for n in _netns_names():
-        if n.startswith(prefix):
+        if owned_by(n, run_id):
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
             counts["namespaces"] += 1
     for link in _links():
-        if link.startswith(prefix):
+        if owned_by(link, run_id):
             subprocess.run(["ip", "link", "del", link], capture_output=True)
             counts["links"] += 1
-    for d in glob.glob(f"/etc/netns/{prefix}-*") + [ray_temp_dir(run_id), state_dir(run_id)]:
-        if os.path.exists(d):
-            shutil.rmtree(d, ignore_errors=True)
-            counts["dirs"] += 1
+    for d in _dirs(run_id):
+        shutil.rmtree(d, ignore_errors=True)
+        counts["dirs"] += 1
     return counts
 
 
-def _clean_system_ovs(prefix: str, counts: dict[str, int]) -> None:
-    """Bridges of this run on a system-wide OVS (a private OVS died with its processes)."""
-    if not os.path.exists("/var/run/openvswitch/db.sock"):
-        return
-    res = subprocess.run(["ovs-vsctl", "--timeout=3", "list-br"], capture_output=True, text=True)
-    for br in res.stdout.split():
-        if br.startswith(prefix):
-            subprocess.run(["ovs-vsctl", "--timeout=3", "--if-exists", "del-br", br], capture_output=True)
-            counts["bridges"] += 1
+@dataclass
+class RunReport:
+    """What `kubemu clean` found and did for one run."""
+    run_id: str
+    driver: int | None                      # pid of the live driver, if any
+    found: dict[str, list[str]] = field(default_factory=dict)
+    action: str = ""                        # removed | skipped | would remove | stopped and removed
+    removed: dict[str, int] = field(default_factory=dict)
 
 
-def clean(run_ids: list[str] | None = None, force: bool = False) -> dict[str, dict[str, int] | str]:
-    """Clean the given runs (default: every run found whose driver is gone)."""
-    ids = sorted(set(run_ids) if run_ids else find_run_ids())
-    report: dict[str, dict[str, int] | str] = {}
+def clean(run_ids: list[str] | None = None, force: bool = False, dry_run: bool = False) -> list[RunReport]:
+    """Clean the given runs (exact ids), default every run found whose driver is gone.
+
+    A live run is skipped unless `force` (only with ids); forced, its driver is stopped first."""
+    if force and not run_ids:
+        raise ConfigError("--force needs the ids of the runs to stop (it never applies to every run)")
+    os.environ.pop(RUN_ENV, None)     # our own helpers (ip, ovs-vsctl) must not look like a run's
+    ids = sorted({parse_run_id(r) for r in run_ids}) if run_ids else sorted(find_run_ids())
+    reports = []
     for rid in ids:
-        if not force and driver_alive(rid):
-            report[rid] = "running (skipped; use --force)"
-            continue
-        report[rid] = clean_run(rid)
-    return report
+        rep = RunReport(rid, driver_pid(rid), inventory(rid))
+        if dry_run:
+            rep.action = "skipped" if rep.driver and not force else "would remove"
+        elif rep.driver and not force:
+            rep.action = "skipped"
+        else:
+            if rep.driver:
+                stop_driver(rep.driver)
+            rep.removed = clean_run(rid)
+            rep.action = "stopped and removed" if rep.driver else "removed"
+        reports.append(rep)
+    return reports

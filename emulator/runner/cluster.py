@@ -6,7 +6,6 @@ Used as a context manager so teardown runs on success, failure and Ctrl-C alike.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -18,7 +17,7 @@ import ray
 
 from emulator.errors import KubemuError, PrerequisiteError, Timeout
 from emulator.naming import RunNames
-from emulator.runner import cleanup
+from emulator.runner import cleanup, ray_local, signals
 from emulator.runner.plan import RunPlan, node_object, system_objects
 from emulator.config.timing import Timing
 
@@ -78,20 +77,19 @@ class Cluster:
     def up(self) -> None:
         """Ray, API server, fabric, SDN controller, hosts, node components, system pods."""
         state = cleanup.state_dir(self.run_id)
-        os.makedirs(state, exist_ok=True)
-        with open(os.path.join(state, "driver.json"), "w") as f:
-            json.dump({"pid": os.getpid(), "run_dir": self.run_dir, "started": time.time()}, f)
+        cleanup.write_driver_record(self.run_id, self.run_dir)
         os.environ[cleanup.RUN_ENV] = self.run_id
         self.progress("starting Ray")
         local = not self.ray_address
         # Ray 2.60 enables token authentication for a new local cluster and announces it on
         # the terminal: keep it on, without the announcement.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=cleanup.ray_temp_dir(self.run_id) if local else None,
-                 # one actor per emulated host: let them all start at once
-                 _system_config={"worker_maximum_startup_concurrency": 16} if local else None,
-                 configure_logging=False, namespace=f"kubemu{self.run_id}")
+        # A local Ray listens on loopback only and asks no cloud metadata server (ray_local).
+        ray_local.init(self.ray_address, cleanup.ray_temp_dir(self.run_id), include_dashboard=False,
+                       log_to_driver=False,
+                       # one actor per emulated host: let them all start at once
+                       _system_config={"worker_maximum_startup_concurrency": 16} if local else None,
+                       configure_logging=False, namespace=f"kubemu{self.run_id}")
         self.mark("ray")
         from emulator.api.server import ApiServer
         from emulator.fabric.machine import Machine
@@ -217,7 +215,13 @@ class Cluster:
 
     # --- teardown ---
     def down(self) -> None:
-        """Stop every actor (each removes its own kernel objects), then Ray; sweep leftovers."""
+        """Stop every actor (each removes its own kernel objects), then Ray; sweep leftovers.
+
+        A stop signal meanwhile is reported, not raised: the teardown never stops halfway."""
+        with signals.teardown():
+            self._down()
+
+    def _down(self) -> None:
         if not ray.is_initialized():
             cleanup.clean_run(self.run_id)
             return

@@ -3,7 +3,7 @@
 One machine (the default) is today's path: one `Machine` actor, no pinning, no tunnels.
 With `count > 1` and no Ray address, kubemu simulates the machines on this host: the
 driver's local Ray node is machine 0 and every other machine is one more Ray node
-started here (`ray start --address ... --block`) that advertises the custom resource
+started here (`ray start --address ... --block`, on loopback like the driver's: ray_local) that advertises the custom resource
 `kubemu<id>_machine_<i>`. Each machine gets its own `Machine` actor (fabric namespace,
 private OVS, VPC bridge), pinned to its Ray node with Ray's NodeAffinitySchedulingStrategy,
 as is every host's agent, by the placement policy. An emulated underlay joins the
@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Callable
 
@@ -31,7 +30,7 @@ from emulator.errors import KubemuError
 from emulator.fabric import underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
-from emulator.runner import cleanup
+from emulator.runner import cleanup, ray_local
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -79,18 +78,17 @@ class Machines:
         extra = self.count - 1
         progress(f"starting {extra} more Ray node{'' if extra == 1 else 's'} (simulated machine{'' if extra == 1 else 's'})")
         gcs = ray.get_runtime_context().gcs_address
-        ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
         os.makedirs(self.log_dir, exist_ok=True)
         for i in range(1, self.count):  # one at a time: parallel `ray start`s race for ports
-            self.node_ids.append(self._start_node(i, gcs, ray_cli))
+            self.node_ids.append(self._start_node(i, gcs, ray_local.start_node_argv()))
 
-    def _start_node(self, machine: int, gcs: str, ray_cli: str, attempts: int = 2) -> str:
+    def _start_node(self, machine: int, gcs: str, ray_cmd: list[str], attempts: int = 2) -> str:
         """Start simulated machine `machine`'s Ray node; once more if it dies at start (a port
         taken meanwhile by another process: Ray picks free ports before binding them)."""
         for attempt in range(attempts):
             with open(os.path.join(self.log_dir, f"ray-machine-{machine}.log"), "a") as out:
                 proc = subprocess.Popen(
-                    [ray_cli, "start", f"--address={gcs}", "--block", "--num-cpus=1",
+                    [*ray_cmd, f"--address={gcs}", "--block", "--num-cpus=1",
                      f"--resources={json.dumps({machine_resource(self.run_id, machine): 1000})}",
                      f"--temp-dir={cleanup.ray_temp_dir(self.run_id)}", "--disable-usage-stats",
                      f"--object-store-memory={OBJECT_STORE_BYTES}"],

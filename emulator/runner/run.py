@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
 import time
 import traceback
 from typing import Callable
@@ -19,7 +18,7 @@ import ray
 from emulator.errors import KubemuError
 from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster, check_prerequisites
-from emulator.runner import flows
+from emulator.runner import flows, signals
 from emulator.runner.plan import make_plan
 from emulator.runner.ingress_results import ingress_results
 from emulator.impair.cluster import apply_impairments
@@ -27,10 +26,6 @@ from emulator.runner.steps import EXECUTORS, StepContext
 from emulator.report import render as report_render
 
 RESULTS_SCHEMA_VERSION = 1
-
-
-def _sigterm(_signum, _frame):
-    raise KeyboardInterrupt("SIGTERM")
 
 
 def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
@@ -55,7 +50,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                      "scenario_file": scenario.file, "run_id": run_id, "run_dir": run_dir,
                      "started": time.time(), "steps": [], "flows": {}, "ok": False,
                      "timing": {"profile": scenario.timing, **timing.model_dump()}}
-    old = signal.signal(signal.SIGTERM, _sigterm)
+    old = signals.arm(run_id)   # SIGINT, SIGTERM, SIGHUP: tear down like Ctrl-C
     t0 = time.time()
     try:
         machines = machines or (scenario.machines.count, scenario.machines.placement)
@@ -109,7 +104,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         results["error"] = msg
         raise KubemuError(f"internal error: {msg} (traceback in {path})") from e
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signals.disarm(old)
         results["seconds"] = round(time.time() - t0, 3)
         with open(os.path.join(run_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2, default=str)

@@ -86,13 +86,14 @@ class ClusterHandle:
 
 
 @contextlib.contextmanager
-def cluster_from(topology: str = "regional-3.yaml", timing: str = "fast") -> Iterator[ClusterHandle]:
-    """Build a cluster from a topology file in topologies/; always torn down."""
+def cluster_from(topology: str = "regional-3.yaml", timing: str = "fast",
+                 machines: tuple[int, str] | None = None) -> Iterator[ClusterHandle]:
+    """Build a cluster from a topology file in topologies/ (on `machines`: count, placement); always torn down."""
     topo = load_topology(os.path.join(TOPOLOGIES, topology))
     run_id = new_run_id()
     run_dir = tempfile.mkdtemp(prefix=f"kubemu{run_id}-")
     keep = os.environ.get("KUBEMU_KEEP_TEST_RUNS")
-    cluster = Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), timing_for(timing))
+    cluster = Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), timing_for(timing), machines=machines)
     try:
         with cluster:
             cluster.up()
