@@ -89,10 +89,11 @@ class Crud:
             raise invalid(res.kind, name, res.group, causes)
         mode = q.get("fieldValidation", "Warn")
         if unknown and mode == "Strict":
-            text = ", ".join(f'unknown field "{u}"' for u in unknown)
+            text = ", ".join(f'unknown field "{validation.path_text(u)}"' for u in unknown)
             raise StatusError(400, f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: "
                               f"strict decoding error: {text}", "BadRequest")
-        warnings = [f'unknown field "{u}"' for u in unknown] if mode == "Warn" else []
+        warnings = [f'unknown field "{validation.path_text(u)}"' for u in unknown] if mode == "Warn" else []
+        validation.drop_fields(obj, unknown)
         return obj, warnings
 
     def _identity(self, t: Target, obj: Any, name: str | None) -> dict:

@@ -50,19 +50,21 @@ def record_update(old: dict | None, new: dict, manager: str, schema: dict | None
         if e.get("manager") == manager and e.get("operation") == "Update":
             mine = (e, paths | changed)
             continue
-        owners.append((e, paths - fs.leaves(changed) if changed else paths))
+        owners.append((e, _drop(paths, fs.leaves(changed))))
     if mine is None and changed:
         mine = (_entry(manager, "Update", new.get("apiVersion", ""), set(), now), changed)
     if mine is not None:
-        owners.append(({**mine[0], "time": rfc3339(now)}, _prune(mine[1])))
-    _set_entries(out, [(e, _prune(p)) for e, p in owners])
+        owners.append(({**mine[0], "time": rfc3339(now)}, mine[1]))
+    _set_entries(out, owners)
     return out
 
 
-def _prune(paths: set) -> set:
-    """Keep only intermediate paths that lead to a kept leaf."""
-    lv = fs.leaves(paths)
-    return lv | {p[:i] for p in lv for i in range(1, len(p))}
+def _drop(paths: set, lost: set) -> set:
+    """`paths` without `lost` and without intermediate paths left with nothing under them."""
+    inner = paths - fs.leaves(paths)
+    kept = paths - lost
+    under = {p[:i] for p in kept for i in range(1, len(p))}
+    return {p for p in kept if p not in inner or p in under}
 
 
 def apply(live: dict | None, applied: dict, manager: str, force: bool, schema: dict | None,
@@ -99,7 +101,7 @@ def apply(live: dict | None, applied: dict, manager: str, force: bool, schema: d
             fs.remove_at(base, p)
     merged = strategic_merge(base, applied, schema)
     lost = {p for _, p in conflicts}
-    owners = [(e, _prune(paths - lost)) for e, paths in others]
+    owners = [(e, _drop(paths, lost)) for e, paths in others]
     owners.append((_entry(manager, "Apply", applied.get("apiVersion", ""), set(), now), new_set))
     _set_entries(merged, owners)
     return merged

@@ -31,19 +31,19 @@ def cause(field: str, reason: str, message: str) -> dict:
     return {"reason": reason, "message": message, "field": field}
 
 
-def schema_problems(obj: dict) -> tuple[list[str], list[dict]]:
-    """(unknown field paths, causes) from the bundled strict schema; no schema -> nothing."""
+def schema_problems(obj: dict) -> tuple[list[tuple], list[dict]]:
+    """(unknown field locations, causes) from the bundled strict schema; no schema -> nothing."""
     try:
         validator = _openapi_validator(obj.get("apiVersion", ""), obj.get("kind", ""))
     except (FileNotFoundError, KeyError):
         return [], []
-    unknown: list[str] = []
+    unknown: list[tuple] = []
     causes: list[dict] = []
     for err in validator.iter_errors(obj):
         loc = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             known = set(err.schema.get("properties", {}))
-            unknown += [_path(loc + (k,)) for k in err.instance if k not in known]
+            unknown += [loc + (k,) for k in err.instance if k not in known]
         elif err.validator == "required" and isinstance(err.instance, dict):
             for k in err.validator_value:
                 if k not in err.instance:
@@ -109,7 +109,21 @@ def name_problems(obj: dict, dns_label: bool) -> Iterator[dict]:
                     "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
 
 
-def problems(obj: dict) -> tuple[list[str], list[dict]]:
+def drop_fields(obj: dict, locs: list[tuple]) -> None:
+    """Remove the fields at these locations (unknown fields the client asked to ignore)."""
+    for loc in sorted(locs, key=len, reverse=True):
+        x: Any = obj
+        for step in loc[:-1]:
+            x = x[step]
+        x.pop(loc[-1], None)
+
+
+def path_text(loc: tuple) -> str:
+    """spec.ports[0].port."""
+    return _path(loc)
+
+
+def problems(obj: dict) -> tuple[list[tuple], list[dict]]:
     """(unknown fields, causes) of an object about to be stored."""
     unknown, causes = schema_problems(obj)
     causes += list(name_problems(obj, obj.get("kind") in ("Service", "Namespace")))
