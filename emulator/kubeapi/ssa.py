@@ -96,7 +96,7 @@ def apply(live: dict | None, applied: dict, manager: str, force: bool, schema: d
         raise _conflict_error(conflicts, live)
     others_all = set().union(*(p for _, p in others)) if others else set()
     base = copy.deepcopy(live_clean)
-    for p in sorted(fs.leaves(old_mine) - new_set, key=len, reverse=True):
+    for p in sorted(old_mine - new_set, key=len, reverse=True):
         if p not in others_all:
             fs.remove_at(base, p)
     merged = strategic_merge(base, applied, schema)
