@@ -149,6 +149,9 @@ class KubeApp:
         if not raw:
             return {}
         ctype = request.content_type
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise StatusError(415, f"the body of the request was in an unknown format - accepted media types "
+                              f"include: application/json, application/yaml", "UnsupportedMediaType")
         try:
             if ctype == APPLY or "yaml" in ctype:
                 return YAML(typ="safe").load(raw.decode())
