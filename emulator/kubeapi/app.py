@@ -10,7 +10,7 @@ from typing import Any, Callable
 from aiohttp import web
 from ruamel.yaml import YAML, YAMLError
 
-from emulator.kubeapi import discovery, schemas, streams
+from emulator.kubeapi import discovery, protobuf, schemas, streams
 from emulator.kubeapi.backend import ExecBackend, LogsBackend, StoreClient
 from emulator.kubeapi.crud import Crud
 from emulator.kubeapi.patch import APPLY
@@ -149,6 +149,8 @@ class KubeApp:
         if not raw:
             return {}
         ctype = request.content_type
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode_body(raw)
         if "protobuf" in ctype or "cbor" in ctype:
             raise StatusError(415, f"the body of the request was in an unknown format - accepted media types "
                               f"include: application/json, application/yaml", "UnsupportedMediaType")

@@ -126,6 +126,8 @@ class Crud:
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         for k in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "generation", "managedFields"):
             meta.pop(k, None)
+        if "status" in t.resource.subresources:     # clients do not set status on create
+            obj.pop("status", None)
         obj, warnings = self._check(t.resource, obj, None, q)
         obj = ssa.record_update(None, obj, manager, _schema(t.resource))
         return await self._store_create(t, obj, q), warnings

@@ -201,3 +201,18 @@ def test_exec_and_logs_through_local_backends(kubectl, endpoint):
     assert kubectl("logs", "p1", "--tail=1").stdout == "three\n"
     p = kubectl("logs", "nope", check=False)
     assert p.returncode != 0 and 'pods "nope" not found' in p.stderr
+
+
+def test_create_generators_send_protobuf(kubectl):
+    kubectl("create", "deployment", "d1", "--image=nginx", "--replicas=2", "--port=80")
+    kubectl("create", "service", "nodeport", "s1", "--tcp=80:8080")
+    kubectl("create", "secret", "generic", "sec1", "--from-literal=a=b")
+    kubectl("create", "namespace", "team-a")
+    dep = json.loads(kubectl("get", "deploy", "d1", "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["selector"] == {"matchLabels": {"app": "d1"}}
+    assert dep["spec"]["template"]["spec"]["containers"] == [
+        {"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]}]
+    svc = json.loads(kubectl("get", "svc", "s1", "-o", "json").stdout)
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["ports"][0]["nodePort"] >= 30000
+    assert json.loads(kubectl("get", "secret", "sec1", "-o", "json").stdout)["data"] == {"a": "Yg=="}
+    assert "team-a" in kubectl("get", "ns").stdout
