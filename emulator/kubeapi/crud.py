@@ -12,7 +12,7 @@ from emulator.kubeapi import patch as patches
 from emulator.kubeapi import schemas, ssa, validation
 from emulator.kubeapi.backend import StoreClient
 from emulator.kubeapi.printers import format_selector
-from emulator.kubeapi.resources import Resource, by_kind
+from emulator.kubeapi.resources import RESOURCES, Resource, by_kind
 from emulator.kubeapi.routes import Target, decode_continue, encode_continue, is_true
 from emulator.kubeapi.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from emulator.kubeapi.wire import (StatusError, already_exists, conflict, from_wire, invalid, not_found,
@@ -253,6 +253,8 @@ class Crud:
     async def _delete_one(self, obj: dict, policy: str, grace: int | None) -> dict:
         kind, meta = obj["kind"], obj["metadata"]
         ns = meta.get("namespace", "")
+        if kind == "Namespace":     # the namespace controller's job: everything in it goes
+            await self._empty_namespace(meta["name"])
         if policy != "Orphan":
             await self._delete_dependents(obj, policy)
         else:
@@ -270,6 +272,18 @@ class Crud:
         if out is None:
             raise not_found(by_kind(kind).plural, meta["name"], by_kind(kind).group)
         return to_wire(out)
+
+    async def _empty_namespace(self, namespace: str) -> None:
+        for res in RESOURCES:
+            if not res.namespaced:
+                continue
+            objs, _ = await self._call("list", res.kind, namespace)
+            for o in objs:
+                try:
+                    await self._delete_one(to_wire(o), "Background", None)
+                except StatusError as e:
+                    if e.code != 404:
+                        raise
 
     async def _dependents(self, obj: dict) -> list[dict]:
         uid, ns = obj["metadata"].get("uid"), obj["metadata"].get("namespace")

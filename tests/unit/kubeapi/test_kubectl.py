@@ -157,6 +157,11 @@ def test_delete_cascades_and_bound_pod_terminates(endpoint, kubectl, tmp_path):
     assert "web-1-a" in pods and "Terminating" in pods
     kubectl("delete", "pod", "web-1-a", "--grace-period=0", "--force")
     assert "web-1-a" not in kubectl("get", "pods").stdout
+    # Deleting a namespace deletes what is in it.
+    kubectl("create", "namespace", "team-b")
+    kubectl("run", "p2", "--image=busybox", "-n", "team-b")
+    kubectl("delete", "namespace", "team-b")
+    assert "p2" not in kubectl("get", "pods", "-A").stdout
 
 
 def test_get_watch_sees_events_in_order(kubectl, endpoint):

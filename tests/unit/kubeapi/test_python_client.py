@@ -1,6 +1,7 @@
 """The official Python client (kubernetes on PyPI) against the endpoint: CRUD, patch, watch, 410 relist, auth."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -174,3 +175,27 @@ def test_peers_beyond_loopback_only_on_added_listeners(tmp_path):
             assert r.status == 200
     finally:
         ep.stop()
+
+
+def test_watch_timeout_and_bookmarks(endpoint):
+    v1 = client.CoreV1Api(api_client(endpoint))
+    v1.create_namespaced_pod("default", pod("a"))
+    rv = v1.list_namespaced_pod("default").metadata.resource_version
+    resp = v1.list_namespaced_pod("default", watch=True, resource_version=rv, timeout_seconds=1,
+                                  allow_watch_bookmarks=True, _preload_content=False)
+    lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]   # ends after ~1 s
+    assert lines and {ev["type"] for ev in lines} == {"BOOKMARK"}
+    assert lines[-1]["object"]["metadata"]["resourceVersion"] == rv
+    # No resourceVersion: the current objects come first as ADDED.
+    resp = v1.list_namespaced_pod("default", watch=True, timeout_seconds=1, _preload_content=False)
+    lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    assert [(ev["type"], ev["object"]["metadata"]["name"]) for ev in lines] == [("ADDED", "a")]
+
+
+def test_exec_with_the_python_client(endpoint):
+    from kubernetes.stream import stream
+    v1 = client.CoreV1Api(api_client(endpoint))
+    v1.create_namespaced_pod("default", pod("a"))
+    out = stream(v1.connect_get_namespaced_pod_exec, "a", "default", command=["sh", "-c", "echo hi"],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out == "hi\n"
