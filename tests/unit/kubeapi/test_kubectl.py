@@ -221,3 +221,25 @@ def test_create_generators_send_protobuf(kubectl):
     assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["ports"][0]["nodePort"] >= 30000
     assert json.loads(kubectl("get", "secret", "sec1", "-o", "json").stdout)["data"] == {"a": "Yg=="}
     assert "team-a" in kubectl("get", "ns").stdout
+
+
+def test_logs_follow_streams_until_the_backend_ends(kubectl, endpoint):
+    import asyncio
+    kubectl("run", "p1", "--image=busybox")
+    logs = endpoint.logs_backend
+    logs.lines["default/p1"] = ["first"]
+
+    async def make_queue():
+        logs.more = asyncio.Queue()
+    endpoint.run(make_queue())
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", endpoint.kubeconfig_path, "logs", "-f", "p1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "first\n"
+        endpoint.run(logs.more.put("second"))
+        assert proc.stdout.readline() == "second\n"
+        endpoint.run(logs.more.put(None))
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()

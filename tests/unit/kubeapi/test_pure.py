@@ -173,3 +173,12 @@ def test_wire_form_has_rfc3339_times_and_api_version():
     assert out["apiVersion"] == "coordination.k8s.io/v1"
     assert out["metadata"]["creationTimestamp"] == "1970-01-01T00:00:00Z"
     assert out["spec"]["renewTime"] == "1970-01-01T00:00:01.500000Z"
+
+
+def test_api_errors_survive_pickling_as_through_ray():
+    import pickle
+    from emulator.api.store import ApiError, Gone
+    e = pickle.loads(pickle.dumps(ApiError(409, "Namespace /x already exists")))
+    assert isinstance(e, ApiError) and e.code == 409 and str(e) == "409: Namespace /x already exists"
+    g = pickle.loads(pickle.dumps(Gone(7)))
+    assert isinstance(g, Gone) and g.code == 410 and g.rv == 7
