@@ -103,18 +103,28 @@ def to_wire(obj: dict) -> dict:
     return out
 
 
+def _times_in(x: Any, path: str = "") -> None:
+    if isinstance(x, dict):
+        for k, v in list(x.items()):
+            here = f"{path}.{k}" if path else k
+            if k in TIME_KEYS | MICRO_TIME_KEYS and isinstance(v, str):
+                try:
+                    x[k] = parse_time(v)
+                except ValueError:
+                    raise StatusError(400, f"{here}: invalid time {v!r}") from None
+            elif k in TIME_KEYS | MICRO_TIME_KEYS and v is None:
+                del x[k]
+            else:
+                _times_in(v, here)
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            _times_in(v, f"{path}[{i}]")
+
+
 def from_wire(obj: dict) -> dict:
-    """A client's object as stored: metadata timestamps as epoch seconds (as the controllers write them)."""
+    """A client's object as stored: timestamps as epoch seconds, as kubemu's controllers write them."""
     out = copy.deepcopy(obj)
-    meta = out.get("metadata") or {}
-    for k in ("creationTimestamp", "deletionTimestamp"):
-        if isinstance(meta.get(k), str):
-            try:
-                meta[k] = parse_time(meta[k])
-            except ValueError:
-                raise StatusError(400, f"metadata.{k}: invalid time {meta[k]!r}") from None
-        elif k in meta and meta[k] is None:
-            del meta[k]
+    _times_in(out)
     return out
 
 

@@ -182,3 +182,13 @@ def test_api_errors_survive_pickling_as_through_ray():
     assert isinstance(e, ApiError) and e.code == 409 and str(e) == "409: Namespace /x already exists"
     g = pickle.loads(pickle.dumps(Gone(7)))
     assert isinstance(g, Gone) and g.code == 410 and g.rv == 7
+
+
+def test_times_round_trip_to_the_stores_epoch_seconds():
+    from emulator.kubeapi.wire import from_wire
+    stored = {"kind": "Lease", "metadata": {"name": "n1", "creationTimestamp": 100.0},
+              "spec": {"renewTime": 123.25, "holderIdentity": "n1"}}
+    assert from_wire(to_wire(stored))["spec"]["renewTime"] == 123.25
+    assert from_wire(to_wire(stored))["metadata"]["creationTimestamp"] == 100.0
+    with pytest.raises(StatusError):
+        from_wire({"metadata": {"deletionTimestamp": "yesterday"}})
