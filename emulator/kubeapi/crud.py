@@ -23,6 +23,18 @@ DEPENDENT_KINDS = ("ReplicaSet", "Pod", "EndpointSlice")
 DEFAULT_GRACE = 30
 
 
+PATCH_RETRIES = 5
+
+
+def _patch_names_rv(ctype: str, body: Any) -> bool:
+    """The patch itself pins a resourceVersion (then a conflict is the client's to handle)."""
+    if isinstance(body, dict):
+        return bool((body.get("metadata") or {}).get("resourceVersion"))
+    if isinstance(body, list):
+        return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in body)
+    return False
+
+
 def _key(o: dict) -> str:
     m = o.get("metadata") or {}
     return f"{m.get('namespace', '')}/{m.get('name', '')}"
@@ -177,6 +189,8 @@ class Crud:
         stored = from_wire(new)
         try:
             if res.kind in ADMITTED:
+                if t.sub != "status":
+                    stored.pop("status", None)    # ApiServer.apply keeps the stored one
                 out = await self.store.call("apply", stored)
             else:
                 out = await self.store.call("update", stored, old["metadata"]["resourceVersion"])
@@ -196,7 +210,18 @@ class Crud:
         return await self.write(t, old, body, q, manager, rv)
 
     async def patch(self, t: Target, ctype: str, body: Any, q: Mapping[str, str], manager: str) -> tuple[dict, list[str]]:
-        """PATCH by content type (json, merge, strategic, apply)."""
+        """PATCH by content type; like the API server, retried when a controller wrote in between."""
+        for attempt in range(PATCH_RETRIES):
+            try:
+                return await self._patch_once(t, ctype, body, q, manager)
+            except StatusError as e:
+                if e.reason != "Conflict" or e.details is None or e.details.get("causes") \
+                        or _patch_names_rv(ctype, body) or attempt == PATCH_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _patch_once(self, t: Target, ctype: str, body: Any, q: Mapping[str, str],
+                          manager: str) -> tuple[dict, list[str]]:
         res = t.resource
         if ctype == patches.APPLY:
             return await self._apply(t, body, q, manager)
