@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from typing import Any
 
 from emulator.kubeapi.resources import by_kind
@@ -100,6 +101,10 @@ def to_wire(obj: dict) -> dict:
     if res is not None:
         out["apiVersion"] = res.group_version
     _times_out(out)
+    meta = out.get("metadata") or {}
+    for k in ("labels", "annotations"):     # strings on the wire, whatever a controller wrote
+        if isinstance(meta.get(k), dict):
+            meta[k] = {str(a): b if isinstance(b, str) else json.dumps(b) for a, b in meta[k].items()}
     return out
 
 
