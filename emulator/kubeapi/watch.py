@@ -38,6 +38,9 @@ class Watcher:
         self.initial_events = is_true(q.get("sendInitialEvents"))
         self.wrap = wrap or (lambda o, first: o)
         self._first = True
+        self._seen: set[tuple[str, str]] = set()
+        self._filtered = bool(self.labels or self.fields)
+        self._knows = False      # whether _seen holds the whole selection (after an initial list)
 
     def _wanted(self, obj: dict) -> bool:
         meta = obj.get("metadata") or {}
@@ -46,6 +49,22 @@ class Watcher:
         if self.t.name is not None and meta.get("name") != self.t.name:
             return False
         return labels_match(self.labels, meta.get("labels")) and fields_match(self.fields, obj)
+
+    def _translate(self, typ: str, obj: dict) -> str | None:
+        """The event a filtered watcher sees: an object leaving the selection is DELETED for it,
+        one entering it is ADDED (as the API server's watch cache does); None: not for it."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        now = self._wanted(obj)
+        before = key in self._seen
+        if typ == "DELETED":
+            self._seen.discard(key)
+            return typ if now or before else None
+        if now:
+            self._seen.add(key)
+            return "ADDED" if typ == "MODIFIED" and not before and self._filtered and self._knows else typ
+        self._seen.discard(key)
+        return "DELETED" if before and typ == "MODIFIED" else None
 
     async def _emit(self, send: Send, typ: str, obj: dict) -> None:
         await send({"type": typ, "object": self.wrap(obj, self._first)})
@@ -61,7 +80,9 @@ class Watcher:
             for o in sorted(objs, key=lambda o: int(o["metadata"].get("resourceVersion", 0))):
                 w = to_wire(o)
                 if self._wanted(w):
+                    self._seen.add((w["metadata"].get("namespace", ""), w["metadata"]["name"]))
                     await self._emit(send, "ADDED", w)
+            self._knows = True
             if self.initial_events and self.bookmarks:
                 await self._bookmark(send, rv, initial=True)
         else:
@@ -84,8 +105,9 @@ class Watcher:
                 return
             for e in out["events"]:
                 obj = to_wire(e["obj"])
-                if self._wanted(obj):
-                    await self._emit(send, e["type"], obj)
+                typ = self._translate(e["type"], obj)
+                if typ is not None:
+                    await self._emit(send, typ, obj)
             rv = out["rv"]
             if not out["events"] and self.bookmarks:
                 await self._bookmark(send, rv)

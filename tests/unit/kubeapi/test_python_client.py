@@ -199,3 +199,17 @@ def test_exec_with_the_python_client(endpoint):
     out = stream(v1.connect_get_namespaced_pod_exec, "a", "default", command=["sh", "-c", "echo hi"],
                  stderr=True, stdin=False, stdout=True, tty=False)
     assert out == "hi\n"
+
+
+def test_label_selector_watch_sees_objects_enter_and_leave(endpoint):
+    v1 = client.CoreV1Api(api_client(endpoint))
+    v1.create_namespaced_pod("default", pod("a", app="web"))
+    v1.create_namespaced_pod("default", pod("b", app="db"))
+    resp = v1.list_namespaced_pod("default", label_selector="app=web", watch=True, timeout_seconds=3,
+                                  _preload_content=False)
+    v1.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"app": "db"}}})     # leaves
+    v1.patch_namespaced_pod("b", "default", {"metadata": {"labels": {"app": "web"}}})    # enters
+    v1.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"x": "1"}}})        # not selected
+    events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == \
+        [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b")]
