@@ -17,7 +17,7 @@ from emulator.kubeapi.patch import APPLY
 from emulator.kubeapi.printers import table
 from emulator.kubeapi.routes import Target, parse_target
 from emulator.kubeapi.watch import Watcher, encode_event
-from emulator.kubeapi.wire import StatusError, status_object
+from emulator.kubeapi.wire import StatusError
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -109,7 +109,7 @@ class KubeApp:
                 return doc
         t = parse_target(path)
         if t is None:
-            raise StatusError(404, f"the server could not find the requested resource", "NotFound")
+            raise StatusError(404, "the server could not find the requested resource", "NotFound")
         return await self._resource(request, t)
 
     def _non_resource(self, path: str, accept: str) -> web.StreamResponse | None:
@@ -251,5 +251,3 @@ def _gv_of_openapi(path: str) -> str:
     segs = path.split("?")[0].strip("/").split("/")
     return segs[1] if segs[0] == "api" else "/".join(segs[1:3])
 
-
-__all__ = ["KubeApp", "status_object"]

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import importlib.resources
 import json
+import struct
 from typing import Any
 
 from emulator.kubeapi.wire import StatusError
@@ -77,7 +78,6 @@ def _scalar(typ: str, v: Any) -> Any:
     if typ in ("int32", "int64"):
         return _signed(v)
     if typ in ("double", "fixed64"):
-        import struct
         return struct.unpack("<d", v.to_bytes(8, "little"))[0]
     return v
 

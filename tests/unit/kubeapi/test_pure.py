@@ -192,3 +192,32 @@ def test_times_round_trip_to_the_stores_epoch_seconds():
     assert from_wire(to_wire(stored))["metadata"]["creationTimestamp"] == 100.0
     with pytest.raises(StatusError):
         from_wire({"metadata": {"deletionTimestamp": "yesterday"}})
+
+
+def _pb(num: int, payload: bytes | int) -> bytes:
+    """One protobuf field: length-delimited bytes or a varint."""
+    def varint(n: int) -> bytes:
+        out = b""
+        while True:
+            b, n = n & 0x7F, n >> 7
+            out += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return out
+    if isinstance(payload, int):
+        return varint(num << 3) + varint(payload)
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_protobuf_bodies_decode_to_json_objects():
+    from emulator.kubeapi.protobuf import MAGIC, decode_body
+    meta = _pb(1, b"web") + _pb(2, b"") + _pb(11, _pb(1, b"app") + _pb(2, b"web")) + _pb(7, 0)
+    port = _pb(1, b"") + _pb(3, 80) + _pb(4, _pb(1, 1) + _pb(3, b"http")) + _pb(2, b"TCP")
+    spec = _pb(1, port) + _pb(4, b"ClusterIP")
+    svc = _pb(1, meta) + _pb(2, spec)
+    body = MAGIC + _pb(1, _pb(1, b"v1") + _pb(2, b"Service")) + _pb(2, svc)
+    assert decode_body(body) == {"apiVersion": "v1", "kind": "Service",
+                                 "metadata": {"name": "web", "labels": {"app": "web"}},
+                                 "spec": {"ports": [{"port": 80, "targetPort": "http", "protocol": "TCP"}],
+                                          "type": "ClusterIP"}}
+    with pytest.raises(StatusError):
+        decode_body(b"not protobuf")
