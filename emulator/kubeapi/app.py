@@ -65,6 +65,7 @@ class KubeApp:
         self.logs_backend = logs_backend
         self.server_address = server_address
         self.open_listeners: set[tuple[str, int]] = set()
+        self.active_watches = 0
 
     def application(self) -> web.Application:
         """The aiohttp app."""
@@ -229,6 +230,13 @@ class KubeApp:
                 return table(t.resource.kind, [obj], obj["metadata"].get("resourceVersion", ""), include,
                              headers=first)
         watcher = Watcher(self.store, t, q, wrap)
+        self.active_watches += 1
+        try:
+            return await self._stream_watch(request, watcher)
+        finally:
+            self.active_watches -= 1
+
+    async def _stream_watch(self, request: web.Request, watcher: Watcher) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -237,7 +245,7 @@ class KubeApp:
             await resp.write(encode_event(ev))
 
         try:
-            await watcher.run(send)
+            await watcher.run(send, lambda: request.transport is not None and not request.transport.is_closing())
         except StatusError as e:
             await send({"type": "ERROR", "object": e.status()})
         except (ConnectionResetError, ConnectionError):

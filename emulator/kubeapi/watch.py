@@ -70,8 +70,9 @@ class Watcher:
         await send({"type": typ, "object": self.wrap(obj, self._first)})
         self._first = False
 
-    async def run(self, send: Send) -> None:
-        """Initial ADDED events when no (or 0) resourceVersion, then changes until the timeout."""
+    async def run(self, send: Send, alive: Callable[[], bool] = lambda: True) -> None:
+        """Initial ADDED events when no (or 0) resourceVersion, then changes until the timeout
+        (or until `alive` says the client has gone)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         kind = self.t.resource.kind
@@ -92,7 +93,7 @@ class Watcher:
                 await send({"type": "ERROR", "object": status_object(400, f"invalid resourceVersion {self.rv!r}",
                                                                      "BadRequest")})
                 return
-        while (remaining := deadline - loop.time()) > 0:
+        while (remaining := deadline - loop.time()) > 0 and alive():
             try:
                 out = await self.store.call("watch", [kind], rv, min(POLL, remaining))
             except ApiError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import ssl
 import urllib.error
 import urllib.request
@@ -213,3 +214,21 @@ def test_label_selector_watch_sees_objects_enter_and_leave(endpoint):
     events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == \
         [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+
+
+def test_a_watch_ends_when_its_client_leaves(endpoint, tmp_path):
+    import http.client
+    ca = tmp_path / "ca.crt"
+    ca.write_text(endpoint.ca_pem)
+    host, port = endpoint.bound[0]
+    conn = http.client.HTTPSConnection(host, port, context=ssl.create_default_context(cafile=str(ca)), timeout=10)
+    conn.request("GET", "/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=600",
+                 headers={"Authorization": f"Bearer {endpoint.token}"})
+    assert conn.getresponse().status == 200
+    app = endpoint._app
+    assert app.active_watches == 1
+    conn.close()
+    deadline = time.monotonic() + 20      # the watcher notices within one long-poll (5 s)
+    while app.active_watches and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert app.active_watches == 0
