@@ -60,7 +60,8 @@ RESOURCES: tuple[Resource, ...] = (
     _r("networking.k8s.io/v1", "ingresses", "Ingress", ("ing",), (), ("status",),
        "io.k8s.api.networking.v1.Ingress"),
     _r("coordination.k8s.io/v1", "leases", "Lease", (), (), (), "io.k8s.api.coordination.v1.Lease"),
-    _r("cloud.google.com/v1", "backendconfigs", "BackendConfig", ("bc",), (), (), ""),
+    _r("cloud.google.com/v1", "backendconfigs", "BackendConfig", ("bc",), (), (),
+       "com.google.cloud.v1.BackendConfig"),
 )
 GROUP_ORDER = ("", "apps", "discovery.k8s.io", "networking.k8s.io", "coordination.k8s.io",
                "cloud.google.com")

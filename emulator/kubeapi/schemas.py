@@ -16,10 +16,42 @@ REF_PREFIX = "#/$defs/"
 
 @functools.lru_cache(maxsize=1)
 def definitions() -> dict[str, dict]:
-    """Definition name -> JSON schema (with `#/$defs/` refs)."""
+    """Definition name -> JSON schema (with `#/$defs/` refs): Kubernetes' own and kubemu's extra kinds."""
     folder = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema" / \
         f"v{KUBERNETES_VERSION}.0-local"
-    return json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))["$defs"]
+    defs = json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))["$defs"]
+    return {**defs, **extra_definitions()}
+
+
+def _drop_null_any_of(x: Any) -> Any:
+    """pydantic's `anyOf: [T, null]` for optional fields -> T."""
+    if isinstance(x, list):
+        return [_drop_null_any_of(v) for v in x]
+    if not isinstance(x, dict):
+        return x
+    out = {k: _drop_null_any_of(v) for k, v in x.items()}
+    alts = out.get("anyOf")
+    if isinstance(alts, list):
+        real = [a for a in alts if a != {"type": "null"}]
+        if len(real) == 1:
+            del out["anyOf"]
+            out = {**real[0], **out}
+    return out
+
+
+def extra_definitions() -> dict[str, dict]:
+    """Schemas of the kinds kubemu adds (BackendConfig), from their pydantic models."""
+    from emulator.config.extra_kinds import BackendConfig
+    prefix = "com.google.cloud.v1."
+    schema = BackendConfig.model_json_schema(ref_template=REF_PREFIX + prefix + "{model}")
+    out = {prefix + name: _drop_null_any_of(d) for name, d in schema.pop("$defs", {}).items()}
+    schema = _drop_null_any_of(schema)
+    schema["properties"]["metadata"] = {"$ref": REF_PREFIX + "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    schema["x-kubernetes-group-version-kind"] = [{"group": "cloud.google.com", "version": "v1",
+                                                  "kind": "BackendConfig"}]
+    out[prefix + "BackendConfig"] = schema
+    out.pop(prefix + "ObjectMeta", None)
+    return out
 
 
 def resolve(schema: dict | None) -> dict:

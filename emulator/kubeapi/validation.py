@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
+import pydantic
+
+from emulator.config.extra_kinds import BackendConfig
 from emulator.config.manifests import _openapi_validator
 from emulator.config.types import is_dns_label, is_dns_subdomain
 
@@ -31,8 +34,27 @@ def cause(field: str, reason: str, message: str) -> dict:
     return {"reason": reason, "message": message, "field": field}
 
 
+def model_problems(obj: dict, model: type[pydantic.BaseModel]) -> tuple[list[tuple], list[dict]]:
+    """(unknown field locations, causes) from a pydantic model of a kind kubemu adds."""
+    try:
+        model.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        unknown, causes = [], []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if err["type"] == "extra_forbidden":
+                unknown.append(loc)
+            else:
+                causes.append(cause(_path(loc), "FieldValueInvalid",
+                                    f"Invalid value: {_value(err.get('input'))}: {err['msg']}"))
+        return unknown, causes
+    return [], []
+
+
 def schema_problems(obj: dict) -> tuple[list[tuple], list[dict]]:
     """(unknown field locations, causes) from the bundled strict schema; no schema -> nothing."""
+    if obj.get("kind") == "BackendConfig":
+        return model_problems(obj, BackendConfig)
     try:
         validator = _openapi_validator(obj.get("apiVersion", ""), obj.get("kind", ""))
     except (FileNotFoundError, KeyError):

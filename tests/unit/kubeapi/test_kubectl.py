@@ -243,3 +243,17 @@ def test_logs_follow_streams_until_the_backend_ends(kubectl, endpoint):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_backendconfig_applies_and_validates_with_kubemus_model(kubectl, tmp_path):
+    f = tmp_path / "bc.yaml"
+    f.write_text("apiVersion: cloud.google.com/v1\nkind: BackendConfig\nmetadata: {name: bc1}\nspec:\n  timeoutSec: 40\n")
+    assert "created" in kubectl("apply", "-f", str(f)).stdout
+    assert "unchanged" in kubectl("apply", "-f", str(f)).stdout
+    f.write_text(f.read_text().replace("40", "50"))
+    assert "configured" in kubectl("apply", "-f", str(f)).stdout
+    assert json.loads(kubectl("get", "bc", "bc1", "-o", "json").stdout)["spec"] == {"timeoutSec": 50}
+    f.write_text(f.read_text().replace("timeoutSec:", "timeoutSecs:"))
+    p = kubectl("apply", "-f", str(f), check=False)
+    assert p.returncode != 0 and 'unknown field "spec.timeoutSecs"' in p.stderr
+    assert "FIELD: spec <BackendConfigSpec>" in kubectl("explain", "backendconfig.spec").stdout
