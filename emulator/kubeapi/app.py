@@ -173,6 +173,9 @@ class KubeApp:
             if t.sub == "exec" and m in ("GET", "POST"):
                 return await streams.serve_exec(request, t, self.exec_backend, self.crud)
             raise StatusError(405, f"method {m} not allowed on {t.resource.plural}/{t.sub}", "MethodNotAllowed")
+        if m != "GET" and "create" not in t.resource.verbs:
+            raise StatusError(405, f"{t.resource.plural} are read-only here (derived from other objects)",
+                              "MethodNotAllowed")
         if t.name is None:
             if m == "GET" and q.get("watch", "").lower() in ("1", "true"):
                 return await self._watch(request, t, want_table)

@@ -8,6 +8,7 @@ import uuid
 from typing import Any, Mapping
 
 from emulator.api.store import ApiError
+from emulator.kubeapi import endpoints
 from emulator.kubeapi import patch as patches
 from emulator.kubeapi import schemas, ssa, validation
 from emulator.kubeapi.backend import StoreClient
@@ -59,6 +60,11 @@ class Crud:
     async def fetch(self, t: Target, name: str | None = None) -> dict:
         """The stored object (wire form) or 404."""
         name = name or t.name
+        if t.resource.kind == "Endpoints":
+            slices = [s for s in await self.slices(t.namespace) if endpoints.service_of(s) == name]
+            if not slices:
+                raise not_found(t.resource.plural, name or "", t.resource.group)
+            return endpoints.endpoints_from_slices(t.namespace or "", name or "", slices)
         obj = await self._call("get", t.resource.kind, t.namespace or "", name)
         if obj is None:
             raise not_found(t.resource.plural, name, t.resource.group)
@@ -68,7 +74,11 @@ class Crud:
         """(objects in wire form, resourceVersion, continue token) honouring selectors and limit."""
         labels = parse_label_selector(q.get("labelSelector"))
         fields = parse_field_selector(q.get("fieldSelector"))
-        objs, rv = await self._call("list", t.resource.kind, t.namespace)
+        if t.resource.kind == "Endpoints":
+            objs = endpoints.endpoints_list(await self.slices(t.namespace))
+            rv = await self._call("resource_version")
+        else:
+            objs, rv = await self._call("list", t.resource.kind, t.namespace)
         objs = sorted((to_wire(o) for o in objs), key=_key)
         objs = [o for o in objs if labels_match(labels, o["metadata"].get("labels")) and fields_match(fields, o)]
         after = ""
@@ -81,6 +91,11 @@ class Crud:
             objs = objs[:limit]
             token = encode_continue(rv, _key(objs[-1]))
         return objs, rv, token
+
+    async def slices(self, namespace: str | None) -> list[dict]:
+        """EndpointSlices (wire form) of a namespace, or all."""
+        objs, _ = await self._call("list", "EndpointSlice", namespace)
+        return [to_wire(o) for o in objs]
 
     def list_object(self, res: Resource, objs: list[dict], rv: int, token: str) -> dict:
         """A <Kind>List."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from emulator.kubeapi.endpoints import endpoints_cell
 from emulator.kubeapi.wire import human_duration, parse_time
 
 NONE = "<none>"
@@ -200,6 +201,8 @@ PRINTERS: dict[str, tuple[list[dict], Callable[[dict, float], Row]]] = {
                   _name_age(lambda o: [(o.get("status") or {}).get("phase") or "Active"])),
     "Secret": ([_col("Name", fmt="name"), _col("Type"), _col("Data", typ="string"), _col("Age")],
                _name_age(lambda o: [o.get("type") or "Opaque", len(o.get("data") or {}) + len(o.get("stringData") or {})])),
+    "Endpoints": ([_col("Name", fmt="name"), _col("Endpoints"), _col("Age")],
+                  _name_age(lambda o: [endpoints_cell(o)])),
     "Event": ([_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")], _event),
 }
 DEFAULT = ([_col("Name", fmt="name"), _col("Age")], _name_age(lambda o: []))

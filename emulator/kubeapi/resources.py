@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from emulator.api.store import NAMESPACED
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+READ_ONLY = ("get", "list", "watch")
+DERIVED_NAMESPACED = {"Endpoints"}      # views computed from stored objects (endpoints.py)
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Resource:
 
     @property
     def namespaced(self) -> bool:
-        return self.kind in NAMESPACED
+        return self.kind in NAMESPACED or self.kind in DERIVED_NAMESPACED
 
     @property
     def singular(self) -> str:
@@ -47,6 +49,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r("v1", "nodes", "Node", ("no",), (), ("status",), "io.k8s.api.core.v1.Node"),
     _r("v1", "pods", "Pod", ("po",), ALL, ("status", "log", "exec"), "io.k8s.api.core.v1.Pod"),
     _r("v1", "services", "Service", ("svc",), ALL, ("status",), "io.k8s.api.core.v1.Service"),
+    Resource("", "v1", "endpoints", "Endpoints", ("ep",), (), (), "io.k8s.api.core.v1.Endpoints", READ_ONLY),
     _r("v1", "secrets", "Secret", (), (), (), "io.k8s.api.core.v1.Secret"),
     _r("v1", "events", "Event", ("ev",), (), (), "io.k8s.api.core.v1.Event"),
     _r("apps/v1", "deployments", "Deployment", ("deploy",), ALL, ("status", "scale"),

@@ -6,6 +6,7 @@ import json
 from typing import Any, Awaitable, Callable, Mapping
 
 from emulator.api.store import ApiError
+from emulator.kubeapi import endpoints
 from emulator.kubeapi.backend import StoreClient
 from emulator.kubeapi.routes import Target, is_true
 from emulator.kubeapi.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
@@ -76,8 +77,13 @@ class Watcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         kind = self.t.resource.kind
+        derived = kind == "Endpoints"
+        if derived:
+            kind = "EndpointSlice"
         if self.rv in ("", "0") or self.initial_events:
             objs, rv = await self.store.call("list", kind, self.t.namespace)
+            if derived:
+                objs = endpoints.endpoints_list([to_wire(o) for o in objs])
             for o in sorted(objs, key=lambda o: int(o["metadata"].get("resourceVersion", 0))):
                 w = to_wire(o)
                 if self._wanted(w):
@@ -104,7 +110,10 @@ class Watcher:
             if out.get("gone"):
                 await send(gone_event(rv, out.get("rv", 0)))
                 return
-            for e in out["events"]:
+            events = out["events"]
+            if derived:
+                events = await self._endpoints_events(events)
+            for e in events:
                 obj = to_wire(e["obj"])
                 typ = self._translate(e["type"], obj)
                 if typ is not None:
@@ -112,6 +121,25 @@ class Watcher:
             rv = out["rv"]
             if not out["events"] and self.bookmarks:
                 await self._bookmark(send, rv)
+
+    async def _endpoints_events(self, events: list[dict]) -> list[dict]:
+        """EndpointSlice events as the Endpoints events they cause (one per Service touched)."""
+        out = []
+        touched = dict.fromkeys(((e["obj"].get("metadata") or {}).get("namespace", ""), endpoints.service_of(e["obj"]))
+                                for e in events)
+        for ns, svc in touched:
+            if not svc:
+                continue
+            objs, _ = await self.store.call("list", "EndpointSlice", ns)
+            slices = [to_wire(o) for o in objs if endpoints.service_of(o) == svc]
+            if slices:
+                ep = endpoints.endpoints_from_slices(ns, svc, slices)
+                out.append({"type": "MODIFIED" if (ns, svc) in self._seen else "ADDED", "obj": ep})
+            else:
+                ep = endpoints.endpoints_from_slices(ns, svc, [e["obj"] for e in events
+                                                              if endpoints.service_of(e["obj"]) == svc][-1:])
+                out.append({"type": "DELETED", "obj": ep})
+        return out
 
     async def _bookmark(self, send: Send, rv: int, initial: bool = False) -> None:
         meta: dict[str, Any] = {"resourceVersion": str(rv)}

@@ -257,3 +257,32 @@ def test_backendconfig_applies_and_validates_with_kubemus_model(kubectl, tmp_pat
     p = kubectl("apply", "-f", str(f), check=False)
     assert p.returncode != 0 and 'unknown field "spec.timeoutSecs"' in p.stderr
     assert "FIELD: spec <BackendConfigSpec>" in kubectl("explain", "backendconfig.spec").stdout
+
+
+def test_endpoints_are_a_read_only_view_of_endpointslices(kubectl, endpoint):
+    def slice_(ips, ready=True):
+        return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "web-abcde", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "web", "app": "web"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}, "nodeName": "n1"} for ip in ips]}
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", endpoint.kubeconfig_path, "get", "ep", "-w",
+                             "--output-watch-events"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: endpoint._app.active_watches, "kubectl's watch")
+        endpoint.run(endpoint.local_api.create(slice_(["10.0.0.5", "10.0.0.6"])))
+        first = proc.stdout.readline()
+        assert first.split()[:3] == ["EVENT", "NAME", "ENDPOINTS"], first
+        line = proc.stdout.readline().split()
+        assert line[:3] == ["ADDED", "web", "10.0.0.5:8080,10.0.0.6:8080"], line
+        endpoint.run(endpoint.local_api.apply(slice_(["10.0.0.5"])))
+        assert proc.stdout.readline().split()[:3] == ["MODIFIED", "web", "10.0.0.5:8080"]
+    finally:
+        proc.kill()
+        proc.wait()
+    ep = json.loads(kubectl("get", "endpoints", "web", "-o", "json").stdout)
+    assert ep["subsets"] == [{"addresses": [{"ip": "10.0.0.5", "nodeName": "n1"}],
+                              "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]
+    assert ep["metadata"]["labels"] == {"app": "web"}
+    p = kubectl("delete", "ep", "web", check=False)
+    assert p.returncode != 0 and "MethodNotAllowed" in p.stderr
