@@ -170,18 +170,21 @@ def test_get_watch_sees_events_in_order(kubectl, endpoint):
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     try:
+        wait_for(lambda: endpoint._app.active_watches, "kubectl's watch")
         kubectl("run", "p1", "--image=busybox")
         kubectl("label", "pod", "p1", "x=y")
         kubectl("delete", "pod", "p1")
         seen = []
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while len([s for s in seen if "p1" in s]) < 3 and time.monotonic() < deadline:
             try:
                 seen.append(lines.get(timeout=0.5))
             except queue.Empty:
                 pass
         events = [s.split()[0] for s in seen if "p1" in s]
-        assert events == ["ADDED", "MODIFIED", "DELETED"], (seen, proc.stderr)
+        if events != ["ADDED", "MODIFIED", "DELETED"]:
+            proc.kill()
+            raise AssertionError(f"events {seen}; kubectl stderr: {proc.stderr.read()}")
     finally:
         proc.kill()
         proc.wait()
