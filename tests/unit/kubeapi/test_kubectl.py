@@ -46,6 +46,22 @@ def wait_for(pred, what: str, timeout: float = 20.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class Lines:
+    """Lines of a process's stdout, read in a thread so that a test can wait with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.queue: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.queue.put(line) for line in proc.stdout], daemon=True).start()
+
+    def next(self, timeout: float = 30.0) -> str:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            self.proc.kill()
+            raise AssertionError(f"no output in {timeout} s; stderr: {self.proc.stderr.read()}") from None
+
+
 def test_version_discovery_and_short_names(kubectl):
     out = kubectl("version").stdout
     assert "Server Version: v1.33.0-kubemu" in out
@@ -238,9 +254,10 @@ def test_logs_follow_streams_until_the_backend_ends(kubectl, endpoint):
     proc = subprocess.Popen([KUBECTL, "--kubeconfig", endpoint.kubeconfig_path, "logs", "-f", "p1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline() == "first\n"
+        out = Lines(proc)
+        assert out.next() == "first\n"
         endpoint.run(logs.more.put("second"))
-        assert proc.stdout.readline() == "second\n"
+        assert out.next() == "second\n"
         endpoint.run(logs.more.put(None))
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
     finally:
@@ -273,13 +290,14 @@ def test_endpoints_are_a_read_only_view_of_endpointslices(kubectl, endpoint):
                              "--output-watch-events"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: endpoint._app.active_watches, "kubectl's watch")
+        out = Lines(proc)
         endpoint.run(endpoint.local_api.create(slice_(["10.0.0.5", "10.0.0.6"])))
-        first = proc.stdout.readline()
+        first = out.next()
         assert first.split()[:3] == ["EVENT", "NAME", "ENDPOINTS"], first
-        line = proc.stdout.readline().split()
+        line = out.next().split()
         assert line[:3] == ["ADDED", "web", "10.0.0.5:8080,10.0.0.6:8080"], line
         endpoint.run(endpoint.local_api.apply(slice_(["10.0.0.5"])))
-        assert proc.stdout.readline().split()[:3] == ["MODIFIED", "web", "10.0.0.5:8080"]
+        assert out.next().split()[:3] == ["MODIFIED", "web", "10.0.0.5:8080"]
     finally:
         proc.kill()
         proc.wait()
