@@ -19,7 +19,8 @@ from emulator.kubeapi.selectors import fields_match, labels_match, parse_field_s
 from emulator.kubeapi.wire import (StatusError, already_exists, conflict, from_wire, invalid, not_found,
                                    to_wire)
 
-ADMITTED = ("Service", "Namespace")          # writes through ApiServer.apply (admission runs)
+ADMITTED = ("Service", "Namespace")
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")          # writes through ApiServer.apply (admission runs)
 DEPENDENT_KINDS = ("ReplicaSet", "Pod", "EndpointSlice")
 DEFAULT_GRACE = 30
 
@@ -139,6 +140,8 @@ class Crud:
                 raise StatusError(400, "the namespace of the provided object does not match the namespace "
                                   "sent on the request")
             meta["namespace"] = t.namespace
+        else:
+            meta.pop("namespace", None)
         if name is not None and meta.get("name") not in (None, name):
             raise StatusError(400, "the name of the object does not match the name on the URL")
         if name is not None:
@@ -156,8 +159,16 @@ class Crud:
         if "status" in t.resource.subresources:     # clients do not set status on create
             obj.pop("status", None)
         obj, warnings = self._check(t.resource, obj, None, q)
+        await self._namespace_exists(t)
         obj = ssa.record_update(None, obj, manager, _schema(t.resource))
         return await self._store_create(t, obj, q), warnings
+
+    async def _namespace_exists(self, t: Target) -> None:
+        """404 for a namespace that is not there (the built-in ones always are)."""
+        if t.namespace is None or t.namespace in BUILTIN_NAMESPACES:
+            return
+        if await self._call("get", "Namespace", "", t.namespace) is None:
+            raise not_found("namespaces", t.namespace)
 
     async def _store_create(self, t: Target, obj: dict, q: Mapping[str, str]) -> dict:
         if q.get("dryRun"):
@@ -274,6 +285,7 @@ class Crud:
         new = ssa.apply(old, applied, q["fieldManager"], is_true(q.get("force")), _schema(res))
         if old is None:
             new, warnings = self._check(res, new, None, q)
+            await self._namespace_exists(t)
             return await self._store_create(t, new, q), warnings
         return await self.write(t, old, new, q, q["fieldManager"], None, new["metadata"]["managedFields"])
 

@@ -232,3 +232,13 @@ def test_a_watch_ends_when_its_client_leaves(endpoint, tmp_path):
     while app.active_watches and time.monotonic() < deadline:
         time.sleep(0.2)
     assert app.active_watches == 0
+
+
+def test_create_in_a_missing_namespace_is_404(endpoint):
+    v1 = client.CoreV1Api(api_client(endpoint))
+    with pytest.raises(ApiException) as e:
+        v1.create_namespaced_pod("nope", pod("a"))
+    assert e.value.status == 404 and 'namespaces \\"nope\\" not found' in e.value.body
+    v1.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nope", "namespace": "x"}})
+    v1.create_namespaced_pod("nope", pod("a"))
+    assert v1.read_namespace("nope").metadata.labels == {"kubernetes.io/metadata.name": "nope"}
