@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.unit.kubeapi.conftest import KUBECTL
+from .conftest import KUBECTL
 
 pytestmark = pytest.mark.unit
 SEED_SERVICE = os.path.join(os.path.dirname(__file__), "../../../scenarios/manifests/seed/seed-lb-service-local.yaml")
