@@ -13,6 +13,7 @@ import pydantic
 from emulator.config.extra_kinds import BackendConfig
 from emulator.config.manifests import _openapi_validator
 from emulator.config.types import is_dns_label, is_dns_subdomain
+from emulator.labels import label_selector_matches
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -115,6 +116,34 @@ def service_problems(svc: dict) -> Iterator[dict]:
         names.add(p.get("name"))
 
 
+def _go_map(labels: dict) -> str:
+    return "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def pod_spec_problems(spec: dict, prefix: str) -> Iterator[dict]:
+    """Unique container names (as the API server checks them)."""
+    seen: set[str] = set()
+    for i, c in enumerate(spec.get("containers") or []):
+        name = c.get("name")
+        if name in seen:
+            yield cause(f"{prefix}.containers[{i}].name", "FieldValueDuplicate", f"Duplicate value: {_value(name)}")
+        seen.add(name)
+
+
+def workload_problems(obj: dict) -> Iterator[dict]:
+    """Deployments and ReplicaSets: a selector that selects the template's labels."""
+    spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    selector = spec.get("selector")
+    if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        yield cause("spec.selector", "FieldValueRequired", "Required value")
+    elif not label_selector_matches(selector, labels):
+        yield cause("spec.template.metadata.labels", "FieldValueInvalid",
+                    f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`")
+    yield from pod_spec_problems(template.get("spec") or {}, "spec.template.spec")
+
+
 def name_problems(obj: dict, dns_label: bool) -> Iterator[dict]:
     """metadata.name: required and a DNS subdomain (a DNS-1035 label for Services and Namespaces)."""
     name = (obj.get("metadata") or {}).get("name")
@@ -151,4 +180,8 @@ def problems(obj: dict) -> tuple[list[tuple], list[dict]]:
     causes += list(name_problems(obj, obj.get("kind") in ("Service", "Namespace")))
     if obj.get("kind") == "Service":
         causes += list(service_problems(obj))
+    elif obj.get("kind") in ("Deployment", "ReplicaSet"):
+        causes += list(workload_problems(obj))
+    elif obj.get("kind") == "Pod":
+        causes += list(pod_spec_problems(obj.get("spec") or {}, "spec"))
     return unknown, causes

@@ -221,3 +221,16 @@ def test_protobuf_bodies_decode_to_json_objects():
                                           "type": "ClusterIP"}}
     with pytest.raises(StatusError):
         decode_body(b"not protobuf")
+
+
+def test_workload_rules_read_like_the_api_server():
+    from emulator.kubeapi.validation import problems
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+           "spec": {"selector": {"matchLabels": {"app": "x"}},
+                    "template": {"metadata": {"labels": {"app": "y"}},
+                                 "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "c", "image": "i"}]}}}}
+    _, causes = problems(dep)
+    assert [f"{c['field']}: {c['message']}" for c in causes] == [
+        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"y"}: '
+        "`selector` does not match template `labels`",
+        'spec.template.spec.containers[1].name: Duplicate value: "c"']
