@@ -374,7 +374,19 @@ class Crud:
 
     async def write_scale(self, t: Target, ctype: str | None, body: Any, q: Mapping[str, str],
                           manager: str) -> dict:
-        """PUT or PATCH of the scale subresource."""
+        """PUT or PATCH of the scale subresource; retried when a controller wrote in between,
+        unless the client pinned a resourceVersion."""
+        pinned = ctype is None and bool(((body or {}).get("metadata") or {}).get("resourceVersion"))
+        for attempt in range(PATCH_RETRIES):
+            try:
+                return await self._write_scale_once(t, ctype, body, q, manager)
+            except StatusError as e:
+                if e.reason != "Conflict" or pinned or attempt == PATCH_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _write_scale_once(self, t: Target, ctype: str | None, body: Any, q: Mapping[str, str],
+                                manager: str) -> dict:
         old = await self.fetch(t)
         scale = self.scale_of(old)
         if ctype is None:

@@ -59,3 +59,17 @@ def test_service_writes_keep_the_status_a_controller_set():
                                                     "spec": {"type": "ClusterIP"}}, {}, "test")
         assert out["status"]["loadBalancer"]["ingress"] == [{"ip": "203.0.113.9"}] and out["spec"]["type"] == "LoadBalancer"
     asyncio.run(run())
+
+
+def test_scale_is_retried_when_a_controller_wrote_in_between():
+    async def run():
+        api = RacingApiServer("10.96.0.0/16")
+        crud = Crud(StoreClient(api))
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "w"}},
+                        "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c"}]}}}}
+        await crud.create(parse_target("/apis/apps/v1/namespaces/default/deployments"), dep, {}, "test")
+        scale = await crud.write_scale(parse_target("/apis/apps/v1/namespaces/default/deployments/w/scale"),
+                                       MERGE_PATCH, {"spec": {"replicas": 4}}, {}, "test")
+        assert api.raced == 1 and scale["spec"]["replicas"] == 4
+    asyncio.run(run())
