@@ -12,6 +12,8 @@ missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl for the live runs' Kubernetes API (tests use it); any kubectl on PATH will do.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "kubemu setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -55,6 +55,8 @@ class ServiceAdmission:
             prev = old_by_key.get((p.get("name"), p.get("port"), p["protocol"]))
             if prev and (not p.get("nodePort") or p["nodePort"] == prev):
                 p["nodePort"] = prev
+            elif p.get("nodePort") in old_by_key.values() and p["nodePort"] not in kept:
+                pass    # a port this Service already holds (the port was renamed or renumbered)
             else:
                 p["nodePort"] = self.ports.allocate(p.get("nodePort"))
             kept.add(p["nodePort"])

@@ -24,14 +24,23 @@ class ApiError(KubemuError):
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
+        self.message = message
         super().__init__(f"{code}: {message}")
+
+    def __reduce__(self) -> tuple:
+        """Pickle by (code, message), so the error crosses Ray intact."""
+        return (ApiError, (self.code, self.message))
 
 
 class Gone(ApiError):
     """The requested resourceVersion is older than the event log: relist."""
 
     def __init__(self, rv: int) -> None:
+        self.rv = rv
         super().__init__(410, f"resourceVersion {rv} is too old")
+
+    def __reduce__(self) -> tuple:
+        return (Gone, (self.rv,))
 
 
 @dataclass(frozen=True)
