@@ -15,8 +15,9 @@ import time
 import ray
 
 from emulator.api.client import Informer
+from emulator.control.events import EventRecorder, involved_ref
 from emulator.errors import KubemuError
-from emulator.node import runtime
+from emulator.node import runtime, serviceaccount
 from emulator.node.podnet import PodNetwork
 from emulator.node.probes import ProbeRunner, ProbeTarget
 from emulator.config.timing import Timing
@@ -32,6 +33,8 @@ class LocalPod:
         self.processes = runtime.PodProcesses()
         self.servers: list = []
         self.dns_dir: str | None = None
+        self.ref: dict | None = None            # involvedObject of its events
+        self.containers: list[str] = []
 
 
 class Kubelet:
@@ -50,6 +53,7 @@ class Kubelet:
         self._workers = [threading.Thread(target=self._work, name=f"kubelet-{i}", daemon=True) for i in range(2)]
         self._busy: set[str] = set()
         self._lock = threading.Lock()
+        self.events = EventRecorder(api, "kubelet", node_name)
 
     def start(self) -> None:
         self.probes.start()
@@ -119,7 +123,9 @@ class Kubelet:
         if self.dns and not pod["spec"].get("hostNetwork"):
             dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]}
         ip = self.podnet.add_pod(pod_netns, ns, name, dns)
+        serviceaccount.write_pod_serviceaccount(self.names.run_id, ns, name)   # live runs only
         local = LocalPod(key, pod_netns, ip)
+        local.ref = involved_ref(pod)
         self.pods[key] = local
         ports: dict[str, int] = {}
         for c, kind in zip(pod["spec"]["containers"], kinds):
@@ -127,6 +133,11 @@ class Kubelet:
                 if p.get("name"):
                     ports[p["name"]] = p["containerPort"]
             self._start_container(local, name, c, kind)
+            cname = c.get("name", "c")
+            local.containers.append(cname)
+            self.events.record(local.ref, "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
+            self.events.record(local.ref, "Created", f"Created container {cname}")
+            self.events.record(local.ref, "Started", f"Started container {cname}")
         # Synchronous: the probe's later Ready update must not overtake this one.
         ray.get(self.api.patch_status.remote("Pod", ns, name, {
             "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": self.node_ip,
@@ -150,7 +161,7 @@ class Kubelet:
         if kind == "netexec":
             from emulator.workloads.agnhost import parse_netexec_args
             cfg = parse_netexec_args(c.get("args") or [])
-            if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg) is not None:
+            if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg, log_path=log_path) is not None:
                 local.servers.append(local.netns)
         elif kind == "kube-dns":
             local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
@@ -161,7 +172,8 @@ class Kubelet:
                                                   os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
         elif kind == "command":
             argv = list(c.get("command") or []) + list(c.get("args") or [])
-            env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) or [] if "name" in e}
+            env = serviceaccount.service_env(self.services())
+            env.update({e["name"]: str(e.get("value", "")) for e in c.get("env", []) or [] if "name" in e})
             local.processes.procs.append(runtime.start_process(local.netns, argv, log_path, env))
 
     def write_dns(self, local: LocalPod | None = None) -> None:
@@ -192,6 +204,8 @@ class Kubelet:
         if local is None:
             return
         self.probes.remove(key)
+        for cname in local.containers:
+            self.events.record(local.ref, "Killing", f"Stopping container {cname}")
         for srv in local.servers:
             try:
                 self.workloads.remove_pod_server(srv)
@@ -199,6 +213,7 @@ class Kubelet:
                 log.exception("stopping server of %s failed", key)
         local.processes.stop()
         self.podnet.remove_pod(local.netns, local.ip)
+        serviceaccount.remove_pod_serviceaccount(self.names.run_id, *key.split("/", 1))
 
     def pod_netns(self, namespace: str, name: str) -> str | None:
         p = self.pods.get(f"{namespace}/{name}")
