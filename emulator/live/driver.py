@@ -17,6 +17,7 @@ import inspect
 import ipaddress
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Callable
@@ -37,6 +38,10 @@ CONTROL_PLANE = {"name": "gke-control-plane", "ip": "172.16.0.2", "gateway": "17
 API_PORT = 443
 KUBERNETES_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local"]
+
+
+def _sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def kubernetes_service_ip(service_range: str) -> str:
@@ -123,6 +128,9 @@ class LiveRun:
         """API endpoint, kubeconfig, service account files, the `kubernetes` Service."""
         self.cluster, self.run_dir = cluster, run_dir
         cluster.on_down.append(self.stop)
+        # ray.init replaced the run's SIGTERM handler by its own (sys.exit in the middle of
+        # whatever runs): SIGTERM tears down like Ctrl-C instead.
+        signal.signal(signal.SIGTERM, _sigterm)
         self.record = {"run_id": self.run_id, "scenario": self.scenario.name, "scenario_file": self.scenario.file,
                        "run_dir": run_dir, "context": self.context, "pid": os.getpid(), "started": time.time(),
                        "nodes": len(cluster.plan.nodes), "control": registry.control_path(self.run_id),
