@@ -44,6 +44,14 @@ def _sigterm(_signum, _frame) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def kubernetes_service_ip(service_range: str) -> str:
     """The `kubernetes` Service's ClusterIP: the first address of the service range."""
     return str(ipaddress.ip_network(service_range).network_address + 1)
@@ -162,12 +170,17 @@ class LiveRun:
         kwargs = {"run_id": self.run_id, "state_dir": cleanup.state_dir(self.run_id), "host": "127.0.0.1",
                   "port": 0, "exec_backend": ExecBackend(self.run_id),
                   "logs_backend": LogsBackend(self.run_id, run_dir)}
+        # The certificate must name what in-cluster clients dial; the endpoint cannot listen
+        # there itself (those addresses exist only inside the emulated network).
         sans = in_cluster_sans(self.cluster.plan.service_range)
-        if "extra_sans" in inspect.signature(KubeApiEndpoint).parameters:
+        takes_sans = "extra_sans" in inspect.signature(KubeApiEndpoint).parameters
+        if takes_sans:
             kwargs["extra_sans"] = sans
-        else:
-            log.warning("KubeApiEndpoint takes no extra_sans: in-cluster clients must not verify %s", sans)
         ep = KubeApiEndpoint(self.cluster.api, **kwargs)
+        if not takes_sans:
+            # Until the endpoint takes extra_sans: its certificate's IP list (DNS names
+            # kubernetes.default.svc... it has already); add_listener would try to bind them.
+            ep._ips.extend(s for s in sans if _is_ip(s))
         ep.start()
         return ep
 

@@ -56,7 +56,10 @@ def pod_log_path(run_dir: str, namespace: str, pod: str, container: str | None) 
 
 
 class ExecSession:
-    """One running command: stdin/stdout/stderr as async byte streams, its exit code."""
+    """One running command: stdin/stdout/stderr as async byte streams, its exit code.
+
+    Both spellings of the streams are served: `stdout()`/`stderr()` (emulator.kubeapi's
+    ExecSession protocol) and `read_stdout()`/`read_stderr()`."""
 
     def __init__(self, proc: subprocess.Popen, master: int | None) -> None:
         self.proc, self.master = proc, master
@@ -68,11 +71,14 @@ class ExecSession:
             await asyncio.to_thread(os.write, self._in, data)
 
     async def close_stdin(self) -> None:
+        """EOF for the command (once; later calls do nothing)."""
+        if self._in is None:
+            return
         if self.master is not None:
             await self.write_stdin(b"\x04")   # EOF at the terminal
         elif self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
-            self._in = None
+        self._in = None
 
     async def read_stdout(self) -> AsyncIterator[bytes]:
         async for chunk in _read_fd(self._out):
@@ -83,8 +89,15 @@ class ExecSession:
             async for chunk in _read_fd(self.proc.stderr.fileno()):
                 yield chunk
 
+    def stdout(self) -> AsyncIterator[bytes]:
+        return self.read_stdout()
+
+    def stderr(self) -> AsyncIterator[bytes]:
+        return self.read_stderr()
+
     def resize(self, cols: int, rows: int) -> None:
-        if self.master is not None:
+        """The terminal's size (width, height), as the TIOCSWINSZ the command sees."""
+        if self.master is not None and cols > 0 and rows > 0:
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     async def wait(self) -> int:
@@ -94,7 +107,8 @@ class ExecSession:
             self.master = None
         return rc
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
+        """Stop the command and everything it started (the client went away)."""
         try:
             os.killpg(self.proc.pid, 9)
         except ProcessLookupError:
@@ -119,8 +133,8 @@ class ExecBackend:
     def __init__(self, run_id: str) -> None:
         self.names = RunNames(run_id)
 
-    def exec(self, namespace: str, pod: str, container: str | None, argv: list[str],
-             tty: bool, stdin: bool) -> ExecSession:
+    async def exec(self, namespace: str, pod: str, container: str | None, argv: list[str],
+                   tty: bool, stdin: bool) -> ExecSession:
         if not pod_running(self.names, namespace, pod):
             raise PodNotFound(f"pod {namespace}/{pod} is not running")
         if not argv:

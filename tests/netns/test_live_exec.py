@@ -32,12 +32,12 @@ async def _collect(it) -> bytes:
 
 def test_exec_with_pipes_passes_stdin_stdout_stderr_and_the_exit_code(pod):
     async def go():
-        s = ExecBackend(pod.run_id).exec("default", "p", None,
+        s = await ExecBackend(pod.run_id).exec("default", "p", None,
                                         ["sh", "-c", "read x; echo got:$x; ip -o link | wc -l; echo oops >&2; exit 3"],
                                         tty=False, stdin=True)
         await s.write_stdin(b"hi\n")
         await s.close_stdin()
-        out, err = await asyncio.gather(_collect(s.read_stdout()), _collect(s.read_stderr()))
+        out, err = await asyncio.gather(_collect(s.stdout()), _collect(s.stderr()))
         return out, err, await s.wait()
     out, err, rc = asyncio.run(go())
     assert out.split() == [b"got:hi", b"1"]      # only lo: it ran in the pod's namespace
@@ -46,7 +46,7 @@ def test_exec_with_pipes_passes_stdin_stdout_stderr_and_the_exit_code(pod):
 
 def test_exec_with_a_tty_gives_the_command_a_terminal(pod):
     async def go():
-        s = ExecBackend(pod.run_id).exec("default", "p", None, ["sh", "-c", "tty; stty size"], tty=True, stdin=True)
+        s = await ExecBackend(pod.run_id).exec("default", "p", None, ["sh", "-c", "tty; stty size"], tty=True, stdin=True)
         s.resize(100, 30)
         out = await _collect(s.read_stdout())
         return out, await s.wait()
@@ -57,7 +57,7 @@ def test_exec_with_a_tty_gives_the_command_a_terminal(pod):
 
 def test_exec_and_logs_of_a_missing_pod_say_so(pod, tmp_path):
     with pytest.raises(PodNotFound):
-        ExecBackend(pod.run_id).exec("default", "nope", None, ["true"], tty=False, stdin=False)
+        asyncio.run(ExecBackend(pod.run_id).exec("default", "nope", None, ["true"], tty=False, stdin=False))
     with pytest.raises(PodNotFound):
         LogsBackend(pod.run_id, str(tmp_path)).read("default", "nope")
 
@@ -79,3 +79,11 @@ def test_logs_tail_and_follow_until_the_pod_goes(pod, tmp_path):
         return got
     assert asyncio.run(go()) == [b"two\nthree\n", b"four\n"]
     assert os.path.exists(log)
+
+
+def test_kill_stops_the_command_when_the_client_goes(pod):
+    async def go():
+        s = await ExecBackend(pod.run_id).exec("default", "p", None, ["sleep", "30"], tty=False, stdin=False)
+        await s.kill()
+        return await s.wait()
+    assert asyncio.run(go()) == -9
