@@ -191,6 +191,9 @@ class LiveRun:
         port = urlsplit(self.endpoint.url).port
         self.forwarder = Forwarder(("127.0.0.1", port), name=f"{self.names.prefix}-forwarder")
         netns = self.names.host_netns(CONTROL_PLANE["name"])
+        if not os.path.exists(os.path.join("/run/netns", netns)):   # placed on another real machine
+            self.announce("no in-cluster API: the control-plane host runs on another machine than this driver")
+            return
         self.forwarder.serve(socket_in(netns, bind=(CONTROL_PLANE["ip"], API_PORT)))
         for obj in kubernetes_objects(self.cluster.plan.service_range):
             ray.get(self.cluster.api.apply.remote(obj))
