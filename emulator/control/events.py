@@ -61,6 +61,23 @@ def make_event(involved: dict, reason: str, message: str, type_: str = "Normal",
             "eventTime": None, "count": count, "action": reason}
 
 
+def parse_rfc3339(text: str) -> float:
+    """Epoch seconds of an Event timestamp (`2026-12-04T15:23:46Z`)."""
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def expired(events: list[dict], now: float, ttl: float = 3600.0) -> list[dict]:
+    """Events last seen more than `ttl` ago (the API server's --event-ttl, 1 h by default)."""
+    out = []
+    for ev in events:
+        try:
+            if now - parse_rfc3339(ev.get("lastTimestamp") or "") > ttl:
+                out.append(ev)
+        except ValueError:
+            continue
+    return out
+
+
 def event_key(ev: dict) -> Key:
     """What makes two events the same (client-go's aggregation key, without the uid's version)."""
     ref = ev["involvedObject"]

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 # master range of private clusters); the emulated one is a host there, not firewalled.
 CONTROL_PLANE = {"name": "gke-control-plane", "ip": "172.16.0.2", "gateway": "172.16.0.1", "range": "172.16.0.0/28"}
 API_PORT = 443
+EVENT_TTL = 3600.0        # kube-apiserver's --event-ttl default
+EVENT_GC_PERIOD = 60.0
 KUBERNETES_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local"]
 
@@ -209,9 +211,22 @@ class LiveRun:
         self.record["status"] = "ready"
         registry.write_record(self.run_id, self.record)
         self.announce_ready()
+        last_gc = time.time()
         while not self._down.wait(0.5):
-            pass
+            if time.time() - last_gc > EVENT_GC_PERIOD:
+                last_gc = time.time()
+                self._expire_events(last_gc)
         self.announce("tearing down (kubemu down)")
+
+    def _expire_events(self, now: float) -> None:
+        """Delete Events older than the TTL, as the API server does (a live run may last for days)."""
+        from emulator.control.events import expired
+        try:
+            events, _ = ray.get(self.cluster.api.list.remote("Event"), timeout=30)
+            for ev in expired(events, now, EVENT_TTL):
+                self.cluster.api.delete.remote("Event", ev["metadata"]["namespace"], ev["metadata"]["name"])
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.warning("expiring events failed", exc_info=True)
 
     def announce_ready(self) -> None:
         rid = self.run_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.control.action_events import lifecycle_events, workload_events
-from emulator.control.events import EventRecorder, bump, event_key, make_event, rfc3339
+from emulator.control.events import EventRecorder, bump, event_key, expired, make_event, rfc3339
 from emulator.control.workloads import Action
 
 pytestmark = pytest.mark.unit
@@ -116,3 +116,10 @@ def test_node_lifecycle_records_become_node_not_ready_and_eviction_events():
     assert [(e.involved["kind"], e.reason, e.message) for e in out] == [
         ("Node", "NodeNotReady", "Node n1 status is now: NodeNotReady"),
         ("Pod", "TaintManagerEviction", "Marking for deletion Pod shop/web-abc-x1")]
+
+
+def test_events_expire_an_hour_after_they_were_last_seen():
+    old = bump(make_event(POD, "Started", "a", now=1000.0), 2000.0)
+    fresh = make_event(POD, "Started", "b", now=5000.0)
+    assert expired([old, fresh, {"lastTimestamp": None}], now=2000.0 + 3601) == [old]
+    assert expired([old, fresh], now=2000.0 + 3599) == []
