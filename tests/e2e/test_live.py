@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -118,7 +119,8 @@ def test_live_run_serves_exec_logs_traffic_events_until_kubemu_down(tmp_path):
         if HAS_KUBEAPI:
             _check_kubectl(tmp_path, run_id, backend)
         else:
-            print("kubectl checks skipped: emulator.kubeapi (the HTTPS API endpoint) is not in this build")
+            warnings.warn("kubectl and in-cluster client checks skipped: emulator.kubeapi (the HTTPS API "
+                          "endpoint) is not in this build")
 
         res = kubemu("down", timeout=180)
         assert res.returncode == 0 and f"kubemu{run_id}: down" in res.stdout, res.stdout + res.stderr
