@@ -157,6 +157,11 @@ def _check_kubectl(tmp_path, run_id: str, backend: str) -> None:
     assert res.returncode == 0 and "GET /hostname" in res.stdout, res.stderr
     res = kubectl("get", "events")
     assert res.returncode == 0 and "ScalingReplicaSet" in res.stdout, res.stderr
+    if importlib.util.find_spec("kubernetes") is not None:   # the Python client library, with the kubeconfig
+        res = subprocess.run([sys.executable, "-c", "from kubernetes import client, config; config.load_kube_config();"
+                              "print(len(client.CoreV1Api().list_node().items))"],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr
     sa = pod_serviceaccount_dir(run_id, "default", "client")
     res = kubemu("exec", "client", "--", sys.executable, "-c", IN_POD_API, sa)
     assert res.returncode == 0 and int(res.stdout) >= 7, res.stdout + res.stderr
