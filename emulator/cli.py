@@ -102,7 +102,24 @@ def _print(where: Console, text: str) -> None:
 
 def print_results(results: dict) -> None:
     """The summary table, the assertions and where the results are."""
-    flows = results.get("flows", {})
+    print_flows(results.get("flows", {}))
+    for s in results.get("steps", []):
+        if s.get("step") != "assert":
+            continue
+        for c in s["checks"]:
+            mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
+            actual = f"{c['actual']:.4g}" if isinstance(c["actual"], (int, float)) else ", ".join(c["actual"])
+            expected = c["expected"] if isinstance(c["expected"], str) else "= " + ", ".join(c["expected"])
+            console.print(f"{mark} {s['flow']}: {c['metric']} {escape(expected)} (actual {escape(actual)})")
+    tl = results.get("timeline", {})
+    if "first_ready" in tl:
+        console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")
+    verdict = "[bold green]scenario passed[/]" if results["ok"] else "[bold red]scenario FAILED[/]"
+    console.print(f"{verdict} in {results.get('seconds', 0):.1f}s; results: {results['run_dir']}/results.json")
+
+
+def print_flows(flows: dict) -> None:
+    """The traffic table, requests per backend pod and failures of each flow."""
     if flows:
         t = Table(title="traffic", expand=False)
         for col in ("flow", "kind", "requests", "ok", "pods", "p50 ms", "p90 ms", "p99 ms", "req/s", "Mbit/s"):
@@ -125,19 +142,6 @@ def print_results(results: dict) -> None:
                 bad = {c: n for c, n in (f.get("statuses") or {}).items() if not c.startswith("2")}
                 codes = f" (HTTP {', '.join(f'{c} x{n}' for c, n in sorted(bad.items()))})" if bad else ""
                 console.print(f"[bold]{name}[/] failures: " + ", ".join(f"{k} {v}" for k, v in errs.items()) + codes)
-    for s in results.get("steps", []):
-        if s.get("step") != "assert":
-            continue
-        for c in s["checks"]:
-            mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
-            actual = f"{c['actual']:.4g}" if isinstance(c["actual"], (int, float)) else ", ".join(c["actual"])
-            expected = c["expected"] if isinstance(c["expected"], str) else "= " + ", ".join(c["expected"])
-            console.print(f"{mark} {s['flow']}: {c['metric']} {escape(expected)} (actual {escape(actual)})")
-    tl = results.get("timeline", {})
-    if "first_ready" in tl:
-        console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")
-    verdict = "[bold green]scenario passed[/]" if results["ok"] else "[bold red]scenario FAILED[/]"
-    console.print(f"{verdict} in {results.get('seconds', 0):.1f}s; results: {results['run_dir']}/results.json")
 
 
 def _ms(v) -> str:
@@ -270,6 +274,15 @@ def reach(run_id, pods, namespaces, ports, service, default_, deny, allow, timeo
     click.echo(rec["text"])
     sys.exit(0 if rec["ok"] else 1)
 
+
+def _add_live_commands() -> None:
+    """up, ls, down, exec, logs, traffic (emulator/live/commands.py)."""
+    from emulator.live.commands import COMMANDS
+    for cmd in COMMANDS:
+        main.add_command(cmd)
+
+
+_add_live_commands()
 
 if __name__ == "__main__":
     main()

@@ -301,7 +301,13 @@ class CloudController:
     # --- I/O for the core ---
     def _patch_status(self, namespace: str, name: str, status: dict) -> None:
         import ray
-        ray.get(self.api.patch_status.remote("Service", namespace, name, status))
+        from emulator.control.events import EventRecorder
+        svc = ray.get(self.api.patch_status.remote("Service", namespace, name, status))
+        ips = [i.get("ip") for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+        if svc is not None and ips:   # what `kubectl describe service` shows GKE's controller did
+            rec = self.__dict__.setdefault("events", EventRecorder(self.api, "service-controller"))
+            rec.record(svc, "EnsuringLoadBalancer", "Ensuring load balancer")
+            rec.record(svc, "EnsuredLoadBalancer", "Ensured load balancer")
 
     def _push_state(self, state: dict) -> None:
         import ray

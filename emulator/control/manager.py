@@ -15,6 +15,8 @@ import ray
 from emulator.api.client import Informer
 from emulator.logs import setup_actor_logging
 from emulator.control import endpointslices as eps
+from emulator.control.action_events import lifecycle_events, workload_events
+from emulator.control.events import EventRecorder
 from emulator.control import nodelifecycle
 from emulator.control import workloads
 from emulator.control.objects import is_terminating, labels, name, namespace
@@ -42,6 +44,7 @@ class ControllerManager:
         self.informer = Informer(self.api, KINDS, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="controller-manager", daemon=True)
         self.passes = 0
+        self._recorders: dict[str, EventRecorder] = {}
         if autostart:
             self.start()
 
@@ -92,10 +95,23 @@ class ControllerManager:
             status = workloads.replicaset_status(rs, pods)
             if rs.get("status") != status:
                 writes.append(workloads.Action("status", {**rs, "status": status}))
-        writes.extend(self._node_lifecycle(nodes, pods))
         writes.extend(self._schedule(nodes, pods))
+        self._record(workload_events(writes, self._cached))
+        writes.extend(self._node_lifecycle(nodes, pods))
         writes.extend(self._endpointslices(pods))
         self._apply(writes)
+
+    def _cached(self, kind: str, ns: str, nm: str) -> dict | None:
+        with self.informer.lock:
+            return self.informer.cache.get((kind, ns, nm))
+
+    def _record(self, specs: list) -> None:
+        """Send Events (fire and forget) from the component each names."""
+        for s in specs:
+            rec = self._recorders.get(s.component)
+            if rec is None:
+                rec = self._recorders[s.component] = EventRecorder(self.api, s.component)
+            rec.record(s.involved, s.reason, s.message, s.type)
 
     def _node_lifecycle(self, nodes: list[dict], pods: list[dict]) -> list[workloads.Action]:
         if self.timing is None:
@@ -106,6 +122,7 @@ class ControllerManager:
         for e in res.events:
             log.info("node lifecycle: %s", e)
         self.lifecycle_log.extend(res.events)
+        self._record(lifecycle_events(res.events, res.actions, self._cached))
         return res.actions
 
     def lifecycle_events(self) -> list[dict]:

@@ -88,7 +88,8 @@ class KubeApp:
         if not self._peer_allowed(request):
             return status_response(StatusError(403, "forbidden: connections only from loopback", "Forbidden"))
         auth = request.headers.get("Authorization", "")
-        given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        scheme, _, given = auth.partition(" ")
+        given = given.strip() if scheme.lower() == "bearer" else ""   # the scheme is case-insensitive
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
             return status_response(StatusError(401, "Unauthorized", "Unauthorized"))
         try:

@@ -23,7 +23,10 @@ class KubeApiEndpoint:
     `add_listener` opens an address of the emulated network."""
 
     def __init__(self, api: Any, *, run_id: str, state_dir: str, host: str = "127.0.0.1", port: int = 0,
-                 exec_backend: ExecBackend | None = None, logs_backend: LogsBackend | None = None) -> None:
+                 exec_backend: ExecBackend | None = None, logs_backend: LogsBackend | None = None,
+                 extra_sans: list[str] | tuple[str, ...] = ()) -> None:
+        """`extra_sans`: more IP addresses for the server certificate, where clients reach the
+        endpoint through a forwarder (e.g. the in-cluster `kubernetes` Service), not bound here."""
         self.api = api
         self.run_id = run_id
         self.state_dir = state_dir
@@ -35,7 +38,7 @@ class KubeApiEndpoint:
         self.ca_pem = ""
         self.token = ""
         self._ca: certs.KeyPair | None = None
-        self._ips: list[str] = [host]
+        self._ips: list[str] = [host, *(ip for ip in extra_sans if ip != host)]
         self._pending: list[tuple[str, int]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

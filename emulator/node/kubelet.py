@@ -16,8 +16,9 @@ from dataclasses import replace
 import ray
 
 from emulator.api.client import Informer
+from emulator.control.events import EventRecorder, involved_ref
 from emulator.errors import KubemuError
-from emulator.node import podexec, runtime, sandbox
+from emulator.node import podexec, runtime, sandbox, serviceaccount
 from emulator.node.podnet import PodNetwork
 from emulator.node.sandbox import ExecResult, SandboxError, SandboxSpec
 from emulator.node.probes import ProbeRunner, ProbeTarget
@@ -35,6 +36,8 @@ class LocalPod:
         self.servers: list = []
         self.dns_dir: str | None = None
         self.sandboxes: dict[str, SandboxSpec] = {}   # container name -> its sandbox (argv: its command)
+        self.ref: dict | None = None            # involvedObject of its events
+        self.containers: list[str] = []
 
 
 class Kubelet:
@@ -53,6 +56,7 @@ class Kubelet:
         self._workers = [threading.Thread(target=self._work, name=f"kubelet-{i}", daemon=True) for i in range(2)]
         self._busy: set[str] = set()
         self._lock = threading.Lock()
+        self.events = EventRecorder(api, "kubelet", node_name)
 
     def start(self) -> None:
         self.probes.start()
@@ -134,17 +138,28 @@ class Kubelet:
             pod_netns = self.names.pod_netns(ns, name)
             dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]} if self.dns else None
             ip = self.podnet.add_pod(pod_netns, ns, name, dns)
+        sa_dir = serviceaccount.write_pod_serviceaccount(self.names.run_id, ns, name)   # live runs only
         local = LocalPod(key, pod_netns, ip, host_network)
+        local.ref = involved_ref(pod)
         self.pods[key] = local
+        env = serviceaccount.service_env(self.services())
+        secrets = serviceaccount.mounted_files(sa_dir)
         for c in spec["containers"]:
             local.sandboxes[c.get("name", "c")] = podexec.container_sandbox(
-                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network)
+                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network,
+                extra_env=env, data_files=secrets)
+        podexec.save_sandboxes(serviceaccount.pod_state_dir(self.names.run_id, ns, name), local.sandboxes)
         ports: dict[str, int] = {}
         for c, kind in zip(spec["containers"], kinds):
             for p in c.get("ports", []) or []:
                 if p.get("name"):
                     ports[p["name"]] = p["containerPort"]
             self._start_container(local, name, c, kind)
+            cname = c.get("name", "c")
+            local.containers.append(cname)
+            self.events.record(local.ref, "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
+            self.events.record(local.ref, "Created", f"Created container {cname}")
+            self.events.record(local.ref, "Started", f"Started container {cname}")
         # Synchronous: the probe's later Ready update must not overtake this one.
         ray.get(self.api.patch_status.remote("Pod", ns, name, {
             "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": self.node_ip,
@@ -170,7 +185,7 @@ class Kubelet:
         if kind == "netexec":
             from emulator.workloads.agnhost import parse_netexec_args
             cfg = parse_netexec_args(c.get("args") or [])
-            if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg) is not None:
+            if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg, log_path=log_path) is not None:
                 local.servers.append(local.netns)
         elif kind == "kube-dns":
             local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
@@ -210,6 +225,8 @@ class Kubelet:
         if local is None:
             return
         self.probes.remove(key)
+        for cname in local.containers:
+            self.events.record(local.ref, "Killing", f"Stopping container {cname}")
         for srv in local.servers:
             try:
                 self.workloads.remove_pod_server(srv)
@@ -218,6 +235,7 @@ class Kubelet:
         local.processes.stop()
         if not local.host_network:
             self.podnet.remove_pod(local.netns, local.ip)
+        serviceaccount.remove_pod_serviceaccount(self.names.run_id, *key.split("/", 1))
 
     def exec(self, namespace: str, name: str, argv: list[str], container: str | None = None,
              stdin: bytes | None = None, timeout: float = 30.0) -> ExecResult:

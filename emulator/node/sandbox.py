@@ -48,6 +48,11 @@ class SandboxSpec:
     gid: int = NOBODY
     env: tuple[tuple[str, str], ...] = ()
     etc_files: tuple[tuple[str, str], ...] = ()   # (host source, /etc target), e.g. resolv.conf
+    # (host file, path in the pod): copied in by bwrap from a descriptor kubemu opens as root,
+    # so the pod reads its copy (service account token) without any access to the host file.
+    data_files: tuple[tuple[str, str], ...] = ()
+    tty: bool = False                    # on a pty of kubemu's own (exec -t): keep it as the
+                                         # controlling terminal (no --new-session)
     cwd: str = "/"
 
     @property
@@ -101,12 +106,13 @@ def container_env(container: dict, hostname: str, run_id: str | None,
     return tuple(env.items())
 
 
-def bwrap_args(spec: SandboxSpec, layout: HostLayout) -> list[str]:
-    """The bwrap options (everything between `bwrap` and `--`)."""
+def bwrap_args(spec: SandboxSpec, layout: HostLayout, fds: tuple[int, ...] = ()) -> list[str]:
+    """The bwrap options (everything between `bwrap` and `--`); `fds[i]` is an open descriptor
+    of `spec.data_files[i]` (inherited by bwrap)."""
     a = ["--unshare-user", "--disable-userns", "--uid", str(spec.uid), "--gid", str(spec.gid),
          "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-         "--hostname", spec.hostname, "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-         "--clearenv"]
+         "--hostname", spec.hostname, "--die-with-parent", *([] if spec.tty else ["--new-session"]),
+         "--cap-drop", "ALL", "--clearenv"]
     for k, v in spec.env:
         a += ["--setenv", k, v]
     for path, target in layout.system:
@@ -118,20 +124,25 @@ def bwrap_args(spec: SandboxSpec, layout: HostLayout) -> list[str]:
         a += ["--tmpfs", d, "--remount-ro", d]
     for src, dst in spec.etc_files:
         a += ["--ro-bind", src, dst]
+    if len(fds) != len(spec.data_files):
+        raise SandboxError("one open descriptor per data file is needed")
+    for fd, (_, dst) in zip(fds, spec.data_files):
+        a += ["--perms", "0444", "--ro-bind-data", str(fd), dst]
     a += ["--proc", "/proc", "--dev", "/dev",
           "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp",
           "--remount-ro", "/", "--chdir", spec.cwd]
     return a
 
 
-def sandboxed_argv(spec: SandboxSpec, layout: HostLayout, bwrap: str = "bwrap") -> list[str]:
+def sandboxed_argv(spec: SandboxSpec, layout: HostLayout, bwrap: str = "bwrap",
+                   fds: tuple[int, ...] = ()) -> list[str]:
     """The whole command line: enter the netns, drop to the host uid, then bwrap."""
     if not spec.argv:
         raise SandboxError("empty command")
     return ["nsenter", f"--net={spec.netns_path}", "--",
             "setpriv", f"--reuid={spec.host_uid}", f"--regid={spec.host_gid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
-            bwrap, *bwrap_args(spec, layout), "--", *spec.argv]
+            bwrap, *bwrap_args(spec, layout, fds), "--", *spec.argv]
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ class Cluster:
         self.host_info: dict[str, dict] = {}
         self.timeline: dict[str, float] = {}
         self.down_nodes: set[str] = set()   # crashed or partitioned by a fault step
+        self.on_down: list[Callable[[], None]] = []   # run first by down() (a live run's endpoint)
         self._t0 = time.time()
 
     def mark(self, what: str) -> None:
@@ -174,7 +175,7 @@ class Cluster:
         facts = {"cluster_name": p.cluster_name, "subnet": p.subnet, "pod_range": p.cluster_cidr,
                  "external_range": p.external_range, "dpid": self.fabric_info["dpid"],
                  "state_dir": cleanup.state_dir(self.run_id),   # the IAP key lives there
-                 "gateways": sorted({p.gateway, p.internet_gateway, p.prober_gateway}),
+                 "gateways": sorted({p.gateway, p.internet_gateway} | {h["gateway"] for h in p.probers}),
                  "hosts": [{**s, "mac": self.host_info[s["name"]]["mac"], "dpid": self.fleet.dpid_of(s["name"])}
                            for s in p.hosts]}
         if self.fleet.vpc_tunnels():
@@ -222,6 +223,11 @@ class Cluster:
             self._down()
 
     def _down(self) -> None:
+        for fn in self.on_down:
+            try:
+                fn()
+            except Exception:
+                log.warning("stopping %s failed", fn, exc_info=True)
         if not ray.is_initialized():
             cleanup.clean_run(self.run_id)
             return

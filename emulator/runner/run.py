@@ -37,14 +37,20 @@ def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
 
 def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], None] = print,
                  ray_address: str | None = None, iptables_backend: str = "auto",
-                 run_id: str | None = None, machines: tuple[int, str] | None = None) -> dict:
+                 run_id: str | None = None, machines: tuple[int, str] | None = None,
+                 live=None, steps: bool = True) -> dict:
     """Run a loaded scenario; returns the results dict (also written to results.json).
 
-    `machines` (count, placement policy) overrides the scenario's `machines:`."""
+    `machines` (count, placement policy) overrides the scenario's `machines:`. `live`
+    (emulator.live.driver.LiveRun, `kubemu up`) extends the plan, starts its parts once
+    the cluster is up, and holds the cluster after the steps until asked to tear down;
+    `steps=False` skips the scenario's steps."""
     check_prerequisites()
     run_id = run_id or new_run_id()
     run_dir = new_run_dir(runs_dir, scenario.name, run_id)
     plan = make_plan(scenario.topology, RunNames(run_id), iptables_backend)
+    if live is not None:
+        live.extend_plan(plan)
     timing = scenario.timings()
     results: dict = {"schema_version": RESULTS_SCHEMA_VERSION, "scenario": scenario.name,
                      "scenario_file": scenario.file, "run_id": run_id, "run_dir": run_dir,
@@ -56,6 +62,8 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         machines = machines or (scenario.machines.count, scenario.machines.placement)
         with Cluster(run_id, run_dir, plan, timing, progress, ray_address, machines) as cluster:
             cluster.up()
+            if live is not None:
+                live.start(cluster, run_dir)   # its parts stop first when the cluster goes down
             results["impairments"] = apply_impairments(cluster, scenario.link_impairments(), progress)
             results["topology"] = {"nodes": [{k: s[k] for k in ("name", "zone", "ip", "pod_cidr")}
                                              for s in plan.nodes],
@@ -70,7 +78,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 ray.get(cluster.api.apply.remote(mo.obj))
             cluster.mark("manifests")
             ctx = StepContext(cluster, scenario)
-            for i, step in enumerate(scenario.steps):
+            for i, step in enumerate(scenario.steps if steps else []):
                 ctx.index = i
                 kind = step.KIND
                 progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
@@ -79,6 +87,8 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 results["flows"].update(flows.new_results(ctx))
                 if kind == "wait" and "first_ready" not in cluster.timeline:
                     cluster.mark("first_ready")
+            if live is not None:
+                live.hold(ctx, results)   # until `kubemu down`, Ctrl-C or SIGTERM
             if flows.await_all(ctx):   # background flows nobody awaited: their results count too
                 results["flows"].update(flows.new_results(ctx))
             results["timeline"] = cluster.timeline

@@ -73,10 +73,11 @@ class WorkloadHost:
 
     def add_pod_server(self, pod_ns: str | None, pod_name: str, node_name: str,
                        config: NetexecConfig, bind_ip: str = "0.0.0.0",
-                       family: int = socket.AF_INET) -> PodServerInfo | None:
+                       family: int = socket.AF_INET, log_path: str | None = None) -> PodServerInfo | None:
         """Create the pod's sockets in its namespace and start serving; None for `pause`.
 
-        `pod_ns=None` means this process's own namespace (tests on loopback).
+        `pod_ns=None` means this process's own namespace (tests on loopback); `log_path`:
+        the pod's log file, one line per request.
         """
         if not config.serves:
             return None
@@ -97,7 +98,7 @@ class WorkloadHost:
             for sock in socks:
                 sock.close()
             raise WorkloadError(pod_ns, f"cannot create sockets for {pod_name}: {exc}") from exc
-        server = NetexecServer(pod_name, node_name, http_sock, udp_socks, config)
+        server = NetexecServer(pod_name, node_name, http_sock, udp_socks, config, log_path=log_path)
         try:
             self._call(server.start())
         except OSError as exc:

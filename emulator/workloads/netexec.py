@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import socket
 from typing import Mapping, Sequence
 
@@ -31,6 +32,12 @@ HDR_NODE = "X-Kubemu-Node"
 HDR_CLIENT_IP = "X-Kubemu-Client-Ip"
 HDR_CLIENT_PORT = "X-Kubemu-Client-Port"
 _NOT_SUPPORTED = ("/dial", "/exit", "/shell", "/shutdown", "/upload")
+
+
+def klog_line(msg: str, now: datetime.datetime | None = None) -> str:
+    """`I1204 15:23:46.123456       1 netexec.go] MSG` and a newline (klog's header)."""
+    now = now or datetime.datetime.now()
+    return f"I{now:%m%d %H:%M:%S.%f}       1 netexec.go] {msg}\n"
 
 
 def format_hostport(peer: tuple | None) -> str:
@@ -65,8 +72,11 @@ class NetexecServer:
 
     def __init__(self, pod_name: str, node_name: str, http_sock: socket.socket | None,
                  udp_sock: socket.socket | Sequence[socket.socket] | None = None,
-                 config: NetexecConfig | None = None, shutdown_timeout: float = 1.0) -> None:
+                 config: NetexecConfig | None = None, shutdown_timeout: float = 1.0,
+                 log_path: str | None = None) -> None:
         self.pod_name, self.node_name = pod_name, node_name
+        self.log_path = log_path
+        self._log = None   # the pod's log file (what `kubectl logs` shows), opened by start()
         self.config = config or NetexecConfig()
         self.http_sock = http_sock
         if udp_sock is None:
@@ -88,6 +98,9 @@ class NetexecServer:
     async def start(self) -> None:
         """Start serving on the sockets (call on the loop that will run the server)."""
         loop = asyncio.get_running_loop()
+        if self.log_path:
+            os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+            self._log = open(self.log_path, "a", buffering=1)
         try:
             for sock in self.udp_socks:
                 sock.setblocking(False)
@@ -102,6 +115,9 @@ class NetexecServer:
                 await self._runner.setup()
                 site = web.SockSite(self._runner, self.http_sock)
                 await site.start()
+                self.log_line(f"Started HTTP server on port {self.http_port}")
+            for port in self.udp_ports:
+                self.log_line(f"Started UDP server on port {port}")
         except BaseException:
             await self.stop()
             raise
@@ -118,6 +134,14 @@ class NetexecServer:
             self.http_sock.close()
         for sock in self.udp_socks:
             sock.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_line(self, msg: str) -> None:
+        """One klog-style line in the pod's log, as agnhost writes (`I1204 15:23:46.123456 1 netexec.go] ...`)."""
+        if self._log is not None:
+            self._log.write(klog_line(msg))
 
     @property
     def http_port(self) -> int | None:
@@ -148,6 +172,8 @@ class NetexecServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Dispatch like Go's ServeMux: exact paths, everything else is `/`."""
         peer = request.transport.get_extra_info("peername") if request.transport else None
+        if request.path != "/healthz":   # the kubelet's probes would drown the requests
+            self.log_line(f"{request.method} {request.path_qs} from {format_hostport(peer)}")
         path, query = request.path, request.query
         if self._override is not None:
             path, query = self._override.path, self._override.query

@@ -125,3 +125,17 @@ def test_many_pods_on_one_loop(host):
     infos = [host.add_pod_server(None, f"pod-{i}", "n", NetexecConfig(http_port=0, udp_port=0),
                                  bind_ip="127.0.0.1") for i in range(20)]
     assert [get(i.http_port, "/hostname")[1] for i in infos] == [f"pod-{i}" for i in range(20)]
+
+
+def test_requests_are_logged_to_the_pods_log_like_agnhost(host, tmp_path):
+    log = tmp_path / "pods" / "default_web" / "netexec.log"
+    info = host.add_pod_server(None, "web", "n", NetexecConfig(http_port=0, udp_port=0), bind_ip="127.0.0.1",
+                               log_path=str(log))
+    _, _, _, local = get(info.http_port, "/hostname?x=1")
+    get(info.http_port, "/healthz")   # the kubelet's probes stay out of the log
+    host.remove_pod_server(None)
+    lines = log.read_text().splitlines()
+    assert lines[0].endswith(f"netexec.go] Started HTTP server on port {info.http_port}")
+    assert lines[1].endswith(f"netexec.go] Started UDP server on port {info.udp_ports[0]}")
+    assert lines[2].startswith("I") and lines[2].endswith(f"netexec.go] GET /hostname?x=1 from 127.0.0.1:{local[1]}")
+    assert len(lines) == 3

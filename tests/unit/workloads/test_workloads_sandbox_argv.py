@@ -110,3 +110,20 @@ def test_no_bwrap_is_an_error_not_a_fallback(monkeypatch, tmp_path):
     monkeypatch.setattr(podexec, "OUTER_PATH", str(tmp_path))
     with pytest.raises(SandboxError, match="bubblewrap"):
         podexec.exec_in_pod(spec())
+
+
+def test_data_files_are_copied_in_from_open_descriptors_before_the_root_goes_read_only():
+    s = spec(data_files=(("/run/kubemu/x/token", "/var/run/secrets/kubernetes.io/serviceaccount/token"),))
+    a = bwrap_args(s, LAYOUT, fds=(7,))
+    i = a.index("--ro-bind-data")
+    assert a[i + 1:i + 3] == ["7", "/var/run/secrets/kubernetes.io/serviceaccount/token"]
+    assert a[i - 2:i] == ["--perms", "0444"]
+    assert i < a.index("--remount-ro", a.index("--proc"))
+    assert "/run/kubemu/x/token" not in a                    # the host path never enters the pod
+    with pytest.raises(SandboxError):
+        bwrap_args(s, LAYOUT)                                # a data file without its descriptor
+
+
+def test_tty_exec_keeps_its_controlling_terminal_others_get_a_new_session():
+    assert "--new-session" not in bwrap_args(spec(tty=True), LAYOUT)
+    assert "--new-session" in bwrap_args(spec(), LAYOUT)
