@@ -265,11 +265,12 @@ def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
     study_flows, swept = study_flow_names(r), sweep_flow_names(r)   # sweeps have their own plot
     recs = {k: v for k, v in recs.items() if k not in swept}
     requests = {k: v for k, v in recs.items() if not (v and "bits_per_second" in v[0])}  # not iperf3 tests
-    yield ("Latency CDF per flow", "latency-cdf.png",
-           latency_cdf(requests, f"Latency CDF per flow, successful requests ({label})"))
-    yield ("Traffic share per serving node", "node-share.png",
-           node_shares(recs, [n["name"] for n in run.nodes], notes,
-                       f"Share of each flow's requests per serving node ({label})"))
+    if recs:
+        yield ("Latency CDF per flow", "latency-cdf.png",
+               latency_cdf(requests, f"Latency CDF per flow, successful requests ({label})"))
+        yield ("Traffic share per serving node", "node-share.png",
+               node_shares(recs, [n["name"] for n in run.nodes], notes,
+                           f"Share of each flow's requests per serving node ({label})"))
     timed = {k: v for k, v in recs.items() if k not in study_flows}
     if timed:
         yield ("Timeline", "timeline.png",

@@ -164,9 +164,10 @@ def sweep_lines(s: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[
         off = f2["intercept"] - zero["est"]["value"]
         out += [f"Over the {len(an['points']) - 1} values with a delay alone (one mechanism for all): slope "
                 f"{_f(f2['slope'])} [{_f(f2['ci_low'])}, {_f(f2['ci_high'])}], intercept {_f(f2['intercept'])} ms: "
-                f"{_f(off)} ms above the undelayed penalty, about {_f(off / 4)} ms per crossing that the delay "
-                f"path adds once it holds packets for a real delay (a wait in the delay process that the 1 µs "
-                f"calibration does not reach).", ""]
+                f"{_f(off)} ms above the undelayed penalty: about {_f(off / 4)} ms per crossing that the delay "
+                f"path adds once it holds packets for a real delay, on top of the model's 4D"
+                + (" (the 1 µs calibration above holds them too briefly to show it)." if an["calibration"] else ".")
+                + " Nothing is subtracted.", ""]
     for c in s.get("checks") or []:
         act = c["actual"] if isinstance(c["actual"], list) else [_f(c["actual"])]
         out.append(f"- {c['metric']} {c['expected']}: {', '.join(map(str, act))}: "
