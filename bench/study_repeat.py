@@ -39,7 +39,7 @@ steps:
       from: host/inet-1
       arms: {{cluster: {{url: "http://{{lbip:app-cluster}}/clientip"}}, local: {{url: "http://{{lbip:app-local}}/clientip"}}}}
       trials: 3
-      requests: {{n}}
+      requests: {n}
 """.replace("{name}", n) for n in ("rep1", "rep2"))
 
 

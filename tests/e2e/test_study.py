@@ -33,7 +33,7 @@ def test_interleaved_study_with_delay_sweep(tmp_path):
     slope = sweep["slope"]
     assert 2 <= slope["slope"] <= 8 and slope["ci_low"] <= slope["slope"] <= slope["ci_high"]
     assert [c["ok"] for c in sweep["checks"]] == [True]
-    assert "PASS delay: slope of extra_hop_penalty_ms between 2 and 8" in res.stdout
+    assert "PASS hopd-cluster: slope of extra_hop_penalty_ms between 2 and 8" in res.stdout
     [compare] = [s for s in results["steps"] if s["step"] == "compare"]
     assert compare["design"]["trials"] == 3 and compare["design"]["order_seeds"][0] == "19:hop:1"
     # each arm is a flow of its own, tagged with its trial, 300 requests per trial
