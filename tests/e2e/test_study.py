@@ -34,7 +34,8 @@ def test_interleaved_study_with_delay_sweep(tmp_path):
     assert 2 <= slope["slope"] <= 8 and slope["ci_low"] <= slope["slope"] <= slope["ci_high"]
     assert [c["ok"] for c in sweep["checks"]] == [True]
     assert "PASS hopd-cluster: slope of extra_hop_penalty_ms between 2 and 8" in res.stdout
-    [compare] = [s for s in results["steps"] if s["step"] == "compare"]
+    [compare, toggled] = [s for s in results["steps"] if s["step"] == "compare"]
+    assert toggled["arms"]["delayed"]["impair"] == "inter_node delay 1ms" and toggled["impairments"] == "none"
     assert compare["design"]["trials"] == 3 and compare["design"]["order_seeds"][0] == "19:hop:1"
     # each arm is a flow of its own, tagged with its trial, 300 requests per trial
     recs = [json.loads(line) for line in open(os.path.join(run_dir, "flows", "hop-local.jsonl"))]
@@ -50,6 +51,7 @@ def test_interleaved_study_with_delay_sweep(tmp_path):
     assert os.path.exists(os.path.join(run_dir, "plots", "compare-hop.png"))
     report = open(os.path.join(run_dir, "report.md")).read()
     for text in ("## Study", "### Compare hop", "interleaved request by request", "### Sweep delay",
+                 "### Compare tog", "interleaved in blocks of 20 requests",
                  "**Fitted slope**", "**Delay mechanism's own latency.**", "Cliff's delta",
                  "![Sweep delay](plots/sweep-delay.png)"):
         assert text in report, text
