@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from emulator.config.impairments import LINK_CLASSES, Impairments
 from emulator.config.templates import render_dummy
@@ -20,6 +20,8 @@ from emulator.config.topology import StrictModel
 from emulator.config.types import DnsLabel, Duration, NoBool, parse_duration
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1)]
+SweepValue = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "string", "description": "0.5ms, 5%"},
+                                                      {"type": "number"}]})]
 MAX_ARMS = 9
 
 
@@ -44,7 +46,8 @@ class CompareSpec(StrictModel):
     """Arms sent in alternation from one source, `trials` times; `requests` per arm per trial."""
 
     name: DnsLabel
-    from_: str = Field(alias="from", description="pod/NAME, pod/NS/NAME, node/NAME or host/NAME")
+    from_: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^(pod/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})] \
+        = Field(alias="from", description="pod/NAME, pod/NS/NAME, node/NAME or host/NAME")
     arms: dict[DnsLabel, ArmSpec] = Field(description=f"2 to {MAX_ARMS} named arms")
     requests: PositiveInt = Field(default=200, description="requests per arm and trial")
     trials: PositiveInt = Field(default=3, description="independent repetitions, each with its own order")
@@ -119,7 +122,7 @@ class SweepSpec(StrictModel):
     name: DnsLabel
     impair: str | None = Field(default=None, description="CLASS.FIELD, e.g. inter_node.delay (values: 0.5ms, ...)")
     scale: str | None = Field(default=None, description="deployment/NAME: values are replica counts")
-    values: list[Any] = Field(min_length=2, description="the parameter's values, in the order run")
+    values: list[SweepValue] = Field(min_length=2, description="the parameter's values, in the order run")
     calibrate: bool = Field(default=False, description="impair sweeps: first measure the delay path with ~0 delay")
     steps: list[CompareStep] = Field(min_length=1)
     slope: SlopeSpec | None = None

@@ -55,6 +55,7 @@ def test_compare_flows_can_be_asserted(tmp_path):
     ([{"compare": {**COMPARE, "arms": {"a": {"url": "http://x/", "impair": {"inter_node": {"delay": "1ms"}}},
                                        "b": {"url": "http://x/"}}}}], "need `interleave: block`"),
     ([{"compare": {**COMPARE, "from": "host/nope"}}], "no client host 'nope'"),
+    ([{"compare": {**COMPARE, "from": "inet-1"}}], "write pod/NAME"),
     ([{"compare": {**COMPARE, "arms": {**COMPARE["arms"], "x": {"url": "http://{lbip:gone}/"}}}}],
      "no Service default/gone"),
     ([{"compare": {**COMPARE, "trials": 0}}], "greater than or equal to 1"),
