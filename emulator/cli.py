@@ -167,10 +167,11 @@ def compare_cmd(run_a: str, run_b: str) -> None:
     """Put the flows of two run directories side by side (matched by name), with B against A."""
     from emulator.report.compare_runs import HEADER, compare_runs, table_rows
     from emulator.report.render import load_run
+    from emulator.errors import ConfigError
     try:
         a, b = load_run(run_a), load_run(run_b)
-    except KubemuError as e:
-        _fail(e)
+    except KubemuError as e:   # a directory that is not a run: bad input (exit 2)
+        _fail(ConfigError(str(e)))
     result = compare_runs(a.records, b.records)
     t = Table(title=f"A = {run_a}\nB = {run_b}", expand=False)
     for col in HEADER:

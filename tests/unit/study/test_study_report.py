@@ -107,3 +107,21 @@ def test_sweep_report_csv_and_plot_from_stored_records(tmp_path):
     assert float(rows[4].split(",")[6]) == pytest.approx(8.5, abs=0.3)
     assert (tmp_path / "plots" / "sweep-delay.png").read_bytes()[:4] == b"\x89PNG"
     assert "Timeline" not in paths.plots       # sweep flows have their own plot, not the timeline
+
+
+def test_kubemu_compare_prints_both_runs_and_refuses_a_non_run(tmp_path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[3]
+    for name, base in (("a", 1.0), ("b", 3.0)):
+        d = tmp_path / name / "flows"
+        d.mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps({"flows": {"web": {}}}))
+        (d / "web.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flow([base + 0.1 * i for i in range(20)])))
+    r = subprocess.run([sys.executable, "-m", "emulator.cli", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
+                       capture_output=True, text=True, cwd=root, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert "web" in r.stdout and "1.95 → 3.95" in r.stdout and "+2.00" in r.stdout and "large" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "emulator.cli", "compare", str(tmp_path / "a"), str(tmp_path)],
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 2 and "is not a run directory" in r.stderr and "Traceback" not in r.stderr
