@@ -43,7 +43,8 @@ def sweep_flow_names(results: Mapping[str, Any]) -> set[str]:
     return {a["flow"] for c, p in compares(results) if p is not None for a in (c.get("arms") or {}).values()}
 
 
-def _seed(results: Mapping[str, Any], c: Mapping[str, Any]) -> Any:
+def _seed(c: Mapping[str, Any]) -> Any:
+    """The scenario seed a compare ran with (the report reuses it for its bootstrap)."""
     return (c.get("design") or {}).get("seed", 0)
 
 
@@ -63,7 +64,7 @@ def design_sentence(c: Mapping[str, Any]) -> str:
 
 def compare_analysis(c: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> dict:
     """Per arm: p50 and extra-hop penalty with intervals; each later arm against the first."""
-    seed = _seed({}, c)
+    seed = _seed(c)
     arms = {a: v["flow"] for a, v in (c.get("arms") or {}).items() if v["flow"] in records}
     out: dict[str, Any] = {"arms": {}, "diffs": []}
     for a, flow in arms.items():
