@@ -62,13 +62,14 @@ def sweep_figure(s: Mapping[str, Any], an: Mapping[str, Any], records: Mapping[s
     return fig
 
 
-def _trials_and_all(ax, e: Mapping[str, Any], color, label: str) -> None:
-    """Per-trial values joined by a line, and the all-trials estimate with its interval at the right."""
+def _trials_and_all(ax, e: Mapping[str, Any], color, label: str, k: int = 0) -> None:
+    """Per-trial values joined by a line, and the all-trials estimate with its interval at the right
+    (series `k` shifted a little so that intervals do not hide each other)."""
     t = np.arange(1, len(e["per_trial"]) + 1)
     ax.plot(t, e["per_trial"], "o-", color=color, lw=1.2, ms=5,
             label=f"{label}: {e['value']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}] ms")
     if not math.isnan(e["ci_low"]):
-        ax.errorbar([t[-1] + 1], [e["value"]], yerr=[[e["value"] - e["ci_low"]], [e["ci_high"] - e["value"]]],
+        ax.errorbar([t[-1] + 1 + 0.12 * k], [e["value"]], yerr=[[e["value"] - e["ci_low"]], [e["ci_high"] - e["value"]]],
                     fmt="s", color=color, ms=6, capsize=5)
     ax.set_xticks(list(t) + [t[-1] + 1], [str(k) for k in t] + ["all\n(95% CI)"])
 
@@ -81,13 +82,16 @@ def compare_figure(c: Mapping[str, Any], an: Mapping[str, Any]) -> Figure:
     ax_p50, ax_diff = fig.subplots(1, 2)
     arms = an["arms"]
     colors = _colors(len(arms) + len(an["diffs"]) + 1)
-    for (a, v), color in zip(arms.items(), colors):
-        _trials_and_all(ax_p50, v["p50"], color, a)
+    right = 0
+    for i, ((a, v), color) in enumerate(zip(arms.items(), colors)):
+        _trials_and_all(ax_p50, v["p50"], color, a, i)
         if not math.isnan(v["penalty"]["value"]):
-            _trials_and_all(ax_diff, v["penalty"], color, f"{a}: extra-hop penalty")
+            _trials_and_all(ax_diff, v["penalty"], color, f"{a}: extra-hop penalty", right)
+            right += 1
     for d, color in zip(an["diffs"], colors[len(arms):]):
         e = {"value": d["diff_ms"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "per_trial": d["per_trial"]}
-        _trials_and_all(ax_diff, e, color, f"{d['b']} − {d['a']} (median)")
+        _trials_and_all(ax_diff, e, color, f"{d['b']} − {d['a']} (median)", right)
+        right += 1
     ax_diff.axhline(0, color="grey", lw=0.8)
     for ax, what in ((ax_p50, "median latency per arm (ms)"), (ax_diff, "difference (ms)")):
         ax.set_xlabel("trial")
