@@ -267,6 +267,10 @@ class AssertSpec(StrictModel):
     extra_hop_penalty_ms_ci_high: ComparisonField | None = Field(
         default=None, description="high end of the penalty's 95% bootstrap interval (over trials and requests)")
     p50_ms: ComparisonField | None = None
+    p50_ms_ci_low: ComparisonField | None = Field(
+        default=None, description="low end of the p50's 95% bootstrap interval (over trials and requests)")
+    p50_ms_ci_high: ComparisonField | None = Field(
+        default=None, description="high end of the p50's 95% bootstrap interval (over trials and requests)")
     p90_ms: ComparisonField | None = None
     p99_ms: ComparisonField | None = None
     max_ms: ComparisonField | None = None

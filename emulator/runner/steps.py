@@ -188,10 +188,10 @@ def run_assert(step, ctx: StepContext) -> dict:
             value = entered_without_pod_ratio(ctx.records[a.flow], ctx.cluster.plan)
         elif metric == "extra_hop_penalty_ms":
             value = extra_hop_penalty_ms(ctx.records[a.flow], ctx.cluster.plan)
-        elif metric.startswith("extra_hop_penalty_ms_ci_"):
-            est = study.estimate(ctx.records[a.flow], ctx.cluster.plan.nodes, "extra_hop_penalty_ms",
-                                 f"{ctx.scenario.seed or 0}:{a.flow}")
-            value = est["ci_" + metric.rsplit("_", 1)[1]]
+        elif metric.endswith(("_ci_low", "_ci_high")):   # seeded as the report's study section
+            base, end = metric.rsplit("_ci_", 1)
+            seed = f"{ctx.scenario.seed or 0}:{a.flow}" + (":p50" if base == "p50_ms" else "")
+            value = study.estimate(ctx.records[a.flow], ctx.cluster.plan.nodes, base, seed)["ci_" + end]
         else:
             value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})

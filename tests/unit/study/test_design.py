@@ -115,3 +115,27 @@ def test_arm_difference_pairs_trials():
     d = study.arm_difference(a, b, "s", "local", "cluster")
     assert d["per_trial"] == pytest.approx([1.0, 1.0, 1.0]) and 0.5 < d["ci_low"] <= 1.0 <= d["ci_high"] < 1.5
     assert d["cliffs_delta"] > 0 and d["b"] == "cluster"
+
+
+def test_assert_on_interval_ends_matches_the_report(tmp_path):
+    from types import SimpleNamespace
+
+    from emulator.config.scenario import AssertStep
+    from emulator.report import stats
+    from emulator.report.study_md import compare_analysis
+    from emulator.runner.steps import run_assert
+    recs = [rec(t, 1.0 + 0.01 * k, "n1", "n1") for t in (1, 2, 3) for k in range(30)] + \
+           [rec(t, 3.0 + 0.01 * k, "n1", "n2") for t in (1, 2, 3) for k in range(60)]
+    ctx = SimpleNamespace(flows=SimpleNamespace(runs={}), records={"hop-a": recs},
+                          summaries={"hop-a": stats.summarize(recs)}, scenario=SimpleNamespace(seed=8),
+                          cluster=SimpleNamespace(plan=SimpleNamespace(nodes=NODES)))
+    step = AssertStep.model_validate({"assert": {"flow": "hop-a", "extra_hop_penalty_ms_ci_low": ">= 1.5",
+                                                 "extra_hop_penalty_ms_ci_high": "<= 1.5",
+                                                 "p50_ms_ci_high": "< 100"}})
+    out = run_assert(step, ctx)
+    got = {c["metric"]: c for c in out["checks"]}
+    an = compare_analysis({"design": {"seed": 8}, "arms": {"a": {"flow": "hop-a"}}}, {"hop-a": recs}, NODES)
+    assert got["extra_hop_penalty_ms_ci_low"]["actual"] == an["arms"]["a"]["penalty"]["ci_low"]
+    assert got["p50_ms_ci_high"]["actual"] == an["arms"]["a"]["p50"]["ci_high"]
+    assert got["extra_hop_penalty_ms_ci_low"]["ok"] and not got["extra_hop_penalty_ms_ci_high"]["ok"]
+    assert out["ok"] is False
