@@ -108,12 +108,15 @@ class SlopeSpec(StrictModel):
         return self
 
 
-def _sweep_value(value: Any) -> float:
-    """A parameter value: a duration (`0.5ms`), a share (`5%`) or a number."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        from emulator.config.impairments import parse_loss
+def _sweep_value(value: Any, field: str) -> float:
+    """A delay (`0.5ms`, at most 10 s) or a loss (`5%` or a ratio)."""
+    from emulator.config.impairments import MAX_DELAY_S, parse_loss
+    if field == "loss":
         return parse_loss(value)
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds > MAX_DELAY_S:
+        raise ValueError(f"delay {seconds:g}s is longer than {MAX_DELAY_S:g}s")
+    return seconds
 
 
 class SweepSpec(StrictModel):
@@ -137,7 +140,7 @@ class SweepSpec(StrictModel):
                 raise ValueError(f"impair {self.impair!r}: write CLASS.delay or CLASS.loss with CLASS one of "
                                  + ", ".join(LINK_CLASSES))
             try:
-                vals = [_sweep_value(v) for v in self.values]
+                vals = [_sweep_value(v, self.impair.split(".")[1]) for v in self.values]
             except ValueError as e:
                 raise ValueError(f"values: {e}") from None
         else:

@@ -19,8 +19,7 @@ from emulator.config.impairments import Impairments, LinkImpairment
 from emulator.config.templates import render
 from emulator.errors import KubemuError
 from emulator.impair.cluster import apply_impairments
-from emulator.report import design, study
-from emulator.report import stats
+from emulator.report import design, stats, study
 from emulator.runner import flows
 
 CALIBRATION_DELAY_S = 1e-6   # the delay path (NFQUEUE) with a delay too small to matter

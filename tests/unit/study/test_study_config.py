@@ -40,6 +40,11 @@ def test_the_sweep_scenario_loads():
     assert "hopd-cluster-v4" in sw.sweep.flows() and "hopd-local-cal" in sw.sweep.flows()
 
 
+def test_a_loss_sweep_reads_shares(tmp_path):
+    sc = load_scenario(write(tmp_path, [sweep(impair="internet.loss", values=["0%", "1%", 0.05])]))
+    assert sc.steps[0].sweep.values == [0.0, 0.01, 0.05] and sc.steps[0].sweep.shown(0.05) == 5.0
+
+
 def test_compare_flows_can_be_asserted(tmp_path):
     sc = load_scenario(write(tmp_path, [{"compare": COMPARE},
                                         {"assert": {"flow": "hop-local", "extra_hop_penalty_ms_ci_low": ">= 0"}},
@@ -63,6 +68,9 @@ def test_compare_flows_can_be_asserted(tmp_path):
     ([sweep(values=["1ms"])], "at least 2 items"),
     ([sweep(values=["1ms", "1ms"])], "each value once"),
     ([sweep(values=["1ms", "fast"])], "invalid duration"),
+    ([sweep(values=["1ms", "5%"])], "invalid duration"),
+    ([sweep(values=["1ms", "11s"])], "longer than 10s"),
+    ([sweep(impair="internet.loss", values=["1%", "100%"])], "out of range"),
     ([sweep(impair="inter_node.rate")], "write CLASS.delay or CLASS.loss"),
     ([sweep(scale="deployment/app")], "exactly one parameter"),
     ([sweep(slope={"flow": "hop-clusterx"})], "no arm flow 'hop-clusterx'"),
