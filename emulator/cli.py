@@ -104,9 +104,9 @@ def print_results(results: dict) -> None:
     """The summary table, the assertions and where the results are."""
     print_flows(results.get("flows", {}))
     for s in results.get("steps", []):
-        if s.get("step") != "assert":
+        if s.get("step") not in ("assert", "sweep"):   # a sweep's checks bound its slope
             continue
-        for c in s["checks"]:
+        for c in s.get("checks") or []:
             mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
             actual = f"{c['actual']:.4g}" if isinstance(c["actual"], (int, float)) else ", ".join(c["actual"])
             expected = c["expected"] if isinstance(c["expected"], str) else "= " + ", ".join(c["expected"])
@@ -209,6 +209,30 @@ def report(run_dir: str) -> None:
     for path in paths.plots.values():
         console.print(f"plot: {path}", soft_wrap=True)
     console.print(f"report: {paths.markdown}", soft_wrap=True)
+
+
+@main.command("compare")
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+def compare_cmd(run_a: str, run_b: str) -> None:
+    """Put the flows of two run directories side by side (matched by name), with B against A."""
+    from emulator.report.compare_runs import HEADER, compare_runs, table_rows
+    from emulator.report.render import load_run
+    from emulator.errors import ConfigError
+    try:
+        a, b = load_run(run_a), load_run(run_b)
+    except KubemuError as e:   # a directory that is not a run: bad input (exit 2)
+        _fail(ConfigError(str(e)))
+    result = compare_runs(a.records, b.records)
+    t = Table(title=f"A = {run_a}\nB = {run_b}", expand=False)
+    for col in HEADER:
+        t.add_column(col, justify="left" if col == "flow" else "right", no_wrap=col == "flow")
+    for row in table_rows(result):
+        t.add_row(*row)
+    console.print(t)
+    for side, names in (("A", result["only_a"]), ("B", result["only_b"])):
+        if names:
+            console.print(f"only in {side}: {', '.join(names)}")
 
 
 @main.command()

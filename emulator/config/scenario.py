@@ -261,7 +261,15 @@ class AssertSpec(StrictModel):
         default=None, description="share of requests that entered a node with no pod of the flow")
     extra_hop_penalty_ms: ComparisonField | None = Field(
         default=None, description="median latency of extra-hop requests minus that of direct ones")
+    extra_hop_penalty_ms_ci_low: ComparisonField | None = Field(
+        default=None, description="low end of the penalty's 95% bootstrap interval (over trials and requests)")
+    extra_hop_penalty_ms_ci_high: ComparisonField | None = Field(
+        default=None, description="high end of the penalty's 95% bootstrap interval (over trials and requests)")
     p50_ms: ComparisonField | None = None
+    p50_ms_ci_low: ComparisonField | None = Field(
+        default=None, description="low end of the p50's 95% bootstrap interval (over trials and requests)")
+    p50_ms_ci_high: ComparisonField | None = Field(
+        default=None, description="high end of the p50's 95% bootstrap interval (over trials and requests)")
     p90_ms: ComparisonField | None = None
     p99_ms: ComparisonField | None = None
     max_ms: ComparisonField | None = None
@@ -309,10 +317,12 @@ class ImpairStep(StrictModel):
     impair: Impairments
 
 
+from emulator.config.study import CompareStep, SweepStep  # noqa: E402 (study models use TrafficSource)
+
 STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep, ApplyStep,
                                                 DeleteStep, ScaleStep, AwaitStep, ImpairStep,
                                                 ReachabilityStep, LabelStep, FaultStep,
-                                                AvailabilityStep)
+                                                AvailabilityStep, CompareStep, SweepStep)
 STEP_KINDS = tuple(c.KIND for c in STEP_CLASSES)   # type: ignore[attr-defined]
 
 

@@ -16,6 +16,7 @@ from emulator.config.reachability import LabelStep, ReachabilityStep, reachabili
 from emulator.config.scenario import (AssertStep, AwaitStep, DeleteStep, ScaleStep, Scenario, TrafficSpec,
                                       TrafficStep, WaitStep)
 from emulator.config.source import Loc
+from emulator.config.study import CompareStep, SweepStep, study_problems
 from emulator.config.templates import placeholders, render_dummy
 from emulator.config.timing import Timing
 
@@ -75,6 +76,8 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
         elif isinstance(step, AvailabilityStep):
             problems += [(("steps", i, "availability") + loc, m) for loc, m in
                          availability_problems(step.availability, flows, faults)]
+        elif isinstance(step, (CompareStep, SweepStep)):
+            problems += [(("steps", i) + loc, m) for loc, m in study_problems(step, scenario, flows)]
         elif isinstance(step, ScaleStep):
             sc = step.scale
             if scenario.find("Deployment", sc.namespace, sc.deployment) is None:

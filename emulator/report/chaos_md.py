@@ -82,3 +82,36 @@ def markers(results: Mapping[str, Any], t0: float) -> list[tuple[float, str]]:
                 if v.get(key) is not None:
                     out.append((a["fault_t"] - t0 + v[key], f"{svc}: {label}"))
     return out
+
+
+PHASE_BANDS = (("node_not_ready_s", "node down, lease not yet expired"),
+               ("pods_evicted_s", "NotReady and tainted, pods kept"),
+               ("endpoints_restored_s", "pods evicted, replacements starting"),
+               (None, "replacements ready"))
+
+
+def phase_bands(results: Mapping[str, Any], t0: float) -> dict[str, list]:
+    """For the timeline plot, seconds since t0: `faults` (x, label), `bands` (x0, x1, label) between
+    the node's phases after the first availability step's fault, `events` (x, label) per Service."""
+    steps = results.get("steps") or []
+    faults = [(s["t"] - t0, f"{s.get('name')} ({s.get('action', 'fault')})") for s in steps
+              if s.get("step") == "fault" and "t" in s]
+    avail = [s for s in steps if s.get("step") == "availability" and s.get("fault_t") is not None]
+    if not avail:
+        return {"faults": faults, "bands": [], "events": []}
+    a = avail[0]
+    ph, ft = a.get("phases") or {}, a["fault_t"] - t0
+    svcs = ph.get("services") or {}
+    restored = [v["endpoints_restored_s"] for v in svcs.values() if v.get("endpoints_restored_s") is not None]
+    at = {"node_not_ready_s": ph.get("node_not_ready_s"), "pods_evicted_s": ph.get("pods_evicted_s"),
+          "endpoints_restored_s": max(restored) if restored else None}
+    bands, start = [], 0.0
+    for key, label in PHASE_BANDS:
+        end = at.get(key) if key else None
+        if key and end is None:
+            break
+        bands.append((ft + start, None if end is None else ft + end, label))
+        start = end if end is not None else start
+    events = [(ft + v["lb_steered_s"], f"{svc}: load balancer steered away")
+              for svc, v in sorted(svcs.items()) if v.get("lb_steered_s") is not None]
+    return {"faults": faults, "bands": bands, "events": events}

@@ -35,6 +35,9 @@ def impairment_timeline(results: Mapping[str, Any]) -> dict[str, str]:
             now = text(s)
         elif s.get("step") == "traffic" and "flow" in s:
             out[s["flow"]] = now
+    from emulator.report.study_md import compares
+    for c, _ in compares(results):   # compares record what was in force (sweeps change it per point)
+        out.update({a["flow"]: c.get("impairments", "none") for a in (c.get("arms") or {}).values()})
     return out
 
 

@@ -138,49 +138,105 @@ def binned(records: Sequence[Mapping[str, Any]], t0: float, bin_s: float = BIN_S
     return edges, started, oks
 
 
+WINDOW_REQUESTS = 20          # the rolling success window holds about this many requests
+BAND_COLORS = ("#f4a582", "#fddbc7", "#d1e5f0", "#b8e186")
+EVENT_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+
+
+def rolling(records: Sequence[Mapping[str, Any]], t0: float, window_s: float, step_s: float = 0.05
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times (s since t0), request rate (per s) and success ratio over the trailing `window_s`,
+    every `step_s` from the first to the last request (ratio nan where the window is empty)."""
+    rs = [r for r in records if r.get("t_start") is not None]
+    if not rs:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    starts = np.asarray([r["t_start"] - t0 for r in rs], dtype=float)
+    ok = np.asarray([r.get("outcome") == "ok" for r in rs], dtype=float)
+    order = np.argsort(starts)
+    starts, ok = starts[order], ok[order]
+    cum = np.concatenate([[0.0], np.cumsum(ok)])
+    t = np.arange(starts[0], starts[-1] + step_s, step_s)
+    hi = np.searchsorted(starts, t, side="right")
+    lo = np.searchsorted(starts, t - window_s, side="right")
+    n = hi - lo
+    ratio = np.divide(cum[hi] - cum[lo], n, out=np.full(t.shape, np.nan), where=n > 0)
+    return t, n / window_s, ratio
+
+
+def window_for(records: Sequence[Mapping[str, Any]], n: int = WINDOW_REQUESTS) -> float:
+    """A window (s) holding about `n` of the flow's requests at its mean rate (0.2 s at least)."""
+    starts = [r["t_start"] for r in records if r.get("t_start") is not None]
+    if len(starts) < 2 or max(starts) == min(starts):
+        return 1.0
+    rate = (len(starts) - 1) / (max(starts) - min(starts))
+    return max(0.2, n / rate)
+
+
 def timeline(records: Mapping[str, Sequence[Mapping[str, Any]]], t0: float, bin_s: float = BIN_S,
-             title: str = "", markers: Sequence[tuple[float, str]] = ()) -> Figure:
-    """Request rate and success ratio per `bin_s` bin over the run, per flow; `markers`: (s, label)
-    vertical lines (faults and the phases of the reaction)."""
-    fig = Figure(figsize=(11, 6), dpi=DPI, layout="constrained")
-    ax_rate, ax_ok = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    colors = _colors(len(records))
+             title: str = "", markers: Sequence[tuple[float, str]] = (),
+             phases: Mapping[str, list] | None = None) -> Figure:
+    """Per flow: request rate and success ratio over a rolling window of ~20 requests, and each
+    request as a tick (failures red); `phases` (chaos_md.phase_bands) as shaded bands, faults and
+    events as lines, all named in the legend; `markers`: further labelled lines."""
+    names = [n for n, recs in records.items() if recs]
+    fig = Figure(figsize=(11, 5.5 + 0.25 * len(names)), dpi=DPI, layout="constrained")
+    ax_rate, ax_ok, ax_rug = fig.subplots(3, 1, sharex=True, height_ratios=(2, 3, 0.5 + 0.35 * max(len(names), 1)))
+    colors = dict(zip(names, _colors(len(names))))
     lo = hi = None
-    for (name, recs), color in zip(records.items(), colors):
-        edges, started, oks = binned(recs, t0, bin_s)
-        if edges.size == 0:
+    for i, name in enumerate(names):
+        recs = records[name]
+        w = window_for(recs)
+        t, rate, ratio = rolling(recs, t0, w)
+        if t.size == 0:
             continue
-        lo = edges[0] if lo is None else min(lo, edges[0])
-        hi = edges[-1] if hi is None else max(hi, edges[-1])
-        rate = started / bin_s
-        # padded with zero bins so a flow of one bin still shows as a block
-        e = np.concatenate([[edges[0] - bin_s], edges, [edges[-1] + bin_s]])
-        ax_rate.stairs(np.concatenate([[0], rate, [0]]), e, color=color, fill=True, alpha=0.35)
-        ax_rate.stairs(np.concatenate([[0], rate, [0]]), e, color=color, lw=1.2, label=name)
-        used = started > 0
-        centers = (edges[:-1] + edges[1:]) / 2
-        ratio = np.divide(oks, started, out=np.zeros(started.shape), where=used)
-        ax_ok.plot(centers[used], ratio[used], "o-", color=color, ms=4, lw=1.0, label=name)
-    ax_rate.set_ylabel(f"requests started per second\n(per {bin_s * 1000:.0f} ms bin)")
-    ax_rate.set_title(title or f"Request rate and success ratio over the run, per {bin_s * 1000:.0f} ms")
-    ax_rate.grid(True, alpha=0.3)
+        lo = t[0] if lo is None else min(lo, t[0])
+        hi = t[-1] if hi is None else max(hi, t[-1])
+        ax_rate.plot(t, rate, color=colors[name], lw=1.2, label=f"{name} (window {w:.1f} s)")
+        ax_ok.plot(t, 100 * ratio, color=colors[name], lw=1.4, label=name)
+        starts = np.asarray([r["t_start"] - t0 for r in recs if r.get("t_start") is not None])
+        bad = np.asarray([r.get("outcome") != "ok" for r in recs if r.get("t_start") is not None])
+        ax_rug.vlines(starts[~bad], i - 0.3, i + 0.3, color="#bbbbbb", lw=0.4)
+        ax_rug.vlines(starts[bad], i - 0.4, i + 0.4, color="#d62728", lw=1.0)
+    handles = []
+    ph = phases or {}
+    end = (hi or 0) + 1
+    for (x0, x1, label), color in zip(ph.get("bands") or [], BAND_COLORS):
+        for ax in (ax_rate, ax_ok, ax_rug):
+            span = ax.axvspan(x0, end if x1 is None else x1, color=color, alpha=0.45, lw=0, zorder=0)
+        span.set_label(label)
+        handles.append(span)
+    for x, label in ph.get("faults") or []:
+        for ax in (ax_rate, ax_ok, ax_rug):
+            line = ax.axvline(x, color="black", lw=1.6)
+        line.set_label(f"fault {label}")
+        handles.append(line)
+    extra = list(ph.get("events") or []) + list(markers)
+    for (x, label), style in zip(extra, EVENT_STYLES * (1 + len(extra) // len(EVENT_STYLES))):
+        for ax in (ax_rate, ax_ok, ax_rug):
+            line = ax.axvline(x, color="#555555", lw=1.1, ls=style)
+        line.set_label(label)
+        handles.append(line)
+    ax_rate.set_ylabel("requests / s\n(rolling window)")
     ax_rate.set_ylim(bottom=0)
-    ax_ok.set_ylim(-0.05, 1.08)
-    ax_ok.set_yticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"])
-    ax_ok.set_ylabel("success ratio\n(of requests started in the bin)")
-    ax_ok.set_xlabel("time since the run started (s)")
-    for x, label in markers:
-        for ax in (ax_rate, ax_ok):
-            ax.axvline(x, color="grey", ls="--", lw=0.8)
-        ax_ok.annotate(label, (x, 0.02), rotation=90, fontsize=7, va="bottom", ha="right", color="dimgrey")
-    ax_ok.grid(True, alpha=0.3)
+    ax_rate.set_title(title or "Request rate and success over the run")
+    ax_ok.set_ylim(-3, 103)
+    ax_ok.set_ylabel("success %\n(rolling, ~20 requests)")
+    ax_rug.set_yticks(range(len(names)), names, fontsize=8)
+    ax_rug.set_ylim(len(names) - 0.5, -0.5)
+    ax_rug.set_ylabel("requests\n(red: failed)", fontsize=8)
+    ax_rug.set_xlabel("time since the run started (s)")
+    for ax in (ax_rate, ax_ok):
+        ax.grid(True, alpha=0.3)
     if lo is not None:
-        pad = max(0.5, 0.03 * (hi - lo))
-        ax_ok.set_xlim(lo - pad, hi + pad)
-        ax_rate.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="flow",
-                       title_fontsize=9, frameon=False)
+        pad = max(0.5, 0.02 * (hi - lo))
+        ax_rug.set_xlim(lo - pad, hi + pad)
+        ax_rate.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="flow", title_fontsize=9,
+                       frameon=False)
     else:
         ax_rate.text(0.5, 0.5, "no requests", transform=ax_rate.transAxes, ha="center")
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8,
+                   frameon=False, title="phases and events", title_fontsize=9)
     return fig
 
 
@@ -205,16 +261,23 @@ def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
     for f in (flow_reports(run) if flows is None else flows):
         if f.hops is not None and f.hops.attributed:
             notes[f.name] = f"extra hop {100 * f.hops.extra_share:.0f}%"
+    from emulator.report.study_md import study_flow_names, sweep_flow_names
+    study_flows, swept = study_flow_names(r), sweep_flow_names(r)   # sweeps have their own plot
+    recs = {k: v for k, v in recs.items() if k not in swept}
     requests = {k: v for k, v in recs.items() if not (v and "bits_per_second" in v[0])}  # not iperf3 tests
-    yield ("Latency CDF per flow", "latency-cdf.png",
-           latency_cdf(requests, f"Latency CDF per flow, successful requests ({label})"))
-    yield ("Traffic share per serving node", "node-share.png",
-           node_shares(recs, [n["name"] for n in run.nodes], notes,
-                       f"Share of each flow's requests per serving node ({label})"))
-    yield ("Timeline", "timeline.png",
-           timeline(recs, _t0(r, recs), BIN_S,
-                    f"Request rate and success ratio per {BIN_S * 1000:.0f} ms bin ({label})",
-                    chaos_md.markers(r, _t0(r, recs))))
+    if recs:
+        yield ("Latency CDF per flow", "latency-cdf.png",
+               latency_cdf(requests, f"Latency CDF per flow, successful requests ({label})"))
+        yield ("Traffic share per serving node", "node-share.png",
+               node_shares(recs, [n["name"] for n in run.nodes], notes,
+                           f"Share of each flow's requests per serving node ({label})"))
+    timed = {k: v for k, v in recs.items() if k not in study_flows}
+    if timed:
+        yield ("Timeline", "timeline.png",
+               timeline(timed, _t0(r, recs), BIN_S, f"Request rate and success over the run ({label})",
+                        phases=chaos_md.phase_bands(r, _t0(r, recs))))
+    from emulator.report import study_plots
+    yield from study_plots.figures(run)
 
 
 def save(fig: Figure, path: str) -> None:

@@ -103,8 +103,11 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
 
 def flow_sources(results: Mapping[str, Any]) -> dict[str, str]:
     """The `from` of each traffic step, by flow name."""
-    return {s["flow"]: s.get("from") for s in results.get("steps") or []
-            if s.get("step") == "traffic" and "flow" in s}
+    from emulator.report.study_md import compares
+    out = {s["flow"]: s.get("from") for s in results.get("steps") or []
+           if s.get("step") == "traffic" and "flow" in s}
+    out.update({a["flow"]: c.get("from") for c, _ in compares(results) for a in (c.get("arms") or {}).values()})
+    return out
 
 
 def is_external(source: str | None, nodes: Sequence[Mapping[str, Any]]) -> bool:
@@ -262,8 +265,10 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
             out += _flow_details(f)
 
     out += hop_study.impairment_lines(r) + hop_study.study_lines(r, flows, run.records)
+    from emulator.report import study_md
+    out += study_md.section(r, run.records)
     out += ["## Assertions", ""]
-    checks = [(s.get("flow"), c) for s in r.get("steps") or [] if s.get("step") == "assert"
+    checks = [(s.get("flow"), c) for s in r.get("steps") or [] if s.get("step") in ("assert", "sweep")
               for c in s.get("checks") or []]
     if checks:
         rows = []
@@ -357,6 +362,8 @@ def write_report(run_dir: str | os.PathLike) -> ReportPaths:
         path = os.path.join(out_dir, fname)
         plots.save(fig, path)
         written[title] = path
+    from emulator.report.study_plots import write_csvs
+    write_csvs(run, out_dir)
     rel = {t: os.path.relpath(p, run.run_dir) for t, p in written.items()}
     md_path = os.path.join(run.run_dir, REPORT_FILE)
     with open(md_path, "w", encoding="utf-8") as f:

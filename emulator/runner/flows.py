@@ -83,14 +83,18 @@ def describe(spec) -> str:
     return f"traffic {spec.name}{bg}: {what} from {spec.from_} to {to}"
 
 
-def start(spec, ctx) -> FlowRun:
-    """Resolve the spec and start the generator on the source's agent (returns at once)."""
-    src, cluster = spec.from_, ctx.cluster
+def source_agent(src, cluster) -> tuple[Any, str]:
+    """The agent that runs a source's generators and its target argument ("ns/pod" or "")."""
     if src.kind == "pod":
         ns = src.namespace or "default"
-        agent, target = cluster.agent_of_pod(ns, src.name), f"{ns}/{src.name}"
-    else:
-        agent, target = cluster.agents[src.name], ""
+        return cluster.agent_of_pod(ns, src.name), f"{ns}/{src.name}"
+    return cluster.agents[src.name], ""
+
+
+def start(spec, ctx) -> FlowRun:
+    """Resolve the spec and start the generator on the source's agent (returns at once)."""
+    src = spec.from_
+    agent, target = source_agent(src, ctx.cluster)
     params = load_params(spec, ctx.resolve)
     t0 = time.time()
     rec = {"step": "traffic", "flow": spec.name, "kind": spec.protocol, "from": str(src),

@@ -166,6 +166,11 @@ def describe(step) -> str:
     if step.KIND == "impair":
         return "impair " + "; ".join(f"{k}: {v.describe() if v else 'none'}"
                                      for k, v in step.impair if k in step.impair.model_fields_set)
+    if step.KIND == "compare":
+        c = step.compare
+        return f"compare {c.name}: {' / '.join(c.arms)} interleaved by {c.interleave}, {c.trials} trials x {c.requests}"
+    if step.KIND == "sweep":
+        return f"sweep {step.sweep.name}: {step.sweep.impair or step.sweep.scale} over {len(step.sweep.values)} values"
     if step.KIND in ("fault", "availability"):
         from emulator.runner.chaos_steps import describe as chaos_describe
         return chaos_describe(step)

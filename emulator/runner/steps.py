@@ -14,7 +14,8 @@ import ray
 from emulator.config.templates import Placeholder, render
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
-from emulator.runner import chaos_steps, flows
+from emulator.runner import chaos_steps, flows, study_steps
+from emulator.report import study
 from emulator.netpol import steps as netpol_steps
 from emulator.impair.cluster import run_impair
 from emulator.report.hops import entered_node, entered_nodes, extra_hop_ratio  # noqa: F401 (re-exported)
@@ -187,6 +188,10 @@ def run_assert(step, ctx: StepContext) -> dict:
             value = entered_without_pod_ratio(ctx.records[a.flow], ctx.cluster.plan)
         elif metric == "extra_hop_penalty_ms":
             value = extra_hop_penalty_ms(ctx.records[a.flow], ctx.cluster.plan)
+        elif metric.endswith(("_ci_low", "_ci_high")):   # seeded as the report's study section
+            base, end = metric.rsplit("_ci_", 1)
+            seed = f"{ctx.scenario.seed or 0}:{a.flow}" + (":p50" if base == "p50_ms" else "")
+            value = study.estimate(ctx.records[a.flow], ctx.cluster.plan.nodes, base, seed)["ci_" + end]
         else:
             value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
@@ -231,4 +236,5 @@ EXECUTORS = {"wait": run_wait, "sleep": run_sleep, "traffic": run_traffic, "asse
              "apply": run_apply, "delete": run_delete, "scale": run_scale, "await": flows.run_await,
              "impair": run_impair}
 EXECUTORS.update(chaos_steps.EXECUTORS)
+EXECUTORS.update(study_steps.EXECUTORS)
 EXECUTORS.update({"reachability": netpol_steps.run_reachability, "label": netpol_steps.run_label})

@@ -293,7 +293,10 @@ class HttpLoad:
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m emulator.traffic.http_load", description=__doc__.split("\n")[0])
-    p.add_argument("--url", required=True, help="http://HOST[:PORT]/PATH")
+    p.add_argument("--url", required=True, action="append",
+                   help="http://HOST[:PORT]/PATH; repeat for interleaved arms (with --schedule)")
+    p.add_argument("--schedule", default=None,
+                   help="with several --url: one digit per request, the index of its URL (record field `arm`)")
     p.add_argument("--keepalive", action="store_true", help="reuse connections instead of one per request")
     p.add_argument("--resolve-once", action="store_true", help="resolve the host once, not per connection")
     p.add_argument("--header", action="append", default=[], help="'Name: value' (repeat; Host replaces the URL's)")
@@ -302,18 +305,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _ArmWriter:
+    """Tags each record with the index of the URL (arm) it went to."""
+
+    def __init__(self, out: RecordWriter, arm: int) -> None:
+        self.out, self.arm = out, arm
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.out.write({**rec, "arm": self.arm})
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run one flow; returns the summary."""
-    target = parse_target(args.url)
+    """Run one flow (several URLs: request `seq` goes to URL `schedule[seq]`); returns the summary."""
     out = RecordWriter(args.out)
-    load = HttpLoad(target, out, args.timeout, args.keepalive, args.resolve_once, parse_headers(args.header),
-                    args.cacert)
+    headers = parse_headers(args.header)
+    if len(args.url) == 1:
+        loads = [HttpLoad(parse_target(args.url[0]), out, args.timeout, args.keepalive, args.resolve_once,
+                          headers, args.cacert)]
+        one = loads[0].one
+    else:
+        loads = [HttpLoad(parse_target(u), _ArmWriter(out, i), args.timeout, args.keepalive,  # type: ignore[arg-type]
+                          args.resolve_once, headers, args.cacert) for i, u in enumerate(args.url)]
+
+        async def one(seq: int) -> None:
+            await loads[int(args.schedule[seq])].one(seq)
     try:
-        await drive(load.one, args.requests, args.duration, args.concurrency, args.rate)
+        await drive(one, args.requests, args.duration, args.concurrency, args.rate)
     finally:
-        load.close()
+        for load in loads:
+            load.close()
         out.close()
-    return out.summary(kind="http", url=args.url, out=args.out)
+    return out.summary(kind="http", url=" ".join(args.url), out=args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,10 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_pacing_args(parser, args)
     try:
-        parse_target(args.url)
+        for url in args.url:
+            parse_target(url)
         parse_headers(args.header)
     except ValueError as exc:
         parser.error(str(exc))
+    if len(args.url) > 1:
+        sched = args.schedule or ""
+        if not sched.isdigit() or any(int(c) >= len(args.url) for c in sched):
+            parser.error("several --url need --schedule: digits 0..N-1, one per request")
+        if args.requests is None or args.requests > len(sched):
+            parser.error("--schedule must hold --requests entries")
+    elif args.schedule:
+        parser.error("--schedule needs several --url")
     try:
         summary = asyncio.run(run(args))
     except OSError as exc:

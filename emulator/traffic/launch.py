@@ -14,9 +14,15 @@ def http_load_argv(url: str, out: str, requests: int | None = None, duration: fl
                    concurrency: int | None = None, rate: float | None = None, timeout: float = 5.0,
                    keepalive: bool = False, resolve_once: bool = False,
                    python: str = sys.executable, headers: dict[str, str] | None = None,
-                   cacert: str | None = None) -> list[str]:
-    """argv of `python -m emulator.traffic.http_load ...` (wrap with `in_netns`)."""
+                   cacert: str | None = None, urls: list[str] | None = None,
+                   schedule: str | None = None) -> list[str]:
+    """argv of `python -m emulator.traffic.http_load ...` (wrap with `in_netns`); `urls` and
+    `schedule`: further URLs interleaved with `url` (schedule digit i: URL i, `url` being 0)."""
     argv = [python, "-m", "emulator.traffic.http_load", f"--url={url}", "--out", out, "--timeout", str(timeout)]
+    for extra in urls or []:
+        argv.append(f"--url={extra}")
+    if schedule:
+        argv += ["--schedule", schedule]
     argv += _pacing(requests, duration, concurrency, rate)
     if keepalive:
         argv.append("--keepalive")
