@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 
 import pytest
 
 from emulator.live.podexec import ExecBackend, LogsBackend, PodNotFound
 from emulator.naming import RunNames, new_run_id
+from emulator.node import podexec
+from emulator.node.sandbox import NOBODY, container_identity
+from emulator.node.serviceaccount import pod_state_dir
+from emulator.runner.cleanup import state_dir
 from tests.netns.fabric_helpers import leftovers, sh
 
 pytestmark = pytest.mark.netns
@@ -16,12 +21,18 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture
 def pod():
+    """A pod namespace and the sandbox its kubelet would record for its container."""
     names = RunNames(new_run_id())
     ns = names.pod_netns("default", "p")
     sh("ip", "netns", "add", ns)
+    pod_dir = pod_state_dir(names.run_id, "default", "p")
+    container = {"name": "c", "command": ["sleep", "inf"]}
+    box = podexec.container_sandbox(container, container_identity({}, container), ns, "p", names.run_id)
+    podexec.save_sandboxes(pod_dir, {"c": box})
     try:
         yield names
     finally:
+        shutil.rmtree(state_dir(names.run_id), ignore_errors=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     assert leftovers(names.prefix) == []
 
@@ -33,14 +44,16 @@ async def _collect(it) -> bytes:
 def test_exec_with_pipes_passes_stdin_stdout_stderr_and_the_exit_code(pod):
     async def go():
         s = await ExecBackend(pod.run_id).exec("default", "p", None,
-                                        ["sh", "-c", "read x; echo got:$x; ip -o link | wc -l; echo oops >&2; exit 3"],
+                                        ["sh", "-c", "read x; echo got:$x; ip -o link | wc -l; id -u; "
+                                         "ls /root 2>/dev/null || echo no-root; echo oops >&2; exit 3"],
                                         tty=False, stdin=True)
         await s.write_stdin(b"hi\n")
         await s.close_stdin()
         out, err = await asyncio.gather(_collect(s.stdout()), _collect(s.stderr()))
         return out, err, await s.wait()
     out, err, rc = asyncio.run(go())
-    assert out.split() == [b"got:hi", b"1"]      # only lo: it ran in the pod's namespace
+    # only lo: it ran in the pod's namespace, as the container's user, without the host's files
+    assert out.split() == [b"got:hi", b"1", str(NOBODY).encode(), b"no-root"]
     assert err == b"oops\n" and rc == 3
 
 
@@ -52,7 +65,9 @@ def test_exec_with_a_tty_gives_the_command_a_terminal(pod):
         return out, await s.wait()
     out, rc = asyncio.run(go())
     lines = out.decode().split()
-    assert rc == 0 and lines[0].startswith("/dev/pts/") and lines[1:] == ["30", "100"]
+    # a terminal (bubblewrap shows the caller's pty as /dev/console in the pod's own /dev)
+    assert rc == 0 and (lines[0] == "/dev/console" or lines[0].startswith("/dev/pts/"))
+    assert lines[1:] == ["30", "100"]
 
 
 def test_exec_and_logs_of_a_missing_pod_say_so(pod, tmp_path):
