@@ -2,8 +2,9 @@
 
 Per object: what the API server would reject and kubemu relies on (Service types and
 ports, unique container and port names, one probe handler, a Deployment selector that
-matches its template). Across objects: namespaces that exist, no duplicate objects, and
-no Service whose selector selects nothing.
+matches its template). Across objects: namespaces that exist and no duplicate objects; a
+Service whose selector selects nothing yet is valid (the API server accepts it) and only
+gives a warning line.
 """
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ def check_object(mo: ManifestObject) -> None:
         raise mo.error(loc, message)
 
 
-def check_objects(objects: list[ManifestObject]) -> None:
-    """Cross-object checks: namespaces exist, no duplicates, every Service selects a pod."""
+def check_objects(objects: list[ManifestObject]) -> list[str]:
+    """Cross-object checks: namespaces exist, no duplicates; warnings for Services selecting nothing."""
     namespaces = set(BUILTIN_NAMESPACES) | {mo.name for mo in objects if mo.kind == "Namespace"}
     seen: dict[tuple[str, str | None, str], ManifestObject] = {}
     for mo in objects:
@@ -71,7 +72,13 @@ def check_objects(objects: list[ManifestObject]) -> None:
         if first is not None:
             raise mo.error(("metadata", "name"), f"duplicate {mo.ref} (first defined at {first.where})")
         seen[mo.key] = mo
+    return selector_warnings(objects)
+
+
+def selector_warnings(objects: list[ManifestObject]) -> list[str]:
+    """`FILE:LINE: spec.selector: warning: ...` for each Service no Pod or template matches yet."""
     templates = list(pod_templates(objects))
+    warnings = []
     for mo in objects:
         if mo.kind != "Service":
             continue
@@ -81,9 +88,11 @@ def check_objects(objects: list[ManifestObject]) -> None:
         if not any(t.namespace == mo.namespace and service_selects(selector, labels)
                    for t, labels in templates):
             shown = ", ".join(f"{k}={v}" for k, v in selector.items())
-            raise mo.error(("spec", "selector"),
-                           f"selector {shown} selects nothing: no Pod or Deployment template in "
-                           f"namespace {mo.namespace!r} has all these labels")
+            warnings.append(str(mo.error(("spec", "selector"),
+                                         f"warning: selector {shown} selects nothing yet: no Pod or "
+                                         f"Deployment template in namespace {mo.namespace!r} has all "
+                                         "these labels (valid: the Service has no endpoints until one does)")))
+    return warnings
 
 
 def _service_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -134,9 +143,10 @@ def _target_port_problems(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
 
 
 def _cidr_problems(value: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
-    """A CIDR written in a manifest."""
+    """A CIDR written in a manifest. Host bits are accepted, as the API server accepts them
+    (ParseCIDRSloppy) in ipBlock and loadBalancerSourceRanges: kubemu uses the masked network."""
     try:
-        ipaddress.ip_network(value)
+        ipaddress.ip_network(value, strict=False)
     except ValueError as exc:
         yield loc, f"invalid CIDR {value!r}: {exc}"
 

@@ -363,6 +363,7 @@ class Scenario(StrictModel):
     _topology_file: str | None = PrivateAttr(default=None)
     _objects: list[ManifestObject] = PrivateAttr(default_factory=list)
     _step_objects: dict[int, list[ManifestObject]] = PrivateAttr(default_factory=dict)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def file(self) -> str | None:
