@@ -6,6 +6,7 @@ API server; tears all of it down when the pod is deleted.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -42,10 +43,10 @@ class Kubelet:
 
     def __init__(self, api, node_name: str, node_ip: str, names, podnet: PodNetwork,
                  workloads, timing: Timing, run_dir: str, dns: dict | None,
-                 services: "callable") -> None:
+                 services: "callable", slices: "callable" = list) -> None:
         self.api, self.node_name, self.node_ip, self.names = api, node_name, node_ip, names
         self.podnet, self.workloads, self.timing = podnet, workloads, timing
-        self.run_dir, self.dns, self.services = run_dir, dns, services
+        self.run_dir, self.dns, self.services, self.slices = run_dir, dns, services, slices
         self.pods: dict[str, LocalPod] = {}
         self.informer = Informer(api, ["Pod"], self._on_event, node_name=node_name)
         self.probes = ProbeRunner(podnet.node_netns, self._on_probe)
@@ -132,8 +133,7 @@ class Kubelet:
             self.podnet.allow_unprivileged_ports(pod_netns)
         else:
             pod_netns = self.names.pod_netns(ns, name)
-            dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]} if self.dns else None
-            ip = self.podnet.add_pod(pod_netns, ns, name, dns)
+            ip = self.podnet.add_pod(pod_netns, ns, name, self._etc_files(spec, ns, name))
         local = LocalPod(key, pod_netns, ip, host_network)
         self.pods[key] = local
         for c in spec["containers"]:
@@ -165,6 +165,14 @@ class Kubelet:
             next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.readiness_probe_scale,
             sandbox=local.sandboxes.get(prober.get("name", "c")) if prober else None))
 
+    def _etc_files(self, spec: dict, ns: str, name: str) -> dict | None:
+        """The pod's resolv.conf text and its hosts text as a function of its IP (resolvconf.py)."""
+        if not self.dns:
+            return None
+        from emulator.node import resolvconf
+        return {"resolv_conf": resolvconf.resolv_conf(spec, ns, self.dns["nameserver"]),
+                "hosts": lambda ip: resolvconf.hosts_file(spec, ns, name, ip)}
+
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
         log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
         if kind == "netexec":
@@ -176,24 +184,33 @@ class Kubelet:
             local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
             os.makedirs(local.dns_dir, exist_ok=True)
             self.write_dns(local)
+            kubedns_log = os.path.join(os.path.dirname(log_path), "kubedns.log")
             local.processes.procs.append(runtime.start_process(
-                local.netns, runtime.dnsmasq_argv(local.dns_dir, local.ip,
-                                                  os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
+                local.netns, runtime.kubedns_argv(os.path.join(local.dns_dir, "zone.json")), kubedns_log))
+            if not runtime.wait_for_line(kubedns_log, "kubedns: serving"):
+                log.warning("kubedns of %s did not start; see %s", local.key, kubedns_log)
+            local.processes.procs.append(runtime.start_process(
+                local.netns, runtime.dnsmasq_argv(local.ip, os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
         elif kind == "command":
             local.processes.procs.append(podexec.start_in_pod(local.sandboxes[c.get("name", "c")], log_path))
 
     def write_dns(self, local: LocalPod | None = None) -> None:
-        """Rewrite the hosts file of every kube-dns pod here (dnsmasq re-reads it)."""
+        """Rewrite the zone file of every kube-dns pod here (its kubedns re-reads it), and the
+        `services` hosts file (`kubemu reach` reads Service IPs from it)."""
         targets = [local] if local else [p for p in self.pods.values() if p.dns_dir]
         if not targets:
             return
-        text = runtime.render_dns_hosts(self.services())
+        from emulator.node.dns_records import build_zone
+        services = self.services()
+        files = {"services": runtime.render_dns_hosts(services),
+                 "zone.json": json.dumps(build_zone(services, self.slices()), sort_keys=True)}
         for p in targets:
-            path = os.path.join(p.dns_dir, "services")
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            for fname, text in files.items():
+                path = os.path.join(p.dns_dir, fname)
+                tmp = path + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(text)
+                os.replace(tmp, path)
 
     def _on_probe(self, key: str, ready: bool) -> None:
         ns, name = key.split("/", 1)
