@@ -20,6 +20,7 @@ from emulator.config.limits import MAX_REPLICAS, MAX_STEPS
 from emulator.config.manifests import ManifestObject
 from emulator.config.reachability import LabelStep, ReachabilityStep
 from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad, url_problem
+from emulator.config.dns_load import DnsLoad
 from emulator.config.chaos import AvailabilityStep, FaultStep
 from emulator.config.timing import Timing, TimingName, timing_for
 from emulator.config.machines import Machines
@@ -136,7 +137,7 @@ class HttpLoad(Pacing):
 class TrafficSpec(StrictModel):
     """A named flow from a source, with exactly one load generator."""
 
-    LOADS: ClassVar[tuple[str, ...]] = ("http", "tcp", "udp", "ping", "iperf3")
+    LOADS: ClassVar[tuple[str, ...]] = ("http", "tcp", "udp", "ping", "iperf3", "dns")
     name: DnsLabel
     from_: SourceField = Field(alias="from")
     background: bool = Field(default=False, description="start the flow and go on; `await` or an assert waits")
@@ -145,6 +146,7 @@ class TrafficSpec(StrictModel):
     udp: UdpLoad | None = None
     ping: PingLoad | None = None
     iperf3: Iperf3Load | None = None
+    dns: DnsLoad | None = None
 
     @model_validator(mode="after")
     def _one_load(self) -> "TrafficSpec":
@@ -160,7 +162,7 @@ class TrafficSpec(StrictModel):
         return next(k for k in self.LOADS if getattr(self, k) is not None)
 
     @property
-    def load(self) -> HttpLoad | TcpLoad | UdpLoad | PingLoad | Iperf3Load:
+    def load(self) -> HttpLoad | TcpLoad | UdpLoad | PingLoad | Iperf3Load | DnsLoad:
         """The load generator's settings."""
         return getattr(self, self.protocol)
 
@@ -244,7 +246,8 @@ class ScaleStep(StrictModel):
 class AssertSpec(StrictModel):
     """Bounds on the results of an earlier flow; each given metric must hold."""
 
-    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes", "statuses_seen")
+    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes", "statuses_seen",
+                                              "answers")
     flow: DnsLabel
     success_ratio: ComparisonField | None = None
     refused_ratio: ComparisonField | None = None
@@ -272,18 +275,28 @@ class AssertSpec(StrictModel):
         default=None, description="exactly these nodes received the requests (load balancer's choice)")
     statuses_seen: list[Annotated[int, WholeNumber, Field(ge=100, le=599)]] | None = Field(
         default=None, description="exactly these HTTP status codes were answered (e.g. [404])")
+    answers: list[str] | None = Field(
+        default=None, description="dns: the last question's answers are exactly these (order ignored)")
+    contains: dict[str, list[str | int]] | None = Field(
+        default=None, description="set metric -> values it must include, e.g. {nodes_served: [n1]}")
+    not_contains: dict[str, list[str | int]] | None = Field(
+        default=None, description="set metric -> values it must not include, e.g. {answers: ['{pod:db-1}']}")
 
     @model_validator(mode="after")
     def _some_metric(self) -> "AssertSpec":
-        """At least one metric is bounded."""
-        if not self.checks() and not self.set_checks():
+        """At least one metric is bounded; contains/not_contains name set metrics."""
+        if not self.checks() and not self.set_checks() and not self.contains and not self.not_contains:
             raise ValueError("give at least one metric: " + ", ".join(self._metrics()))
+        for key in ("contains", "not_contains"):
+            for metric in getattr(self, key) or {}:
+                if metric not in self.SET_METRICS:
+                    raise ValueError(f"{key}: {metric!r} is not a set metric ({', '.join(self.SET_METRICS)})")
         return self
 
     @classmethod
     def _metrics(cls) -> list[str]:
         """Names of the metric fields."""
-        return [n for n in cls.model_fields if n != "flow"]
+        return [n for n in cls.model_fields if n not in ("flow", "contains", "not_contains")]
 
     def checks(self) -> dict[str, Comparison]:
         """metric name -> bound, for the numeric metrics given."""

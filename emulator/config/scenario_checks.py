@@ -103,8 +103,8 @@ def _placeholder_problems(scenario: Scenario, text: str) -> list[str]:
             out.append(f"{{node:{p.name}}}: no such node in the topology")
         elif p.kind == "host" and scenario.topology.client(p.name) is None:
             out.append(f"{{host:{p.name}}}: no such client host in the topology")
-        elif p.kind == "pod" and scenario.find("Pod", p.namespace, p.name) is None:
-            out.append(f"{{pod:{p.name}}}: no Pod {p.namespace}/{p.name} in the manifests")
+        elif p.kind in ("pod", "poddns") and scenario.find("Pod", p.namespace, p.name) is None:
+            out.append(f"{{{p.kind}:{p.name}}}: no Pod {p.namespace}/{p.name} in the manifests")
         elif p.kind in ("clusterip", "nodeport", "lbip", "hcport") and \
                 scenario.find("Service", p.namespace, p.name) is None:
             out.append(f"{{{p.kind}:{p.name}}}: no Service {p.namespace}/{p.name} in the manifests")
@@ -131,6 +131,10 @@ def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, 
         m = _SVC_HOST_RE.match(urlsplit(render_dummy(spec.http.url)).hostname or "")
         if m and scenario.find("Service", m.group(2), m.group(1)) is None:
             problems.append((("http", "url"), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
+    elif spec.dns is not None:
+        problems += [(("dns", "name"), m) for m in _placeholder_problems(scenario, spec.dns.name)]
+        for j, e in enumerate(spec.dns.expect or []):
+            problems += [(("dns", "expect", j), m) for m in _placeholder_problems(scenario, e)]
     elif spec.protocol != "http":
         field = "host" if spec.protocol == "ping" else "target"
         text = target_text(spec.load)

@@ -8,6 +8,7 @@ balancer IPs), so a scenario names them symbolically:
     {nodeport:[NS/]SVC[:PORT]}  a node port (PORT: the Service port's name or number)
     {lbip:[NS/]SVC}    the load balancer IP     {hcport:[NS/]SVC}  the healthCheckNodePort
     {ingressip:[NS/]ING}  an Ingress's external IP (its HTTP(S) load balancer)
+    {poddns:[NS/]NAME} a pod's DNS name, `a-b-c-d.<ns>.pod.cluster.local`
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-KINDS = ("node", "host", "pod", "clusterip", "nodeport", "lbip", "hcport", "ingressip")
+KINDS = ("node", "host", "pod", "clusterip", "nodeport", "lbip", "hcport", "ingressip", "poddns")
 PLACEHOLDER = re.compile(r"\{(" + "|".join(KINDS) + r"):([a-z0-9.\-/:]+)\}")
 _DUMMY = {"node": "192.0.2.1", "host": "192.0.2.2", "pod": "192.0.2.3", "clusterip": "192.0.2.4",
           "nodeport": "30000", "lbip": "192.0.2.5", "hcport": "30001",
-          "ingressip": "192.0.2.6"}
+          "ingressip": "192.0.2.6", "poddns": "192-0-2-3.default.pod.cluster.local"}
 
 
 @dataclass(frozen=True)

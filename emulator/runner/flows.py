@@ -58,6 +58,10 @@ def load_params(spec, resolve) -> dict[str, Any]:
     if kind == "ping":
         return {"host": render(load.host, resolve), "count": load.count, "interval": load.interval,
                 "timeout": load.timeout}
+    if kind == "dns":
+        expect = None if load.expect is None else [render(e, resolve) for e in load.expect]
+        return {"name": render(load.name, resolve), "type": load.type, "expect": expect, "within": load.within,
+                "count": load.count, "interval": load.interval, "timeout": load.timeout, "search": load.search}
     host, port = split_target(render(load.target, resolve), 5201 if kind == "iperf3" else None)
     if kind == "iperf3":
         return {"host": host, "port": port, "duration": load.duration, "parallel": load.parallel,
@@ -73,6 +77,9 @@ def describe(spec) -> str:
     load, kind = spec.load, spec.protocol
     if kind == "ping":
         what, to = f"{load.count} ICMP echoes", load.host
+    elif kind == "dns":
+        what, to = f"DNS {load.type} " + ("until the expected answer" if load.expect is not None
+                                          else f"x{load.count}"), load.name
     elif kind == "iperf3":
         what, to = f"{load.duration:g}s iperf3 test", load.target
     else:

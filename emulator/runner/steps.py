@@ -44,12 +44,12 @@ class StepContext:
                 if h["name"] == p.name:
                     return h["ip"]
             raise KubemuError(f"no {p.kind} {p.name}")
-        if p.kind == "pod":
+        if p.kind in ("pod", "poddns"):
             pod = ray.get(self.cluster.api.get.remote("Pod", p.namespace, p.name))
             ip = (pod or {}).get("status", {}).get("podIP")
             if not ip:
                 raise KubemuError(f"pod {p.namespace}/{p.name} has no IP")
-            return ip
+            return ip if p.kind == "pod" else f"{ip.replace('.', '-')}.{p.namespace}.pod.cluster.local"
         if p.kind == "ingressip":
             from emulator.runner.ingress_wait import ingress_ip
             return ingress_ip(self.cluster, p.namespace, p.name)
@@ -191,17 +191,35 @@ def run_assert(step, ctx: StepContext) -> dict:
             value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
     for metric, wanted in a.set_checks().items():
-        want = sorted({render(str(w), ctx.resolve) for w in wanted})
-        if metric == "statuses_seen":
-            got = sorted(summary.statuses)
-        elif metric == "client_ips_seen":
-            got = sorted(summary.client_ips)
-        elif metric == "entered_nodes":
-            got = sorted(entered_nodes(ctx.records[a.flow], ctx.cluster.plan))
-        else:
-            got = sorted(summary.per_node)
+        want = sorted({_expected_value(w, ctx) for w in wanted})
+        got = set_metric(metric, summary, ctx.records[a.flow], ctx.cluster.plan)
         checks.append({"metric": metric, "expected": want, "actual": got, "ok": want == got})
+    for key, holds in (("contains", lambda w, g: w <= g), ("not_contains", lambda w, g: not (w & g))):
+        for metric, wanted in (getattr(a, key) or {}).items():
+            want = sorted({_expected_value(w, ctx) for w in wanted})
+            got = set_metric(metric, summary, ctx.records[a.flow], ctx.cluster.plan)
+            checks.append({"metric": f"{metric} {key}", "expected": want, "actual": got,
+                           "ok": holds(set(want), set(got))})
     return {"step": "assert", "flow": a.flow, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+def _expected_value(value: Any, ctx: StepContext) -> str:
+    """An expected set member, placeholders resolved, a final dot dropped (DNS names)."""
+    text = render(str(value), ctx.resolve)
+    return text[:-1] if text.endswith(".") and len(text) > 1 else text
+
+
+def set_metric(metric: str, summary, records: list[dict], plan) -> list[str]:
+    """The sorted values of a set metric of a flow."""
+    if metric == "statuses_seen":
+        return sorted(summary.statuses)
+    if metric == "client_ips_seen":
+        return sorted(summary.client_ips)
+    if metric == "entered_nodes":
+        return sorted(entered_nodes(records, plan))
+    if metric == "answers":
+        return sorted(set(records[-1].get("answers") or [])) if records else []
+    return sorted(summary.per_node)
 
 
 def run_apply(step, ctx: StepContext) -> dict:
