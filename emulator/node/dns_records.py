@@ -14,7 +14,9 @@ question from it. kube-dns's own rules, for `<zone>` = cluster.local:
   hostname is the endpoint's `hostname` (the pod's `hostname` when its `subdomain` is the
   Service) or else a system-assigned label (kube-dns: a hex hash; here the FNV-1a 32-bit
   hash of the IP in hex); SRV per named port and ready endpoint -> the endpoint's port on
-  `<hostname>.<svc>...`; PTR of each ready endpoint IP -> `<hostname>.<svc>...`.
+  `<hostname>.<svc>...`; PTR of a ready endpoint IP -> `<hostname>.<svc>...` when the
+  endpoint has a `hostname` (kube-dns keeps one reverse record per IP: the first Service
+  in namespace/name order wins here).
 - ExternalName Service: `<svc>...` CNAME `spec.externalName`.
 - Pods: `<a>-<b>-<c>-<d>.<ns>.pod.<zone>` A a.b.c.d, for any such name (kube-dns does not
   check that a pod has the IP: "pods insecure").
@@ -104,7 +106,8 @@ def _headless(zone: Zone, fqdn: str, slices: list[dict]) -> None:
         for addr in ep["addresses"]:
             _add(zone, fqdn, "A", addr)
             _add(zone, host, "A", addr)
-            _add(zone, reverse_name(addr), "PTR", host)
+            if ep.get("hostname") and "PTR" not in zone.get(reverse_name(addr), {}):
+                _add(zone, reverse_name(addr), "PTR", host)
         for p in ports:
             if p.get("name") and p.get("port"):
                 srv = f"_{p['name']}._{p.get('protocol', 'TCP').lower()}.{fqdn}"

@@ -62,6 +62,15 @@ def test_headless_answers_ready_endpoints_with_hostnames_from_subdomain() -> Non
         hashed, "db-0.db.default.svc.cluster.local"]
     assert all(v[1] == 50 and v[2] == 5432 for _, _, v in lookup(z, "_pg._tcp.db.default.svc.cluster.local", "SRV")[1])
     assert answers(z, "5.0.4.10.in-addr.arpa", "PTR") == ("NOERROR", ["db-0.db.default.svc.cluster.local"])
+    assert answers(z, "7.2.4.10.in-addr.arpa", "PTR")[0] == "NXDOMAIN"   # no hostname: no PTR (kube-dns)
+
+
+def test_one_ptr_per_ip_when_two_headless_services_select_a_pod() -> None:
+    pods = [pod("db-0", "10.4.0.5", hostname="db-0", subdomain="db")]
+    twin = {**HEADLESS, "metadata": {**HEADLESS["metadata"], "name": "db-all", "uid": "u-all"}}
+    z = build_zone([HEADLESS, twin], desired_slices(HEADLESS, pods) + desired_slices(twin, pods))
+    assert answers(z, "5.0.4.10.in-addr.arpa", "PTR") == ("NOERROR", ["db-0.db.default.svc.cluster.local"])
+    assert answers(z, "db-all.default.svc.cluster.local") == ("NOERROR", ["10.4.0.5"])
 
 
 def test_headless_publish_not_ready_and_no_endpoints() -> None:
