@@ -104,14 +104,24 @@ def print_results(results: dict) -> None:
             continue
         for c in s["checks"]:
             mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
-            actual = f"{c['actual']:.4g}" if isinstance(c["actual"], (int, float)) else ", ".join(c["actual"])
-            expected = c["expected"] if isinstance(c["expected"], str) else "= " + ", ".join(c["expected"])
-            console.print(f"{mark} {s['flow']}: {c['metric']} {escape(expected)} (actual {escape(actual)})")
+            actual = _shown(c["actual"])
+            expected = c["expected"] if isinstance(c["expected"], str) and "flow" in s else "= " + _shown(c["expected"])
+            console.print(f"{mark} {s.get('flow') or s.get('object')}: {c['metric']} {escape(expected)} "
+                          f"(actual {escape(actual)})")
     tl = results.get("timeline", {})
     if "first_ready" in tl:
         console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")
     verdict = "[bold green]scenario passed[/]" if results["ok"] else "[bold red]scenario FAILED[/]"
     console.print(f"{verdict} in {results.get('seconds', 0):.1f}s; results: {results['run_dir']}/results.json")
+
+
+def _shown(v) -> str:
+    """An assertion's value: a number to 4 digits, a list joined, anything else as text."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v)
+    return str(v)
 
 
 def _ms(v) -> str:

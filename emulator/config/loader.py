@@ -18,7 +18,7 @@ from emulator.config.ingress_checks import check_ingresses
 from emulator.config.manifests import ManifestObject, validate_object
 from emulator.config.reading import reading_budget
 from emulator.config.scenario import Scenario
-from emulator.config.scenario_checks import scenario_problems
+from emulator.config.scenario_checks import manifest_placeholder_problems, scenario_problems
 from emulator.config.size_checks import kernel_name_problems, size_problems
 from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
                                     validation_error)
@@ -131,6 +131,8 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
     _check_sizes(doc, scenario)
     for loc, message in scenario_problems(scenario):
         raise doc.error(loc, message)
+    for mo, message in manifest_placeholder_problems(scenario):
+        raise mo.error(("metadata", "name"), message)
     return scenario
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 from emulator.config.manifests import ManifestObject
 from emulator.config.size_checks import replicas_problem
 from emulator.config.source import Loc
+from emulator.config.templates import render_dummy
 from emulator.labels import label_selector_matches
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -146,7 +147,7 @@ def _cidr_problems(value: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
     """A CIDR written in a manifest. Host bits are accepted, as the API server accepts them
     (ParseCIDRSloppy) in ipBlock and loadBalancerSourceRanges: kubemu uses the masked network."""
     try:
-        ipaddress.ip_network(value, strict=False)
+        ipaddress.ip_network(render_dummy(value) if isinstance(value, str) else value, strict=False)
     except ValueError as exc:
         yield loc, f"invalid CIDR {value!r}: {exc}"
 
@@ -242,7 +243,8 @@ def _policy_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
 def _except_problems(cidr: str, exc: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
     """An ipBlock except lies inside its cidr (as the API server requires)."""
     try:
-        inside = ipaddress.ip_network(exc, strict=False).subnet_of(ipaddress.ip_network(cidr, strict=False))
+        inside = ipaddress.ip_network(render_dummy(exc), strict=False).subnet_of(
+            ipaddress.ip_network(render_dummy(cidr), strict=False))
     except (ValueError, TypeError):
         return          # reported by _cidr_problems
     if not inside:

@@ -21,6 +21,7 @@ from emulator.config.manifests import ManifestObject
 from emulator.config.reachability import LabelStep, ReachabilityStep
 from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad, url_problem
 from emulator.config.dns_load import DnsLoad
+from emulator.config.object_steps import ObjectCondition, SaveStep
 from emulator.config.chaos import AvailabilityStep, FaultStep
 from emulator.config.timing import Timing, TimingName, timing_for
 from emulator.config.machines import Machines
@@ -63,12 +64,14 @@ class ObjectRef:
 class TrafficSource:
     """Where traffic starts: a pod (with namespace), a node, or a client host."""
 
-    kind: Literal["pod", "node", "host"]
+    kind: Literal["pod", "node", "host", "deployment"]
     name: str
     namespace: str | None = None
 
     def __str__(self) -> str:
-        return f"pod/{self.namespace}/{self.name}" if self.kind == "pod" else f"{self.kind}/{self.name}"
+        if self.kind in ("pod", "deployment"):
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
 
     @classmethod
     def parse(cls, text: Any) -> "TrafficSource":
@@ -82,23 +85,35 @@ class TrafficSource:
             return cls("pod", parts[2], parts[1])
         if len(parts) == 2 and parts[0] in ("node", "host") and parts[1]:
             return cls(parts[0], parts[1])   # type: ignore[arg-type]
-        raise ValueError(f"invalid source {text!r}: write pod/NAME, pod/NAMESPACE/NAME, node/NAME or host/NAME")
+        if len(parts) in (2, 3) and parts[0] == "deployment" and all(parts[1:]):
+            return cls("deployment", parts[-1], parts[1] if len(parts) == 3 else "default")
+        raise ValueError(f"invalid source {text!r}: write pod/NAME, pod/NAMESPACE/NAME, node/NAME, host/NAME "
+                         "or deployment/[NAMESPACE/]NAME")
 
 
 ObjectRefField = Annotated[ObjectRef, PlainValidator(ObjectRef.parse),
                            WithJsonSchema({"type": "string", "pattern": "^(deployment|pod|service|networkpolicy|ingress)/[^/]+$"})]
 SourceField = Annotated[TrafficSource, PlainValidator(TrafficSource.parse),
                         WithJsonSchema({"type": "string",
-                                        "pattern": "^(pod/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
+                                        "pattern": "^((pod|deployment)/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
 PositiveInt = Annotated[int, WholeNumber, Field(ge=1)]
 
 
 class WaitSpec(StrictModel):
-    """Wait until a Deployment is fully ready, a Pod is ready, or a Service has endpoints."""
+    """Wait until a Deployment is fully ready, a Pod is ready, a Service has endpoints, or
+    (`until`) an object's field meets a condition."""
 
-    ready: ObjectRefField
+    ready: ObjectRefField | None = None
+    until: ObjectCondition | None = None
     namespace: DnsLabel = "default"
     timeout: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "WaitSpec":
+        """Exactly one of ready and until."""
+        if (self.ready is None) == (self.until is None):
+            raise ValueError("give exactly one of ready and until")
+        return self
 
 
 class WaitStep(StrictModel):
@@ -141,6 +156,9 @@ class TrafficSpec(StrictModel):
     name: DnsLabel
     from_: SourceField = Field(alias="from")
     background: bool = Field(default=False, description="start the flow and go on; `await` or an assert waits")
+    pod: Annotated[int, WholeNumber, Field(ge=0)] | None = Field(
+        default=None, description="from: deployment/NAME: only its N-th pod (by name, from 0)")
+    pods: Literal["all"] | None = Field(default=None, description="from: deployment/NAME: every pod at once (the default)")
     http: HttpLoad | None = None
     tcp: TcpLoad | None = None
     udp: UdpLoad | None = None
@@ -154,6 +172,10 @@ class TrafficSpec(StrictModel):
         given = [k for k in self.LOADS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one load generator: {', '.join(self.LOADS)}")
+        if (self.pod is not None or self.pods is not None) and self.from_.kind != "deployment":
+            raise ValueError("pod and pods apply to from: deployment/NAME only")
+        if self.pod is not None and self.pods is not None:
+            raise ValueError("give pod (one pod) or pods: all, not both")
         return self
 
     @property
@@ -308,11 +330,20 @@ class AssertSpec(StrictModel):
         return {n: getattr(self, n) for n in self.SET_METRICS if getattr(self, n) is not None}
 
 
+def _assert_kind(value: Any) -> str:
+    """The union tag: `object-assert` for an object assertion, `flow-assert` otherwise
+    (tags that are no data key, so error locations name the data)."""
+    if isinstance(value, (AssertSpec, ObjectCondition)):
+        return "object-assert" if isinstance(value, ObjectCondition) else "flow-assert"
+    return "object-assert" if isinstance(value, dict) and "object" in value else "flow-assert"
+
+
 class AssertStep(StrictModel):
-    """`- assert: {flow: NAME, success_ratio: ">= 1.0"}`."""
+    """`- assert: {flow: NAME, success_ratio: ">= 1.0"}` or `- assert: {object: ..., field: ..., equals: ...}`."""
 
     KIND: ClassVar[str] = "assert"
-    assert_: AssertSpec = Field(alias="assert")
+    assert_: Annotated[Union[Annotated[AssertSpec, Tag("flow-assert")], Annotated[ObjectCondition, Tag("object-assert")]],
+                       Discriminator(_assert_kind)] = Field(alias="assert")
 
 
 class ImpairStep(StrictModel):
@@ -325,7 +356,7 @@ class ImpairStep(StrictModel):
 STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep, ApplyStep,
                                                 DeleteStep, ScaleStep, AwaitStep, ImpairStep,
                                                 ReachabilityStep, LabelStep, FaultStep,
-                                                AvailabilityStep)
+                                                AvailabilityStep, SaveStep)
 STEP_KINDS = tuple(c.KIND for c in STEP_CLASSES)   # type: ignore[attr-defined]
 
 

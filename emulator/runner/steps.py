@@ -11,10 +11,11 @@ from typing import Any
 
 import ray
 
-from emulator.config.templates import Placeholder, render
+from emulator.config.templates import Placeholder, render, render_values
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
-from emulator.runner import chaos_steps, flows
+from emulator.config.object_steps import ObjectCondition
+from emulator.runner import chaos_steps, flows, object_steps
 from emulator.netpol import steps as netpol_steps
 from emulator.impair.cluster import run_impair
 from emulator.report.hops import entered_node, entered_nodes, extra_hop_ratio  # noqa: F401 (re-exported)
@@ -34,11 +35,16 @@ class StepContext:
         self.records: dict[str, list[dict]] = {}
         self.summaries: dict[str, Any] = {}
         self.flows = flows.FlowTable()
+        self.vars: dict[str, str] = {}   # `save` steps' values, `{var:NAME}`
         self.started = time.time()   # `at:` of fault steps counts from here
 
     def resolve(self, p: Placeholder) -> str:
         """The run-time value of a `{kind:ref}` placeholder."""
         plan = self.cluster.plan
+        if p.kind == "var":
+            if p.name not in self.vars:
+                raise KubemuError(f"no saved value {p.name!r}")
+            return self.vars[p.name]
         if p.kind in ("node", "host"):
             for h in plan.hosts:
                 if h["name"] == p.name:
@@ -126,6 +132,8 @@ def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
 
 def run_wait(step, ctx: StepContext) -> dict:
     w = step.wait
+    if w.until is not None:
+        return object_steps.run_wait_until(step, ctx)
     t0 = time.time()
     if w.ready.api_kind == "Ingress":
         from emulator.runner.ingress_wait import wait_ingress
@@ -174,6 +182,8 @@ def metric_value(summary, metric: str) -> float:
 
 def run_assert(step, ctx: StepContext) -> dict:
     a = step.assert_
+    if isinstance(a, ObjectCondition):
+        return object_steps.run_object_assert(step, ctx)
     if a.flow in ctx.flows.runs:
         flows.finish(a.flow, ctx)   # a background flow: wait for it first
     summary = ctx.summaries.get(a.flow)
@@ -224,8 +234,8 @@ def set_metric(metric: str, summary, records: list[dict], plan) -> list[str]:
 
 def run_apply(step, ctx: StepContext) -> dict:
     objs = ctx.scenario.step_objects(ctx.index)
-    for mo in objs:
-        ray.get(ctx.cluster.api.apply.remote(mo.obj))
+    for mo in objs:   # placeholders rendered at apply time: {pod:client}/32 in an ipBlock
+        ray.get(ctx.cluster.api.apply.remote(render_values(mo.obj, ctx.resolve)))
     return {"step": "apply", "objects": [mo.ref for mo in objs]}
 
 
@@ -247,6 +257,6 @@ def run_scale(step, ctx: StepContext) -> dict:
 
 EXECUTORS = {"wait": run_wait, "sleep": run_sleep, "traffic": run_traffic, "assert": run_assert,
              "apply": run_apply, "delete": run_delete, "scale": run_scale, "await": flows.run_await,
-             "impair": run_impair}
+             "impair": run_impair, "save": object_steps.run_save}
 EXECUTORS.update(chaos_steps.EXECUTORS)
 EXECUTORS.update({"reachability": netpol_steps.run_reachability, "label": netpol_steps.run_label})
