@@ -102,7 +102,7 @@ def run_object_assert(step, ctx) -> dict:
     cond = step.assert_
     want = expected(cond, ctx.resolve) if cond.condition() == "equals" else None
     ok, value = holds(cond, fetch(ctx.cluster, cond.object, cond.namespace_of), want)
-    check = {"metric": f"{cond.object}{' ' + cond.field if cond.field else ''} {cond.condition()}",
+    check = {"metric": f"{cond.field + ' ' if cond.field else ''}{cond.condition()}",
              "expected": want if cond.condition() == "equals" else True, "actual": value, "ok": ok}
     return {"step": "assert", "object": str(cond.object), "checks": [check], "ok": ok}
 

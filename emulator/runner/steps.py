@@ -135,6 +135,11 @@ def run_wait(step, ctx: StepContext) -> dict:
     if w.until is not None:
         return object_steps.run_wait_until(step, ctx)
     t0 = time.time()
+    if w.ready.api_kind == "NetworkPolicy":   # enforced: every node's rules have it
+        ctx.cluster.wait_for(lambda: ray.get(ctx.cluster.api.get.remote("NetworkPolicy", w.namespace, w.ready.name))
+                             is not None, w.timeout, f"{w.ready} to exist")
+        netpol_steps.wait_policies_synced(ctx.cluster, max(1.0, w.timeout - (time.time() - t0)))
+        return {"step": "wait", "target": str(w.ready), "seconds": round(time.time() - t0, 3)}
     if w.ready.api_kind == "Ingress":
         from emulator.runner.ingress_wait import wait_ingress
         wait_ingress(ctx.cluster, w.namespace, w.ready.name, w.timeout)
