@@ -16,6 +16,7 @@ from emulator.config.manifests import ManifestObject
 from emulator.config.size_checks import replicas_problem
 from emulator.config.source import Loc
 from emulator.config.templates import render_dummy
+from emulator.config.types import is_dns_label
 from emulator.labels import label_selector_matches
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -25,6 +26,7 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 NODE_PORT_RANGE = (30000, 32767)
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
 POLICY_TYPES = ("Ingress", "Egress")
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 _IANA_SVC_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
 
@@ -162,6 +164,7 @@ def _pod_spec_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str
     containers = spec.get("containers") or []
     if not containers:
         yield at + ("containers",), "a pod needs at least one container"
+    yield from _dns_problems(spec, at)
     names: set[str] = set()
     port_names: set[str] = set()
     for i, container in enumerate(containers):
@@ -187,6 +190,29 @@ def _pod_spec_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str
         sc = {**(spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
         if sc.get("runAsNonRoot") and sc.get("runAsUser") == 0:
             yield loc + ("securityContext",), "runAsNonRoot is true but runAsUser is 0"
+
+
+def _dns_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str]]:
+    """dnsPolicy, dnsConfig, hostname and subdomain as the API server validates them."""
+    policy = spec.get("dnsPolicy", "ClusterFirst")
+    if policy not in DNS_POLICIES:
+        yield at + ("dnsPolicy",), f"{policy!r} is not one of {', '.join(DNS_POLICIES)}"
+    config = spec.get("dnsConfig") or {}
+    servers = config.get("nameservers") or []
+    if policy == "None" and not servers:
+        yield at + ("dnsConfig", "nameservers"), "at least one nameserver is required when dnsPolicy is None"
+    if len(servers) > 3:
+        yield at + ("dnsConfig", "nameservers"), "at most 3 nameservers"
+    for i, server in enumerate(servers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            yield at + ("dnsConfig", "nameservers", i), f"{server!r} is not an IP address"
+    if len(config.get("searches") or []) > 32:
+        yield at + ("dnsConfig", "searches"), "at most 32 search domains"
+    for key in ("hostname", "subdomain"):
+        if key in spec and not is_dns_label(str(spec[key])):
+            yield at + (key,), f"{spec[key]!r} is not a DNS label (lowercase letters, digits and '-')"
 
 
 def _probe_problems(probe: dict[str, Any], ports: set[str], loc: Loc) -> Iterator[tuple[Loc, str]]:
