@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from emulator.naming import new_run_id
+from fabric_helpers import join_by_veth
 from emulator.node import resolvconf, runtime
 from emulator.node.dns_records import build_zone
 
@@ -18,10 +19,6 @@ pytestmark = [pytest.mark.netns,
                                  reason="needs root, dig (bind9-dnsutils) and dnsmasq")]
 REPO = Path(__file__).resolve().parents[2]
 DNS_IP, CLIENT_IP = "10.78.0.10", "10.78.0.2"
-
-
-def sh(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
 def services():
@@ -59,14 +56,7 @@ def dns_pod(tmp_path):
     zone = tmp_path / "zone.json"
     write_zone(zone, [db_slice(True)])
     try:
-        sh("ip", "netns", "add", server)
-        sh("ip", "netns", "add", client)
-        sh("ip", "link", "add", f"{prefix}da", "netns", server, "type", "veth",
-           "peer", "name", f"{prefix}db", "netns", client)
-        for ns, dev, ip in ((server, f"{prefix}da", DNS_IP), (client, f"{prefix}db", CLIENT_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        join_by_veth(prefix, (server, DNS_IP), (client, CLIENT_IP))
         etc.mkdir(parents=True)
         (etc / "resolv.conf").write_text(resolvconf.resolv_conf({}, "default", DNS_IP))
         (etc / "hosts").write_text("127.0.0.1 localhost\n")
