@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -35,6 +36,7 @@ class LocalPod:
         self.processes = runtime.PodProcesses()
         self.servers: list = []
         self.dns_dir: str | None = None
+        self.etc_dir: str | None = None    # a hostNetwork pod's own resolv.conf directory
         self.sandboxes: dict[str, SandboxSpec] = {}   # container name -> its sandbox (argv: its command)
 
 
@@ -128,17 +130,20 @@ class Kubelet:
             ray.get(self.api.patch_status.remote("Pod", ns, name, {
                 "phase": "Failed", "reason": reason, "message": str(e)}))
             return
+        etc_dir = None
         if host_network:
             pod_netns, ip = self.podnet.node_netns, self.node_ip
             self.podnet.allow_unprivileged_ports(pod_netns)
+            etc_dir = self._host_network_etc(spec, ns, name)
         else:
             pod_netns = self.names.pod_netns(ns, name)
             ip = self.podnet.add_pod(pod_netns, ns, name, self._etc_files(spec, ns, name))
         local = LocalPod(key, pod_netns, ip, host_network)
+        local.etc_dir = etc_dir
         self.pods[key] = local
         for c in spec["containers"]:
             local.sandboxes[c.get("name", "c")] = podexec.container_sandbox(
-                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network)
+                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network, etc_dir)
         ports: dict[str, int] = {}
         for c, kind in zip(spec["containers"], kinds):
             for p in c.get("ports", []) or []:
@@ -172,6 +177,20 @@ class Kubelet:
         from emulator.node import resolvconf
         return {"resolv_conf": resolvconf.resolv_conf(spec, ns, self.dns["nameserver"]),
                 "hosts": lambda ip: resolvconf.hosts_file(spec, ns, name, ip)}
+
+    def _host_network_etc(self, spec: dict, ns: str, name: str) -> str | None:
+        """A hostNetwork pod's own resolv.conf (ClusterFirstWithHostNet: the cluster's; else the
+        node's resolver, which has no upstream in kubemu), in a directory named like its
+        netns would be; the pod's sandbox binds it over /etc/resolv.conf."""
+        if not self.dns:
+            return None
+        from emulator.node import resolvconf
+        from emulator.node.podnet import ETC_NETNS
+        etc_dir = os.path.join(ETC_NETNS, self.names.pod_netns(ns, name))
+        os.makedirs(etc_dir, exist_ok=True)
+        with open(os.path.join(etc_dir, "resolv.conf"), "w") as f:
+            f.write(resolvconf.resolv_conf(spec, ns, self.dns["nameserver"]))
+        return etc_dir
 
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
         log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
@@ -235,6 +254,8 @@ class Kubelet:
         local.processes.stop()
         if not local.host_network:
             self.podnet.remove_pod(local.netns, local.ip)
+        elif local.etc_dir:
+            shutil.rmtree(local.etc_dir, ignore_errors=True)
 
     def exec(self, namespace: str, name: str, argv: list[str], container: str | None = None,
              stdin: bytes | None = None, timeout: float = 30.0) -> ExecResult:

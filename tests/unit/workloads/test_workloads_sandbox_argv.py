@@ -110,3 +110,15 @@ def test_no_bwrap_is_an_error_not_a_fallback(monkeypatch, tmp_path):
     monkeypatch.setattr(podexec, "OUTER_PATH", str(tmp_path))
     with pytest.raises(SandboxError, match="bubblewrap"):
         podexec.exec_in_pod(spec())
+
+
+def test_host_network_pod_binds_its_own_resolv_conf_only_when_given(tmp_path):
+    """hostNetwork: no /etc/netns files, but the kubelet's etc_dir (its dnsPolicy's resolv.conf) when given."""
+    from emulator.node.podexec import container_sandbox
+    from emulator.node.sandbox import Identity
+    (tmp_path / "resolv.conf").write_text("nameserver 10.8.0.10\n")
+    c = {"command": ["sleep", "1"]}
+    assert container_sandbox(c, Identity(), "node-ns", "p", None, host_network=True).etc_files == ()
+    bound = container_sandbox(c, Identity(), "node-ns", "p", None, host_network=True, etc_dir=str(tmp_path))
+    assert [src for src, _ in bound.etc_files] == [str(tmp_path / "resolv.conf")]
+    assert bound.etc_files[0][1].endswith("resolv.conf")
