@@ -192,7 +192,6 @@ def test_host_network_pod_serves_on_the_node_address(pod, tmp_path):
 
 def test_host_network_pod_reads_the_resolv_conf_of_its_dns_policy(pod):
     """ClusterFirstWithHostNet: the kubelet's resolv.conf is bound over /etc/resolv.conf."""
-    import shutil
     from emulator.node.podnet import ETC_NETNS
     from emulator.node.resolvconf import resolv_conf
     names, node_ns, _, _, _ = pod
