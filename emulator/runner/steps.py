@@ -40,11 +40,11 @@ class StepContext:
 
     def resolve(self, p: Placeholder) -> str:
         """The run-time value of a `{kind:ref}` placeholder."""
-        plan = self.cluster.plan
         if p.kind == "var":
             if p.name not in self.vars:
                 raise KubemuError(f"no saved value {p.name!r}")
             return self.vars[p.name]
+        plan = self.cluster.plan
         if p.kind in ("node", "host"):
             for h in plan.hosts:
                 if h["name"] == p.name:
