@@ -158,7 +158,8 @@ class TrafficSpec(StrictModel):
     background: bool = Field(default=False, description="start the flow and go on; `await` or an assert waits")
     pod: Annotated[int, WholeNumber, Field(ge=0)] | None = Field(
         default=None, description="from: deployment/NAME: only its N-th pod (by name, from 0)")
-    pods: Literal["all"] | None = Field(default=None, description="from: deployment/NAME: every pod at once (the default)")
+    pods: Literal["all"] | None = Field(default=None, description="from: deployment/NAME: every pod at once "
+                                                                  "(without pod/pods: every pod in turn)")
     http: HttpLoad | None = None
     tcp: TcpLoad | None = None
     udp: UdpLoad | None = None

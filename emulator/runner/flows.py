@@ -10,6 +10,7 @@ cluster teardown kills the generator processes with the run's namespaces and pro
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ class FlowRun:
     started: float
     step_rec: dict[str, Any]
     ref: Any = None
-    pod_refs: list[tuple[str, Any]] | None = None   # from: deployment/NAME: (pod, pending call) each
+    pod_refs: list[tuple[str, Any]] | None = None   # from: deployment/NAME: (pod, pending call or None) each
     collected: float | None = None   # when the driver had its records (an await, an assert, the end)
     ended: float | None = None       # when its last request ended (from the records)
 
@@ -91,6 +92,9 @@ def describe(spec) -> str:
     return f"traffic {spec.name}{bg}: {what} from {spec.from_} to {to}"
 
 
+_IN_TURN = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flow-in-turn")
+
+
 def deployment_pods(cluster, namespace: str, name: str) -> list[dict]:
     """A Deployment's running pods with an IP (not terminating), by name."""
     from emulator.labels import label_selector_matches
@@ -135,9 +139,15 @@ def start(spec, ctx) -> FlowRun:
     if src.kind == "deployment":
         rec["pods"] = [pod for _, _, pod in where]
     run = FlowRun(spec.name, spec.protocol, spec.background, t0, rec)
-    if src.kind == "deployment":
+    if src.kind == "deployment" and (spec.pods == "all" or spec.pod is not None):
         run.pod_refs = [(pod, agent.run_flow.remote(target, spec.protocol, params, f"{spec.name}--{pod}"))
                         for agent, target, pod in where]
+    elif src.kind == "deployment":       # every pod in turn: one after the other, in a driver thread
+        def in_turn() -> list[list[dict]]:
+            return [ray.get(agent.run_flow.remote(target, spec.protocol, params, f"{spec.name}--{pod}"))
+                    for agent, target, pod in where]
+        run.pod_refs = [(pod, None) for _, _, pod in where]
+        run.ref = _IN_TURN.submit(in_turn)
     else:
         agent, target, _ = where[0]
         run.ref = agent.run_flow.remote(target, spec.protocol, params, spec.name)
@@ -150,8 +160,9 @@ def _collect(run: FlowRun, ctx) -> list[dict]:
     written to flows/NAME.jsonl as one flow's are."""
     if run.pod_refs is None:
         return ray.get(run.ref)
+    per_pod = run.ref.result() if run.ref is not None else ray.get([r for _, r in run.pod_refs])
     records = []
-    for pod, recs in zip([p for p, _ in run.pod_refs], ray.get([r for _, r in run.pod_refs])):
+    for pod, recs in zip([p for p, _ in run.pod_refs], per_pod):
         records += [{**r, "source_pod": pod} for r in recs]
     records.sort(key=lambda r: r.get("t_start") or 0.0)
     run_dir = getattr(ctx.cluster, "run_dir", None)

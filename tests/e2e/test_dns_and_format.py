@@ -82,7 +82,7 @@ def test_an_unready_pod_leaves_the_headless_answer(dns_run):
 def test_format_scenario_passes_every_assertion(format_run):
     assert format_run.returncode == 0, format_run.output
     checks = format_run.checks()
-    assert len(checks) == 15 and all(c["ok"] for c in checks), checks
+    assert len(checks) == 16 and all(c["ok"] for c in checks), checks
 
 
 def test_format_steps_records(format_run):
@@ -93,6 +93,9 @@ def test_format_steps_records(format_run):
     assert [w["until"].split()[0] for w in waits] == ["endpointslices?service=web", "deployment/web", "pod/other"]
     every = format_run.records("from-all-web")
     assert len({r["source_pod"] for r in every}) == 3 and len(every) == 15     # 5 requests from each web pod
+    turn = format_run.records("from-spread-in-turn")   # one pod after the other, by name
+    pods = [r["source_pod"] for r in turn]
+    assert len(turn) == 6 and pods == sorted(pods) and len(set(pods)) == 3
     one = format_run.records("from-web-0")
     assert len({r["source_pod"] for r in one}) == 1 and len(one) == 3
     # anti-affinity: the three web pods answered from three different nodes

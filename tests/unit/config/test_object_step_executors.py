@@ -99,3 +99,22 @@ def test_traffic_from_deployment_sources(ctx) -> None:
     assert [p for _, _, p in flows.sources(spec(pod=1), ctx.cluster)] == ["web-b"]
     with pytest.raises(KubemuError, match="no pod 2"):
         flows.sources(spec(pod=2), ctx.cluster)
+
+
+def test_traffic_from_deployment_in_turn_at_once_and_one(ctx, monkeypatch) -> None:
+    """Without pod/pods the pods run one after the other; pods: all at once; records merged with source_pod."""
+    order = []
+
+    def run_flow(target, kind, params, name):
+        order.append(name)
+        return [{"t_start": float(len(order)), "total_ms": 1.0, "outcome": "ok"}]
+    for a in ctx.cluster.agents.values():
+        a.run_flow = SimpleNamespace(remote=run_flow)
+    monkeypatch.setattr(flows, "load_params", lambda spec, resolve: {})
+    for extra in ({}, {"pods": "all"}):
+        order.clear()
+        spec = TrafficSpec.model_validate({"name": "t", "from": "deployment/web", "tcp": {"target": "x:80"}, **extra})
+        run = flows.start(spec, ctx)
+        recs = flows._collect(run, ctx)
+        assert order == ["t--web-a", "t--web-b"] and [r["source_pod"] for r in recs] == ["web-a", "web-b"]
+        assert run.step_rec["pods"] == ["web-a", "web-b"]
