@@ -226,7 +226,7 @@ class Kubelet:
         for p in targets:
             for fname, text in files.items():
                 path = os.path.join(p.dns_dir, fname)
-                tmp = path + ".tmp"
+                tmp = f"{path}.{threading.get_ident()}.tmp"   # the informer and a worker may both write
                 with open(tmp, "w") as f:
                     f.write(text)
                 os.replace(tmp, path)
