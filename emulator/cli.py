@@ -108,9 +108,10 @@ def print_results(results: dict) -> None:
             continue
         for c in s.get("checks") or []:
             mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
-            actual = f"{c['actual']:.4g}" if isinstance(c["actual"], (int, float)) else ", ".join(c["actual"])
-            expected = c["expected"] if isinstance(c["expected"], str) else "= " + ", ".join(c["expected"])
-            console.print(f"{mark} {s['flow']}: {c['metric']} {escape(expected)} (actual {escape(actual)})")
+            actual = _shown(c["actual"])
+            expected = c["expected"] if isinstance(c["expected"], str) and "flow" in s else "= " + _shown(c["expected"])
+            console.print(f"{mark} {s.get('flow') or s.get('object')}: {c['metric']} {escape(expected)} "
+                          f"(actual {escape(actual)})")
     tl = results.get("timeline", {})
     if "first_ready" in tl:
         console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")
@@ -142,6 +143,15 @@ def print_flows(flows: dict) -> None:
                 bad = {c: n for c, n in (f.get("statuses") or {}).items() if not c.startswith("2")}
                 codes = f" (HTTP {', '.join(f'{c} x{n}' for c, n in sorted(bad.items()))})" if bad else ""
                 console.print(f"[bold]{name}[/] failures: " + ", ".join(f"{k} {v}" for k, v in errs.items()) + codes)
+
+
+def _shown(v) -> str:
+    """An assertion's value: a number to 4 digits, a list joined, anything else as text."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v)
+    return str(v)
 
 
 def _ms(v) -> str:

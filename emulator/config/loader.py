@@ -18,7 +18,7 @@ from emulator.config.ingress_checks import check_ingresses
 from emulator.config.manifests import ManifestObject, validate_object
 from emulator.config.reading import reading_budget
 from emulator.config.scenario import Scenario
-from emulator.config.scenario_checks import scenario_problems
+from emulator.config.scenario_checks import manifest_placeholder_problems, scenario_problems
 from emulator.config.size_checks import kernel_name_problems, size_problems
 from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_yaml_all,
                                     validation_error)
@@ -76,7 +76,7 @@ def _resolve(base: str, ref: str) -> str:
 
 
 def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",),
-                  check_all: bool = True) -> list[ManifestObject]:
+                  check_all: bool = True, warnings: list[str] | None = None) -> list[ManifestObject]:
     """Objects of manifests entries (or an apply step's): files (relative paths) or inline objects."""
     objects: list[ManifestObject] = []
     for i, entry in enumerate(entries):
@@ -91,7 +91,9 @@ def _load_objects(doc: YamlDoc, entries: list[Any], field: tuple = ("manifests",
             check_object(mo)
             objects.append(mo)
     if check_all:
-        check_objects(objects)
+        found = check_objects(objects)
+        if warnings is not None:
+            warnings += found
         check_ingresses(objects)
     return objects
 
@@ -120,7 +122,7 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
         raise validation_error(exc, doc, (), Scenario) from None
     scenario._file = doc.file
     scenario._topology_file = topology_file
-    scenario._objects = _load_objects(doc, raw.get("manifests") or [])
+    scenario._objects = _load_objects(doc, raw.get("manifests") or [], warnings=scenario._warnings)
     for i, step in enumerate(scenario.steps):
         if step.KIND == "apply":
             # Applied objects replace or add to the manifests: checked one by one.
@@ -129,6 +131,8 @@ def _scenario_file(doc: YamlDoc) -> Scenario:
     _check_sizes(doc, scenario)
     for loc, message in scenario_problems(scenario):
         raise doc.error(loc, message)
+    for mo, message in manifest_placeholder_problems(scenario):
+        raise mo.error(("metadata", "name"), message)
     return scenario
 
 
@@ -149,11 +153,12 @@ def is_scenario(doc: YamlDoc) -> bool:
 
 
 def check(path: str | os.PathLike[str]) -> str:
-    """Validate a scenario or topology file; a one-line summary, or a ConfigError."""
+    """Validate a scenario or topology file; a one-line summary (then warning lines), or a ConfigError."""
     with reading_budget():
         doc = read_yaml(str(path))
         if is_scenario(doc):
-            return _scenario_summary(_scenario_file(doc))
+            scenario = _scenario_file(doc)
+            return "\n".join([_scenario_summary(scenario), *scenario._warnings])
         t = _topology_file(doc)
     return (f"topology {t.name}: ok: {_count(len(t.nodes()), 'node')} in {len(t.zones())} zones, "
             f"{_count(len(t.clients), 'client')}, pod range {t.cluster.pod_range}, "

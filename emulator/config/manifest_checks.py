@@ -2,8 +2,9 @@
 
 Per object: what the API server would reject and kubemu relies on (Service types and
 ports, unique container and port names, one probe handler, a Deployment selector that
-matches its template). Across objects: namespaces that exist, no duplicate objects, and
-no Service whose selector selects nothing.
+matches its template). Across objects: namespaces that exist and no duplicate objects; a
+Service whose selector selects nothing yet is valid (the API server accepts it) and only
+gives a warning line.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any, Iterable, Iterator
 from emulator.config.manifests import ManifestObject
 from emulator.config.size_checks import replicas_problem
 from emulator.config.source import Loc
+from emulator.config.templates import render_dummy
+from emulator.config.types import is_dns_label
 from emulator.labels import label_selector_matches
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -23,6 +26,7 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 NODE_PORT_RANGE = (30000, 32767)
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
 POLICY_TYPES = ("Ingress", "Egress")
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 _IANA_SVC_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
 
@@ -59,8 +63,8 @@ def check_object(mo: ManifestObject) -> None:
         raise mo.error(loc, message)
 
 
-def check_objects(objects: list[ManifestObject]) -> None:
-    """Cross-object checks: namespaces exist, no duplicates, every Service selects a pod."""
+def check_objects(objects: list[ManifestObject]) -> list[str]:
+    """Cross-object checks: namespaces exist, no duplicates; warnings for Services selecting nothing."""
     namespaces = set(BUILTIN_NAMESPACES) | {mo.name for mo in objects if mo.kind == "Namespace"}
     seen: dict[tuple[str, str | None, str], ManifestObject] = {}
     for mo in objects:
@@ -71,7 +75,13 @@ def check_objects(objects: list[ManifestObject]) -> None:
         if first is not None:
             raise mo.error(("metadata", "name"), f"duplicate {mo.ref} (first defined at {first.where})")
         seen[mo.key] = mo
+    return selector_warnings(objects)
+
+
+def selector_warnings(objects: list[ManifestObject]) -> list[str]:
+    """`FILE:LINE: spec.selector: warning: ...` for each Service no Pod or template matches yet."""
     templates = list(pod_templates(objects))
+    warnings = []
     for mo in objects:
         if mo.kind != "Service":
             continue
@@ -81,9 +91,11 @@ def check_objects(objects: list[ManifestObject]) -> None:
         if not any(t.namespace == mo.namespace and service_selects(selector, labels)
                    for t, labels in templates):
             shown = ", ".join(f"{k}={v}" for k, v in selector.items())
-            raise mo.error(("spec", "selector"),
-                           f"selector {shown} selects nothing: no Pod or Deployment template in "
-                           f"namespace {mo.namespace!r} has all these labels")
+            warnings.append(str(mo.error(("spec", "selector"),
+                                         f"warning: selector {shown} selects nothing yet: no Pod or "
+                                         f"Deployment template in namespace {mo.namespace!r} has all "
+                                         "these labels (valid: the Service has no endpoints until one does)")))
+    return warnings
 
 
 def _service_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
@@ -134,9 +146,10 @@ def _target_port_problems(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
 
 
 def _cidr_problems(value: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
-    """A CIDR written in a manifest."""
+    """A CIDR written in a manifest. Host bits are accepted, as the API server accepts them
+    (ParseCIDRSloppy) in ipBlock and loadBalancerSourceRanges: kubemu uses the masked network."""
     try:
-        ipaddress.ip_network(value)
+        ipaddress.ip_network(render_dummy(value) if isinstance(value, str) else value, strict=False)
     except ValueError as exc:
         yield loc, f"invalid CIDR {value!r}: {exc}"
 
@@ -151,6 +164,7 @@ def _pod_spec_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str
     containers = spec.get("containers") or []
     if not containers:
         yield at + ("containers",), "a pod needs at least one container"
+    yield from _dns_problems(spec, at)
     names: set[str] = set()
     port_names: set[str] = set()
     for i, container in enumerate(containers):
@@ -176,6 +190,29 @@ def _pod_spec_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str
         sc = {**(spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
         if sc.get("runAsNonRoot") and sc.get("runAsUser") == 0:
             yield loc + ("securityContext",), "runAsNonRoot is true but runAsUser is 0"
+
+
+def _dns_problems(spec: dict[str, Any], at: Loc) -> Iterator[tuple[Loc, str]]:
+    """dnsPolicy, dnsConfig, hostname and subdomain as the API server validates them."""
+    policy = spec.get("dnsPolicy", "ClusterFirst")
+    if policy not in DNS_POLICIES:
+        yield at + ("dnsPolicy",), f"{policy!r} is not one of {', '.join(DNS_POLICIES)}"
+    config = spec.get("dnsConfig") or {}
+    servers = config.get("nameservers") or []
+    if policy == "None" and not servers:
+        yield at + ("dnsConfig", "nameservers"), "at least one nameserver is required when dnsPolicy is None"
+    if len(servers) > 3:
+        yield at + ("dnsConfig", "nameservers"), "at most 3 nameservers"
+    for i, server in enumerate(servers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            yield at + ("dnsConfig", "nameservers", i), f"{server!r} is not an IP address"
+    if len(config.get("searches") or []) > 32:
+        yield at + ("dnsConfig", "searches"), "at most 32 search domains"
+    for key in ("hostname", "subdomain"):
+        if key in spec and not is_dns_label(str(spec[key])):
+            yield at + (key,), f"{spec[key]!r} is not a DNS label (lowercase letters, digits and '-')"
 
 
 def _probe_problems(probe: dict[str, Any], ports: set[str], loc: Loc) -> Iterator[tuple[Loc, str]]:
@@ -232,7 +269,8 @@ def _policy_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
 def _except_problems(cidr: str, exc: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
     """An ipBlock except lies inside its cidr (as the API server requires)."""
     try:
-        inside = ipaddress.ip_network(exc, strict=False).subnet_of(ipaddress.ip_network(cidr, strict=False))
+        inside = ipaddress.ip_network(render_dummy(exc), strict=False).subnet_of(
+            ipaddress.ip_network(render_dummy(cidr), strict=False))
     except (ValueError, TypeError):
         return          # reported by _cidr_problems
     if not inside:

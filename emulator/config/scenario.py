@@ -20,6 +20,8 @@ from emulator.config.limits import MAX_REPLICAS, MAX_STEPS
 from emulator.config.manifests import ManifestObject
 from emulator.config.reachability import LabelStep, ReachabilityStep
 from emulator.config.loads import Iperf3Load, Pacing, PingLoad, TcpLoad, UdpLoad, url_problem
+from emulator.config.dns_load import DnsLoad
+from emulator.config.object_steps import ObjectCondition, SaveStep
 from emulator.config.chaos import AvailabilityStep, FaultStep
 from emulator.config.timing import Timing, TimingName, timing_for
 from emulator.config.machines import Machines
@@ -62,12 +64,14 @@ class ObjectRef:
 class TrafficSource:
     """Where traffic starts: a pod (with namespace), a node, or a client host."""
 
-    kind: Literal["pod", "node", "host"]
+    kind: Literal["pod", "node", "host", "deployment"]
     name: str
     namespace: str | None = None
 
     def __str__(self) -> str:
-        return f"pod/{self.namespace}/{self.name}" if self.kind == "pod" else f"{self.kind}/{self.name}"
+        if self.kind in ("pod", "deployment"):
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
 
     @classmethod
     def parse(cls, text: Any) -> "TrafficSource":
@@ -81,23 +85,35 @@ class TrafficSource:
             return cls("pod", parts[2], parts[1])
         if len(parts) == 2 and parts[0] in ("node", "host") and parts[1]:
             return cls(parts[0], parts[1])   # type: ignore[arg-type]
-        raise ValueError(f"invalid source {text!r}: write pod/NAME, pod/NAMESPACE/NAME, node/NAME or host/NAME")
+        if len(parts) in (2, 3) and parts[0] == "deployment" and all(parts[1:]):
+            return cls("deployment", parts[-1], parts[1] if len(parts) == 3 else "default")
+        raise ValueError(f"invalid source {text!r}: write pod/NAME, pod/NAMESPACE/NAME, node/NAME, host/NAME "
+                         "or deployment/[NAMESPACE/]NAME")
 
 
 ObjectRefField = Annotated[ObjectRef, PlainValidator(ObjectRef.parse),
                            WithJsonSchema({"type": "string", "pattern": "^(deployment|pod|service|networkpolicy|ingress)/[^/]+$"})]
 SourceField = Annotated[TrafficSource, PlainValidator(TrafficSource.parse),
                         WithJsonSchema({"type": "string",
-                                        "pattern": "^(pod/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
+                                        "pattern": "^((pod|deployment)/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
 PositiveInt = Annotated[int, WholeNumber, Field(ge=1)]
 
 
 class WaitSpec(StrictModel):
-    """Wait until a Deployment is fully ready, a Pod is ready, or a Service has endpoints."""
+    """Wait until a Deployment is fully ready, a Pod is ready, a Service has endpoints, or
+    (`until`) an object's field meets a condition."""
 
-    ready: ObjectRefField
+    ready: ObjectRefField | None = None
+    until: ObjectCondition | None = None
     namespace: DnsLabel = "default"
     timeout: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "WaitSpec":
+        """Exactly one of ready and until."""
+        if (self.ready is None) == (self.until is None):
+            raise ValueError("give exactly one of ready and until")
+        return self
 
 
 class WaitStep(StrictModel):
@@ -136,15 +152,20 @@ class HttpLoad(Pacing):
 class TrafficSpec(StrictModel):
     """A named flow from a source, with exactly one load generator."""
 
-    LOADS: ClassVar[tuple[str, ...]] = ("http", "tcp", "udp", "ping", "iperf3")
+    LOADS: ClassVar[tuple[str, ...]] = ("http", "tcp", "udp", "ping", "iperf3", "dns")
     name: DnsLabel
     from_: SourceField = Field(alias="from")
     background: bool = Field(default=False, description="start the flow and go on; `await` or an assert waits")
+    pod: Annotated[int, WholeNumber, Field(ge=0)] | None = Field(
+        default=None, description="from: deployment/NAME: only its N-th pod (by name, from 0)")
+    pods: Literal["all"] | None = Field(default=None, description="from: deployment/NAME: every pod at once "
+                                                                  "(without pod/pods: every pod in turn)")
     http: HttpLoad | None = None
     tcp: TcpLoad | None = None
     udp: UdpLoad | None = None
     ping: PingLoad | None = None
     iperf3: Iperf3Load | None = None
+    dns: DnsLoad | None = None
 
     @model_validator(mode="after")
     def _one_load(self) -> "TrafficSpec":
@@ -152,6 +173,10 @@ class TrafficSpec(StrictModel):
         given = [k for k in self.LOADS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one load generator: {', '.join(self.LOADS)}")
+        if (self.pod is not None or self.pods is not None) and self.from_.kind != "deployment":
+            raise ValueError("pod and pods apply to from: deployment/NAME only")
+        if self.pod is not None and self.pods is not None:
+            raise ValueError("give pod (one pod) or pods: all, not both")
         return self
 
     @property
@@ -160,7 +185,7 @@ class TrafficSpec(StrictModel):
         return next(k for k in self.LOADS if getattr(self, k) is not None)
 
     @property
-    def load(self) -> HttpLoad | TcpLoad | UdpLoad | PingLoad | Iperf3Load:
+    def load(self) -> HttpLoad | TcpLoad | UdpLoad | PingLoad | Iperf3Load | DnsLoad:
         """The load generator's settings."""
         return getattr(self, self.protocol)
 
@@ -244,7 +269,8 @@ class ScaleStep(StrictModel):
 class AssertSpec(StrictModel):
     """Bounds on the results of an earlier flow; each given metric must hold."""
 
-    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes", "statuses_seen")
+    SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes", "statuses_seen",
+                                              "answers")
     flow: DnsLabel
     success_ratio: ComparisonField | None = None
     refused_ratio: ComparisonField | None = None
@@ -280,18 +306,28 @@ class AssertSpec(StrictModel):
         default=None, description="exactly these nodes received the requests (load balancer's choice)")
     statuses_seen: list[Annotated[int, WholeNumber, Field(ge=100, le=599)]] | None = Field(
         default=None, description="exactly these HTTP status codes were answered (e.g. [404])")
+    answers: list[str] | None = Field(
+        default=None, description="dns: the last question's answers are exactly these (order ignored)")
+    contains: dict[str, list[str | int]] | None = Field(
+        default=None, description="set metric -> values it must include, e.g. {nodes_served: [n1]}")
+    not_contains: dict[str, list[str | int]] | None = Field(
+        default=None, description="set metric -> values it must not include, e.g. {answers: ['{pod:db-1}']}")
 
     @model_validator(mode="after")
     def _some_metric(self) -> "AssertSpec":
-        """At least one metric is bounded."""
-        if not self.checks() and not self.set_checks():
+        """At least one metric is bounded; contains/not_contains name set metrics."""
+        if not self.checks() and not self.set_checks() and not self.contains and not self.not_contains:
             raise ValueError("give at least one metric: " + ", ".join(self._metrics()))
+        for key in ("contains", "not_contains"):
+            for metric in getattr(self, key) or {}:
+                if metric not in self.SET_METRICS:
+                    raise ValueError(f"{key}: {metric!r} is not a set metric ({', '.join(self.SET_METRICS)})")
         return self
 
     @classmethod
     def _metrics(cls) -> list[str]:
         """Names of the metric fields."""
-        return [n for n in cls.model_fields if n != "flow"]
+        return [n for n in cls.model_fields if n not in ("flow", "contains", "not_contains")]
 
     def checks(self) -> dict[str, Comparison]:
         """metric name -> bound, for the numeric metrics given."""
@@ -303,11 +339,20 @@ class AssertSpec(StrictModel):
         return {n: getattr(self, n) for n in self.SET_METRICS if getattr(self, n) is not None}
 
 
+def _assert_kind(value: Any) -> str:
+    """The union tag: `object-assert` for an object assertion, `flow-assert` otherwise
+    (tags that are no data key, so error locations name the data)."""
+    if isinstance(value, (AssertSpec, ObjectCondition)):
+        return "object-assert" if isinstance(value, ObjectCondition) else "flow-assert"
+    return "object-assert" if isinstance(value, dict) and "object" in value else "flow-assert"
+
+
 class AssertStep(StrictModel):
-    """`- assert: {flow: NAME, success_ratio: ">= 1.0"}`."""
+    """`- assert: {flow: NAME, success_ratio: ">= 1.0"}` or `- assert: {object: ..., field: ..., equals: ...}`."""
 
     KIND: ClassVar[str] = "assert"
-    assert_: AssertSpec = Field(alias="assert")
+    assert_: Annotated[Union[Annotated[AssertSpec, Tag("flow-assert")], Annotated[ObjectCondition, Tag("object-assert")]],
+                       Discriminator(_assert_kind)] = Field(alias="assert")
 
 
 class ImpairStep(StrictModel):
@@ -322,7 +367,7 @@ from emulator.config.study import CompareStep, SweepStep  # noqa: E402 (study mo
 STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep, ApplyStep,
                                                 DeleteStep, ScaleStep, AwaitStep, ImpairStep,
                                                 ReachabilityStep, LabelStep, FaultStep,
-                                                AvailabilityStep, CompareStep, SweepStep)
+                                                AvailabilityStep, CompareStep, SweepStep, SaveStep)
 STEP_KINDS = tuple(c.KIND for c in STEP_CLASSES)   # type: ignore[attr-defined]
 
 
@@ -373,6 +418,7 @@ class Scenario(StrictModel):
     _topology_file: str | None = PrivateAttr(default=None)
     _objects: list[ManifestObject] = PrivateAttr(default_factory=list)
     _step_objects: dict[int, list[ManifestObject]] = PrivateAttr(default_factory=dict)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def file(self) -> str | None:

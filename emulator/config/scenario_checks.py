@@ -7,11 +7,14 @@ timing keys. Each problem is a (field path, message) pair the loader turns into
 """
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.config.chaos import AvailabilityStep, FaultStep, availability_problems, fault_problems
 from emulator.config.loads import split_target, target_text
+from emulator.config.object_steps import ObjectCondition, SaveStep
 from emulator.config.reachability import LabelStep, ReachabilityStep, reachability_problems
 from emulator.config.scenario import (AssertStep, AwaitStep, DeleteStep, ScaleStep, Scenario, TrafficSpec,
                                       TrafficStep, WaitStep)
@@ -31,10 +34,17 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
             problems.append((("timing_overrides", key),
                              f"unknown timing {key!r} (known: {', '.join(Timing.model_fields)})"))
     flows: set[str] = set()
+    saved: set[str] = set()
     faults: set[str] = set()
     background: set[str] = set()
     for i, step in enumerate(scenario.steps):
-        if isinstance(step, WaitStep):
+        problems += [(("steps", i) + loc, m) for loc, m in var_problems(step, saved)]
+        if isinstance(step, SaveStep):
+            src = step.save.from_
+            if src.flow is not None and src.flow not in flows:
+                problems.append((("steps", i, "save", "from", "flow"), f"no earlier traffic step named {src.flow!r}"))
+            saved.add(step.save.name)
+        if isinstance(step, WaitStep) and step.wait.ready is not None:
             ref, ns = step.wait.ready, step.wait.namespace
             if scenario.find(ref.api_kind, ns, ref.name) is None:
                 problems.append((("steps", i, "wait", "ready"),
@@ -52,6 +62,8 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
         elif isinstance(step, AwaitStep) and step.await_ != "all":
             problems += [(("steps", i, "await", j), msg)
                          for j, msg in await_problems(step.await_, flows, background)]
+        elif isinstance(step, AssertStep) and isinstance(step.assert_, ObjectCondition):
+            pass
         elif isinstance(step, AssertStep):
             if step.assert_.flow not in flows:
                 known = ", ".join(sorted(flows)) or "none yet"
@@ -86,6 +98,26 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
     return problems
 
 
+def manifest_placeholder_problems(scenario: Scenario) -> list[tuple[Any, str]]:
+    """(object, message) for placeholders in manifests naming nothing; `{var:...}` only in apply steps."""
+    out = []
+    for mo in scenario.objects:
+        text = json.dumps(mo.obj)
+        out += [(mo, m) for m in _placeholder_problems(scenario, text)]
+        out += [(mo, f"{{var:{p.name}}}: manifests are applied before any save step (use an apply step)")
+                for p in placeholders(text) if p.kind == "var"]
+    for i in sorted(scenario._step_objects):
+        out += [(mo, m) for mo in scenario._step_objects[i] for m in _placeholder_problems(scenario, json.dumps(mo.obj))]
+    return out
+
+
+def var_problems(step, saved: set[str]) -> list[tuple[Loc, str]]:
+    """`{var:NAME}` placeholders of a step that no earlier `save` step stored."""
+    text = step.model_dump_json(by_alias=True, warnings=False, fallback=str)
+    return [((step.KIND,), f"{{var:{p.name}}}: no earlier save step stores {p.name!r}")
+            for p in placeholders(text) if p.kind == "var" and p.name not in saved]
+
+
 def await_problems(names: list[str], flows: set[str], background: set[str]) -> list[tuple[int, str]]:
     """(index, message) for awaited names that are no earlier flow or a flow that is not background."""
     out = []
@@ -106,8 +138,8 @@ def _placeholder_problems(scenario: Scenario, text: str) -> list[str]:
             out.append(f"{{node:{p.name}}}: no such node in the topology")
         elif p.kind == "host" and scenario.topology.client(p.name) is None:
             out.append(f"{{host:{p.name}}}: no such client host in the topology")
-        elif p.kind == "pod" and scenario.find("Pod", p.namespace, p.name) is None:
-            out.append(f"{{pod:{p.name}}}: no Pod {p.namespace}/{p.name} in the manifests")
+        elif p.kind in ("pod", "poddns") and scenario.find("Pod", p.namespace, p.name) is None:
+            out.append(f"{{{p.kind}:{p.name}}}: no Pod {p.namespace}/{p.name} in the manifests")
         elif p.kind in ("clusterip", "nodeport", "lbip", "hcport") and \
                 scenario.find("Service", p.namespace, p.name) is None:
             out.append(f"{{{p.kind}:{p.name}}}: no Service {p.namespace}/{p.name} in the manifests")
@@ -126,6 +158,8 @@ def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, 
     elif src.kind == "node" and scenario.topology.node(src.name) is None:
         names = ", ".join(n.name for n in scenario.topology.nodes())
         problems.append((("from",), f"no node {src.name!r} in the topology (nodes: {names})"))
+    elif src.kind == "deployment" and scenario.find("Deployment", src.namespace, src.name) is None:
+        problems.append((("from",), f"no Deployment {src.namespace}/{src.name} in the manifests"))
     elif src.kind == "host" and scenario.topology.client(src.name) is None:
         names = ", ".join(c.name for c in scenario.topology.clients) or "none"
         problems.append((("from",), f"no client host {src.name!r} in the topology (clients: {names})"))
@@ -134,6 +168,10 @@ def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, 
         m = _SVC_HOST_RE.match(urlsplit(render_dummy(spec.http.url)).hostname or "")
         if m and scenario.find("Service", m.group(2), m.group(1)) is None:
             problems.append((("http", "url"), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
+    elif spec.dns is not None:
+        problems += [(("dns", "name"), m) for m in _placeholder_problems(scenario, spec.dns.name)]
+        for j, e in enumerate(spec.dns.expect or []):
+            problems += [(("dns", "expect", j), m) for m in _placeholder_problems(scenario, e)]
     elif spec.protocol != "http":
         field = "host" if spec.protocol == "ping" else "target"
         text = target_text(spec.load)

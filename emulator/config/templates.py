@@ -8,18 +8,21 @@ balancer IPs), so a scenario names them symbolically:
     {nodeport:[NS/]SVC[:PORT]}  a node port (PORT: the Service port's name or number)
     {lbip:[NS/]SVC}    the load balancer IP     {hcport:[NS/]SVC}  the healthCheckNodePort
     {ingressip:[NS/]ING}  an Ingress's external IP (its HTTP(S) load balancer)
+    {poddns:[NS/]NAME} a pod's DNS name, `a-b-c-d.<ns>.pod.cluster.local`
+    {var:NAME}         a value an earlier `save` step stored
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-KINDS = ("node", "host", "pod", "clusterip", "nodeport", "lbip", "hcport", "ingressip")
-PLACEHOLDER = re.compile(r"\{(" + "|".join(KINDS) + r"):([a-z0-9.\-/:]+)\}")
+KINDS = ("node", "host", "pod", "clusterip", "nodeport", "lbip", "hcport", "ingressip", "poddns", "var")
+PLACEHOLDER = re.compile(r"\{(" + "|".join(KINDS) + r"):([a-z0-9_.\-/:]+)\}")
 _DUMMY = {"node": "192.0.2.1", "host": "192.0.2.2", "pod": "192.0.2.3", "clusterip": "192.0.2.4",
           "nodeport": "30000", "lbip": "192.0.2.5", "hcport": "30001",
-          "ingressip": "192.0.2.6"}
+          "ingressip": "192.0.2.6", "poddns": "192-0-2-3.default.pod.cluster.local",
+          "var": "192.0.2.7"}
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,15 @@ def render(text: str, resolve: Callable[[Placeholder], str]) -> str:
 def render_dummy(text: str) -> str:
     """`text` with documentation addresses in place of placeholders (for validation)."""
     return PLACEHOLDER.sub(lambda m: _DUMMY[m.group(1)], text)
+
+
+def render_values(value: Any, resolve: Callable[[Placeholder], str]) -> Any:
+    """A copy of a manifest object (or any JSON value) with placeholders rendered in every
+    string: `{pod:client}/32` in an ipBlock, `{host:vm-1}/32` in loadBalancerSourceRanges."""
+    if isinstance(value, str):
+        return render(value, resolve) if "{" in value else value
+    if isinstance(value, dict):
+        return {k: render_values(v, resolve) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_values(v, resolve) for v in value]
+    return value

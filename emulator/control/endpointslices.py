@@ -58,6 +58,9 @@ def desired_slices(svc: dict, pods: list[dict]) -> list[dict]:
               "nodeName": pod.get("spec", {}).get("nodeName"),
               "targetRef": {"kind": "Pod", "namespace": namespace(pod), "name": name(pod),
                             "uid": pod["metadata"].get("uid")}}
+        pod_spec = pod.get("spec") or {}
+        if pod_spec.get("hostname") and pod_spec.get("subdomain") == name(svc):
+            ep["hostname"] = pod_spec["hostname"]      # the headless Service's per-pod DNS name
         zone = pod.get("metadata", {}).get("annotations", {}).get("kubemu.io/zone")
         if zone:
             ep["zone"] = zone

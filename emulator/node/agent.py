@@ -84,7 +84,8 @@ class NodeAgent:
         self.dns = dns
         self.workloads = WorkloadHost()
         self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
-                               t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"))
+                               t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"),
+                               slices=lambda: self.svc_informer.list("EndpointSlice"))
         self.start_kube_proxy()
         self.start_network_policy()
         self.kubelet.start()
@@ -138,10 +139,10 @@ class NodeAgent:
     def _on_proxy_event(self, type_: str, obj: dict) -> None:
         if obj["kind"] == "Service":
             self.proxier.on_service(type_, obj)
-            if self.kubelet is not None:
-                self.kubelet.write_dns()
         else:
             self.proxier.on_endpointslice(type_, obj)
+        if self.kubelet is not None:      # the cluster DNS zone follows both kinds
+            self.kubelet.write_dns()
         # After the proxier has the change: a sync that reads this mark includes it.
         self.seen_rv = max(self.seen_rv, int(obj["metadata"].get("resourceVersion", 0)))
         # The proxier already asked for a sync when it recorded the change, and that sync

@@ -90,7 +90,8 @@ def recover(agent) -> dict:
         from emulator.node.kubelet import Kubelet
         agent.kubelet = Kubelet(agent.api, agent.name, agent.spec["ip"], agent.names, agent.podnet,
                                 agent.workloads, agent.timing, agent.run_dir, agent.dns,
-                                services=lambda: agent.svc_informer.list("Service"))
+                                services=lambda: agent.svc_informer.list("Service"),
+                                slices=lambda: agent.svc_informer.list("EndpointSlice"))
         agent.start_kube_proxy()
         agent.kubelet.start()
     if agent.lease is not None:   # after a partition, its status sync re-posts pod readiness

@@ -6,9 +6,11 @@ API server; tears all of it down when the pod is deleted.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -35,6 +37,7 @@ class LocalPod:
         self.processes = runtime.PodProcesses()
         self.servers: list = []
         self.dns_dir: str | None = None
+        self.etc_dir: str | None = None    # a hostNetwork pod's own resolv.conf directory
         self.sandboxes: dict[str, SandboxSpec] = {}   # container name -> its sandbox (argv: its command)
         self.ref: dict | None = None            # involvedObject of its events
         self.containers: list[str] = []
@@ -45,10 +48,10 @@ class Kubelet:
 
     def __init__(self, api, node_name: str, node_ip: str, names, podnet: PodNetwork,
                  workloads, timing: Timing, run_dir: str, dns: dict | None,
-                 services: "callable") -> None:
+                 services: "callable", slices: "callable" = list) -> None:
         self.api, self.node_name, self.node_ip, self.names = api, node_name, node_ip, names
         self.podnet, self.workloads, self.timing = podnet, workloads, timing
-        self.run_dir, self.dns, self.services = run_dir, dns, services
+        self.run_dir, self.dns, self.services, self.slices = run_dir, dns, services, slices
         self.pods: dict[str, LocalPod] = {}
         self.informer = Informer(api, ["Pod"], self._on_event, node_name=node_name)
         self.probes = ProbeRunner(podnet.node_netns, self._on_probe)
@@ -131,22 +134,24 @@ class Kubelet:
             ray.get(self.api.patch_status.remote("Pod", ns, name, {
                 "phase": "Failed", "reason": reason, "message": str(e)}))
             return
+        etc_dir = None
         if host_network:
             pod_netns, ip = self.podnet.node_netns, self.node_ip
             self.podnet.allow_unprivileged_ports(pod_netns)
+            etc_dir = self._host_network_etc(spec, ns, name)
         else:
             pod_netns = self.names.pod_netns(ns, name)
-            dns = {**self.dns, "search": [d.format(ns=ns) for d in self.dns["search"]]} if self.dns else None
-            ip = self.podnet.add_pod(pod_netns, ns, name, dns)
+            ip = self.podnet.add_pod(pod_netns, ns, name, self._etc_files(spec, ns, name))
         sa_dir = serviceaccount.write_pod_serviceaccount(self.names.run_id, ns, name)   # live runs only
         local = LocalPod(key, pod_netns, ip, host_network)
+        local.etc_dir = etc_dir
         local.ref = involved_ref(pod)
         self.pods[key] = local
         env = serviceaccount.service_env(self.services())
         secrets = serviceaccount.mounted_files(sa_dir)
         for c in spec["containers"]:
             local.sandboxes[c.get("name", "c")] = podexec.container_sandbox(
-                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network,
+                c, identities[c.get("name", "c")], pod_netns, name, self.names.run_id, host_network, etc_dir,
                 extra_env=env, data_files=secrets)
         podexec.save_sandboxes(serviceaccount.pod_state_dir(self.names.run_id, ns, name), local.sandboxes)
         ports: dict[str, int] = {}
@@ -180,6 +185,28 @@ class Kubelet:
             next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.readiness_probe_scale,
             sandbox=local.sandboxes.get(prober.get("name", "c")) if prober else None))
 
+    def _etc_files(self, spec: dict, ns: str, name: str) -> dict | None:
+        """The pod's resolv.conf text and its hosts text as a function of its IP (resolvconf.py)."""
+        if not self.dns:
+            return None
+        from emulator.node import resolvconf
+        return {"resolv_conf": resolvconf.resolv_conf(spec, ns, self.dns["nameserver"]),
+                "hosts": lambda ip: resolvconf.hosts_file(spec, ns, name, ip)}
+
+    def _host_network_etc(self, spec: dict, ns: str, name: str) -> str | None:
+        """A hostNetwork pod's own resolv.conf (ClusterFirstWithHostNet: the cluster's; else the
+        node's resolver, which has no upstream in kubemu), in a directory named like its
+        netns would be; the pod's sandbox binds it over /etc/resolv.conf."""
+        if not self.dns:
+            return None
+        from emulator.node import resolvconf
+        from emulator.node.podnet import ETC_NETNS
+        etc_dir = os.path.join(ETC_NETNS, self.names.pod_netns(ns, name))
+        os.makedirs(etc_dir, exist_ok=True)
+        with open(os.path.join(etc_dir, "resolv.conf"), "w") as f:
+            f.write(resolvconf.resolv_conf(spec, ns, self.dns["nameserver"]))
+        return etc_dir
+
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
         log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
         if kind == "netexec":
@@ -191,24 +218,33 @@ class Kubelet:
             local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
             os.makedirs(local.dns_dir, exist_ok=True)
             self.write_dns(local)
+            kubedns_log = os.path.join(os.path.dirname(log_path), "kubedns.log")
             local.processes.procs.append(runtime.start_process(
-                local.netns, runtime.dnsmasq_argv(local.dns_dir, local.ip,
-                                                  os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
+                local.netns, runtime.kubedns_argv(os.path.join(local.dns_dir, "zone.json")), kubedns_log))
+            if not runtime.wait_for_line(kubedns_log, "kubedns: serving"):
+                log.warning("kubedns of %s did not start; see %s", local.key, kubedns_log)
+            local.processes.procs.append(runtime.start_process(
+                local.netns, runtime.dnsmasq_argv(local.ip, os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
         elif kind == "command":
             local.processes.procs.append(podexec.start_in_pod(local.sandboxes[c.get("name", "c")], log_path))
 
     def write_dns(self, local: LocalPod | None = None) -> None:
-        """Rewrite the hosts file of every kube-dns pod here (dnsmasq re-reads it)."""
+        """Rewrite the zone file of every kube-dns pod here (its kubedns re-reads it), and the
+        `services` hosts file (`kubemu reach` reads Service IPs from it)."""
         targets = [local] if local else [p for p in self.pods.values() if p.dns_dir]
         if not targets:
             return
-        text = runtime.render_dns_hosts(self.services())
+        from emulator.node.dns_records import build_zone
+        services = self.services()
+        files = {"services": runtime.render_dns_hosts(services),
+                 "zone.json": json.dumps(build_zone(services, self.slices()), sort_keys=True)}
         for p in targets:
-            path = os.path.join(p.dns_dir, "services")
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            for fname, text in files.items():
+                path = os.path.join(p.dns_dir, fname)
+                tmp = f"{path}.{threading.get_ident()}.tmp"   # the informer and a worker may both write
+                with open(tmp, "w") as f:
+                    f.write(text)
+                os.replace(tmp, path)
 
     def _on_probe(self, key: str, ready: bool) -> None:
         ns, name = key.split("/", 1)
@@ -235,6 +271,8 @@ class Kubelet:
         local.processes.stop()
         if not local.host_network:
             self.podnet.remove_pod(local.netns, local.ip)
+        elif local.etc_dir:
+            shutil.rmtree(local.etc_dir, ignore_errors=True)
         serviceaccount.remove_pod_serviceaccount(self.names.run_id, *key.split("/", 1))
 
     def exec(self, namespace: str, name: str, argv: list[str], container: str | None = None,

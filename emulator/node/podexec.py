@@ -39,14 +39,15 @@ def host_layout() -> HostLayout:
 
 
 def container_sandbox(container: dict, who: Identity, netns: str, pod_name: str,
-                      run_id: str | None, host_network: bool = False,
+                      run_id: str | None, host_network: bool = False, etc_dir: str | None = None,
                       extra_env: dict[str, str] | None = None,
                       data_files: tuple[tuple[str, str], ...] = ()) -> SandboxSpec:
     """The sandbox a container's command (and its exec probes and execs) runs in: the pod's
-    /etc/netns/<netns> resolv.conf and hosts over the host's (none for hostNetwork pods)."""
-    etc = os.path.join(ETC_NETNS, netns)
+    /etc/netns/<netns> resolv.conf and hosts over the host's; for a hostNetwork pod, the
+    files of `etc_dir` (the kubelet's resolv.conf for its dnsPolicy), if any."""
+    etc = etc_dir or os.path.join(ETC_NETNS, netns)
     # Bound where the host's file really is: /etc/resolv.conf may be a symlink into /run.
-    etc_files = () if host_network else tuple(
+    etc_files = () if host_network and etc_dir is None else tuple(
         (os.path.join(etc, f), os.path.realpath(f"/etc/{f}")) for f in ("resolv.conf", "hosts")
         if os.path.isfile(os.path.join(etc, f)))
     argv = tuple(str(a) for a in list(container.get("command") or []) + list(container.get("args") or []))

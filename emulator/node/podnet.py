@@ -122,8 +122,12 @@ class PodNetwork:
         d = os.path.join(ETC_NETNS, pod_netns)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "hosts"), "w") as f:
-            f.write(f"127.0.0.1 localhost\n{ip} {name}\n")
-        if dns:
+            hosts = (dns or {}).get("hosts")      # the kubelet's: a function of the pod IP
+            f.write(hosts(ip) if hosts else f"127.0.0.1 localhost\n{ip} {name}\n")
+        if dns and "resolv_conf" in dns:        # the kubelet's text (resolvconf.py)
+            with open(os.path.join(d, "resolv.conf"), "w") as f:
+                f.write(dns["resolv_conf"])
+        elif dns:
             with open(os.path.join(d, "resolv.conf"), "w") as f:
                 f.write(f"search {' '.join(dns['search'])}\nnameserver {dns['nameserver']}\n"
                         "options ndots:5\n")

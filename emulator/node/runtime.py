@@ -3,8 +3,9 @@
 - agnhost test images (`registry.k8s.io/e2e-test-images/agnhost`) with `netexec`: a
   built-in netexec-compatible server whose sockets live in the pod's namespace, served
   by the node agent's event loop (no process per pod); `pause`: nothing to run.
-- `kubemu/kube-dns`: dnsmasq in the pod's namespace, answering from a hosts directory
-  the node agent keeps in step with the Services.
+- `kubemu/kube-dns`: as GKE's kube-dns pod, dnsmasq on port 53 in front of a kubedns
+  server (emulator/node/kubedns.py) answering from a zone file the node agent keeps in
+  step with Services and EndpointSlices.
 - any other container with `command`/`args`: that command, run as a real process in
   the pod's namespace, contained (sandbox.py, podexec.py), with its output in the run
   directory.
@@ -15,6 +16,8 @@ import logging
 import os
 import signal
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -100,12 +103,20 @@ def start_process(pod_netns: str, argv: list[str], log_path: str, env: dict | No
         out.close()
 
 
-def dnsmasq_argv(hosts_dir: str, listen_ip: str, pid_file: str) -> list[str]:
-    """dnsmasq answering cluster.local from a hosts directory, and nothing else."""
+def dnsmasq_argv(listen_ip: str, pid_file: str, kubedns_port: int = 10053) -> list[str]:
+    """dnsmasq as kube-dns's front runs it: cluster.local and reverse names forwarded to the
+    kubedns server on 127.0.0.1, nothing else (kubemu has no upstream resolver). Not
+    caching (GKE's caches 1000 names for up to the 30 s TTL): answers follow the API at once."""
+    backend = f"127.0.0.1#{kubedns_port}"
     return ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
-            f"--hostsdir={hosts_dir}", "--local=/cluster.local/", "--domain-needed",
-            f"--listen-address={listen_ip}", "--bind-interfaces", "--user=root",
-            f"--pid-file={pid_file}", "--log-facility=-", "--cache-size=0"]
+            f"--server=/cluster.local/{backend}", f"--server=/in-addr.arpa/{backend}",
+            "--domain-needed", f"--listen-address={listen_ip}", "--bind-interfaces", "--user=root",
+            f"--pid-file={pid_file}", "--log-facility=-", "--cache-size=0", "--no-negcache"]
+
+
+def kubedns_argv(zone_file: str, port: int = 10053) -> list[str]:
+    """The kubedns server (emulator.node.kubedns) answering from `zone_file` on 127.0.0.1:`port`."""
+    return [sys.executable, "-m", "emulator.node.kubedns", "--zone", zone_file, "--port", str(port)]
 
 
 def render_dns_hosts(services: list[dict], domain: str = "cluster.local") -> str:
@@ -117,3 +128,17 @@ def render_dns_hosts(services: list[dict], domain: str = "cluster.local") -> str
             ns = svc["metadata"].get("namespace", "default")
             lines.append(f"{ip} {svc['metadata']['name']}.{ns}.svc.{domain}")
     return "\n".join(lines) + "\n"
+
+
+def wait_for_line(path: str, text: str, timeout: float = 15.0) -> bool:
+    """True once the log file at `path` holds `text` (a server saying it serves)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                if text in f.read():
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False

@@ -268,14 +268,16 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
     from emulator.report import study_md
     out += study_md.section(r, run.records)
     out += ["## Assertions", ""]
-    checks = [(s.get("flow"), c) for s in r.get("steps") or [] if s.get("step") in ("assert", "sweep")
+    checks = [(s.get("flow") or s.get("object"), c) for s in r.get("steps") or []
+              if s.get("step") in ("assert", "sweep")
               for c in s.get("checks") or []]
     if checks:
         rows = []
         for flow, c in checks:
             exp, act = c.get("expected"), c.get("actual")
-            exp = exp if isinstance(exp, str) else "= " + ", ".join(map(str, exp or []))
-            act = f"{act:.4g}" if isinstance(act, (int, float)) else ", ".join(map(str, act or []))
+            exp = exp if isinstance(exp, str) else "= " + (", ".join(map(str, exp)) if isinstance(exp, list) else str(exp))
+            act = f"{act:.4g}" if isinstance(act, (int, float)) and not isinstance(act, bool) else \
+                ", ".join(map(str, act)) if isinstance(act, list) else str(act)
             rows.append((flow, c.get("metric"), exp, act, "PASS" if c.get("ok") else "**FAIL**"))
         out += _table(["flow", "metric", "expected", "actual", "result"], rows) + [""]
         passed = sum(1 for _, c in checks if c.get("ok"))

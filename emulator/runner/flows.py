@@ -10,6 +10,7 @@ cluster teardown kills the generator processes with the run's namespaces and pro
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ class FlowRun:
     started: float
     step_rec: dict[str, Any]
     ref: Any = None
+    pod_refs: list[tuple[str, Any]] | None = None   # from: deployment/NAME: (pod, pending call or None) each
     collected: float | None = None   # when the driver had its records (an await, an assert, the end)
     ended: float | None = None       # when its last request ended (from the records)
 
@@ -58,6 +60,10 @@ def load_params(spec, resolve) -> dict[str, Any]:
     if kind == "ping":
         return {"host": render(load.host, resolve), "count": load.count, "interval": load.interval,
                 "timeout": load.timeout}
+    if kind == "dns":
+        expect = None if load.expect is None else [render(e, resolve) for e in load.expect]
+        return {"name": render(load.name, resolve), "type": load.type, "expect": expect, "within": load.within,
+                "count": load.count, "interval": load.interval, "timeout": load.timeout, "search": load.search}
     host, port = split_target(render(load.target, resolve), 5201 if kind == "iperf3" else None)
     if kind == "iperf3":
         return {"host": host, "port": port, "duration": load.duration, "parallel": load.parallel,
@@ -73,6 +79,9 @@ def describe(spec) -> str:
     load, kind = spec.load, spec.protocol
     if kind == "ping":
         what, to = f"{load.count} ICMP echoes", load.host
+    elif kind == "dns":
+        what, to = f"DNS {load.type} " + ("until the expected answer" if load.expect is not None
+                                          else f"x{load.count}"), load.name
     elif kind == "iperf3":
         what, to = f"{load.duration:g}s iperf3 test", load.target
     else:
@@ -83,8 +92,44 @@ def describe(spec) -> str:
     return f"traffic {spec.name}{bg}: {what} from {spec.from_} to {to}"
 
 
+_IN_TURN = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flow-in-turn")
+
+
+def deployment_pods(cluster, namespace: str, name: str) -> list[dict]:
+    """A Deployment's running pods with an IP (not terminating), by name."""
+    from emulator.labels import label_selector_matches
+    dep = ray.get(cluster.api.get.remote("Deployment", namespace, name))
+    if dep is None:
+        raise KubemuError(f"no Deployment {namespace}/{name}")
+    pods, _ = ray.get(cluster.api.list.remote("Pod", namespace))
+    return sorted((p for p in pods if label_selector_matches(dep["spec"].get("selector"), p["metadata"].get("labels") or {})
+                   and p.get("status", {}).get("podIP") and p["spec"].get("nodeName")
+                   and not p["metadata"].get("deletionTimestamp")
+                   and p.get("status", {}).get("phase") == "Running"), key=lambda p: p["metadata"]["name"])
+
+
+def sources(spec, cluster) -> list[tuple[Any, str, str]]:
+    """(agent, target, pod name or "") of each place the flow starts from: one, or with
+    `from: deployment/NAME` every pod of it (or the `pod:` N-th)."""
+    src = spec.from_
+    if src.kind == "pod":
+        ns = src.namespace or "default"
+        return [(cluster.agent_of_pod(ns, src.name), f"{ns}/{src.name}", src.name)]
+    if src.kind != "deployment":
+        return [(cluster.agents[src.name], "", "")]
+    pods = deployment_pods(cluster, src.namespace, src.name)
+    if spec.pod is not None:
+        if spec.pod >= len(pods):
+            raise KubemuError(f"deployment/{src.name} has {len(pods)} running pods: no pod {spec.pod}")
+        pods = [pods[spec.pod]]
+    if not pods:
+        raise KubemuError(f"deployment/{src.name} has no running pod")
+    return [(cluster.agents[p["spec"]["nodeName"]], f"{src.namespace}/{p['metadata']['name']}",
+             p["metadata"]["name"]) for p in pods]
+
+
 def source_agent(src, cluster) -> tuple[Any, str]:
-    """The agent that runs a source's generators and its target argument ("ns/pod" or "")."""
+    """The agent that runs a single source's generators and its target argument ("ns/pod" or "")."""
     if src.kind == "pod":
         ns = src.namespace or "default"
         return cluster.agent_of_pod(ns, src.name), f"{ns}/{src.name}"
@@ -92,17 +137,49 @@ def source_agent(src, cluster) -> tuple[Any, str]:
 
 
 def start(spec, ctx) -> FlowRun:
-    """Resolve the spec and start the generator on the source's agent (returns at once)."""
+    """Resolve the spec and start the generator on the source's agent(s) (returns at once)."""
     src = spec.from_
-    agent, target = source_agent(src, ctx.cluster)
+    where = sources(spec, ctx.cluster)
     params = load_params(spec, ctx.resolve)
     t0 = time.time()
     rec = {"step": "traffic", "flow": spec.name, "kind": spec.protocol, "from": str(src),
            "background": spec.background, "started": round(t0, 6)}
+    if src.kind == "deployment":
+        rec["pods"] = [pod for _, _, pod in where]
     run = FlowRun(spec.name, spec.protocol, spec.background, t0, rec)
-    run.ref = agent.run_flow.remote(target, spec.protocol, params, spec.name)
+    if src.kind == "deployment" and (spec.pods == "all" or spec.pod is not None):
+        run.pod_refs = [(pod, agent.run_flow.remote(target, spec.protocol, params, f"{spec.name}--{pod}"))
+                        for agent, target, pod in where]
+    elif src.kind == "deployment":       # every pod in turn: one after the other, in a driver thread
+        def in_turn() -> list[list[dict]]:
+            return [ray.get(agent.run_flow.remote(target, spec.protocol, params, f"{spec.name}--{pod}"))
+                    for agent, target, pod in where]
+        run.pod_refs = [(pod, None) for _, _, pod in where]
+        run.ref = _IN_TURN.submit(in_turn)
+    else:
+        agent, target, _ = where[0]
+        run.ref = agent.run_flow.remote(target, spec.protocol, params, spec.name)
     ctx.flows.runs[spec.name] = run
     return run
+
+
+def _collect(run: FlowRun, ctx) -> list[dict]:
+    """The flow's records; from several pods: merged (each marked with `source_pod`) and
+    written to flows/NAME.jsonl as one flow's are."""
+    if run.pod_refs is None:
+        return ray.get(run.ref)
+    per_pod = run.ref.result() if run.ref is not None else ray.get([r for _, r in run.pod_refs])
+    records = []
+    for pod, recs in zip([p for p, _ in run.pod_refs], per_pod):
+        records += [{**r, "source_pod": pod} for r in recs]
+    records.sort(key=lambda r: r.get("t_start") or 0.0)
+    run_dir = getattr(ctx.cluster, "run_dir", None)
+    if run_dir:
+        import json
+        import os
+        with open(os.path.join(run_dir, "flows", f"{run.name}.jsonl"), "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+    return records
 
 
 def finish(name: str, ctx) -> FlowRun:
@@ -113,10 +190,10 @@ def finish(name: str, ctx) -> FlowRun:
     if run.collected is not None:
         return run
     try:
-        records = ray.get(run.ref)
+        records = _collect(run, ctx)
     finally:
         run.collected = time.time()
-        run.ref = None
+        run.ref = run.pod_refs = None
     ctx.records[name] = records
     ctx.summaries[name] = stats.summarize(records)
     ends = [r["t_start"] + (r.get("total_ms") or 0.0) / 1000.0 for r in records if r.get("t_start")]

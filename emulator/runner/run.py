@@ -22,6 +22,7 @@ from emulator.runner import flows, signals
 from emulator.runner.plan import make_plan
 from emulator.runner.ingress_results import ingress_results
 from emulator.impair.cluster import apply_impairments
+from emulator.config.templates import render_values
 from emulator.runner.steps import EXECUTORS, StepContext
 from emulator.report import render as report_render
 
@@ -74,10 +75,10 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 progress("placement: " + "; ".join(f"machine-{m['machine']}: {', '.join(m['hosts'])}"
                                                    for m in results["machines"]["machines"]))
             progress(f"applying {len(scenario.objects)} manifest objects")
-            for mo in scenario.objects:
-                ray.get(cluster.api.apply.remote(mo.obj))
-            cluster.mark("manifests")
             ctx = StepContext(cluster, scenario)
+            for mo in scenario.objects:   # placeholders ({node:N}, {host:H}, ...) rendered now
+                ray.get(cluster.api.apply.remote(render_values(mo.obj, ctx.resolve)))
+            cluster.mark("manifests")
             for i, step in enumerate(scenario.steps if steps else []):
                 ctx.index = i
                 kind = step.KIND
@@ -143,7 +144,8 @@ def _backend(cluster) -> str | None:
 def describe(step) -> str:
     """A one-line description of a step for progress output."""
     if step.KIND == "wait":
-        return f"wait until {step.wait.ready} is ready"
+        return f"wait until {step.wait.ready} is ready" if step.wait.ready is not None \
+            else f"wait until {step.wait.until.describe()}"
     if step.KIND == "sleep":
         return f"sleep {step.sleep:g}s"
     if step.KIND == "traffic":
@@ -151,7 +153,9 @@ def describe(step) -> str:
     if step.KIND == "await":
         return f"await {step.await_ if step.await_ == 'all' else ', '.join(step.await_)}"
     if step.KIND == "assert":
-        return f"assert on {step.assert_.flow}"
+        return f"assert on {getattr(step.assert_, 'flow', None) or step.assert_.describe()}"
+    if step.KIND == "save":
+        return f"save {step.save.name}"
     if step.KIND == "apply":
         return f"apply {len(step.apply)} manifest entries"
     if step.KIND == "delete":

@@ -11,10 +11,11 @@ from typing import Any
 
 import ray
 
-from emulator.config.templates import Placeholder, render
+from emulator.config.templates import Placeholder, render, render_values
 from emulator.control.objects import condition
 from emulator.errors import KubemuError
-from emulator.runner import chaos_steps, flows, study_steps
+from emulator.config.object_steps import ObjectCondition
+from emulator.runner import chaos_steps, flows, object_steps, study_steps
 from emulator.report import study
 from emulator.netpol import steps as netpol_steps
 from emulator.impair.cluster import run_impair
@@ -35,22 +36,27 @@ class StepContext:
         self.records: dict[str, list[dict]] = {}
         self.summaries: dict[str, Any] = {}
         self.flows = flows.FlowTable()
+        self.vars: dict[str, str] = {}   # `save` steps' values, `{var:NAME}`
         self.started = time.time()   # `at:` of fault steps counts from here
 
     def resolve(self, p: Placeholder) -> str:
         """The run-time value of a `{kind:ref}` placeholder."""
+        if p.kind == "var":
+            if p.name not in self.vars:
+                raise KubemuError(f"no saved value {p.name!r}")
+            return self.vars[p.name]
         plan = self.cluster.plan
         if p.kind in ("node", "host"):
             for h in plan.hosts:
                 if h["name"] == p.name:
                     return h["ip"]
             raise KubemuError(f"no {p.kind} {p.name}")
-        if p.kind == "pod":
+        if p.kind in ("pod", "poddns"):
             pod = ray.get(self.cluster.api.get.remote("Pod", p.namespace, p.name))
             ip = (pod or {}).get("status", {}).get("podIP")
             if not ip:
                 raise KubemuError(f"pod {p.namespace}/{p.name} has no IP")
-            return ip
+            return ip if p.kind == "pod" else f"{ip.replace('.', '-')}.{p.namespace}.pod.cluster.local"
         if p.kind == "ingressip":
             from emulator.runner.ingress_wait import ingress_ip
             return ingress_ip(self.cluster, p.namespace, p.name)
@@ -127,7 +133,14 @@ def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
 
 def run_wait(step, ctx: StepContext) -> dict:
     w = step.wait
+    if w.until is not None:
+        return object_steps.run_wait_until(step, ctx)
     t0 = time.time()
+    if w.ready.api_kind == "NetworkPolicy":   # enforced: every node's rules have it
+        ctx.cluster.wait_for(lambda: ray.get(ctx.cluster.api.get.remote("NetworkPolicy", w.namespace, w.ready.name))
+                             is not None, w.timeout, f"{w.ready} to exist")
+        netpol_steps.wait_policies_synced(ctx.cluster, max(1.0, w.timeout - (time.time() - t0)))
+        return {"step": "wait", "target": str(w.ready), "seconds": round(time.time() - t0, 3)}
     if w.ready.api_kind == "Ingress":
         from emulator.runner.ingress_wait import wait_ingress
         wait_ingress(ctx.cluster, w.namespace, w.ready.name, w.timeout)
@@ -175,6 +188,8 @@ def metric_value(summary, metric: str) -> float:
 
 def run_assert(step, ctx: StepContext) -> dict:
     a = step.assert_
+    if isinstance(a, ObjectCondition):
+        return object_steps.run_object_assert(step, ctx)
     if a.flow in ctx.flows.runs:
         flows.finish(a.flow, ctx)   # a background flow: wait for it first
     summary = ctx.summaries.get(a.flow)
@@ -196,23 +211,41 @@ def run_assert(step, ctx: StepContext) -> dict:
             value = metric_value(summary, metric)
         checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
     for metric, wanted in a.set_checks().items():
-        want = sorted({render(str(w), ctx.resolve) for w in wanted})
-        if metric == "statuses_seen":
-            got = sorted(summary.statuses)
-        elif metric == "client_ips_seen":
-            got = sorted(summary.client_ips)
-        elif metric == "entered_nodes":
-            got = sorted(entered_nodes(ctx.records[a.flow], ctx.cluster.plan))
-        else:
-            got = sorted(summary.per_node)
+        want = sorted({_expected_value(w, ctx) for w in wanted})
+        got = set_metric(metric, summary, ctx.records[a.flow], ctx.cluster.plan)
         checks.append({"metric": metric, "expected": want, "actual": got, "ok": want == got})
+    for key, holds in (("contains", lambda w, g: w <= g), ("not_contains", lambda w, g: not (w & g))):
+        for metric, wanted in (getattr(a, key) or {}).items():
+            want = sorted({_expected_value(w, ctx) for w in wanted})
+            got = set_metric(metric, summary, ctx.records[a.flow], ctx.cluster.plan)
+            checks.append({"metric": f"{metric} {key}", "expected": want, "actual": got,
+                           "ok": holds(set(want), set(got))})
     return {"step": "assert", "flow": a.flow, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+def _expected_value(value: Any, ctx: StepContext) -> str:
+    """An expected set member, placeholders resolved, a final dot dropped (DNS names)."""
+    text = render(str(value), ctx.resolve)
+    return text[:-1] if text.endswith(".") and len(text) > 1 else text
+
+
+def set_metric(metric: str, summary, records: list[dict], plan) -> list[str]:
+    """The sorted values of a set metric of a flow."""
+    if metric == "statuses_seen":
+        return sorted(summary.statuses)
+    if metric == "client_ips_seen":
+        return sorted(summary.client_ips)
+    if metric == "entered_nodes":
+        return sorted(entered_nodes(records, plan))
+    if metric == "answers":
+        return sorted(set(records[-1].get("answers") or [])) if records else []
+    return sorted(summary.per_node)
 
 
 def run_apply(step, ctx: StepContext) -> dict:
     objs = ctx.scenario.step_objects(ctx.index)
-    for mo in objs:
-        ray.get(ctx.cluster.api.apply.remote(mo.obj))
+    for mo in objs:   # placeholders rendered at apply time: {pod:client}/32 in an ipBlock
+        ray.get(ctx.cluster.api.apply.remote(render_values(mo.obj, ctx.resolve)))
     return {"step": "apply", "objects": [mo.ref for mo in objs]}
 
 
@@ -234,7 +267,7 @@ def run_scale(step, ctx: StepContext) -> dict:
 
 EXECUTORS = {"wait": run_wait, "sleep": run_sleep, "traffic": run_traffic, "assert": run_assert,
              "apply": run_apply, "delete": run_delete, "scale": run_scale, "await": flows.run_await,
-             "impair": run_impair}
+             "impair": run_impair, "save": object_steps.run_save}
 EXECUTORS.update(chaos_steps.EXECUTORS)
 EXECUTORS.update(study_steps.EXECUTORS)
 EXECUTORS.update({"reachability": netpol_steps.run_reachability, "label": netpol_steps.run_label})

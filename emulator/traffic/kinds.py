@@ -3,6 +3,7 @@
     http   -> emulator.traffic.http_load    udp    -> emulator.traffic.udp_probe
     tcp    -> emulator.traffic.tcp_connect  ping   -> emulator.traffic.ping_probe (iputils ping)
     iperf3 -> emulator.traffic.iperf3_client (the iperf3 client, -J)
+    dns    -> emulator.traffic.dns_query    (dig)
 
 Every generator writes one JSON line per request, probe or test to its output file.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from emulator.traffic.launch import _pacing, http_load_argv, in_netns, udp_probe_argv
 
-KINDS = ("http", "tcp", "udp", "ping", "iperf3")
+KINDS = ("http", "tcp", "udp", "ping", "iperf3", "dns")
 
 
 def tcp_connect_argv(host: str, port: int, out: str, send: str | None = None, python: str = sys.executable,
@@ -44,10 +45,21 @@ def iperf3_argv(host: str, port: int, out: str, duration: float, parallel: int =
     return argv + (["--reverse"] if reverse else [])
 
 
+def dns_query_argv(name: str, out: str, type: str = "A", expect: list[str] | None = None,
+                   within: float = 10.0, count: int = 1, interval: float = 0.2, timeout: float = 2.0,
+                   search: bool = True, python: str = sys.executable) -> list[str]:
+    """argv of `python -m emulator.traffic.dns_query ...`."""
+    argv = [python, "-m", "emulator.traffic.dns_query", f"--name={name}", "--type", type,
+            "--within", f"{within:g}", "--count", str(count), "--interval", f"{interval:g}",
+            "--timeout", f"{timeout:g}", "--out", out]
+    argv += [f"--expect={e}" for e in expect or []]
+    return argv + ([] if search else ["--no-search"])
+
+
 def generator_argv(kind: str, params: dict[str, Any], out: str, python: str = sys.executable) -> list[str]:
     """The generator's command line for a flow of `kind` with `params` (see each builder)."""
     builders = {"http": http_load_argv, "udp": udp_probe_argv, "tcp": tcp_connect_argv,
-                "ping": ping_argv, "iperf3": iperf3_argv}
+                "ping": ping_argv, "iperf3": iperf3_argv, "dns": dns_query_argv}
     if kind not in builders:
         raise ValueError(f"unknown traffic kind {kind!r} (known: {', '.join(KINDS)})")
     return builders[kind](out=out, python=python, **params)

@@ -32,3 +32,14 @@ def leftovers(prefix: str) -> list[str]:
         except OSError:
             pass
     return found
+
+
+def join_by_veth(prefix: str, a: tuple[str, str], b: tuple[str, str]) -> None:
+    """Create namespaces a[0] and b[0] joined by a veth, with addresses a[1]/24 and b[1]/24, up."""
+    sh("ip", "netns", "add", a[0])
+    sh("ip", "netns", "add", b[0])
+    sh("ip", "link", "add", f"{prefix}va", "netns", a[0], "type", "veth", "peer", "name", f"{prefix}vb", "netns", b[0])
+    for (ns, ip), dev in ((a, f"{prefix}va"), (b, f"{prefix}vb")):
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")

@@ -188,3 +188,22 @@ def test_host_network_pod_serves_on_the_node_address(pod, tmp_path):
     finally:
         procs.stop()
 
+
+
+def test_host_network_pod_reads_the_resolv_conf_of_its_dns_policy(pod):
+    """ClusterFirstWithHostNet: the kubelet's resolv.conf is bound over /etc/resolv.conf."""
+    from emulator.node.podnet import ETC_NETNS
+    from emulator.node.resolvconf import resolv_conf
+    names, node_ns, _, _, _ = pod
+    etc = os.path.join(ETC_NETNS, names.pod_netns("default", "hostdns"))   # as the kubelet names it
+    os.makedirs(etc)
+    try:
+        with open(os.path.join(etc, "resolv.conf"), "w") as f:
+            f.write(resolv_conf({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}, "default", "10.8.0.10"))
+        sb = container_sandbox({"command": ["cat", "/etc/resolv.conf"]}, Identity(), node_ns, "hostdns",
+                               names.run_id, host_network=True, etc_dir=etc)
+        res = exec_in_pod(sb)
+        assert res.code == 0 and "nameserver 10.8.0.10\n" in res.stdout.decode(), res
+        assert "search default.svc.cluster.local svc.cluster.local cluster.local" in res.stdout.decode()
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.naming import new_run_id
+from fabric_helpers import join_by_veth
 from emulator.traffic.launch import http_load_argv, in_netns, udp_probe_argv
 from emulator.workloads.agnhost import parse_netexec_args
 from emulator.workloads.host import WorkloadHost
@@ -21,10 +22,6 @@ SERVER_IP, CLIENT_IP = "10.77.0.1", "10.77.0.2"
 NAME = "web.default.svc.cluster.local"
 
 
-def sh(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-
-
 @pytest.fixture
 def two_namespaces():
     """(server_ns, client_ns) joined by a veth; the client resolves NAME via /etc/netns/<ns>/hosts."""
@@ -32,14 +29,7 @@ def two_namespaces():
     server, client = f"{prefix}-wl-server", f"{prefix}-wl-client"
     etc = Path("/etc/netns") / client
     try:
-        sh("ip", "netns", "add", server)
-        sh("ip", "netns", "add", client)
-        sh("ip", "link", "add", f"{prefix}va", "netns", server, "type", "veth",
-           "peer", "name", f"{prefix}vb", "netns", client)
-        for ns, dev, ip in ((server, f"{prefix}va", SERVER_IP), (client, f"{prefix}vb", CLIENT_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        join_by_veth(prefix, (server, SERVER_IP), (client, CLIENT_IP))
         etc.mkdir(parents=True)
         (etc / "hosts").write_text(f"127.0.0.1 localhost\n{SERVER_IP} {NAME}\n")
         yield server, client

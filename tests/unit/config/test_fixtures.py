@@ -29,10 +29,20 @@ def _expectation(path: Path) -> dict[str, str]:
     return m.groupdict()
 
 
+WARNS_RE = re.compile(r"^# warns: (?P<file>[^:]+):(?P<line>\d+): (?P<rest>.+)$")
+
+
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
 def test_good_fixture_loads(path: Path) -> None:
-    """A good fixture passes `check` with an 'ok' summary."""
-    assert ": ok: " in check(path)
+    """A good fixture passes `check` with an 'ok' summary; `# warns:` states its one warning line."""
+    summary, *warnings = check(path).split("\n")
+    assert ": ok: " in summary
+    m = WARNS_RE.match(path.read_text(encoding="utf-8").splitlines()[0])
+    if not m:
+        assert warnings == []
+        return
+    file = os.path.normpath(os.path.join(path.parent, m["file"]))
+    assert len(warnings) == 1 and warnings[0].startswith(f"{file}:{m['line']}: {m['rest']}"), warnings
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)

@@ -90,3 +90,12 @@ def test_ipblock_except_and_end_port() -> None:
     assert not allowed(A, B, 85, "TCP", s)        # B is in the except
     assert allowed(A, "10.5.0.1", 90, "TCP", s) and not allowed(A, "10.5.0.1", 91, "TCP", s)
     assert not allowed(A, "8.8.8.8", 80, "TCP", s)
+
+
+def test_ipblock_with_host_bits_is_the_masked_network() -> None:
+    """`10.4.1.7/24` (accepted by the API server) means 10.4.1.0/24; excepts are masked too."""
+    s = _state([A, B], [_np("x", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "10.4.1.7/24", "except": ["10.4.1.9/30"]}}]}]})])
+    assert allowed(A, B, 80, "TCP", s)                      # 10.4.1.2: in the /24, not in .8/30
+    assert not allowed(A, "10.4.1.10", 80, "TCP", s)        # in the masked except 10.4.1.8/30
+    assert not allowed(A, "10.4.2.1", 80, "TCP", s)         # outside the /24

@@ -127,3 +127,15 @@ def test_data_files_are_copied_in_from_open_descriptors_before_the_root_goes_rea
 def test_tty_exec_keeps_its_controlling_terminal_others_get_a_new_session():
     assert "--new-session" not in bwrap_args(spec(tty=True), LAYOUT)
     assert "--new-session" in bwrap_args(spec(), LAYOUT)
+
+
+def test_host_network_pod_binds_its_own_resolv_conf_only_when_given(tmp_path):
+    """hostNetwork: no /etc/netns files, but the kubelet's etc_dir (its dnsPolicy's resolv.conf) when given."""
+    from emulator.node.podexec import container_sandbox
+    from emulator.node.sandbox import Identity
+    (tmp_path / "resolv.conf").write_text("nameserver 10.8.0.10\n")
+    c = {"command": ["sleep", "1"]}
+    assert container_sandbox(c, Identity(), "node-ns", "p", None, host_network=True).etc_files == ()
+    bound = container_sandbox(c, Identity(), "node-ns", "p", None, host_network=True, etc_dir=str(tmp_path))
+    assert [src for src, _ in bound.etc_files] == [str(tmp_path / "resolv.conf")]
+    assert bound.etc_files[0][1].endswith("resolv.conf")

@@ -1,0 +1,119 @@
+"""Inter-pod placement rules of the scheduler's pure core: podAntiAffinity and topologySpreadConstraints.
+
+As kube-scheduler's InterPodAffinity and PodTopologySpread plugins, for what kubemu
+emulates:
+- podAntiAffinity `requiredDuringSchedulingIgnoredDuringExecution`: a node is out when a
+  pod matching a term's labelSelector (in the term's `namespaces`, default the pod's own)
+  runs in the same topology domain (`topologyKey`: kubernetes.io/hostname,
+  topology.kubernetes.io/zone or any node label); also when a running pod's own required
+  anti-affinity term matches the new pod (the rule is symmetric).
+  `preferredDuringScheduling...`: the weights of the terms a node would break are a
+  penalty (lower is better).
+- topologySpreadConstraints: per constraint, the pods matching `labelSelector` (same
+  namespace) are counted per domain of `topologyKey` over the nodes that fit; placing the
+  pod in domain d gives skew = count[d] + 1 - min(count). `DoNotSchedule` drops a node
+  whose skew would pass `maxSkew` (and nodes without the label); `ScheduleAnyway` adds
+  the domain's count to the node's penalty.
+A null labelSelector matches no pod, an empty one every pod (metav1.LabelSelector).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.control.objects import labels
+from emulator.labels import label_selector_matches
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+def domain(node: dict, key: str) -> str | None:
+    """The node's value of topology key `key` (its name for kubernetes.io/hostname)."""
+    value = labels(node).get(key)
+    if value is None and key == HOSTNAME_LABEL:
+        return node["metadata"]["name"]
+    return value
+
+
+def _selects(selector: dict | None, pod: dict) -> bool:
+    return selector is not None and label_selector_matches(selector, labels(pod))
+
+
+def _ns(pod: dict) -> str:
+    return pod["metadata"].get("namespace", "default")
+
+
+def _term_matches(term: dict, owner: dict, other: dict) -> bool:
+    """A (weighted or not) affinity term of `owner` selects pod `other`."""
+    namespaces = term.get("namespaces") or ([] if term.get("namespaceSelector") == {} else [_ns(owner)])
+    return (not namespaces or _ns(other) in namespaces) and _selects(term.get("labelSelector"), other)
+
+
+def _anti(pod: dict) -> dict[str, Any]:
+    return ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+
+
+def placed_pods(pods: list[dict], by_name: dict[str, dict]) -> list[tuple[dict, dict]]:
+    """(pod, node) of the pods bound to a known node."""
+    return [(p, by_name[p["spec"]["nodeName"]]) for p in pods
+            if (p.get("spec") or {}).get("nodeName") in by_name]
+
+
+def anti_affinity_allows(pod: dict, node: dict, placed: list[tuple[dict, dict]]) -> bool:
+    """False when a required anti-affinity term (the pod's or a running pod's) forbids `node`."""
+    for term in _anti(pod).get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+        here = domain(node, term["topologyKey"])
+        if here is not None and any(domain(n, term["topologyKey"]) == here and _term_matches(term, pod, p)
+                                    for p, n in placed):
+            return False
+    for p, n in placed:
+        for term in _anti(p).get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+            here = domain(n, term["topologyKey"])
+            if here is not None and domain(node, term["topologyKey"]) == here and _term_matches(term, p, pod):
+                return False
+    return True
+
+
+def anti_affinity_penalty(pod: dict, node: dict, placed: list[tuple[dict, dict]]) -> int:
+    """Sum of the weights of preferred anti-affinity terms that `node` would break."""
+    total = 0
+    for weighted in _anti(pod).get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+        term = weighted.get("podAffinityTerm") or {}
+        here = domain(node, term.get("topologyKey", ""))
+        if here is not None and any(domain(n, term["topologyKey"]) == here and _term_matches(term, pod, p)
+                                    for p, n in placed):
+            total += int(weighted.get("weight", 1))
+    return total
+
+
+def _spread_counts(pod: dict, c: dict, fits: list[dict], placed: list[tuple[dict, dict]]) -> dict[str, int]:
+    """Matching pods per domain of the constraint's key, over the domains of the fitting nodes."""
+    counts = {d: 0 for d in (domain(n, c["topologyKey"]) for n in fits) if d is not None}
+    for p, n in placed:
+        d = domain(n, c["topologyKey"])
+        if d in counts and _ns(p) == _ns(pod) and _selects(c.get("labelSelector"), p):
+            counts[d] += 1
+    return counts
+
+
+def spread_filter(pod: dict, fits: list[dict], placed: list[tuple[dict, dict]]) -> list[dict]:
+    """The nodes of `fits` that keep every DoNotSchedule constraint within maxSkew."""
+    out = fits
+    for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []:
+        if c.get("whenUnsatisfiable", "DoNotSchedule") != "DoNotSchedule":
+            continue
+        counts = _spread_counts(pod, c, fits, placed)
+        if not counts:
+            return []
+        low = min(counts.values())
+        out = [n for n in out if domain(n, c["topologyKey"]) in counts
+               and counts[domain(n, c["topologyKey"])] + 1 - low <= int(c.get("maxSkew", 1))]
+    return out
+
+
+def spread_penalty(pod: dict, node: dict, fits: list[dict], placed: list[tuple[dict, dict]]) -> int:
+    """For ScheduleAnyway constraints: the matching pods already in the node's domains."""
+    total = 0
+    for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []:
+        if c.get("whenUnsatisfiable", "DoNotSchedule") == "ScheduleAnyway":
+            total += _spread_counts(pod, c, fits, placed).get(domain(node, c["topologyKey"]), 0)
+    return total
