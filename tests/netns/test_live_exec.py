@@ -12,7 +12,7 @@ from emulator.live.podexec import ExecBackend, LogsBackend, PodNotFound
 from emulator.naming import RunNames, new_run_id
 from emulator.node import podexec
 from emulator.node.sandbox import NOBODY, container_identity
-from emulator.node.serviceaccount import pod_state_dir
+from emulator.node.serviceaccount import pod_state_dir, remove_pod_serviceaccount
 from emulator.runner.cleanup import state_dir
 from tests.netns.fabric_helpers import leftovers, sh
 
@@ -89,7 +89,7 @@ def test_logs_tail_and_follow_until_the_pod_goes(pod, tmp_path):
         with open(log, "ab") as f:
             f.write(b"four\n")
         got.append(await it.__anext__())
-        subprocess.run(["ip", "netns", "del", pod.pod_netns("default", "p")], check=True)
+        remove_pod_serviceaccount(pod.run_id, "default", "p")   # the kubelet stopped the pod
         got += [c async for c in it]      # ends once the pod is gone
         return got
     assert asyncio.run(go()) == [b"two\nthree\n", b"four\n"]
