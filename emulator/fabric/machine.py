@@ -147,6 +147,13 @@ class Machine:
     def dump_flows(self) -> str:
         return self.ovs.ofctl("-O", "OpenFlow13", "dump-flows", self.bridge)
 
+    def dump_groups(self) -> str:
+        return self.ovs.ofctl("-O", "OpenFlow13", "dump-groups", self.bridge)
+
+    def set_controller(self, on: bool) -> None:
+        """Cut the bridge's controller channel (it keeps its flows) or set it back (a reconnect)."""
+        self.ovs.set_controller(self.bridge, self.controller_target if on else None)
+
     def stop(self) -> bool:
         """Remove the bridge, stop the private OVS instance, delete the fabric namespace."""
         try:

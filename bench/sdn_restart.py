@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""SDN controller restarts (or bridge channel reconnects) under load-balanced traffic.
+
+One regional-3-lb cluster, a LoadBalancer Service over netexec pods on two nodes and,
+per round, 100 req/s of HTTP from the internet host for `--seconds`; one disturbance per
+round, 1 s into the traffic:
+- `restart`: kill the SDN controller's process (Ray starts a new one);
+- `reconnect`: cut the bridge's controller channel (`ovs-vsctl del-controller`) and set
+  it back after `--away` seconds (OVS keeps forwarding on its flows meanwhile).
+Prints the failed requests of every round, and the flow/group tables' changes across it.
+
+Run as root: .venv/bin/python bench/sdn_restart.py [--rounds 20 --mode restart]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import ray
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from emulator.config import load_topology  # noqa: E402
+from emulator.config.timing import timing_for  # noqa: E402
+from emulator.naming import RunNames, new_run_id  # noqa: E402
+from emulator.runner.cluster import Cluster  # noqa: E402
+from emulator.runner.plan import make_plan  # noqa: E402
+from emulator.runner.steps import ready_check  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+
+
+def deploy(cluster: Cluster) -> str:
+    """netexec pods on the first two nodes behind a LoadBalancer Service; its external IP."""
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"u{i}", "labels": {"app": "u"}},
+             "spec": {"nodeSelector": {"kubernetes.io/hostname": n["name"]},
+                      "containers": [{"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}]}}
+            for i, n in enumerate(cluster.plan.nodes[:2])]
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "u"},
+           "spec": {"type": "LoadBalancer", "selector": {"app": "u"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    for obj in (*pods, svc):
+        ray.get(cluster.api.apply.remote(obj))
+    cluster.wait_for(ready_check(cluster, "Service", "default", "u"), 60, "Service u")
+    cluster.wait_proxies_synced(60)
+    return ray.get(cluster.api.get.remote("Service", "default", "u"))["status"]["loadBalancer"]["ingress"][0]["ip"]
+
+
+def tables(cluster: Cluster) -> set[str]:
+    """The bridge's flows and groups, without counters (to compare before and after)."""
+    flows = ray.get(cluster.machines[0].dump_flows.remote())
+    out = set()
+    for line in flows.splitlines():
+        if "actions=" in line:
+            out.add(" ".join(p for p in line.replace(",", " ").split()
+                             if not p.startswith(("duration=", "n_packets=", "n_bytes=", "idle_age=",
+                                                  "hard_age=", "idle_timeout="))))
+    out |= {"group " + g for g in ray.get(cluster.machines[0].dump_groups.remote()).splitlines()
+            if "group_id=" in g}
+    return out
+
+
+def wait_programmed(cluster: Cluster, timeout: float = 30) -> None:
+    """Until the (new) controller has the bridge connected and carrying the desired state."""
+    dpid = cluster.fabric_info["dpid"]
+
+    def ready() -> bool:
+        try:
+            return dpid in ray.get(cluster.sdn.connected_datapaths.remote(), timeout=5)
+        except Exception:
+            return False
+    cluster.wait_for(ready, timeout, "the SDN controller to program the bridge", 0.2)
+
+
+def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, away: float) -> dict:
+    """Traffic for `seconds`, the disturbance 1 s in; failures and table changes."""
+    before = tables(cluster)
+    out: list[dict] = []
+    params = {"url": f"http://{ip}/hostname", "requests": None, "concurrency": None, "rate": 100,
+              "duration": seconds, "timeout": 1.0, "keepalive": False}
+    t = threading.Thread(target=lambda: out.extend(ray.get(agent.run_http_load.remote("", params, f"t{new_run_id()}"))))
+    t.start()
+    time.sleep(1.0)
+    t0 = time.time()
+    if mode == "restart":
+        cluster.restart_sdn_controller()
+        time.sleep(0.5)
+    else:
+        ray.get(cluster.machines[0].set_controller.remote(False))
+        time.sleep(away)
+        ray.get(cluster.machines[0].set_controller.remote(True))
+    wait_programmed(cluster)
+    programmed = time.time() - t0
+    t.join(seconds + 60)
+    after = tables(cluster)
+    failed = [r for r in out if r["outcome"] != "ok"]
+    return {"requests": len(out), "failed": len(failed), "programmed_s": round(programmed, 2),
+            "first_fail_s": round(min(r["t_start"] for r in failed) - t0, 2) if failed else None,
+            "outcomes": sorted({r["outcome"] for r in failed}),
+            "tables_changed": len(before ^ after)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--mode", choices=["restart", "reconnect"], default="restart")
+    ap.add_argument("--seconds", type=float, default=8.0, help="traffic per round")
+    ap.add_argument("--away", type=float, default=2.0, help="reconnect: seconds without a controller")
+    args = ap.parse_args()
+    run_id = new_run_id()
+    run_dir = tempfile.mkdtemp(prefix=f"kubemu{run_id}-")
+    topo = load_topology(os.path.join(ROOT, "topologies", "regional-3-lb.yaml"))
+    with Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), timing_for("fast")) as cluster:
+        cluster.up()
+        ip = deploy(cluster)
+        agent = cluster.agents["inet-1"]
+        results = []
+        for i in range(args.rounds):
+            r = one_round(cluster, agent, ip, args.mode, args.seconds, args.away)
+            results.append(r)
+            print(f"round {i + 1:2d}: {r['failed']:4d} of {r['requests']} failed {r['outcomes']} "
+                  f"(first at {r['first_fail_s']} s), programmed after {r['programmed_s']} s, "
+                  f"{r['tables_changed']} flow/group lines changed", flush=True)
+        lost = sum(r["failed"] for r in results)
+        total = sum(r["requests"] for r in results)
+        bad = sum(1 for r in results if r["failed"])
+        print(f"{args.mode}: {lost} of {total} requests failed over {args.rounds} rounds "
+              f"({bad} rounds with failures)")
+    return 0 if lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
