@@ -5,8 +5,9 @@ One regional-3-lb cluster, a LoadBalancer Service over netexec pods on two nodes
 per round, 100 req/s of HTTP from the internet host for `--seconds`; one disturbance per
 round, 1 s into the traffic:
 - `restart`: kill the SDN controller's process (Ray starts a new one);
-- `reconnect`: cut the bridge's controller channel (`ovs-vsctl del-controller`) and set
-  it back after `--away` seconds (OVS keeps forwarding on its flows meanwhile).
+- `reconnect`: cut the bridge's controller channel (its controller record points at a
+  dead socket) and set it back after `--away` seconds (OVS keeps forwarding on its flows
+  meanwhile).
 Prints the failed requests of every round, and the flow/group tables' changes across it.
 
 Run as root: .venv/bin/python bench/sdn_restart.py [--rounds 20 --mode restart]
@@ -91,9 +92,9 @@ def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, 
         cluster.restart_sdn_controller()
         time.sleep(0.5)
     else:
-        ray.get(cluster.machines[0].set_controller.remote(False))
+        ray.get(cluster.machines[0].set_controller_channel.remote(False))
         time.sleep(away)
-        ray.get(cluster.machines[0].set_controller.remote(True))
+        ray.get(cluster.machines[0].set_controller_channel.remote(True))
     wait_programmed(cluster)
     programmed = time.time() - t0
     t.join(seconds + 60)
