@@ -12,7 +12,7 @@ import os
 import shutil
 from typing import Any
 
-from emulator.fabric import underlay
+from emulator.fabric import pki, underlay
 from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.naming import RunNames
@@ -70,7 +70,7 @@ class Machine:
         self.ovs = OvsInstance(os.path.join(state_dir, f"ovs{index}"), prefer_system=self.system,
                                netns=self.netns)
 
-    def start(self, controller: str | tuple[str, int]) -> dict:
+    def start(self, controller: str | tuple[str, int], tls: dict[str, str] | None = None) -> dict:
         """The bridge under the controller, on the system OVS or on a private one.
 
         `controller`: an OVS target (`unix:PATH`, the controller's own socket on this host;
@@ -80,6 +80,8 @@ class Machine:
         the root namespace gets no kubemu link; it reaches a TCP controller through a
         unix-socket relay in its run directory, and the controller's own unix socket through
         a symlink there (ovs-vswitchd refuses unix targets outside its run directory).
+        `tls` (PEMs of `pki.make_pki`): the relay speaks TLS to the controller with the
+        run's switch certificate.
         """
         if self.netns:
             kernel.netns_add(self.netns)
@@ -98,7 +100,8 @@ class Machine:
         elif address is None:
             target = str(controller)
         elif self.netns:
-            self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), address).start()
+            ctx = pki.client_context(pki.write(tls, self.ovs.path("pki"), "switch")) if tls else None
+            self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), address, ctx).start()
             target = f"unix:{self.relay.unix_path}"
         else:
             addr = address() if callable(address) else address

@@ -5,7 +5,8 @@ one host it reaches the SDN controller's own unix socket directly; on real machi
 controller listens on TCP on machine 0, and each machine's actor runs this relay in the
 root namespace: OVS connects to the unix socket, each connection is piped to the
 controller's TCP address, looked up again for every connection (a restarted controller
-may listen on another port).
+may listen on another port), over TLS when given a context (`pki.client_context`: the
+relay presents the run's switch certificate and checks the controller's).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
 from typing import Callable
 
@@ -23,8 +25,9 @@ class UnixToTcpRelay:
     """Accepts on `unix_path`; pipes each connection to `tcp_addr` (or the address a callable
     returns at that moment) until either side closes."""
 
-    def __init__(self, unix_path: str, tcp_addr: tuple[str, int] | Callable[[], tuple[str, int]]) -> None:
-        self.unix_path, self.tcp_addr = unix_path, tcp_addr
+    def __init__(self, unix_path: str, tcp_addr: tuple[str, int] | Callable[[], tuple[str, int]],
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.unix_path, self.tcp_addr, self.tls = unix_path, tcp_addr, tls
         self._server: socket.socket | None = None
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -50,6 +53,8 @@ class UnixToTcpRelay:
             try:
                 addr = self.tcp_addr() if callable(self.tcp_addr) else self.tcp_addr
                 upstream = socket.create_connection(addr, timeout=5)
+                if self.tls is not None:
+                    upstream = self.tls.wrap_socket(upstream, server_hostname=addr[0])
                 upstream.settimeout(None)
             except Exception as e:   # OSError, or the lookup of a restarting controller
                 log.info("controller %s unreachable: %s", self.tcp_addr, e)
@@ -72,6 +77,8 @@ class UnixToTcpRelay:
                     if not data:
                         return
                     key.data.sendall(data)
+                    while isinstance(key.fileobj, ssl.SSLSocket) and key.fileobj.pending():
+                        key.data.sendall(key.fileobj.recv(65536))   # decrypted, invisible to select
         except OSError:
             return
         finally:

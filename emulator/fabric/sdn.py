@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 from typing import Any, Iterable
@@ -65,14 +66,18 @@ class SdnController:
     whose ovs-vswitchd runs in another network namespace of the same machine) or an
     address (TCP on `listen_port`; 0 picks a free port, remembered in `port_file` so that
     a restarted controller comes back on the same one when it can). The controller binds
-    its socket itself before os-ken starts; `address()` tells where it listens.
+    its socket itself before os-ken starts; `address()` tells where it listens. `tls`
+    (PEMs from `pki.make_pki`) makes the TCP channel mutual TLS: only switches presenting
+    the run's switch certificate are served (the files go to `pki/` next to `port_file`).
     """
 
     def __init__(self, listen_port: int = 0, listen_host: str = "127.0.0.1", autostart: bool = True,
-                 start_timeout: float = 10.0, port_file: str | None = None) -> None:
+                 start_timeout: float = 10.0, port_file: str | None = None,
+                 tls: dict[str, str] | None = None) -> None:
         self.listen_port = listen_port
         self.listen_host = listen_host
         self.port_file = port_file
+        self.tls = tls
         self._app: Any = None
         self._manager: Any = None
         self.start_seconds = 0.0
@@ -141,6 +146,16 @@ class SdnController:
         conf = cfg.CONF
         conf.set_override("ofp_listen_host", self.listen_host)
         conf.set_override("ofp_tcp_listen_port", self.listen_port or 1)  # 0 would mean 6653 and 6633
+        conf.set_override("ofp_ssl_listen_port", self.listen_port or 1)
+        files: dict[str, str] = {}
+        if self.tls:
+            from emulator.fabric import pki
+            folder = os.path.join(os.path.dirname(self.port_file or "") or tempfile.mkdtemp(prefix="kubemu-sdn-"),
+                                  "pki")
+            files = pki.write(self.tls, folder, "controller")
+        for opt, kind in (("ctl_privkey", "key"), ("ctl_cert", "cert"), ("ca_certs", "ca")):
+            conf.set_override(opt, files.get(kind))   # None: plain TCP (the process-wide CONF may
+                                                      # hold a previous controller's files)
         errors: list[BaseException] = []
 
         def boot() -> None:
@@ -177,14 +192,14 @@ class SdnController:
         """The OVS controller target for this controller (`unix:PATH` or `tcp:HOST:PORT`)."""
         if self.listen_host.startswith("/"):
             return f"unix:{self.listen_host}"
-        return f"tcp:{self.listen_host}:{self.listen_port}"
+        return f"{'ssl' if self.tls else 'tcp'}:{self.listen_host}:{self.listen_port}"
 
     # --- API (JSON-able in and out) ---
     def address(self) -> dict[str, Any]:
         """Where the controller listens: OVS `target`, and `host`, `port` (TCP) or `path` (unix)."""
         if self.listen_host.startswith("/"):
             return {"target": self.target, "path": self.listen_host}
-        return {"target": self.target, "host": self.listen_host, "port": self.listen_port}
+        return {"target": self.target, "host": self.listen_host, "port": self.listen_port, "tls": bool(self.tls)}
 
     def set_state(self, state: dict[str, Any], timeout: float = 10.0) -> None:
         """Adopt a new VPC state (see `VpcState.from_dict`); returns when switches have it."""

@@ -99,12 +99,16 @@ class Cluster:
         self.fleet.start_ray_nodes(self.progress)
         # The controller binds its own socket: a unix socket in the state dir (0700 dir, 0600
         # socket) on one host, else TCP on a free port (remembered for a restart; the machines'
-        # relays ask the actor for its address at every connection). Ray restarts a crashed
+        # relays ask the actor for its address at every connection) with mutual TLS (a CA and
+        # certificates made for the run). Ray restarts a crashed
         # controller at the same place; switches reconnect and keep forwarding meanwhile, and
         # the cloud controller pushes the desired state again (it lives in the API server).
+        tls = None
         if self.fleet.remote_controller:
+            from emulator.fabric.pki import make_pki
+            tls = make_pki(self.names.prefix, self.fleet.controller_host)
             sdn_args: tuple = (0, self.fleet.controller_host)
-            sdn_kw = {"port_file": os.path.join(state, "sdn", "port")}
+            sdn_kw = {"port_file": os.path.join(state, "sdn", "port"), "tls": tls}
         else:
             sdn_args, sdn_kw = (0, os.path.join(state, "sdn", "openflow.sock")), {}
         self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts,
@@ -118,7 +122,7 @@ class Cluster:
             self.agents[spec["name"]] = agent_cls.options(
                 name=f"agent-{spec['name']}", **opts, **self.fleet.host_options(spec["name"])).remote(
                 self.run_id, spec, self.run_dir)
-        fabric = self.fleet.start(controller)[0]
+        fabric = self.fleet.start(controller, tls)[0]
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")

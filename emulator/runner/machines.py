@@ -146,9 +146,9 @@ class Machines:
             self.run_id, i, state, use_system_ovs=self.count == 1) for i in range(self.count)]
         return self.actors
 
-    def start(self, controller: str) -> list[dict]:
+    def start(self, controller: str, tls: dict[str, str] | None = None) -> list[dict]:
         """Start every machine's OVS and bridge; with several, the underlay and the tunnels."""
-        self.infos = ray.get([m.start.remote(controller) for m in self.actors])
+        self.infos = ray.get([m.start.remote(controller, tls) for m in self.actors])
         if self.count == 1:
             return self.infos
         addrs = [underlay.tunnel_address(i) for i in range(self.count)]
