@@ -62,6 +62,7 @@ def test_tcp_port_zero_is_reported_and_reused_after_a_restart(tmp_path) -> None:
     finally:
         ctl.stop()
     with socket.socket() as squatter:   # someone took the port meanwhile: another one, reported
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # past the old connections
         squatter.bind(("127.0.0.1", port))
         squatter.listen(1)
         ctl = SdnController(0, "127.0.0.1", port_file=port_file)
