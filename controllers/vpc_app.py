@@ -85,6 +85,7 @@ class VpcRouterApp(app_manager.OSKenApp):
         self.switches: dict[int, _Switch] = {}
         self._pending: dict[tuple[int, int], _Pending] = {}
         self._ready_cond = threading.Condition()
+        self.changes_sent: dict[int, int] = {}   # dpid -> flow and group mods sent since start
 
     # --- calls from other threads ---
     def call(self, fn: Callable[["VpcRouterApp"], Any], timeout: float = 10.0) -> Any:
@@ -285,6 +286,7 @@ class VpcRouterApp(app_manager.OSKenApp):
         changes = plan_sync(sw.installed, sw.groups, program.flows, program.groups) or []
         for change in changes:
             sw.dp.send_msg(change_msg(sw.dp, change))
+        self.changes_sent[sw.dpid] = self.changes_sent.get(sw.dpid, 0) + len(changes)
         if changes:
             self.logger.info("datapath %016x: %s", sw.dpid, summary(changes))
         sw.installed = {f.cookie: f for f in program.flows}

@@ -217,6 +217,10 @@ class SdnController:
             raise Timeout(f"datapaths {[hex(d) for d in want]} did not connect within {timeout:.0f}s "
                           f"(connected: {[hex(d) for d in self.connected_datapaths()]})")
 
+    def changes_sent(self) -> dict[int, int]:
+        """Flow and group mods sent to each datapath since this controller started."""
+        return dict(self._require_app().changes_sent)
+
     def flow_stats(self, dpid: int) -> list[dict[str, Any]]:
         """Per-flow counters of one bridge: table, priority, cookie, match, packets, bytes, note.
 
