@@ -106,6 +106,7 @@ def test_sdn_controller_restart_during_traffic(lb_u):
     # the bridge keeps its flows and the new controller changes nothing that works
     assert [(round(r["t_start"] - restart_at, 2), r["outcome"]) for r in lost] == []
     assert tables(c) == before
+    assert ray.get(c.cluster.sdn.changes_sent.remote()).get(c.cluster.fabric_info["dpid"], 0) == 0
 
 
 def test_bridge_reconnect_keeps_forwarding(lb_u):
@@ -114,6 +115,8 @@ def test_bridge_reconnect_keeps_forwarding(lb_u):
     c, ip = lb_u
     machine = c.cluster.machines[0]
     before = tables(c)
+    dpid = c.cluster.fabric_info["dpid"]
+    sent_before = ray.get(c.cluster.sdn.changes_sent.remote()).get(dpid, 0)
 
     def reconnect() -> None:
         ray.get(machine.set_controller_channel.remote(False))
@@ -126,3 +129,4 @@ def test_bridge_reconnect_keeps_forwarding(lb_u):
     print(f"\nbridge reconnect: {len(lost)} of {len(out)} requests failed")
     assert [(round(r["t_start"] - at, 2), r["outcome"]) for r in lost] == []
     assert tables(c) == before
+    assert ray.get(c.cluster.sdn.changes_sent.remote()).get(dpid, 0) == sent_before   # nothing resent
