@@ -56,26 +56,19 @@ def deploy(cluster: Cluster) -> str:
 
 def tables(cluster: Cluster) -> set[str]:
     """The bridge's flows and groups, without counters (to compare before and after)."""
-    flows = ray.get(cluster.machines[0].dump_flows.remote())
-    out = set()
-    for line in flows.splitlines():
-        if "actions=" in line:
-            out.add(" ".join(p for p in line.replace(",", " ").split()
-                             if not p.startswith(("duration=", "n_packets=", "n_bytes=", "idle_age=",
-                                                  "hard_age=", "idle_timeout="))))
-    out |= {"group " + g for g in ray.get(cluster.machines[0].dump_groups.remote()).splitlines()
-            if "group_id=" in g}
-    return out
+    return set(ray.get(cluster.machines[0].table_lines.remote()))
 
 
-def wait_programmed(cluster: Cluster, timeout: float = 30) -> None:
-    """Until the (new) controller has the bridge connected and carrying the desired state."""
+def wait_programmed(cluster: Cluster, since: float = 0.0, timeout: float = 30) -> None:
+    """Until the controller (one started after `since`) has the bridge connected and carrying
+    the desired state."""
     dpid = cluster.fabric_info["dpid"]
 
     def ready() -> bool:
         try:
-            return dpid in ray.get(cluster.sdn.connected_datapaths.remote(), timeout=5)
-        except Exception:
+            return (ray.get(cluster.sdn.started.remote(), timeout=5) > since
+                    and dpid in ray.get(cluster.sdn.connected_datapaths.remote(), timeout=5))
+        except Exception:   # the actor is restarting
             return False
     cluster.wait_for(ready, timeout, "the SDN controller to program the bridge", 0.2)
 
@@ -98,12 +91,11 @@ def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, 
     t0 = time.time()
     if mode == "restart":
         cluster.restart_sdn_controller()
-        time.sleep(0.5)
     elif mode == "reconnect":
         ray.get(cluster.machines[0].set_controller_channel.remote(False))
         time.sleep(away)
         ray.get(cluster.machines[0].set_controller_channel.remote(True))
-    wait_programmed(cluster)
+    wait_programmed(cluster, t0 if mode == "restart" else 0.0)
     programmed = time.time() - t0
     t.join(seconds + 60)
     after = tables(cluster)

@@ -185,6 +185,13 @@ class Machine:
     def dump_groups(self) -> str:
         return self.ovs.ofctl("-O", "OpenFlow13", "dump-groups", self.bridge)
 
+    def table_lines(self) -> list[str]:
+        """The bridge's flows (without counters and ages) and groups: equal lists, equal tables."""
+        volatile = ("duration=", "n_packets=", "n_bytes=", "idle_age=", "hard_age=")
+        flows = [" ".join(p for p in ln.replace(",", " ").split() if not p.startswith(volatile))
+                 for ln in self.dump_flows().splitlines() if "actions=" in ln]
+        return sorted(flows) + sorted(ln.strip() for ln in self.dump_groups().splitlines() if "group_id=" in ln)
+
     def set_controller_channel(self, up: bool) -> None:
         """Cut the bridge's controller channel (the bridge keeps its flows) or set it back.
 

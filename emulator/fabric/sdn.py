@@ -81,6 +81,7 @@ class SdnController:
         self._app: Any = None
         self._manager: Any = None
         self.start_seconds = 0.0
+        self.started_at = 0.0
         if autostart:
             self.start(start_timeout)
 
@@ -100,6 +101,7 @@ class SdnController:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
+        self.started_at = time.time()
         LOG.info("SDN controller listening on %s:%d (%.2fs)", self.listen_host, self.listen_port,
                  self.start_seconds)
 
@@ -216,6 +218,10 @@ class SdnController:
         if not self._require_app().wait_ready(want, timeout):
             raise Timeout(f"datapaths {[hex(d) for d in want]} did not connect within {timeout:.0f}s "
                           f"(connected: {[hex(d) for d in self.connected_datapaths()]})")
+
+    def started(self) -> float:
+        """When this controller (process) started listening, epoch seconds (a restart changes it)."""
+        return self.started_at
 
     def changes_sent(self) -> dict[int, int]:
         """Flow and group mods sent to each datapath since this controller started."""
