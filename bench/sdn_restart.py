@@ -59,20 +59,6 @@ def tables(cluster: Cluster) -> set[str]:
     return set(ray.get(cluster.machines[0].table_lines.remote()))
 
 
-def wait_programmed(cluster: Cluster, since: float = 0.0, timeout: float = 30) -> None:
-    """Until the controller (one started after `since`) has the bridge connected and carrying
-    the desired state."""
-    dpid = cluster.fabric_info["dpid"]
-
-    def ready() -> bool:
-        try:
-            return (ray.get(cluster.sdn.started.remote(), timeout=5) > since
-                    and dpid in ray.get(cluster.sdn.connected_datapaths.remote(), timeout=5))
-        except Exception:   # the actor is restarting
-            return False
-    cluster.wait_for(ready, timeout, "the SDN controller to program the bridge", 0.2)
-
-
 def sent(cluster: Cluster) -> int:
     """Flow and group mods the (current) controller sent to the bridge so far."""
     return ray.get(cluster.sdn.changes_sent.remote()).get(cluster.fabric_info["dpid"], 0)
@@ -95,7 +81,8 @@ def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, 
         ray.get(cluster.machines[0].set_controller_channel.remote(False))
         time.sleep(away)
         ray.get(cluster.machines[0].set_controller_channel.remote(True))
-    wait_programmed(cluster, t0 if mode == "restart" else 0.0)
+    cluster.wait_for(lambda: cluster.sdn_ready(t0 if mode == "restart" else 0.0), 30,
+                     "the SDN controller to program the bridge", 0.2)
     programmed = time.time() - t0
     t.join(seconds + 60)
     after = tables(cluster)

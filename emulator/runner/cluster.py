@@ -195,6 +195,17 @@ class Cluster:
         """Kill the SDN controller's process; Ray starts a new one (a chaos action)."""
         ray.kill(self.sdn, no_restart=False)
 
+    def sdn_ready(self, since: float = 0.0) -> bool:
+        """The SDN controller (one started after `since`, epoch seconds) has every machine's
+        bridge connected and programmed; False while Ray restarts it."""
+        try:
+            if ray.get(self.sdn.started.remote(), timeout=5) <= since:
+                return False
+            return {i["dpid"] for i in self.fleet.infos} <= set(ray.get(self.sdn.connected_datapaths.remote(),
+                                                                        timeout=5))
+        except (ray.exceptions.RayError, TimeoutError):
+            return False
+
     def restart_controller_manager(self) -> None:
         """Kill the controller manager's process; Ray starts a new one, which relists."""
         ray.kill(self.controllers, no_restart=False)

@@ -130,9 +130,9 @@ def test_sdn_controller_restart(lb):
         timeout=1.0)))
     t.start()
     time.sleep(1.0)
+    t0 = time.time()
     fault(lb, action="sdn-restart")
-    lb.cluster.wait_for(lambda: bool(ray.get(lb.cluster.sdn.connected_datapaths.remote(), timeout=5)), 30,
-                        "the restarted SDN controller to program the bridge", 0.2)
+    lb.cluster.wait_for(lambda: lb.cluster.sdn_ready(t0), 30, "the restarted SDN controller to program the bridge", 0.2)
     t.join(120)
     assert out and [r["outcome"] for r in out if r["outcome"] != "ok"] == []
     back_to_full(lb)

@@ -60,14 +60,6 @@ def lb_u():
         yield c, c.get("Service", "u")["status"]["loadBalancer"]["ingress"][0]["ip"]
 
 
-def programmed(c) -> bool:
-    """The SDN controller has the bridge connected and carrying the desired state."""
-    try:
-        return c.cluster.fabric_info["dpid"] in ray.get(c.cluster.sdn.connected_datapaths.remote(), timeout=5)
-    except Exception:   # the actor is restarting
-        return False
-
-
 def tables(c) -> list[str]:
     """The bridge's flows (without counters and ages) and groups."""
     return ray.get(c.cluster.machines[0].table_lines.remote())
@@ -93,13 +85,6 @@ def sent(c) -> int:
     return ray.get(c.cluster.sdn.changes_sent.remote()).get(c.cluster.fabric_info["dpid"], 0)
 
 
-def restarted_since(c, t: float) -> bool:
-    try:
-        return ray.get(c.cluster.sdn.started.remote(), timeout=5) > t
-    except Exception:   # the actor is restarting
-        return False
-
-
 def assert_hitless(c, ip: str, what: str, disturb, new_controller: bool = False) -> None:
     """No request fails across `disturb()`, the bridge's tables stay as they were and the
     controller sends it nothing (it reads the tables back and finds nothing to change)."""
@@ -118,7 +103,7 @@ def test_sdn_controller_restart_during_traffic(lb_u):
     def restart() -> None:
         t = time.time()
         c.cluster.restart_sdn_controller()
-        c.cluster.wait_for(lambda: restarted_since(c, t) and programmed(c), 30,
+        c.cluster.wait_for(lambda: c.cluster.sdn_ready(t), 30,
                            "the restarted SDN controller to take the bridge over", 0.1)
     assert_hitless(c, ip, "SDN controller restart", restart, new_controller=True)
 
@@ -131,8 +116,8 @@ def test_bridge_reconnect_keeps_forwarding(lb_u):
 
     def reconnect() -> None:
         ray.get(machine.set_controller_channel.remote(False))
-        c.cluster.wait_for(lambda: not programmed(c), 30, "the controller to see the bridge go", 0.1)
+        c.cluster.wait_for(lambda: not c.cluster.sdn_ready(), 30, "the controller to see the bridge go", 0.1)
         time.sleep(1.0)   # away for a while
         ray.get(machine.set_controller_channel.remote(True))
-        c.cluster.wait_for(lambda: programmed(c), 30, "the bridge to be reconciled", 0.1)
+        c.cluster.wait_for(c.cluster.sdn_ready, 30, "the bridge to be reconciled", 0.1)
     assert_hitless(c, ip, "bridge reconnect", reconnect)
