@@ -64,7 +64,22 @@ def sent(cluster: Cluster) -> int:
     return ray.get(cluster.sdn.changes_sent.remote()).get(cluster.fabric_info["dpid"], 0)
 
 
-def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, away: float) -> dict:
+def port_reuse(out: list[dict], last_used: dict[int, float]) -> list[float | None]:
+    """Seconds since each failed request's source port last carried a request (None: first
+    use), updating `last_used`: sporadic connect timeouts on a port reused within a minute
+    point at the server's TIME_WAIT, not at the network."""
+    ages: list[float | None] = []
+    for r in sorted(out, key=lambda r: r["t_start"]):
+        port = r.get("local_port")
+        if r["outcome"] != "ok":
+            ages.append(round(r["t_start"] - last_used[port], 1) if port in last_used else None)
+        if port:
+            last_used[port] = r["t_start"]
+    return ages
+
+
+def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, away: float,
+              last_used: dict[int, float]) -> dict:
     """Traffic for `seconds`, the disturbance 1 s in; failures and table changes."""
     before = tables(cluster)
     sent_before = 0 if mode == "restart" else sent(cluster)
@@ -91,7 +106,7 @@ def one_round(cluster: Cluster, agent: Any, ip: str, mode: str, seconds: float, 
     return {"requests": len(out), "failed": len(failed), "programmed_s": round(programmed, 2),
             "first_fail_s": round(min(r["t_start"] for r in failed) - t0, 2) if failed else None,
             "outcomes": sorted({r["outcome"] for r in failed}),
-            "tables_changed": len(before ^ after), "mods_sent": mods}
+            "tables_changed": len(before ^ after), "mods_sent": mods, "port_ages": port_reuse(out, last_used)}
 
 
 def main() -> int:
@@ -110,14 +125,16 @@ def main() -> int:
         ip = deploy(cluster)
         agent = cluster.agents["inet-1"]
         summaries = []
+        last_used: dict[int, float] = {}   # source port -> when it last carried a request
         for mode in args.mode:
             results = []
             for i in range(args.rounds):
-                r = one_round(cluster, agent, ip, mode, args.seconds, args.away)
+                r = one_round(cluster, agent, ip, mode, args.seconds, args.away, last_used)
                 results.append(r)
                 print(f"{mode} {i + 1:2d}: {r['failed']:4d} of {r['requests']} failed {r['outcomes']} "
                       f"(first at {r['first_fail_s']} s), programmed after {r['programmed_s']} s, "
-                      f"{r['mods_sent']} mods sent, {r['tables_changed']} flow/group lines changed", flush=True)
+                      f"{r['mods_sent']} mods sent, {r['tables_changed']} flow/group lines changed; "
+                      f"failed ports last used {r['port_ages'][:6]} s before", flush=True)
             lost = sum(r["failed"] for r in results)
             lost_any |= bool(lost) and mode != "none"
             summaries.append(f"{mode}: {lost} of {sum(r['requests'] for r in results)} requests failed over "
