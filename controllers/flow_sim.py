@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from controllers.vpc_sync import ADD_FLOW, ADD_GROUP, DELETE_FLOW, DELETE_GROUP, Change
 from controllers.vpc_types import CT_EST, CT_NEW, CT_RPL, CT_TRK, IN_PORT, FlowSpec, GroupSpec
 
 _IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
@@ -273,3 +274,46 @@ class SimSwitch:
     def send(self, packet: Mapping[str, Any]) -> Trace:
         """Trace one packet from table 0."""
         return trace(self.flows, packet, groups=self.groups, conntrack=self.conntrack)
+
+
+class FakeTables:
+    """A switch's flow and group tables under OpenFlow semantics, for tests of a sync's order:
+    ADD replaces the entry in the same slot, DELETE goes by cookie, deleting a group deletes
+    the flows that point at it (as OVS does), a flow pointing at a missing group is refused."""
+
+    def __init__(self, flows: Iterable[FlowSpec] = (), groups: Iterable[GroupSpec] = ()) -> None:
+        self.flows: dict[tuple, FlowSpec] = {f.slot: f for f in flows}
+        self.groups: dict[int, GroupSpec] = {g.group_id: g for g in groups}
+
+    def apply(self, change: Change) -> None:
+        """One change, as the switch would apply it."""
+        if change.kind == ADD_GROUP:
+            self.groups[change.spec.group_id] = change.spec          # type: ignore[union-attr]
+        elif change.kind == ADD_FLOW:
+            flow = change.spec
+            missing = [g for g in _group_refs(flow) if g not in self.groups]   # type: ignore[arg-type]
+            if missing:
+                raise ValueError(f"flow {flow.note!r} points at missing group {missing[0]:#x}")  # type: ignore[union-attr]
+            self.flows[flow.slot] = flow                              # type: ignore[union-attr]
+        elif change.kind == DELETE_FLOW:
+            self.flows = {s: f for s, f in self.flows.items() if f.cookie != change.ident}
+        elif change.kind == DELETE_GROUP:
+            self.groups.pop(change.ident, None)
+            self.flows = {s: f for s, f in self.flows.items() if change.ident not in _group_refs(f)}
+        else:
+            raise ValueError(f"unknown change {change.kind!r}")
+
+    def cookies(self) -> list[int]:
+        return [f.cookie for f in self.flows.values()]
+
+    def switch(self, conntrack: Conntrack | None = None) -> SimSwitch:
+        """A `SimSwitch` on the current tables (pass one conntrack to keep connections)."""
+        sw = SimSwitch(self.flows.values(), self.groups.values())
+        if conntrack is not None:
+            sw.conntrack = conntrack
+        return sw
+
+
+def _group_refs(flow: FlowSpec) -> list[int]:
+    """Group ids a flow's actions point at."""
+    return [a[1] for a in flow.actions if a[0] == "group"]

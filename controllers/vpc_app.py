@@ -5,12 +5,15 @@ the state). Other threads talk to it through `set_state`, `flow_stats` and `barr
 which post events and wait for their completion.
 
 On connect the app reads the port table, the installed flows and the installed groups,
-then sends only the difference to the desired ones: a restarted controller reinstalls
-what is missing and leaves working flows untouched (OVS keeps them while the controller
-is away, since the bridges are fail-secure; conntrack entries stay too). Cookies and
-group ids are content hashes, so "installed" and "desired" are compared without parsing
-flows back. Order of a sync: new groups, flow adds, flow deletes, group deletes, barrier
-(a flow never points at a missing group).
+then sends only the difference to the desired ones (`vpc_sync.plan_sync`): a restarted
+controller reinstalls what is missing and leaves working flows untouched (OVS keeps them
+while the controller is away, since the bridges are fail-secure; conntrack entries stay
+too). A controller without a desired state yet (just restarted, before the cloud
+controller's next push) touches nothing: the switch stays connected but not ready, and
+is reconciled when the state arrives. Cookies and group ids are content hashes, so
+"installed" and "desired" are compared without parsing flows back. Order of a sync: new
+groups, flow adds, flow deletes, group deletes, barrier (a flow never points at a
+missing group).
 """
 from __future__ import annotations
 
@@ -27,9 +30,8 @@ from os_ken.ofproto import nicira_ext, ofproto_v1_3
 
 from emulator.errors import KubemuError, Timeout
 
-from controllers.vpc_core import (
-    IN_PORT, FlowSpec, GroupSpec, VpcState, compute, diff_flows, diff_groups,
-)
+from controllers.vpc_core import IN_PORT, FlowSpec, GroupSpec, VpcState, compute
+from controllers.vpc_sync import ADD_FLOW, ADD_GROUP, DELETE_FLOW, Change, plan_sync, summary
 
 ofp = ofproto_v1_3
 APP_NAME = "VpcRouterApp"
@@ -57,6 +59,7 @@ class _Switch:
     ports: dict[str, int] = field(default_factory=dict)
     installed: dict[int, FlowSpec | None] = field(default_factory=dict)  # cookie -> spec
     groups: dict[int, GroupSpec | None] = field(default_factory=dict)    # group id -> spec
+    read: bool = False    # its tables are known: reconcile when a state is there
     ready: bool = False
 
 
@@ -82,6 +85,7 @@ class VpcRouterApp(app_manager.OSKenApp):
         self.switches: dict[int, _Switch] = {}
         self._pending: dict[tuple[int, int], _Pending] = {}
         self._ready_cond = threading.Condition()
+        self.changes_sent: dict[int, int] = {}   # dpid -> flow and group mods sent since start
 
     # --- calls from other threads ---
     def call(self, fn: Callable[["VpcRouterApp"], Any], timeout: float = 10.0) -> Any:
@@ -113,7 +117,10 @@ class VpcRouterApp(app_manager.OSKenApp):
     def _apply_state(self, state: VpcState) -> list[threading.Event]:
         """Store the state and sync every ready switch; returns their barrier events."""
         self.state = state
-        return [self._sync(sw) for sw in self.switches.values() if sw.ready]
+        waits = [self._sync(sw) for sw in self.switches.values() if sw.ready]
+        for sw in [sw for sw in self.switches.values() if sw.read and not sw.ready]:  # waited for a state
+            waits.append(self._sync(sw, on_done=lambda sw=sw: self._mark_ready(sw)))
+        return waits
 
     def ready_dpids(self) -> list[int]:
         """Datapaths that are connected and carry the current flows."""
@@ -182,6 +189,11 @@ class VpcRouterApp(app_manager.OSKenApp):
     def _on_reconcile(self, sw: _Switch, groups: list[Any]) -> None:
         """Send only the difference to what is installed; ready once the barrier returns."""
         sw.groups = {g.group_id: None for g in groups}
+        sw.read = True
+        if self.state is None:   # just (re)started: keep the switch's flows until the state comes
+            self.logger.info("datapath %016x: %d flows, %d groups kept until a state arrives",
+                             sw.dpid, len(sw.installed), len(sw.groups))
+            return
         self._sync(sw, on_done=lambda: self._mark_ready(sw))
 
     def _mark_ready(self, sw: _Switch) -> None:
@@ -268,24 +280,17 @@ class VpcRouterApp(app_manager.OSKenApp):
     # --- flow programming ---
     def _sync(self, sw: _Switch, on_done: Callable[[], None] | None = None) -> threading.Event:
         """Send the difference between installed and desired flows and groups, then a barrier."""
-        program = compute(self.state, sw.dpid, sw.ports) if self.state is not None else None
-        desired = list(program.flows) if program else []
-        desired_groups = list(program.groups) if program else []
-        diff = diff_flows(sw.installed, desired)
-        gdiff = diff_groups(sw.groups, desired_groups)
-        for group in gdiff.add:
-            sw.dp.send_msg(group_mod(sw.dp, group))
-        for flow in diff.add:
-            sw.dp.send_msg(flow_mod(sw.dp, flow))
-        for cookie in diff.delete:
-            sw.dp.send_msg(delete_by_cookie(sw.dp, cookie))
-        for group_id in gdiff.delete:
-            sw.dp.send_msg(delete_group(sw.dp, group_id))
-        if diff or gdiff:
-            self.logger.info("datapath %016x: +%d -%d flows, +%d -%d groups", sw.dpid, len(diff.add),
-                             len(diff.delete), len(gdiff.add), len(gdiff.delete))
-        sw.installed = {f.cookie: f for f in desired}
-        sw.groups = {g.group_id: g for g in desired_groups}
+        if self.state is None:
+            raise KubemuError("no desired state to reconcile with")
+        program = compute(self.state, sw.dpid, sw.ports)
+        changes = plan_sync(sw.installed, sw.groups, program.flows, program.groups) or []
+        for change in changes:
+            sw.dp.send_msg(change_msg(sw.dp, change))
+        self.changes_sent[sw.dpid] = self.changes_sent.get(sw.dpid, 0) + len(changes)
+        if changes:
+            self.logger.info("datapath %016x: %s", sw.dpid, summary(changes))
+        sw.installed = {f.cookie: f for f in program.flows}
+        sw.groups = {g.group_id: g for g in program.groups}
         done = threading.Event()
 
         def finish(_: list[Any]) -> None:
@@ -403,6 +408,17 @@ def group_mod(dp: Datapath, group: GroupSpec) -> Any:
                             actions=[ofp_action(dp, a) for a in bucket]) for bucket in group.buckets]
     buckets = one * bucket_copies(len(one))
     return parser.OFPGroupMod(dp, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, group.group_id, buckets)
+
+
+def change_msg(dp: Datapath, change: Change) -> Any:
+    """The OpenFlow message for one `vpc_sync.Change`."""
+    if change.kind == ADD_GROUP:
+        return group_mod(dp, change.spec)
+    if change.kind == ADD_FLOW:
+        return flow_mod(dp, change.spec)
+    if change.kind == DELETE_FLOW:
+        return delete_by_cookie(dp, change.ident)
+    return delete_group(dp, change.ident)
 
 
 def delete_group(dp: Datapath, group_id: int) -> Any:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from typing import Any
 
-from emulator.fabric import underlay
+from emulator.fabric import pki, underlay
 from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.naming import RunNames
@@ -31,6 +32,22 @@ def ray_node_ip() -> str:
     """The address of the Ray node this process runs on (the machine's real address)."""
     import ray
     return ray.util.get_node_ip_address()
+
+
+def _controller_address(controller: str | tuple[str, int]) -> Any:
+    """None for a ready OVS target, else a TCP address or a callable giving the SDN actor's."""
+    if isinstance(controller, (tuple, list)):
+        return (controller[0], int(controller[1]))
+    if controller.startswith("tcp:"):
+        host, _, port = controller[4:].rpartition(":")
+        return (host, int(port))
+    if controller == "sdn":
+        def lookup() -> tuple[str, int]:
+            import ray
+            info = ray.get(ray.get_actor("sdn").address.remote(), timeout=10)
+            return (info["host"], info["port"])
+        return lookup
+    return None
 
 
 class Machine:
@@ -53,12 +70,18 @@ class Machine:
         self.ovs = OvsInstance(os.path.join(state_dir, f"ovs{index}"), prefer_system=self.system,
                                netns=self.netns)
 
-    def start(self, controller: tuple[str, int]) -> dict:
+    def start(self, controller: str | tuple[str, int], tls: dict[str, str] | None = None) -> dict:
         """The bridge under the controller, on the system OVS or on a private one.
 
-        Private: every fabric object (bridge, ports, the userspace datapath's taps) lives
-        in the machine's fabric namespace, so the root namespace gets no kubemu link, and
-        OVS reaches the controller through a unix-socket relay in its run directory.
+        `controller`: an OVS target (`unix:PATH`, the controller's own socket on this host;
+        `tcp:HOST:PORT`), or "sdn" (the SDN controller actor, asked for its TCP address at
+        every connection), or a (host, port). Private OVS: every fabric object (bridge,
+        ports, the userspace datapath's taps) lives in the machine's fabric namespace, so
+        the root namespace gets no kubemu link; it reaches a TCP controller through a
+        unix-socket relay in its run directory, and the controller's own unix socket through
+        a symlink there (ovs-vswitchd refuses unix targets outside its run directory).
+        `tls` (PEMs of `pki.make_pki`): the relay speaks TLS to the controller with the
+        run's switch certificate.
         """
         if self.netns:
             kernel.netns_add(self.netns)
@@ -66,11 +89,23 @@ class Machine:
                                        "net.ipv6.conf.default.disable_ipv6": "1"})
             kernel.ip_batch(self.netns, ["link set lo up"])
         self.ovs.start()
-        if self.netns:
-            self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), tuple(controller)).start()
+        address = _controller_address(controller)
+        if address is None and str(controller).startswith("unix:") and self.ovs.private:
+            # OVS connects only to unix sockets in its run directory: a symlink there
+            link = self.ovs.path("controller.sock")
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(str(controller)[5:], link)
+            target = f"unix:{link}"
+        elif address is None:
+            target = str(controller)
+        elif self.netns:
+            ctx = pki.client_context(pki.write(tls, self.ovs.path("pki"), "switch")) if tls else None
+            self.relay = UnixToTcpRelay(self.ovs.path("controller.sock"), address, ctx).start()
             target = f"unix:{self.relay.unix_path}"
         else:
-            target = f"tcp:{controller[0]}:{controller[1]}"
+            addr = address() if callable(address) else address
+            target = f"tcp:{addr[0]}:{addr[1]}"
         self.controller_target = target
         self.ovs.add_bridge(self.bridge, self.dpid, controller_target=target)
         return {"bridge": self.bridge, "dpid": self.dpid, "datapath_type": self.ovs.datapath_type,
@@ -146,6 +181,25 @@ class Machine:
 
     def dump_flows(self) -> str:
         return self.ovs.ofctl("-O", "OpenFlow13", "dump-flows", self.bridge)
+
+    def dump_groups(self) -> str:
+        return self.ovs.ofctl("-O", "OpenFlow13", "dump-groups", self.bridge)
+
+    def table_lines(self) -> list[str]:
+        """The bridge's flows (without counters and ages) and groups: equal lists, equal tables."""
+        volatile = ("duration=", "n_packets=", "n_bytes=", "idle_age=", "hard_age=")
+        flows = [" ".join(p for p in ln.replace(",", " ").split() if not p.startswith(volatile))
+                 for ln in self.dump_flows().splitlines() if "actions=" in ln]
+        return sorted(flows) + sorted(ln.strip() for ln in self.dump_groups().splitlines() if "group_id=" in ln)
+
+    def set_controller_channel(self, up: bool) -> None:
+        """Cut the bridge's controller channel (the bridge keeps its flows) or set it back.
+
+        Cut by pointing the controller record at a socket nobody listens on: OVS flushes a
+        bridge's flows when its last controller record is removed (`del-controller`), which
+        is a switch losing its configuration, not its controller connection."""
+        self.ovs.set_controller(self.bridge, self.controller_target if up else
+                                f"unix:{self.ovs.path('controller-unreachable.sock')}")
 
     def stop(self) -> bool:
         """Remove the bridge, stop the private OVS instance, delete the fabric namespace."""

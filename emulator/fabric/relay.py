@@ -1,10 +1,12 @@
 """A byte relay from a unix socket to a TCP address, for OpenFlow connections.
 
-ovs-vswitchd runs inside the machine's fabric namespace and may only reach its
-controller through a unix socket in its own run directory; the SDN controller listens
-on TCP (on this machine or another one). The machine's actor runs this relay in the
+ovs-vswitchd runs inside the machine's fabric namespace, which has no route out. On
+one host it reaches the SDN controller's own unix socket directly; on real machines the
+controller listens on TCP on machine 0, and each machine's actor runs this relay in the
 root namespace: OVS connects to the unix socket, each connection is piped to the
-controller's TCP address. The same relay serves real multi-machine clusters.
+controller's TCP address, looked up again for every connection (a restarted controller
+may listen on another port), over TLS when given a context (`pki.client_context`: the
+relay presents the run's switch certificate and checks the controller's).
 """
 from __future__ import annotations
 
@@ -12,16 +14,20 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
 
 class UnixToTcpRelay:
-    """Accepts on `unix_path`; pipes each connection to `tcp_addr` until either side closes."""
+    """Accepts on `unix_path`; pipes each connection to `tcp_addr` (or the address a callable
+    returns at that moment) until either side closes."""
 
-    def __init__(self, unix_path: str, tcp_addr: tuple[str, int]) -> None:
-        self.unix_path, self.tcp_addr = unix_path, tcp_addr
+    def __init__(self, unix_path: str, tcp_addr: tuple[str, int] | Callable[[], tuple[str, int]],
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.unix_path, self.tcp_addr, self.tls = unix_path, tcp_addr, tls
         self._server: socket.socket | None = None
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -32,6 +38,7 @@ class UnixToTcpRelay:
             os.unlink(self.unix_path)
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         srv.bind(self.unix_path)
+        os.chmod(self.unix_path, 0o600)
         srv.listen(16)
         self._server = srv
         threading.Thread(target=self._accept, name="of-relay", daemon=True).start()
@@ -44,9 +51,12 @@ class UnixToTcpRelay:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.tcp_addr, timeout=5)
+                addr = self.tcp_addr() if callable(self.tcp_addr) else self.tcp_addr
+                upstream = socket.create_connection(addr, timeout=5)
+                if self.tls is not None:
+                    upstream = self.tls.wrap_socket(upstream, server_hostname=addr[0])
                 upstream.settimeout(None)
-            except OSError as e:
+            except Exception as e:   # OSError, or the lookup of a restarting controller
                 log.info("controller %s unreachable: %s", self.tcp_addr, e)
                 client.close()
                 continue
@@ -67,6 +77,8 @@ class UnixToTcpRelay:
                     if not data:
                         return
                     key.data.sendall(data)
+                    while isinstance(key.fileobj, ssl.SSLSocket) and key.fileobj.pending():
+                        key.data.sendall(key.fileobj.recv(65536))   # decrypted, invisible to select
         except OSError:
             return
         finally:

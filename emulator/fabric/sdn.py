@@ -7,7 +7,9 @@ gives it its own process). Everything that crosses the actor boundary is JSON-ab
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import tempfile
 import threading
 import time
 from typing import Any, Iterable
@@ -20,17 +22,36 @@ APP_MODULE = "controllers.vpc_app"
 _lock = threading.Lock()
 _active: "SdnController | None" = None
 _listeners: list[socket.socket] = []
+_prebound: dict[Any, socket.socket] = {}   # listen address -> the socket SdnController bound
+
+
+class _UnixConnection(socket.socket):
+    """An accepted unix-socket connection that ignores TCP options (os-ken sets TCP_NODELAY
+    on every datapath's socket, which fails on a unix socket)."""
+
+    def setsockopt(self, level: int, *args: Any) -> None:  # type: ignore[override]
+        if level != socket.IPPROTO_TCP:
+            super().setsockopt(level, *args)
+
+
+class _UnixListener(socket.socket):
+    """A listening unix socket whose connections are `_UnixConnection`s."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, addr = self._accept()  # type: ignore[attr-defined]
+        return _UnixConnection(self.family, self.type, self.proto, fileno=fd), addr
 
 
 def _install_listen_hook() -> None:
-    """Record os-ken's listening sockets so `stop()` can close them (os-ken never does)."""
+    """Hand os-ken the socket the controller bound itself (no window in which another process
+    can take the port), and record its listening sockets so `stop()` can close them."""
     from os_ken.lib import hub
     if getattr(hub.listen, "_kubemu", False):
         return
     original = hub.listen
 
-    def listen(*args: Any, **kwargs: Any) -> socket.socket:
-        sock = original(*args, **kwargs)
+    def listen(addr: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        sock = _prebound.pop(addr if isinstance(addr, str) else tuple(addr), None) or original(addr, *args, **kwargs)
         _listeners.append(sock)
         return sock
     listen._kubemu = True  # type: ignore[attr-defined]
@@ -40,18 +61,27 @@ def _install_listen_hook() -> None:
 class SdnController:
     """os-ken with the VPC router app, listening for OpenFlow switches.
 
-    `listen_host` is an address (TCP on `listen_port`) or the path of a unix socket
-    (OVS target `unix:PATH`): a unix socket reaches bridges whose ovs-vswitchd runs in
-    another network namespace of the same machine.
+    `listen_host` is the path of a unix socket (OVS target `unix:PATH`; its directory is
+    made 0700 and the socket 0600, so only root can act as a switch; it reaches bridges
+    whose ovs-vswitchd runs in another network namespace of the same machine) or an
+    address (TCP on `listen_port`; 0 picks a free port, remembered in `port_file` so that
+    a restarted controller comes back on the same one when it can). The controller binds
+    its socket itself before os-ken starts; `address()` tells where it listens. `tls`
+    (PEMs from `pki.make_pki`) makes the TCP channel mutual TLS: only switches presenting
+    the run's switch certificate are served (the files go to `pki/` next to `port_file`).
     """
 
-    def __init__(self, listen_port: int, listen_host: str = "127.0.0.1", autostart: bool = True,
-                 start_timeout: float = 10.0) -> None:
+    def __init__(self, listen_port: int = 0, listen_host: str = "127.0.0.1", autostart: bool = True,
+                 start_timeout: float = 10.0, port_file: str | None = None,
+                 tls: dict[str, str] | None = None) -> None:
         self.listen_port = listen_port
         self.listen_host = listen_host
+        self.port_file = port_file
+        self.tls = tls
         self._app: Any = None
         self._manager: Any = None
         self.start_seconds = 0.0
+        self.started_at = 0.0
         if autostart:
             self.start(start_timeout)
 
@@ -64,14 +94,49 @@ class SdnController:
             _active = self
         t0 = time.monotonic()
         try:
+            self._bind()
             self._start_osken()
             self._wait_listening(timeout)
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
+        self.started_at = time.time()
         LOG.info("SDN controller listening on %s:%d (%.2fs)", self.listen_host, self.listen_port,
                  self.start_seconds)
+
+    def _bind(self) -> None:
+        """Bind and listen on the unix path, or the TCP port (a free one when 0), for os-ken."""
+        if self.listen_host.startswith("/"):
+            folder = os.path.dirname(self.listen_host)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+            if os.path.exists(self.listen_host):   # left by a crashed controller
+                os.unlink(self.listen_host)
+            sock = _UnixListener(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(self.listen_host)
+            os.chmod(self.listen_host, 0o600)
+            key: Any = self.listen_host
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            port = self.listen_port or _remembered_port(self.port_file)
+            try:
+                sock.bind((self.listen_host, port))
+            except OSError:
+                if self.listen_port:
+                    sock.close()
+                    raise KernelError(f"the SDN controller cannot listen on {self.listen_host}:{port} "
+                                      "(port in use?)") from None
+                sock.bind((self.listen_host, 0))   # the remembered port is taken: a new one
+            self.listen_port = sock.getsockname()[1]
+            if self.port_file:
+                os.makedirs(os.path.dirname(self.port_file), exist_ok=True)
+                with open(self.port_file, "w") as f:
+                    f.write(str(self.listen_port))
+            key = (self.listen_host, self.listen_port)
+        sock.listen(50)
+        _prebound[key] = sock
 
     def _start_osken(self) -> None:
         """Configure os-ken and instantiate the apps from a daemon thread (so theirs are too)."""
@@ -82,7 +147,17 @@ class SdnController:
         _install_listen_hook()
         conf = cfg.CONF
         conf.set_override("ofp_listen_host", self.listen_host)
-        conf.set_override("ofp_tcp_listen_port", self.listen_port)
+        conf.set_override("ofp_tcp_listen_port", self.listen_port or 1)  # 0 would mean 6653 and 6633
+        conf.set_override("ofp_ssl_listen_port", self.listen_port or 1)
+        files: dict[str, str] = {}
+        if self.tls:
+            from emulator.fabric import pki
+            folder = os.path.join(os.path.dirname(self.port_file or "") or tempfile.mkdtemp(prefix="kubemu-sdn-"),
+                                  "pki")
+            files = pki.write(self.tls, folder, "controller")
+        for opt, kind in (("ctl_privkey", "key"), ("ctl_cert", "cert"), ("ca_certs", "ca")):
+            conf.set_override(opt, files.get(kind))   # None: plain TCP (the process-wide CONF may
+                                                      # hold a previous controller's files)
         errors: list[BaseException] = []
 
         def boot() -> None:
@@ -111,17 +186,23 @@ class SdnController:
             if any(_bound_to(s, self.listen_port, self.listen_host) for s in _listeners):
                 return
             time.sleep(0.02)
-        raise KernelError(f"os-ken did not listen on {self.listen_host}:{self.listen_port} "
-                          "(port in use?)")
+        raise KernelError(f"os-ken did not take its socket {self.listen_host}:{self.listen_port} "
+                          f"within {timeout:.0f}s")
 
     @property
     def target(self) -> str:
         """The OVS controller target for this controller (`unix:PATH` or `tcp:HOST:PORT`)."""
         if self.listen_host.startswith("/"):
             return f"unix:{self.listen_host}"
-        return f"tcp:{self.listen_host}:{self.listen_port}"
+        return f"{'ssl' if self.tls else 'tcp'}:{self.listen_host}:{self.listen_port}"
 
     # --- API (JSON-able in and out) ---
+    def address(self) -> dict[str, Any]:
+        """Where the controller listens: OVS `target`, and `host`, `port` (TCP) or `path` (unix)."""
+        if self.listen_host.startswith("/"):
+            return {"target": self.target, "path": self.listen_host}
+        return {"target": self.target, "host": self.listen_host, "port": self.listen_port, "tls": bool(self.tls)}
+
     def set_state(self, state: dict[str, Any], timeout: float = 10.0) -> None:
         """Adopt a new VPC state (see `VpcState.from_dict`); returns when switches have it."""
         from controllers.vpc_core import VpcState
@@ -137,6 +218,14 @@ class SdnController:
         if not self._require_app().wait_ready(want, timeout):
             raise Timeout(f"datapaths {[hex(d) for d in want]} did not connect within {timeout:.0f}s "
                           f"(connected: {[hex(d) for d in self.connected_datapaths()]})")
+
+    def started(self) -> float:
+        """When this controller (process) started listening, epoch seconds (a restart changes it)."""
+        return self.started_at
+
+    def changes_sent(self) -> dict[int, int]:
+        """Flow and group mods sent to each datapath since this controller started."""
+        return dict(self._require_app().changes_sent)
 
     def flow_stats(self, dpid: int) -> list[dict[str, Any]]:
         """Per-flow counters of one bridge: table, priority, cookie, match, packets, bytes, note.
@@ -165,11 +254,15 @@ class SdnController:
         if app is not None:
             for sw in list(app.switches.values()):
                 _shutdown(sw.dp.socket)
-        for sock in list(_listeners):
-            if _bound_to(sock, self.listen_port):
+        for sock in list(_listeners) + list(_prebound.values()):
+            if _bound_to(sock, self.listen_port, self.listen_host):
                 _shutdown(sock)
                 sock.close()
-                _listeners.remove(sock)
+                if sock in _listeners:
+                    _listeners.remove(sock)
+        _prebound.clear()
+        if self.listen_host.startswith("/") and os.path.exists(self.listen_host):
+            os.unlink(self.listen_host)
         if manager is not None:
             try:
                 manager.close()
@@ -180,6 +273,15 @@ class SdnController:
         with _lock:
             if _active is self:
                 _active = None
+
+
+def _remembered_port(port_file: str | None) -> int:
+    """The port a previous controller of this run listened on (0: none)."""
+    try:
+        with open(port_file or "") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _bound_to(sock: socket.socket, port: int, host: str = "") -> bool:

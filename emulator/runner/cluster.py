@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import time
 from typing import Callable
 
@@ -32,12 +31,6 @@ def check_prerequisites() -> None:
     for cmd in ("ip", "mnexec", "ovs-vswitchd", "ovsdb-server", "iptables-restore", "dnsmasq", "ethtool"):
         if shutil.which(cmd) is None and not os.path.exists(f"/usr/sbin/{cmd}"):
             raise PrerequisiteError(f"command {cmd!r} not found: run ./scripts/setup.sh")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:
@@ -103,12 +96,23 @@ class Cluster:
         self.fleet = Machines(self.run_id, state, os.path.join(self.run_dir, "logs"), self.plan.hosts,
                               *self.machine_spec, ray_address=self.ray_address)
         self.fleet.start_ray_nodes(self.progress)
-        ctl_port = _free_port()
-        # Ray restarts a crashed SDN controller with the same port; switches reconnect and
+        # The controller binds its own socket: a unix socket in the state dir (0700 dir, 0600
+        # socket) on one host, else TCP on a free port (remembered for a restart; the machines'
+        # relays ask the actor for its address at every connection) with mutual TLS (a CA and
+        # certificates made for the run). Ray restarts a crashed
+        # controller at the same place; switches reconnect and keep forwarding meanwhile, and
         # the cloud controller pushes the desired state again (it lives in the API server).
+        tls = None
+        if self.fleet.remote_controller:
+            from emulator.fabric.pki import make_pki
+            tls = make_pki(self.names.prefix, self.fleet.controller_host)
+            sdn_args: tuple = (0, self.fleet.controller_host)
+            sdn_kw = {"port_file": os.path.join(state, "sdn", "port"), "tls": tls}
+        else:
+            sdn_args, sdn_kw = (0, os.path.join(state, "sdn", "openflow.sock")), {}
         self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts,
-                                                    **self.fleet.options(0)).remote(
-            ctl_port, self.fleet.controller_host)
+                                                    **self.fleet.options(0)).remote(*sdn_args, **sdn_kw)
+        controller = "sdn" if self.fleet.remote_controller else ray.get(self.sdn.address.remote())["target"]
         self.machines = self.fleet.create_actors(ray.remote(Machine), opts)
         self.progress("starting Open vSwitch and the SDN controller")
         from emulator.node.agent import NodeAgent
@@ -117,7 +121,7 @@ class Cluster:
             self.agents[spec["name"]] = agent_cls.options(
                 name=f"agent-{spec['name']}", **opts, **self.fleet.host_options(spec["name"])).remote(
                 self.run_id, spec, self.run_dir)
-        fabric = self.fleet.start((self.fleet.controller_host, ctl_port))[0]
+        fabric = self.fleet.start(controller, tls)[0]
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
@@ -189,6 +193,17 @@ class Cluster:
     def restart_sdn_controller(self) -> None:
         """Kill the SDN controller's process; Ray starts a new one (a chaos action)."""
         ray.kill(self.sdn, no_restart=False)
+
+    def sdn_ready(self, since: float = 0.0) -> bool:
+        """The SDN controller (one started after `since`, epoch seconds) has every machine's
+        bridge connected and programmed; False while Ray restarts it."""
+        try:
+            if ray.get(self.sdn.started.remote(), timeout=5) <= since:
+                return False
+            return {i["dpid"] for i in self.fleet.infos} <= set(ray.get(self.sdn.connected_datapaths.remote(),
+                                                                        timeout=5))
+        except (ray.exceptions.RayError, TimeoutError):
+            return False
 
     def restart_controller_manager(self) -> None:
         """Kill the controller manager's process; Ray starts a new one, which relists."""

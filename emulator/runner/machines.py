@@ -118,9 +118,14 @@ class Machines:
         raise KubemuError(f"Ray node of machine {machine} did not join within {NODE_START_TIMEOUT:.0f}s")
 
     @property
+    def remote_controller(self) -> bool:
+        """Real machines reach the SDN controller over TCP; on one host it has a unix socket."""
+        return self.real and self.count > 1
+
+    @property
     def controller_host(self) -> str:
         """Where the SDN controller (on machine 0) listens: loopback unless real machines must reach it."""
-        return ray.util.get_node_ip_address() if self.real and self.count > 1 else "127.0.0.1"
+        return ray.util.get_node_ip_address() if self.remote_controller else "127.0.0.1"
 
     def options(self, machine: int) -> dict:
         """Actor options that pin an actor to machine `machine` (none for a lone local machine)."""
@@ -139,9 +144,9 @@ class Machines:
             self.run_id, i, state, use_system_ovs=self.count == 1) for i in range(self.count)]
         return self.actors
 
-    def start(self, controller: tuple[str, int]) -> list[dict]:
+    def start(self, controller: str, tls: dict[str, str] | None = None) -> list[dict]:
         """Start every machine's OVS and bridge; with several, the underlay and the tunnels."""
-        self.infos = ray.get([m.start.remote(controller) for m in self.actors])
+        self.infos = ray.get([m.start.remote(controller, tls) for m in self.actors])
         if self.count == 1:
             return self.infos
         addrs = [underlay.tunnel_address(i) for i in range(self.count)]

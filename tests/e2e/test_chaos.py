@@ -123,7 +123,18 @@ def test_kube_proxy_crash_restarts_and_resyncs(lb):
 
 
 def test_sdn_controller_restart(lb):
+    """The bridge keeps forwarding on its flows: no request fails across the restart."""
+    out: list[dict] = []
+    t = threading.Thread(target=lambda: out.extend(lb.http_load(
+        "host/inet-1", lb_url(lb, "web-cluster"), requests=None, concurrency=None, rate=50, duration=6,
+        timeout=1.0)))
+    t.start()
+    time.sleep(1.0)
+    t0 = time.time()
     fault(lb, action="sdn-restart")
+    lb.cluster.wait_for(lambda: lb.cluster.sdn_ready(t0), 30, "the restarted SDN controller to program the bridge", 0.2)
+    t.join(120)
+    assert out and [r["outcome"] for r in out if r["outcome"] != "ok"] == []
     back_to_full(lb)
     no_stale_rules(lb, NODES)
 
