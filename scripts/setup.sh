@@ -7,7 +7,8 @@ cd "$here"
 
 debs=(openvswitch-switch mininet iptables iproute2 ethtool iperf3 curl dnsmasq-base
       tcpdump conntrack bridge-utils net-tools ipset procps iputils-ping python3-venv
-      gcc python3-dev libnetfilter-queue-dev haproxy bubblewrap bind9-dnsutils)
+      gcc python3-dev libnetfilter-queue-dev haproxy bubblewrap bind9-dnsutils
+      python3-kubernetes)   # the official Python client, for clients inside pods (they see /usr)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

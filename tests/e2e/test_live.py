@@ -16,7 +16,6 @@ import pytest
 
 from emulator.live.control import request
 from emulator.live.registry import control_path
-from emulator.node.serviceaccount import pod_serviceaccount_dir
 from tests.e2e.test_lifecycle import KUBEMU, QUICKSTART, ROOT, leftovers, root_namespace_state
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +23,10 @@ HAS_KUBEAPI = importlib.util.find_spec("emulator.kubeapi") is not None
 ENV = {**os.environ, "COLUMNS": "200"}
 IN_POD_GET = ("import sys, urllib.request; r = urllib.request.urlopen(sys.argv[1], timeout=5);"
               "sys.stdout.write(r.read().decode())")
+POD_PYTHON = "/usr/bin/python3"      # pods see the host's /usr, not kubemu's virtualenv
+SA = "/var/run/secrets/kubernetes.io/serviceaccount"
+IN_POD_CLIENT = ("from kubernetes import client, config; config.load_incluster_config();"
+                 "print(len(client.CoreV1Api().list_namespaced_pod('default').items))")
 IN_POD_API = ("import json, ssl, sys, urllib.request; d = sys.argv[1];"
               "ctx = ssl.create_default_context(cafile=d + '/ca.crt');"
               "req = urllib.request.Request('https://kubernetes.default.svc/api/v1/namespaces/default/pods',"
@@ -90,7 +93,7 @@ def test_live_run_serves_exec_logs_traffic_events_until_kubemu_down(tmp_path):
         wait_until(lambda: ready("Deployment", "web") and ready("Pod", "client"), 60, "web and client ready")
 
         # exec: the client pod asks the Service by its DNS name; stdout and the exit code come back
-        res = kubemu("exec", "client", "--", sys.executable, "-c", IN_POD_GET,
+        res = kubemu("exec", "client", "--", POD_PYTHON, "-c", IN_POD_GET,
                      "http://web.default.svc.cluster.local/hostname")
         assert res.returncode == 0, res.stderr
         backend = res.stdout.strip()
@@ -151,7 +154,7 @@ def _check_kubectl(tmp_path, run_id: str, backend: str) -> None:
     assert res.stdout.strip() == f"kubemu-quickstart-{run_id}"
     res = kubectl("get", "pods", "-o", "wide")
     assert res.returncode == 0 and "client" in res.stdout and backend in res.stdout, res.stderr
-    res = kubectl("exec", "client", "--", sys.executable, "-c", IN_POD_GET, "http://web/hostname")
+    res = kubectl("exec", "client", "--", POD_PYTHON, "-c", IN_POD_GET, "http://web/hostname")
     assert res.returncode == 0 and res.stdout.startswith("web-"), res.stderr
     res = kubectl("logs", backend)
     assert res.returncode == 0 and "GET /hostname" in res.stdout, res.stderr
@@ -162,6 +165,8 @@ def _check_kubectl(tmp_path, run_id: str, backend: str) -> None:
                               "print(len(client.CoreV1Api().list_node().items))"],
                              capture_output=True, text=True, env=env, timeout=60)
         assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr
-    sa = pod_serviceaccount_dir(run_id, "default", "client")
-    res = kubemu("exec", "client", "--", sys.executable, "-c", IN_POD_API, sa)
+    # in-cluster clients: the token and CA at the usual path, the `kubernetes` Service
+    res = kubemu("exec", "client", "--", POD_PYTHON, "-c", IN_POD_API, SA)
+    assert res.returncode == 0 and int(res.stdout) >= 7, res.stdout + res.stderr
+    res = kubemu("exec", "client", "--", POD_PYTHON, "-c", IN_POD_CLIENT)   # the official client
     assert res.returncode == 0 and int(res.stdout) >= 7, res.stdout + res.stderr

@@ -154,7 +154,7 @@ def test_pod_command_is_contained_and_still_serves(pod, root_secret, tmp_path, u
         inside = kernel.netns_pids(pod_ns)
         found = set(cleanup.run_processes(names.run_id))
         assert inside and set(inside) <= found
-        assert any(f"KUBEMU_RUN_ID={names.run_id}" in cleanup._proc_info(p)[1] for p in inside)
+        assert any(cleanup._proc_info(p)[1] == names.run_id for p in inside)
     finally:
         procs.stop()
     # stopping the bwrap pid stops everything inside (--die-with-parent: a SIGKILL on its way)
