@@ -87,9 +87,10 @@ def sync_pod_status(kubelet) -> None:
     """Post the readiness of every local pod whose stored Ready condition differs from its probe."""
     if kubelet is None:
         return
-    for key, target in list(kubelet.probes.targets.items()):
+    for key, local in list(kubelet.pods.items()):
         ns, name = key.split("/", 1)
         with kubelet.informer.lock:
             pod = kubelet.informer.cache.get(("Pod", ns, name))
-        if pod is not None and (ready_status(pod) == "True") != target.ready:
-            kubelet._on_probe(key, target.ready)
+        want = next(c["status"] for c in kubelet._status(local)["conditions"] if c["type"] == "Ready")
+        if pod is not None and ready_status(pod) != want:
+            kubelet._post_status(local)
