@@ -28,6 +28,7 @@ class ContainerState:
     restart_count: int = 0
     last_state: dict = field(default_factory=dict)
     restart_due: float | None = None    # monotonic time of the next start attempt
+    failed_at: float | None = None      # monotonic time of the last start error
 
 
 def backoff_seconds(failures: int) -> float:
@@ -63,7 +64,20 @@ def start_failed(st: ContainerState, message: str, now: float, mono: float, poli
     st.last_state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": message,
                                     "finishedAt": now}}
     st.restart_count += 1
+    st.failed_at = mono
     st.restart_due = mono + backoff_seconds(st.restart_count) if policy != "Never" else None
+
+
+def tick(st: ContainerState, mono: float, pod_name: str, shown: float = 1.0) -> bool:
+    """A start error, once reported for `shown` seconds, turns into CrashLoopBackOff while
+    the back-off runs (as the kubelet's next sync reports it); True when it changed."""
+    if st.reason == "RunContainerError" and st.restart_due is not None and st.failed_at is not None \
+            and mono - st.failed_at >= shown:
+        wait = backoff_seconds(st.restart_count)
+        st.reason = "CrashLoopBackOff"
+        st.message = f"back-off {wait:g}s restarting failed container={st.name} pod={pod_name}"
+        return True
+    return False
 
 
 def exited(st: ContainerState, code: int, now: float, mono: float, policy: str, pod_name: str) -> None:

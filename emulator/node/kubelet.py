@@ -223,7 +223,7 @@ class Kubelet:
         if local.term_deadline is None and self.pods.get(local.key) is local:
             containers.exited(local.containers[cname], code, time.time(), time.monotonic(),
                               local.policy, local.key.split("/", 1)[1])
-            self._post_status(local)
+            self.post_status(local)
 
     def _watch_containers(self) -> None:
         """Notice exited containers and restart them when their back-off is over."""
@@ -247,6 +247,8 @@ class Kubelet:
                     local.processes.procs.remove(proc)
                 containers.exited(local.containers[cname], code, time.time(), time.monotonic(), local.policy, name)
                 changed = True
+        for st in local.containers.values():
+            changed = containers.tick(st, time.monotonic(), name) or changed
         with self.informer.lock:
             pod = self.informer.cache.get(("Pod", *local.key.split("/", 1)))
         for c in (pod or {}).get("spec", {}).get("containers", []):
@@ -256,7 +258,7 @@ class Kubelet:
                 self._start_container(local, name, c, runtime.container_kind(c))
                 changed = True
         if changed:
-            self._post_status(local)
+            self.post_status(local)
 
     def _status(self, local: LocalPod) -> dict:
         """containerStatuses and conditions of a local pod."""
@@ -264,7 +266,12 @@ class Kubelet:
         return {"containerStatuses": [containers.api_status(st, local.probe_ready) for st in states],
                 "conditions": containers.pod_conditions(states, local.probe_ready)}
 
-    def _post_status(self, local: LocalPod) -> None:
+    def ready_of(self, local: LocalPod) -> str:
+        """"True"/"False": the Ready condition this kubelet holds for a local pod."""
+        return next(c["status"] for c in self._status(local)["conditions"] if c["type"] == "Ready")
+
+    def post_status(self, local: LocalPod) -> None:
+        """Send the pod's containerStatuses and conditions to the API server."""
         ns, name = local.key.split("/", 1)
         try:
             ray.get(self.api.patch_status.remote("Pod", ns, name, self._status(local)))
@@ -288,7 +295,7 @@ class Kubelet:
         local = self.pods.get(key)
         if local is not None:
             local.probe_ready = ready
-            self._post_status(local)
+            self.post_status(local)
 
     def _begin_termination(self, local: LocalPod, pod: dict) -> None:
         """Start (or shorten) the graceful termination of a pod that got a deletionTimestamp."""
