@@ -82,11 +82,11 @@ def test_sigterm_then_sigkill_after_the_grace_period(cluster):
 
 def test_prestop_exec_runs_before_the_pod_goes(cluster):
     c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "while :; do sleep 0.1; done"],
-         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop-ran > /proc/1/fd/1"]}}}}
+         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "exit 7"]}}}}
     up(cluster, pod("hooked", A, containers=[c]))
     cluster.delete("Pod", "hooked", timeout=30)
-    log = os.path.join(cluster.cluster.run_dir, "pods", "default_hooked", "c.log")
-    assert "prestop-ran" in open(log).read()
+    log = os.path.join(cluster.cluster.run_dir, "logs", f"agent-{A}.log")
+    assert "pod default/hooked container c preStop exec: exit 7" in open(log).read()
 
 
 def test_bad_command_reports_run_container_error_then_crash_loop(cluster):
