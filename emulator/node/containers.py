@@ -128,8 +128,12 @@ def waiting_reasons(pod: dict) -> list[str]:
     for cs in pod.get("status", {}).get("containerStatuses", []) or []:
         w = (cs.get("state") or {}).get("waiting") or {}
         t = (cs.get("state") or {}).get("terminated") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
         if w.get("reason") and w["reason"] != "ContainerCreating":
-            out.append(f"{cs['name']}: {w['reason']}" + (f" ({w['message']})" if w.get("message") else ""))
+            text = f"{cs['name']}: {w['reason']}" + (f" ({w['message']})" if w.get("message") else "")
+            if w["reason"] == "CrashLoopBackOff" and last:
+                text += f"; last {last.get('reason')}: " + (last.get("message") or f"exit code {last.get('exitCode')}")
+            out.append(text)
         elif t and t.get("exitCode"):
             out.append(f"{cs['name']}: terminated {t.get('reason')} (exit code {t['exitCode']})")
     st = pod.get("status", {})

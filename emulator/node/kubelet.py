@@ -203,8 +203,8 @@ class Kubelet:
             local.processes.procs.append(runtime.start_process(
                 local.netns, runtime.dnsmasq_argv(local.dns_dir, local.ip,
                                                   os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
-        elif kind == "connect":
-            spec = local.sandboxes[cname]
+        elif kind == "connect":   # args only with the agnhost image: the command is agnhost itself
+            spec = replace(local.sandboxes[cname], argv=("agnhost", *(agnhost_argv(c) or [])))
             local.procs[cname] = runtime.ThreadRun(lambda: podexec.exec_in_pod(spec), log_path)
         elif kind == "command":
             spec = local.sandboxes[cname]

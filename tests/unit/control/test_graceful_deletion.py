@@ -121,3 +121,12 @@ def test_pod_conditions_and_reasons():
     assert next(c for c in containers.pod_conditions([run], True) if c["type"] == "Ready")["status"] == "True"
     pod = {"status": {"containerStatuses": [containers.api_status(run, True), containers.api_status(bad, True)]}}
     assert containers.waiting_reasons(pod) == ["b: RunContainerError (exec: x)"]
+
+
+def test_crash_loop_reason_carries_the_last_start_error():
+    st = containers.ContainerState("app", "busybox")
+    containers.start_failed(st, 'exec: "/x": stat /x: no such file or directory', 1.0, 1.0, "Always")
+    containers.tick(st, 5.0, "broken")
+    [text] = containers.waiting_reasons({"status": {"containerStatuses": [containers.api_status(st, False)]}})
+    assert text.startswith("app: CrashLoopBackOff (back-off 10s restarting failed container=app pod=broken)")
+    assert text.endswith('last StartError: exec: "/x": stat /x: no such file or directory')

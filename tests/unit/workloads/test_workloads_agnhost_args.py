@@ -131,3 +131,18 @@ def test_connect_args(args, want):
 def test_connect_errors(args, words):
     with pytest.raises(WorkloadArgsError, match=words):
         parse_connect_args(args)
+
+
+@pytest.mark.parametrize("container, kind", [
+    ({"image": "registry.k8s.io/e2e-test-images/agnhost:2.47", "args": ["netexec"]}, "netexec"),
+    ({"image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
+      "command": ["/agnhost", "serve-hostname", "--tcp", "--http=false", "--port", "80"]}, "netexec"),
+    ({"image": "registry.k8s.io/e2e-test-images/agnhost:2.47", "args": ["connect", "a:80"]}, "connect"),
+    ({"image": "registry.k8s.io/e2e-test-images/agnhost:2.47", "args": ["pause"]}, "pause"),
+    ({"image": "registry.k8s.io/e2e-test-images/agnhost:2.47", "args": ["porter"],
+      "env": [{"name": "SERVE_PORT_80", "value": "x"}]}, "netexec"),
+    ({"image": "busybox", "command": ["sh", "-c", "true"]}, "command"),
+])
+def test_container_kind(container, kind):
+    from emulator.node.runtime import container_kind
+    assert container_kind(container) == kind
