@@ -323,10 +323,11 @@ class Kubelet:
         for srv in local.servers:
             delay = max(delay, self.workloads.begin_pod_termination(srv))
         servers_end = time.monotonic() + delay
+        gone = lambda: self.pods.get(key) is not local   # noqa: E731 - force-deleted, kubelet stopped
         termination.wait_until(lambda: min(local.term_deadline, servers_end),
-                               lambda: not local.processes.running() and time.monotonic() >= servers_end,
+                               lambda: gone() or (not local.processes.running() and time.monotonic() >= servers_end),
                                local.wake)
-        if self.pods.get(key) is not local:   # torn down meanwhile (force-deleted, kubelet stopped)
+        if gone():
             return
         log.info("pod %s terminated (%s)", key, "in time" if left() > 0 else "grace period over: SIGKILL")
         self._teardown(key)

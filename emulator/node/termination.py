@@ -99,13 +99,15 @@ def run_hook(hook: Hook, pod_ip: str, ports: dict[str, int], node_netns: str,
         return f"failed: {e}"
 
 
-def wait_until(deadline: float, done, wake: threading.Event, step: float = 0.1) -> bool:
-    """Wait until `done()` or the monotonic `deadline` (or `wake`); True when done."""
+def wait_until(deadline, done, wake: threading.Event, step: float = 0.1) -> bool:
+    """Wait until `done()` or the monotonic time `deadline()` (re-read when `wake` is set:
+    a shorter grace period); True when done."""
     while True:
         if done():
             return True
         left = deadline() - time.monotonic()
-        if left <= 0 or wake.is_set():
+        if left <= 0:
             return done()
-        wake.wait(min(step, left))
+        if wake.wait(min(step, left)):
+            wake.clear()
 

@@ -19,3 +19,5 @@ def test_kubemu_run_of_a_bad_command_exits_1_naming_the_reason():
     assert res.returncode == 1, out[-3000:]
     assert "waiting for pod/broken to be ready: pod/broken: app: " in out, out[-3000:]
     assert ("RunContainerError" in out or "CrashLoopBackOff" in out) and "/no/such/binary" in out, out[-3000:]
+    report = next(line.split("report: ", 1)[1].split()[0] for line in out.splitlines() if "report: " in line)
+    assert "/no/such/binary" in open(report).read()          # the report's Error row

@@ -130,3 +130,17 @@ def test_crash_loop_reason_carries_the_last_start_error():
     [text] = containers.waiting_reasons({"status": {"containerStatuses": [containers.api_status(st, False)]}})
     assert text.startswith("app: CrashLoopBackOff (back-off 10s restarting failed container=app pod=broken)")
     assert text.endswith('last StartError: exec: "/x": stat /x: no such file or directory')
+
+
+def test_wait_until_rereads_a_shortened_grace_period():
+    import threading
+    import time
+    from emulator.node.termination import wait_until
+    wake, deadline = threading.Event(), [time.monotonic() + 600]
+
+    def shorten():
+        deadline[0] = time.monotonic()
+        wake.set()
+    threading.Timer(0.2, shorten).start()
+    assert wait_until(lambda: deadline[0], lambda: False, wake) is False     # returned: the grace period ended
+    assert wait_until(lambda: time.monotonic() + 600, lambda: True, wake) is True
