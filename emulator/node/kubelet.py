@@ -223,7 +223,8 @@ class Kubelet:
         if local.term_deadline is None and self.pods.get(local.key) is local:
             containers.exited(local.containers[cname], code, time.time(), time.monotonic(),
                               local.policy, local.key.split("/", 1)[1])
-            self.post_status(local)
+            # called on the workloads' loop: post from another thread, not blocking every server
+            threading.Thread(target=self.post_status, args=(local,), daemon=True).start()
 
     def _watch_containers(self) -> None:
         """Notice exited containers and restart them when their back-off is over."""

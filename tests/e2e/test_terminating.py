@@ -166,3 +166,23 @@ def test_netexec_dial_and_porter(cluster, clients):
     for name in ("porter", "dialer"):
         cluster.delete("Pod", name)
 
+
+
+def test_netexec_exit_restarts_the_container_after_its_back_off(cluster, clients):
+    web = {"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080", "--udp-port=8081"]}
+    up(cluster, pod("exiter", B, containers=[web]))
+    ip = pod_ip(cluster, "exiter")
+    cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "3", f"http://{ip}:8080/exit?code=3"])
+    st = wait_until(lambda: container_state(cluster, "exiter"),
+                    lambda s: s.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff", 20,
+                    "CrashLoopBackOff after /exit")
+    assert st["lastState"]["terminated"]["exitCode"] == 3 and st["restartCount"] == 1
+    down = cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "3", f"http://{ip}:8080/hostname"])
+    assert down["rc"] != 0                                       # exited: nothing listens
+    wait_until(lambda: container_state(cluster, "exiter"), lambda s: "running" in s.get("state", {}), 30,
+               "the restart after the 10 s back-off")
+    res = wait_until(lambda: cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "3",
+                                                                   f"http://{ip}:8080/hostname"]),
+                     lambda r: r["stdout"] == "exiter", 20, "serving again")
+    assert res["rc"] == 0
+    cluster.delete("Pod", "exiter")
