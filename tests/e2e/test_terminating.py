@@ -119,8 +119,11 @@ def test_agnhost_serve_hostname_tcp_udp_and_connect_as_upstream_writes_them(clus
     up(cluster, pod("sh-tcp", B, {"app": "sh-tcp"}, containers=[tcp]),
        pod("sh-udp", B, {"app": "sh-udp"}, containers=[udp]))
     ip = pod_ip(cluster, "sh-tcp")
-    res = cluster.exec_in(f"pod/{clients[A]}", ["python3", "-c",
-                          f"import socket; s=socket.create_connection(('{ip}', 80), 3); print(s.recv(100).decode())"])
+    # the first connection to a new pod on another node is sometimes lost on a long-lived,
+    # loaded test cluster (a few seconds, cause not found): retry until it goes through
+    res = wait_until(lambda: cluster.exec_in(f"pod/{clients[A]}", ["python3", "-c", (
+        f"import socket; s=socket.create_connection(('{ip}', 80), 3); print(s.recv(100).decode())")]),
+        lambda r: r["rc"] == 0, 20, "a first TCP connection to sh-tcp")
     assert res["stdout"].strip() == "sh-tcp", res
     res = cluster.exec_in(f"pod/{clients[A]}", ["python3", "-c", (
         "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
@@ -152,12 +155,14 @@ def test_netexec_dial_and_porter(cluster, clients):
     web = {"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080", "--udp-port=8081"]}
     up(cluster, pod("porter", B, containers=[porter]), pod("dialer", A, containers=[web]))
     pip = pod_ip(cluster, "porter")
-    bodies = [cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "5", f"http://{pip}:{p}/"])
-              for p in (8080, 8081)]
+    bodies = [wait_until(lambda: cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "5",
+                                                                       f"http://{pip}:{p}/"]),
+                         lambda r: r["rc"] == 0, 20, f"porter port {p}") for p in (8080, 8081)]
     assert [b["stdout"] for b in bodies] == ["foo", "bar"], bodies
     url = (f"http://{pod_ip(cluster, 'dialer')}:8080/dial?request=hostname&host={pod_ip(cluster, 'dialer')}"
            f"&port=8080&protocol=http&tries=2")
-    res = cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "10", url])
+    res = wait_until(lambda: cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "10", url]),
+                     lambda r: r["rc"] == 0, 30, "a first request to the dialer pod")
     assert json.loads(res["stdout"]) == {"responses": ["dialer", "dialer"]}, res
     url = (f"http://{pod_ip(cluster, 'dialer')}:8080/dial?request=echo%20hi&host={pod_ip(cluster, 'dialer')}"
            f"&port=8081&protocol=udp&tries=1")
@@ -172,7 +177,9 @@ def test_netexec_exit_restarts_the_container_after_its_back_off(cluster, clients
     web = {"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080", "--udp-port=8081"]}
     up(cluster, pod("exiter", B, containers=[web]))
     ip = pod_ip(cluster, "exiter")
-    cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "3", f"http://{ip}:8080/exit?code=3"])
+    wait_until(lambda: cluster.exec_in(f"pod/{clients[A]}", ["curl", "-sS", "--max-time", "3",
+                                                              f"http://{ip}:8080/exit?code=3"]),
+               lambda r: r["rc"] == 0, 20, "the /exit request to go through")
     st = wait_until(lambda: container_state(cluster, "exiter"),
                     lambda s: s.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff", 20,
                     "CrashLoopBackOff after /exit")
