@@ -6,9 +6,11 @@ there are some (or an empty list after `timeout`); `Gone` tells them to relist.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from emulator.api.admission import ServiceAdmission, admit_namespace
+from emulator.api.deletion import graceful_delete
 from emulator.api.journal import Journal
 from emulator.api.store import ApiError, Gone, ObjectStore
 
@@ -99,7 +101,17 @@ class ApiServer:
                     o["metadata"][k] = v
         return await self._patch(kind, namespace, name, fn)
 
-    async def delete(self, kind: str, namespace: str, name: str) -> dict | None:
+    async def delete(self, kind: str, namespace: str, name: str,
+                     grace_period_seconds: int | None = None) -> dict | None:
+        """Remove an object; a Pod on a node is deleted gracefully (deletion.py): it stays,
+        Terminating, until its kubelet deletes it with grace 0. Returns the object."""
+        if kind == "Pod":
+            pod = self.store.get(kind, namespace, name)
+            kept = None if pod is None else graceful_delete(pod, grace_period_seconds, time.time())
+            if kept is not None:
+                out = kept if kept == pod else self.store.update(kept)
+                await self._notify()
+                return out
         out = self.store.delete(kind, namespace, name)
         if out is not None and kind == "Service":
             self.admission.release(out)

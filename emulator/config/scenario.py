@@ -238,10 +238,13 @@ class ApplyStep(StrictModel):
 
 
 class DeleteSpec(StrictModel):
-    """Delete a Deployment, Pod or Service."""
+    """Delete a Deployment, Pod or Service; a Pod gracefully, as `kubectl delete` does
+    (`grace_period`: kubectl's --grace-period, default the pod's own; `force`: --force)."""
 
     object: ObjectRefField
     namespace: DnsLabel = "default"
+    grace_period: Annotated[int, WholeNumber, Field(ge=0, le=86400)] | None = None
+    force: bool = False
 
 
 class DeleteStep(StrictModel):

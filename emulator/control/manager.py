@@ -178,11 +178,8 @@ class ControllerManager:
                 refs.append(self.api.patch_status.remote(kind, ns, nm, o["status"]))
             elif a.verb == "delete":
                 refs.append(self.api.delete.remote(kind, ns, nm))
-            elif a.verb == "terminate":
-                if o["spec"].get("nodeName"):
-                    refs.append(self.api.patch_metadata.remote(kind, ns, nm, {"deletionTimestamp": time.time()}))
-                else:
-                    refs.append(self.api.delete.remote(kind, ns, nm))
+            elif a.verb == "terminate":   # graceful: the API server keeps a bound pod, Terminating
+                refs.append(self.api.delete.remote(kind, ns, nm))
         for r in refs:
             try:
                 ray.get(r)

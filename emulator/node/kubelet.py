@@ -20,10 +20,11 @@ import ray
 from emulator.api.client import Informer
 from emulator.control.events import EventRecorder, involved_ref
 from emulator.errors import KubemuError
-from emulator.node import podexec, runtime, sandbox, serviceaccount
+from emulator.node import containers, podexec, runtime, sandbox, serviceaccount, termination
 from emulator.node.podnet import PodNetwork
 from emulator.node.sandbox import ExecResult, SandboxError, SandboxSpec
 from emulator.node.probes import ProbeRunner, ProbeTarget
+from emulator.workloads.agnhost import agnhost_argv, parse_netexec_args
 from emulator.config.timing import Timing
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,12 @@ class LocalPod:
         self.etc_dir: str | None = None    # a hostNetwork pod's own resolv.conf directory
         self.sandboxes: dict[str, SandboxSpec] = {}   # container name -> its sandbox (argv: its command)
         self.ref: dict | None = None            # involvedObject of its events
-        self.containers: list[str] = []
+        self.containers: dict[str, containers.ContainerState] = {}
+        self.procs: dict[str, object] = {}         # container name -> its running process (Popen-like)
+        self.probe_ready = False
+        self.policy = "Always"                     # restartPolicy
+        self.term_deadline: float | None = None   # monotonic end of the grace period once terminating
+        self.wake = threading.Event()              # set when the grace period shortens or the pod goes
 
 
 class Kubelet:
@@ -60,14 +66,18 @@ class Kubelet:
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         self.events = EventRecorder(api, "kubelet", node_name)
+        self._stopped = threading.Event()
+        self._monitor = threading.Thread(target=self._watch_containers, name="kubelet-containers", daemon=True)
 
     def start(self) -> None:
         self.probes.start()
         for w in self._workers:
             w.start()
+        self._monitor.start()
         self.informer.start()
 
     def stop(self) -> None:
+        self._stopped.set()
         self.informer.stop()
         self.probes.stop()
         for _ in self._workers:
@@ -106,11 +116,16 @@ class Kubelet:
             pod = self.informer.cache.get(("Pod", ns, name))
         gone = pod is None or pod["spec"].get("nodeName") != self.node_name
         terminating = pod is not None and pod["metadata"].get("deletionTimestamp") is not None
-        if gone or terminating:
+        if gone:
             if key in self.pods:
                 self._teardown(key)
-            if terminating and not gone:
-                ray.get(self.api.delete.remote("Pod", ns, name))
+            return
+        if terminating:
+            local = self.pods.get(key)
+            if local is None:   # nothing runs here (e.g. after a crash): the kubelet confirms the deletion
+                ray.get(self.api.delete.remote("Pod", ns, name, 0))
+            else:
+                self._begin_termination(local, pod)
             return
         if key not in self.pods and pod.get("status", {}).get("phase") not in ("Failed", "Succeeded"):
             self._start(pod)
@@ -146,6 +161,9 @@ class Kubelet:
         local = LocalPod(key, pod_netns, ip, host_network)
         local.etc_dir = etc_dir
         local.ref = involved_ref(pod)
+        local.policy = spec.get("restartPolicy") or "Always"
+        local.containers = {c.get("name", "c"): containers.ContainerState(c.get("name", "c"), c.get("image", ""))
+                            for c in spec["containers"]}
         self.pods[key] = local
         env = serviceaccount.service_env(self.services())
         secrets = serviceaccount.mounted_files(sa_dir)
@@ -161,17 +179,13 @@ class Kubelet:
                     ports[p["name"]] = p["containerPort"]
             self._start_container(local, name, c, kind)
             cname = c.get("name", "c")
-            local.containers.append(cname)
             self.events.record(local.ref, "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
             self.events.record(local.ref, "Created", f"Created container {cname}")
             self.events.record(local.ref, "Started", f"Started container {cname}")
         # Synchronous: the probe's later Ready update must not overtake this one.
         ray.get(self.api.patch_status.remote("Pod", ns, name, {
             "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": self.node_ip,
-            "startTime": time.time(),
-            "conditions": [{"type": "PodScheduled", "status": "True"},
-                           {"type": "Ready", "status": "False"},
-                           {"type": "ContainersReady", "status": "False"}]}))
+            "startTime": time.time(), **self._status(local)}))
         prober = next((c for c in spec["containers"] if c.get("readinessProbe")), None)
         probe = prober.get("readinessProbe") if prober else None
         t = self.timing
@@ -208,12 +222,20 @@ class Kubelet:
         return etc_dir
 
     def _start_container(self, local: LocalPod, pod_name: str, c: dict, kind: str) -> None:
-        log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{c.get('name', 'c')}.log")
+        cname = c.get("name", "c")
+        st = local.containers[cname]
+        log_path = os.path.join(self.run_dir, "pods", local.key.replace("/", "_"), f"{cname}.log")
+        now, mono = time.time(), time.monotonic()
         if kind == "netexec":
-            from emulator.workloads.agnhost import parse_netexec_args
-            cfg = parse_netexec_args(c.get("args") or [])
-            if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg, log_path=log_path) is not None:
-                local.servers.append(local.netns)
+            cfg = parse_netexec_args(agnhost_argv(c) or [], env=runtime.container_env(c))
+            on_exit = lambda code: self._exited(local, cname, code)   # noqa: E731
+            try:
+                if self.workloads.add_pod_server(local.netns, pod_name, self.node_name, cfg,
+                                                 log_path=log_path, on_exit=on_exit) is not None:
+                    local.servers.append(local.netns)
+            except KubemuError as e:
+                containers.start_failed(st, str(e), now, mono, local.policy)
+                return
         elif kind == "kube-dns":
             local.dns_dir = os.path.join(self.run_dir, "dns", local.key.replace("/", "_"))
             os.makedirs(local.dns_dir, exist_ok=True)
@@ -225,8 +247,81 @@ class Kubelet:
                 log.warning("kubedns of %s did not start; see %s", local.key, kubedns_log)
             local.processes.procs.append(runtime.start_process(
                 local.netns, runtime.dnsmasq_argv(local.ip, os.path.join(local.dns_dir, "dnsmasq.pid")), log_path))
+        elif kind == "connect":   # args only with the agnhost image: the command is agnhost itself
+            spec = replace(local.sandboxes[cname], argv=("agnhost", *(agnhost_argv(c) or [])))
+            local.procs[cname] = runtime.ThreadRun(lambda: podexec.exec_in_pod(spec), log_path)
         elif kind == "command":
-            local.processes.procs.append(podexec.start_in_pod(local.sandboxes[c.get("name", "c")], log_path))
+            spec = local.sandboxes[cname]
+            missing = containers.missing_command(list(spec.argv), dict(spec.env).get("PATH", sandbox.DEFAULT_PATH))
+            if missing:
+                log.info("pod %s container %s: %s", local.key, cname, missing)
+                containers.start_failed(st, missing, now, mono, local.policy)
+                return
+            proc = podexec.start_in_pod(spec, log_path)
+            local.processes.procs.append(proc)
+            local.procs[cname] = proc
+        containers.started(st, now)
+
+    def _exited(self, local: LocalPod, cname: str, code: int) -> None:
+        """A built-in server's container exited (/exit, /shutdown)."""
+        if local.term_deadline is None and self.pods.get(local.key) is local:
+            containers.exited(local.containers[cname], code, time.time(), time.monotonic(),
+                              local.policy, local.key.split("/", 1)[1])
+            # called on the workloads' loop: post from another thread, not blocking every server
+            threading.Thread(target=self.post_status, args=(local,), daemon=True).start()
+
+    def _watch_containers(self) -> None:
+        """Notice exited containers and restart them when their back-off is over."""
+        while not self._stopped.wait(0.25):
+            for local in list(self.pods.values()):
+                try:
+                    self._check_containers(local)
+                except Exception:  # noqa: BLE001 - one pod's trouble must not stop the others
+                    log.exception("pod %s container check failed", local.key)
+
+    def _check_containers(self, local: LocalPod) -> None:
+        if local.term_deadline is not None:
+            return
+        changed = False
+        name = local.key.split("/", 1)[1]
+        for cname, proc in list(local.procs.items()):
+            code = proc.poll()
+            if code is not None:
+                del local.procs[cname]
+                if proc in local.processes.procs:
+                    local.processes.procs.remove(proc)
+                containers.exited(local.containers[cname], code, time.time(), time.monotonic(), local.policy, name)
+                changed = True
+        for st in local.containers.values():
+            changed = containers.tick(st, time.monotonic(), name) or changed
+        with self.informer.lock:
+            pod = self.informer.cache.get(("Pod", *local.key.split("/", 1)))
+        for c in (pod or {}).get("spec", {}).get("containers", []):
+            st = local.containers.get(c.get("name", "c"))
+            if st is not None and st.restart_due is not None and time.monotonic() >= st.restart_due:
+                st.restart_due = None
+                self._start_container(local, name, c, runtime.container_kind(c))
+                changed = True
+        if changed:
+            self.post_status(local)
+
+    def _status(self, local: LocalPod) -> dict:
+        """containerStatuses and conditions of a local pod."""
+        states = list(local.containers.values())
+        return {"containerStatuses": [containers.api_status(st, local.probe_ready) for st in states],
+                "conditions": containers.pod_conditions(states, local.probe_ready)}
+
+    def ready_of(self, local: LocalPod) -> str:
+        """"True"/"False": the Ready condition this kubelet holds for a local pod."""
+        return next(c["status"] for c in self._status(local)["conditions"] if c["type"] == "Ready")
+
+    def post_status(self, local: LocalPod) -> None:
+        """Send the pod's containerStatuses and conditions to the API server."""
+        ns, name = local.key.split("/", 1)
+        try:
+            ray.get(self.api.patch_status.remote("Pod", ns, name, self._status(local)))
+        except ConnectionError as e:   # cut off from the API server: the status sync posts it later
+            log.warning("pod %s status not posted: %s", local.key, e)
 
     def write_dns(self, local: LocalPod | None = None) -> None:
         """Rewrite the zone file of every kube-dns pod here (its kubedns re-reads it), and the
@@ -247,19 +342,55 @@ class Kubelet:
                 os.replace(tmp, path)
 
     def _on_probe(self, key: str, ready: bool) -> None:
-        ns, name = key.split("/", 1)
-        s = "True" if ready else "False"
+        local = self.pods.get(key)
+        if local is not None:
+            local.probe_ready = ready
+            self.post_status(local)
+
+    def _begin_termination(self, local: LocalPod, pod: dict) -> None:
+        """Start (or shorten) the graceful termination of a pod that got a deletionTimestamp."""
+        deadline = time.monotonic() + termination.grace_seconds(pod)
+        if local.term_deadline is not None:
+            if deadline < local.term_deadline:
+                local.term_deadline = deadline
+                local.wake.set()
+            return
+        local.term_deadline = deadline
+        threading.Thread(target=self._terminate, args=(local, pod), daemon=True,
+                         name=f"terminate-{local.key}").start()
+
+    def _terminate(self, local: LocalPod, pod: dict) -> None:
+        """preStop hooks, SIGTERM, wait for the end or the grace period, then delete the pod."""
+        key, ns, name = local.key, *local.key.split("/", 1)
+        left = lambda: local.term_deadline - time.monotonic()   # noqa: E731
+        ports = termination.container_ports(pod)
+        for hook in termination.prestop_hooks(pod):
+            outcome = termination.run_hook(hook, local.ip, ports, self.podnet.node_netns,
+                                           local.sandboxes.get(hook.container), left(), local.wake)
+            log.info("pod %s container %s preStop %s: %s", key, hook.container, hook.kind, outcome)
+        local.processes.terminate()
+        delay = 0.0
+        for srv in local.servers:
+            delay = max(delay, self.workloads.begin_pod_termination(srv))
+        servers_end = time.monotonic() + delay
+        gone = lambda: self.pods.get(key) is not local   # noqa: E731 - force-deleted, kubelet stopped
+        termination.wait_until(lambda: min(local.term_deadline, servers_end),
+                               lambda: gone() or (not local.processes.running() and time.monotonic() >= servers_end),
+                               local.wake)
+        if gone():
+            return
+        log.info("pod %s terminated (%s)", key, "in time" if left() > 0 else "grace period over: SIGKILL")
+        self._teardown(key)
         try:
-            ray.get(self.api.patch_status.remote("Pod", ns, name, {"conditions": [
-                {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": s},
-                {"type": "ContainersReady", "status": s}]}))
-        except ConnectionError as e:   # cut off from the API server: the status sync posts it later
-            log.warning("pod %s readiness %s not posted: %s", key, s, e)
+            ray.get(self.api.delete.remote("Pod", ns, name, 0))
+        except Exception as e:  # noqa: BLE001 - the API is unreachable: the resync deletes it later
+            log.warning("pod %s not deleted: %s", key, e)
 
     def _teardown(self, key: str) -> None:
         local = self.pods.pop(key, None)
         if local is None:
             return
+        local.wake.set()
         self.probes.remove(key)
         for cname in local.containers:
             self.events.record(local.ref, "Killing", f"Stopping container {cname}")

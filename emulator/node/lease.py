@@ -84,12 +84,12 @@ class LeaseRenewer:
 
 
 def sync_pod_status(kubelet) -> None:
-    """Post the readiness of every local pod whose stored Ready condition differs from its probe."""
+    """Post the status of every local pod whose stored Ready condition differs from the kubelet's."""
     if kubelet is None:
         return
-    for key, target in list(kubelet.probes.targets.items()):
+    for key, local in list(kubelet.pods.items()):
         ns, name = key.split("/", 1)
         with kubelet.informer.lock:
             pod = kubelet.informer.cache.get(("Pod", ns, name))
-        if pod is not None and (ready_status(pod) == "True") != target.ready:
-            kubelet._on_probe(key, target.ready)
+        if pod is not None and ready_status(pod) != kubelet.ready_of(local):
+            kubelet.post_status(local)

@@ -143,7 +143,10 @@ def start_in_pod(spec: SandboxSpec, log_path: str) -> subprocess.Popen:
 
 
 def exec_in_pod(spec: SandboxSpec, stdin: bytes | None = None, timeout: float = 30.0) -> ExecResult:
-    """Run `spec` to completion; its exit code, stdout and stderr (code -1 on timeout)."""
+    """Run `spec` to completion; its exit code, stdout and stderr (code -1 on timeout).
+    `agnhost connect` runs built in (emulator/workloads/connect.py), in the pod's namespace."""
+    if len(spec.argv) > 1 and os.path.basename(spec.argv[0]) == "agnhost" and spec.argv[1] == "connect":
+        return agnhost_connect(spec, timeout)
     try:
         with _data_fds(spec) as fds:
             res = subprocess.run(argv_for(spec, fds), input=stdin if stdin is not None else b"",
@@ -152,3 +155,16 @@ def exec_in_pod(spec: SandboxSpec, stdin: bytes | None = None, timeout: float = 
     except subprocess.TimeoutExpired as e:
         return ExecResult(-1, e.stdout or b"", e.stderr or b"", timed_out=True)
     return ExecResult(res.returncode, res.stdout, res.stderr)
+
+
+def agnhost_connect(spec: SandboxSpec, timeout: float) -> ExecResult:
+    """`agnhost connect HOST:PORT ...` built in: exit code and stderr as upstream's."""
+    from emulator.workloads.agnhost import WorkloadArgsError, parse_connect_args
+    from emulator.workloads.connect import connect
+    try:
+        cfg = parse_connect_args(list(spec.argv))
+    except WorkloadArgsError as e:
+        return ExecResult(1, b"", f"UNKNOWN: {e}\n".encode())
+    resolv = next((src for src, dst in spec.etc_files if dst.endswith("resolv.conf")), None)
+    code, err = connect(cfg, spec.netns_path, resolv, cap=timeout)
+    return ExecResult(code, b"", err.encode())

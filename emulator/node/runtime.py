@@ -1,8 +1,9 @@
 """The container runtime of an emulated node: what "running a container" means here.
 
-- agnhost test images (`registry.k8s.io/e2e-test-images/agnhost`) with `netexec`: a
-  built-in netexec-compatible server whose sockets live in the pod's namespace, served
-  by the node agent's event loop (no process per pod); `pause`: nothing to run.
+- agnhost (`registry.k8s.io/e2e-test-images/agnhost` with args, or any image with
+  `command: [/agnhost, ...]`): netexec, serve-hostname and porter are built-in servers
+  whose sockets live in the pod's namespace, served by the node agent's event loop (no
+  process per pod); `connect` is a built-in one-shot check; `pause`: nothing to run.
 - `kubemu/kube-dns`: as GKE's kube-dns pod, dnsmasq on port 53 in front of a kubedns
   server (emulator/node/kubedns.py) answering from a zone file the node agent keeps in
   step with Services and EndpointSlices.
@@ -18,7 +19,10 @@ import signal
 import subprocess
 import sys
 import time
+import threading
 from dataclasses import dataclass, field
+
+from emulator.workloads.agnhost import agnhost_argv, parse_connect_args, parse_netexec_args
 
 log = logging.getLogger(__name__)
 KUBE_DNS_IMAGE = "kubemu/kube-dns"
@@ -29,19 +33,27 @@ class UnsupportedContainer(Exception):
 
 
 def container_kind(container: dict) -> str:
-    """netexec | pause | kube-dns | command."""
+    """netexec (any built-in agnhost server) | pause | connect | kube-dns | command."""
     image = container.get("image", "")
     if image.startswith(KUBE_DNS_IMAGE):
         return "kube-dns"
-    if "agnhost" in image and not container.get("command"):
-        from emulator.workloads.agnhost import parse_netexec_args
-        return "netexec" if parse_netexec_args(container.get("args") or []).serves else "pause"
+    argv = agnhost_argv(container)
+    if argv is not None:
+        if argv and argv[0] == "connect":
+            parse_connect_args(argv)
+            return "connect"
+        return "netexec" if parse_netexec_args(argv, env=container_env(container)).serves else "pause"
     if image.startswith("registry.k8s.io/pause") or image.endswith("/pause") or image == "pause":
         return "pause"
     if container.get("command") or container.get("args"):
         return "command"
     raise UnsupportedContainer(f"image {image!r} has no command: kubemu runs agnhost netexec/pause "
                                "built in, and other containers' command/args as processes")
+
+
+def container_env(container: dict) -> dict[str, str]:
+    """The container's literal env values (what porter reads its ports from)."""
+    return {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
 
 
 @dataclass
@@ -51,10 +63,22 @@ class PodProcesses:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def stop(self, grace: float = 1.0) -> None:
-        """SIGTERM, then SIGKILL after `grace`. A sandbox's bwrap would kill its command at
-        once on SIGTERM (--die-with-parent): the command, bwrap's grandchild (bwrap -> the PID
+        """SIGTERM, then SIGKILL after `grace`."""
+        self.terminate()
+        for p in self.procs:
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def terminate(self) -> None:
+        """SIGTERM to every command. A sandbox's bwrap would kill its command at once on
+        SIGTERM (--die-with-parent): the command, bwrap's grandchild (bwrap -> the PID
         namespace's init -> command), gets the SIGTERM instead, as a container's PID 1 does."""
         for p in self.procs:
+            if p.poll() is not None:
+                continue
             command = children(children([p.pid]))
             try:
                 if command:
@@ -64,15 +88,23 @@ class PodProcesses:
                     os.killpg(p.pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def running(self) -> bool:
+        """True while any process is still running."""
+        return any(p.poll() is None for p in self.procs)
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left, reap everything and forget the processes."""
         for p in self.procs:
-            try:
-                p.wait(grace)
-            except subprocess.TimeoutExpired:
+            if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            try:
                 p.wait(5)
+            except subprocess.TimeoutExpired:
+                log.warning("process %d did not end after SIGKILL", p.pid)
         self.procs.clear()
 
 
@@ -142,3 +174,27 @@ def wait_for_line(path: str, text: str, timeout: float = 15.0) -> bool:
             pass
         time.sleep(0.05)
     return False
+
+
+class ThreadRun:
+    """A built-in one-shot command (agnhost connect) run on a thread, polled like a Popen."""
+
+    def __init__(self, fn, log_path: str) -> None:
+        self.returncode: int | None = None
+        self._fn, self._log_path = fn, log_path
+        self._thread = threading.Thread(target=self._run, daemon=True, name="builtin-command")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            res = self._fn()
+            code, out = res.code, res.stdout + res.stderr
+        except Exception as e:  # noqa: BLE001 - the container fails, the kubelet goes on
+            code, out = 1, f"UNKNOWN: {e}\n".encode()
+        os.makedirs(os.path.dirname(self._log_path), exist_ok=True)
+        with open(self._log_path, "ab") as f:
+            f.write(out)
+        self.returncode = code
+
+    def poll(self) -> int | None:
+        return self.returncode

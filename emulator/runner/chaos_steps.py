@@ -97,7 +97,7 @@ def _kill_pod(spec, ctx, rng: random.Random) -> str:
         if not live:
             raise KubemuError(f"fault: Deployment {spec.namespace}/{spec.deployment} has no pod to kill")
         name = rng.choice(live)
-    ray.get(api.delete.remote("Pod", spec.namespace, name))
+    ray.get(api.delete.remote("Pod", spec.namespace, name, 0))   # killed: no graceful termination
     return name
 
 

@@ -119,7 +119,8 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         results["seconds"] = round(time.time() - t0, 3)
         with open(os.path.join(run_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2, default=str)
-    report_render.report_after_run(run_dir, progress)  # report.md + plots; never raises
+        if not results.get("interrupted"):   # a failed run's report shows its error too
+            report_render.report_after_run(run_dir, progress)  # report.md + plots; never raises
     return results
 
 

@@ -11,10 +11,12 @@ from typing import Any
 
 import ray
 
+from emulator.api.deletion import kubectl_grace
+from emulator.config.object_steps import ObjectCondition
 from emulator.config.templates import Placeholder, render, render_values
 from emulator.control.objects import condition
-from emulator.errors import KubemuError
-from emulator.config.object_steps import ObjectCondition
+from emulator.errors import KubemuError, Timeout
+from emulator.node.containers import waiting_reasons
 from emulator.runner import chaos_steps, flows, object_steps, study_steps
 from emulator.report import study
 from emulator.netpol import steps as netpol_steps
@@ -131,6 +133,20 @@ def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
     return all(set(lb["backends"]) == want for lb in lbs)
 
 
+def pod_problems(cluster, kind: str, namespace: str, name: str) -> list[str]:
+    """Why the pods behind a Pod or Deployment are not ready: `pod/x: c: CrashLoopBackOff (...)`."""
+    if kind == "Pod":
+        pods = [p for p in [ray.get(cluster.api.get.remote("Pod", namespace, name))] if p]
+    elif kind == "Deployment":
+        dep = ray.get(cluster.api.get.remote("Deployment", namespace, name))
+        sel = ((dep or {}).get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        pods = ray.get(cluster.api.list.remote("Pod", namespace, sel))[0] if sel else []
+    else:
+        return []
+    return [f"pod/{p['metadata']['name']}: {r}" for p in sorted(pods, key=lambda p: p["metadata"]["name"])
+            for r in waiting_reasons(p)]
+
+
 def run_wait(step, ctx: StepContext) -> dict:
     w = step.wait
     if w.until is not None:
@@ -146,8 +162,14 @@ def run_wait(step, ctx: StepContext) -> dict:
         wait_ingress(ctx.cluster, w.namespace, w.ready.name, w.timeout)
         time.sleep(OVS_REVALIDATION_SECONDS)   # the new route to the front end settles
     else:
-        ctx.cluster.wait_for(ready_check(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name),
-                             w.timeout, f"{w.ready} to be ready")
+        try:
+            ctx.cluster.wait_for(ready_check(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name),
+                                 w.timeout, f"{w.ready} to be ready")
+        except Timeout as e:
+            why = pod_problems(ctx.cluster, w.ready.api_kind, w.namespace, w.ready.name)
+            if not why:
+                raise
+            raise Timeout(f"{e}: {'; '.join(why)}") from None
     if w.ready.api_kind in ("Deployment", "Service"):
         # Ready endpoints are only useful once every node's kube-proxy has programmed them.
         ctx.cluster.wait_proxies_synced(max(1.0, w.timeout - (time.time() - t0)))
@@ -251,8 +273,12 @@ def run_apply(step, ctx: StepContext) -> dict:
 
 def run_delete(step, ctx: StepContext) -> dict:
     d = step.delete
-    ray.get(ctx.cluster.api.delete.remote(d.object.api_kind, d.namespace, d.object.name))
-    return {"step": "delete", "object": str(d.object)}
+    grace = kubectl_grace(d.grace_period, d.force)
+    ray.get(ctx.cluster.api.delete.remote(d.object.api_kind, d.namespace, d.object.name, grace))
+    out = {"step": "delete", "object": str(d.object)}
+    if grace is not None:
+        out["grace_period"] = grace
+    return out
 
 
 def run_scale(step, ctx: StepContext) -> dict:

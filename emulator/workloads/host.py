@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from emulator.errors import KubemuError
 from emulator.netns import socket_in
@@ -73,16 +74,27 @@ class WorkloadHost:
 
     def add_pod_server(self, pod_ns: str | None, pod_name: str, node_name: str,
                        config: NetexecConfig, bind_ip: str = "0.0.0.0",
-                       family: int = socket.AF_INET, log_path: str | None = None) -> PodServerInfo | None:
+                       family: int = socket.AF_INET, log_path: str | None = None,
+                       on_exit: Callable[[int], None] | None = None) -> PodServerInfo | None:
         """Create the pod's sockets in its namespace and start serving; None for `pause`.
 
         `pod_ns=None` means this process's own namespace (tests on loopback); `log_path`:
-        the pod's log file, one line per request.
+        the pod's log file, one line per request. A porter gets one server per port;
+        `on_exit(code)` runs when the server exits (/exit).
         """
         if not config.serves:
             return None
+        if config.porter:
+            infos = [self.add_pod_server(pod_ns, pod_name, node_name, replace(
+                config, porter=(), http_port=port, fixed_body=body), bind_ip, family, on_exit)
+                for port, body in config.porter]
+            return PodServerInfo(pod_ns, pod_name, infos[0].http_port if infos[0] else None, ())
         socks: list[socket.socket] = []
         try:
+            tcp_sock = None
+            if config.tcp_port is not None:
+                tcp_sock = self._socket(pod_ns, family, socket.SOCK_STREAM, (bind_ip, config.tcp_port))
+                socks.append(tcp_sock)
             http_sock = None
             if config.http_port is not None:
                 http_sock = self._socket(pod_ns, family, socket.SOCK_STREAM, (bind_ip, config.http_port))
@@ -98,7 +110,8 @@ class WorkloadHost:
             for sock in socks:
                 sock.close()
             raise WorkloadError(pod_ns, f"cannot create sockets for {pod_name}: {exc}") from exc
-        server = NetexecServer(pod_name, node_name, http_sock, udp_socks, config, log_path=log_path)
+        server = NetexecServer(pod_name, node_name, http_sock, udp_socks, config, tcp_sock=tcp_sock,
+                               pod_ns=pod_ns, on_exit=on_exit, log_path=log_path)
         try:
             self._call(server.start())
         except OSError as exc:
@@ -131,6 +144,15 @@ class WorkloadHost:
         for server in servers:
             self._call(server.stop())
         return bool(servers)
+
+    def begin_pod_termination(self, pod_ns: str | None) -> float:
+        """SIGTERM to the pod's servers: each starts failing /readyz and keeps serving for its
+        --delay-shutdown; returns the longest such delay (0: stop it now)."""
+        with self._lock:
+            servers = list(self._servers.get(pod_ns, []))
+        for server in servers:
+            server.terminating = True
+        return max((float(s.config.delay_shutdown) for s in servers), default=0.0)
 
     def pods(self) -> list[str | None]:
         """Namespaces of the pods currently served."""

@@ -3,8 +3,8 @@
 The node agent creates each pod's listening sockets inside the pod's network namespace
 (`emulator.netns.socket_in`) and hands them here; every pod's server then runs on one
 shared asyncio loop (see `WorkloadHost`). Behaviour follows agnhost netexec: HTTP `/`,
-`/hostname`, `/hostName`, `/clientip`, `/echo`, `/header`, `/healthz`, `/redirect`; any other path
-answers like `/` (Go's ServeMux). UDP answers `hostname`, `echo X`, `clientip`, and
+`/hostname`, `/hostName`, `/clientip`, `/echo`, `/header`, `/healthz`, `/readyz`, `/redirect`,
+`/dial`, `/exit`, `/shutdown`; any other path answers like `/` (Go's ServeMux). UDP answers `hostname`, `echo X`, `clientip`, and
 kubemu's own `kubemu` (a JSON object with pod, node and client). Every HTTP response
 also carries `X-Kubemu-Pod`, `X-Kubemu-Node`, `X-Kubemu-Client-Ip` and
 `X-Kubemu-Client-Port`, so a load generator learns who answered and which client
@@ -17,12 +17,13 @@ import datetime
 import json
 import os
 import socket
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from aiohttp import web
 from yarl import URL
 
-from emulator.workloads.agnhost import NetexecConfig, WorkloadArgsError, parse_netexec_args
+from emulator.workloads import dial
+from emulator.workloads.agnhost import NetexecConfig, WorkloadArgsError, go_duration, parse_netexec_args
 
 __all__ = ["NetexecServer", "NetexecConfig", "WorkloadArgsError", "parse_netexec_args",
            "format_hostport", "HDR_POD", "HDR_NODE", "HDR_CLIENT_IP", "HDR_CLIENT_PORT"]
@@ -31,7 +32,7 @@ HDR_POD = "X-Kubemu-Pod"
 HDR_NODE = "X-Kubemu-Node"
 HDR_CLIENT_IP = "X-Kubemu-Client-Ip"
 HDR_CLIENT_PORT = "X-Kubemu-Client-Port"
-_NOT_SUPPORTED = ("/dial", "/exit", "/shell", "/shutdown", "/upload")
+_NOT_SUPPORTED = ("/shell", "/upload")
 
 
 def klog_line(msg: str, now: datetime.datetime | None = None) -> str:
@@ -46,6 +47,21 @@ def format_hostport(peer: tuple | None) -> str:
         return ""
     host, port = peer[0], peer[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _HostnameUdp(asyncio.DatagramProtocol):
+    """serve-hostname --udp: every datagram gets the hostname."""
+
+    def __init__(self, server: "NetexecServer") -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if self.transport is not None:
+            self.transport.sendto(self.server.pod_name.encode(), addr)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -73,10 +89,14 @@ class NetexecServer:
     def __init__(self, pod_name: str, node_name: str, http_sock: socket.socket | None,
                  udp_sock: socket.socket | Sequence[socket.socket] | None = None,
                  config: NetexecConfig | None = None, shutdown_timeout: float = 1.0,
-                 log_path: str | None = None) -> None:
+                 tcp_sock: socket.socket | None = None, pod_ns: str | None = None,
+                 on_exit: Callable[[int], None] | None = None, log_path: str | None = None) -> None:
         self.pod_name, self.node_name = pod_name, node_name
         self.log_path = log_path
         self._log = None   # the pod's log file (what `kubectl logs` shows), opened by start()
+        self.tcp_sock, self.pod_ns, self.on_exit = tcp_sock, pod_ns, on_exit
+        self.terminating = False   # SIGTERM received: /readyz fails (netexec --delay-shutdown)
+        self._tcp: asyncio.base_events.Server | None = None
         self.config = config or NetexecConfig()
         self.http_sock = http_sock
         if udp_sock is None:
@@ -92,7 +112,8 @@ class NetexecServer:
         self._override = URL(override if override.startswith("/") else "/" + override) if override else None
         self._routes = {"/hostname": self._hostname, "/hostName": self._hostname,
                         "/clientip": self._clientip, "/echo": self._echo,
-                        "/healthz": self._healthz, "/redirect": self._redirect}
+                        "/healthz": self._healthz, "/redirect": self._redirect,
+                        "/readyz": self._readyz}
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -102,10 +123,14 @@ class NetexecServer:
             os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
             self._log = open(self.log_path, "a", buffering=1)
         try:
+            udp = _HostnameUdp if self.config.udp_hostname else _UdpProtocol
             for sock in self.udp_socks:
                 sock.setblocking(False)
-                transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
+                transport, _ = await loop.create_datagram_endpoint(lambda: udp(self), sock=sock)
                 self._udp.append(transport)  # type: ignore[arg-type]
+            if self.tcp_sock is not None:   # serve-hostname --tcp: the hostname, then close
+                self.tcp_sock.setblocking(False)
+                self._tcp = await asyncio.start_server(self._tcp_hostname, sock=self.tcp_sock)
             if self.http_sock is not None:
                 self.http_sock.setblocking(False)
                 app = web.Application(handler_args={"max_field_size": 16384})
@@ -127,6 +152,11 @@ class NetexecServer:
         for transport in self._udp:
             transport.close()
         self._udp.clear()
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
+        if self.tcp_sock is not None:
+            self.tcp_sock.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -177,8 +207,14 @@ class NetexecServer:
         path, query = request.path, request.query
         if self._override is not None:
             path, query = self._override.path, self._override.query
-        if path == "/header":  # agnhost: the value of the request header named by `key`
+        if self.config.fixed_body is not None:   # porter: one answer per port
+            resp = web.Response(text=self.config.fixed_body)
+        elif path == "/header":  # agnhost: the value of the request header named by `key`
             resp = web.Response(text=request.headers.get(query.get("key", ""), ""))
+        elif path == "/dial":
+            resp = await dial.handle(query, self.pod_ns)
+        elif path in ("/exit", "/shutdown"):
+            resp = self._exit(query if path == "/exit" else {})
         elif path in _NOT_SUPPORTED:
             resp = web.Response(status=501, text=f"kubemu: {path} is not supported by the built-in netexec\n")
         else:
@@ -209,6 +245,37 @@ class NetexecServer:
             except ValueError:
                 return web.Response(text=f"argument 'code' must be an integer or empty, got {code!r}\n")
         return web.Response(text=msg)
+
+    def _readyz(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
+        """200, or 503 once SIGTERM arrived (netexec --delay-shutdown)."""
+        return web.Response(status=503 if self.terminating else 200)
+
+    def _exit(self, query: Mapping[str, str]) -> web.Response:
+        """/exit?code=N&wait=D and /shutdown: the container exits (its servers stop)."""
+        code_s = query.get("code", "")
+        try:
+            code = int(code_s) if code_s else 0
+            wait = go_duration(query.get("wait", ""), "wait", None)
+        except (ValueError, WorkloadArgsError):
+            return web.Response(text=f"argument 'code' must be an integer [0-127] or empty, got {code_s!r}\n")
+        asyncio.get_running_loop().call_later(wait, lambda: asyncio.ensure_future(self._exit_now(code)))
+        return web.Response(text="")
+
+    async def _exit_now(self, code: int) -> None:
+        """Stop serving, then tell the kubelet the container exited with `code`."""
+        await self.stop()
+        if self.on_exit is not None:
+            self.on_exit(code)
+
+    async def _tcp_hostname(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """serve-hostname --tcp: write the hostname and close."""
+        try:
+            writer.write(self.pod_name.encode())
+            await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
 
     def _healthz(self, query: Mapping[str, str], peer: tuple | None) -> web.Response:
         """200 once the UDP server runs, 412 otherwise (agnhost ties readiness to UDP)."""

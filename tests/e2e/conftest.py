@@ -38,8 +38,14 @@ class ClusterHandle:
         for o in objs:
             ray.get(self.api.apply.remote(o))
 
-    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        ray.get(self.api.delete.remote(kind, namespace, name))
+    def delete(self, kind: str, name: str, namespace: str = "default", grace: int | None = None,
+               wait: bool = True, timeout: float = 60) -> None:
+        """Delete as `kubectl delete` does: a Pod gracefully, waiting until it is gone
+        (its kubelet terminated it) unless `wait=False`."""
+        ray.get(self.api.delete.remote(kind, namespace, name, grace))
+        if wait:
+            self.cluster.wait_for(lambda: self.get(kind, name, namespace) is None, timeout,
+                                  f"{kind} {namespace}/{name} to be deleted")
 
     def get(self, kind: str, name: str, namespace: str = "default") -> dict | None:
         return ray.get(self.api.get.remote(kind, namespace, name))

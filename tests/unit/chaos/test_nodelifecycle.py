@@ -93,10 +93,10 @@ def test_kubelet_status_sync_posts_only_what_the_api_server_has_wrong():
     posted = []
     cache = {("Pod", "default", "p"): pod("p", "a", "False"), ("Pod", "default", "q"): pod("q", "a", "True")}
     kubelet = SimpleNamespace(
-        probes=SimpleNamespace(targets={"default/p": SimpleNamespace(ready=True),
-                                        "default/q": SimpleNamespace(ready=True)}),
+        pods={"default/p": SimpleNamespace(key="default/p"), "default/q": SimpleNamespace(key="default/q")},
         informer=SimpleNamespace(lock=threading.Lock(), cache=cache),
-        _on_probe=lambda key, ready: posted.append((key, ready)))
+        ready_of=lambda local: "True",
+        post_status=lambda local: posted.append(local.key))
     sync_pod_status(kubelet)
-    assert posted == [("default/p", True)]
+    assert posted == ["default/p"]
     sync_pod_status(None)
