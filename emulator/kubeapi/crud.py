@@ -3,7 +3,6 @@ and the status and scale subresources. Objects go in and out in wire form (wire.
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from typing import Any, Mapping
 
@@ -22,7 +21,6 @@ from emulator.kubeapi.wire import (StatusError, already_exists, conflict, from_w
 ADMITTED = ("Service", "Namespace")
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")          # writes through ApiServer.apply (admission runs)
 DEPENDENT_KINDS = ("ReplicaSet", "Pod", "EndpointSlice")
-DEFAULT_GRACE = 30
 
 
 PATCH_RETRIES = 5
@@ -311,16 +309,9 @@ class Crud:
             await self._delete_dependents(obj, policy)
         else:
             await self._orphan_dependents(obj)
-        if kind == "Pod" and (obj.get("spec") or {}).get("nodeName"):
-            if grace is None:
-                grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE)
-            if grace > 0:       # the kubelet tears the pod down and removes it
-                if meta.get("deletionTimestamp"):
-                    return obj
-                out = await self._call("patch_metadata", kind, ns, meta["name"],
-                                       {"deletionTimestamp": time.time(), "deletionGracePeriodSeconds": grace})
-                return to_wire(out) if out else obj
-        out = await self._call("delete", kind, ns, meta["name"])
+        # A Pod on a node is deleted gracefully by the API server (emulator/api/deletion.py):
+        # it stays Terminating until its kubelet removes it; grace 0 (--force) removes it now.
+        out = await self._call("delete", kind, ns, meta["name"], grace if kind == "Pod" else None)
         if out is None:
             raise not_found(by_kind(kind).plural, meta["name"], by_kind(kind).group)
         return to_wire(out)
