@@ -9,6 +9,17 @@ process-wide environment changed; the explicit route keeps the private instance 
 
 The kernel datapath is used when the `openvswitch` module is usable, else the userspace
 (`netdev`) datapath, which needs TX checksum offload off on every veth attached to it.
+
+The userspace datapath's connection tracker checks TCP sequence numbers more strictly than
+the kernel's: when a SYN meets a server's TIME_WAIT socket (a kube-proxy SNAT port reused
+while the pod still holds the old tuple), the server answers with an ACK of the old
+connection and the client's RST carries that ACK's number, far outside the window the
+SYN opened. Kernel conntrack lets that RST through ("reset in response to a challenge-ack
+we let through earlier"), the RST clears the TIME_WAIT socket and the client's next SYN
+connects; the userspace tracker marks it `+inv`, the firewall drops it and the connect
+times out. GCP's firewall tracks connections by their 5-tuple without a TCP window, so a
+private instance's userspace datapath runs with sequence checking off
+(`dpctl/ct-disable-tcp-seq-chk`, like `nf_conntrack_tcp_be_liberal`).
 """
 from __future__ import annotations
 
@@ -294,6 +305,8 @@ class OvsInstance:
             error = self.vsctl("get", "Interface", name, "error").strip()
         if error not in ("[]", '""'):
             raise KernelError(f"bridge {name} has an error", "ovs-vsctl add-br", error)
+        if self.private and self.datapath_type == "netdev":
+            self.appctl("dpctl/ct-disable-tcp-seq-chk")  # the datapath exists once a bridge does
         if name not in self._bridges:
             self._bridges.append(name)
 

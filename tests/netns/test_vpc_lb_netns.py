@@ -366,3 +366,43 @@ def test_controller_restart_reinstalls_nothing_twice(fab: Fabric) -> None:
     assert sorted(g["name"] for g in groups) == ["default/internal", "default/web"]
     assert all(s["note"] for s in fab.controller.flow_stats(DPID))  # every installed flow is desired
     assert {ask(fab.netns["inet-1"], EXT_IP)[0] for _ in range(30)} == {"node-a", "node-b"}
+
+
+def _tcp_out_rsts(ns: str) -> int:
+    """RSTs the namespace's TCP stack has sent (`Tcp: OutRsts` of /proc/net/snmp)."""
+    names, values = [line.split()[1:] for line in sh("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").splitlines()
+                     if line.startswith("Tcp:")]
+    return int(values[names.index("OutRsts")])
+
+
+def test_a_syn_meeting_a_time_wait_socket_connects(fab: Fabric) -> None:
+    """A SNAT port reused while the server still holds its TIME_WAIT socket (kube-proxy's
+    MASQUERADE after its conntrack entry went): the server answers the SYN with the old
+    connection's ACK, the client's RST must cross the firewall's connection tracking to
+    clear the TIME_WAIT socket, and the retried SYN connects (dropped as `+inv`, every
+    such connect timed out)."""
+    vm, node, port, snat = fab.netns["vm-1"], fab.netns["node-b"], 9002, 40000
+    srv = socket_in(node, bind=("0.0.0.0", port))
+    srv.settimeout(0.2)
+    fab.servers.socks.append(srv)
+
+    def close_first() -> None:  # the server closes first: its side keeps the TIME_WAIT
+        while not fab.servers.stop.is_set():
+            with contextlib.suppress(socket.timeout, OSError):
+                srv.accept()[0].close()
+    threading.Thread(target=close_first, daemon=True).start()
+    sh("ip", "netns", "exec", vm, "iptables", "-t", "nat", "-A", "POSTROUTING", "-p", "tcp", "-d", IP["node-b"],
+       "--dport", str(port), "-j", "SNAT", "--to-source", f"{IP['vm-1']}:{snat}")
+    rsts_before, met_time_wait = _tcp_out_rsts(vm), 0
+    try:
+        for attempt in range(40):  # each SYN has a fresh ISN and timestamp: about half meet the TIME_WAIT
+            with connect(vm, IP["node-b"], port, timeout=5.0) as sock:
+                assert sock.recv(1) == b""
+            subprocess.run(["ip", "netns", "exec", vm, "conntrack", "-D", "-p", "tcp", "--orig-port-dst", str(port)],
+                           capture_output=True)  # the mapping goes, the server's TIME_WAIT stays
+            met_time_wait = _tcp_out_rsts(vm) - rsts_before
+            if met_time_wait >= 3:
+                break
+    finally:
+        sh("ip", "netns", "exec", vm, "iptables", "-t", "nat", "-F", "POSTROUTING")
+    assert met_time_wait >= 3, f"only {met_time_wait} of {attempt + 1} SYNs met the TIME_WAIT socket"
