@@ -25,6 +25,23 @@ from emulator.config.timing import Timing
 log = logging.getLogger(__name__)
 
 
+def node_info() -> dict:
+    """status.nodeInfo as a kubelet reports it: this machine's kernel and OS, kubemu's versions."""
+    from emulator.kubeapi.discovery import GIT_VERSION
+    os_image = "Linux"
+    try:
+        with open("/etc/os-release") as f:
+            os_image = next((ln.split("=", 1)[1].strip().strip('"') for ln in f if ln.startswith("PRETTY_NAME=")),
+                            os_image)
+    except OSError:
+        pass
+    machine = os.uname().machine
+    return {"architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
+            "operatingSystem": "linux", "osImage": os_image, "kernelVersion": os.uname().release,
+            "containerRuntimeVersion": "kubemu://bubblewrap", "kubeletVersion": GIT_VERSION,
+            "kubeProxyVersion": GIT_VERSION}
+
+
 def _ray_node_id() -> str | None:
     """The Ray node (machine) this agent runs on; None outside Ray."""
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
@@ -69,7 +86,7 @@ class NodeAgent:
             self.podnet.setup_node()
         return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
                 "fabric_port": self.spec["fabric_port"], "seconds": time.time() - t0,
-                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id()}
+                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id(), "node_info": node_info()}
 
     def start(self, api, timing: dict, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""
