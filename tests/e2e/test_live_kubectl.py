@@ -37,7 +37,7 @@ IN_POD_CLIENT = ("from kubernetes import client, config; config.load_incluster_c
                  "v1.patch_namespaced_pod('client', 'default', {'metadata': {'labels': {'seen-by': 'incluster'}}});"
                  "print(' '.join(sorted(p.metadata.name for p in v1.list_namespaced_pod('default').items)))")
 CONNECT = ("import socket, sys; s = socket.socket(); s.settimeout(2);"
-           "sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))) != 0)")
+           "print(s.connect_ex((sys.argv[1], int(sys.argv[2]))))")     # 0: connected, else the errno
 
 
 class Live:
@@ -169,8 +169,9 @@ def test_traffic_while_scaling_reaches_the_new_pods_without_a_failure(live):
         # the flow is under way (a backend logs its requests) before the backends change
         wait_until(lambda: live.kubectl("logs", sample).stdout.count("GET /hostname") > seen, 60, "traffic started")
         live.rollout("web", 9)
-        new = live.pods() - old
-        assert len(new) == 3
+        now = {n.removeprefix("pod/") for n in live.kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split()}
+        new = now - old
+        assert len(new) == 3 and now == live.pods()
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -293,23 +294,30 @@ def test_python_client_inside_a_pod_with_in_cluster_config(live):
 
 def test_endpoint_is_authenticated_and_loopback_only(live):
     server = live.kubectl("config", "view", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
+    token = live.kubectl("config", "view", "--raw", "-o", "jsonpath={.users[0].user.token}").stdout
     host, port = re.fullmatch(r"https://(127\.0\.0\.1):(\d+)", server).groups()
-    for headers in ([], ["-H", "Authorization: Bearer not-the-token"]):
+    for headers, code in (([], "401"), (["-H", "Authorization: Bearer not-the-token"], "401"),
+                          (["-H", f"Authorization: Bearer {token}"], "200")):
         res = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", *headers,
                               f"{server}/api/v1/namespaces/default/pods"], capture_output=True, text=True, timeout=30)
-        assert res.stdout == "401", res
+        assert res.stdout == code, (headers[:1], res)
     listening = subprocess.run(["ss", "-Hlntp", f"sport = :{port}"], capture_output=True, text=True).stdout
     assert [ln.split()[3] for ln in listening.splitlines()] == [f"{host}:{port}"], listening
     addrs = [a.split()[3].split("/")[0] for a in subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
                                                                 capture_output=True, text=True).stdout.splitlines()]
     assert addrs, "no non-loopback address to try"
+    with socket.socket() as s:
+        assert s.connect_ex((host, int(port))) == 0
     for addr in addrs:   # the host's own non-loopback addresses: refused
         with socket.socket() as s:
             s.settimeout(5)
             assert s.connect_ex((addr, int(port))) != 0, addr
         # and from a pod: nothing reaches the host's endpoint either
-        res = live.kubectl("exec", "client", "--", POD_PYTHON, "-c", CONNECT, addr, port, ok=False)
-        assert res.returncode == 1, (addr, res)
+        res = live.kubectl("exec", "client", "--", POD_PYTHON, "-c", CONNECT, addr, port)
+        assert int(res.stdout) != 0, (addr, res)
+    # ...while the pod does reach the API through the `kubernetes` Service
+    res = live.kubectl("exec", "client", "--", POD_PYTHON, "-c", CONNECT, "kubernetes.default.svc", "443")
+    assert res.stdout.strip() == "0", res
 
 
 def test_kubemu_down_leaves_nothing(live):
