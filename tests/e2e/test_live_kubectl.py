@@ -97,6 +97,7 @@ def test_get_wide_prints_the_real_columns(live):
                == "6", 90, "6 web pods ready")
     live.kubectl("wait", "--for=condition=Ready", "pod/client", "--timeout=60s")
     out = live.kubectl("get", "nodes,pods,svc,endpointslices", "-o", "wide").stdout
+    print(out)
     blocks = {b.splitlines()[1].split("/")[0]: b.splitlines() for b in out.strip().split("\n\n")}
     heads = {k: re.split(r"\s{2,}", v[0].strip()) for k, v in blocks.items()}
     assert heads == {
@@ -148,11 +149,16 @@ def test_load_balancer_from_the_seed_reaches_pods_from_the_internet(live, tmp_pa
     assert ipaddress.ip_address(lb_ip) in ipaddress.ip_network("203.0.113.0/24")
     assert re.search(rf"my-lb-service\s+LoadBalancer\s+\S+\s+{re.escape(lb_ip)}\s",
                      live.kubectl("get", "svc").stdout)
-    res = kubemu("traffic", "--run", live.run_id, "--from", "host/inet-1", f"http://{lb_ip}/hostname", "--requests", "40", timeout=120)
+    res = kubemu("traffic", "--run", live.run_id, "--from", "host/inet-1", f"http://{lb_ip}/clientip", "--requests", "40",
+                 timeout=120)
     assert res.returncode == 0 and re.search(r"adhoc-\d+ .*http .* 40 .*100\.0% .* 2 ", res.stdout), \
         res.stdout + res.stderr
+    print(svc, res.stdout)
     served = set(re.findall(r"(users-[0-9a-f]+-[a-z0-9]{5}) \d+", res.stdout))
     assert served == live.pods("users-"), res.stdout
+    # externalTrafficPolicy Local keeps the client's address: the pods log the internet host's
+    logs = live.kubectl("logs", "-l", "app=demo,component=users", "--tail=-1").stdout
+    assert len(re.findall(r"netexec\.go\] GET /clientip from 198\.51\.100\.\d+:\d+$", logs, re.M)) == 40, logs
     reasons = live.kubectl("get", "events", "--field-selector", "involvedObject.name=my-lb-service").stdout
     assert re.search(r"Normal\s+EnsuredLoadBalancer\s+service/my-lb-service\s+Ensured load balancer", reasons), reasons
 
@@ -176,6 +182,7 @@ def test_traffic_while_scaling_reaches_the_new_pods_without_a_failure(live):
     finally:
         if proc.poll() is None:
             proc.kill()
+    print(out)
     assert proc.returncode == 0, out
     row = re.search(r"adhoc-\d+ .*http .*?(\d+) .*?([\d.]+)% .*?(\d+) ", out)
     assert row and int(row[1]) >= 300 and row[2] == "100.0" and int(row[3]) == 9, out
@@ -209,6 +216,7 @@ def test_watch_sees_a_new_pod_through_its_phases_in_order(live):
     finally:
         lines.proc.kill()
     mine = [re.split(r"\s+", ln.strip())[:4] for ln in lines.lines if re.match(rf"\w+\s+{new}\s", ln)]
+    print(mine, events)
     assert mine[0][0] == "ADDED" and mine[0][3] in ("Pending", "ContainerCreating"), lines.lines
     statuses = [m[3] for m in mine]
     order = ["Pending", "ContainerCreating", "Running"]
@@ -256,6 +264,7 @@ def test_delete_pod_terminates_it_and_a_replacement_appears(live):
     finally:
         lines.proc.kill()
     mine = [re.split(r"\s+", ln.strip())[:4] for ln in lines.lines if re.match(rf"\w+\s+{victim}\s", ln)]
+    print(mine)
     # Terminating (deletionTimestamp set, the kubelet stopping it), then gone
     assert ["MODIFIED", victim, "1/1", "Terminating"] in mine or ["MODIFIED", victim, "0/1", "Terminating"] in mine, \
         mine
