@@ -12,7 +12,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 import yaml
@@ -43,10 +42,10 @@ CONNECT = ("import socket, sys; s = socket.socket(); s.settimeout(2);"
 class Live:
     """The module's live run: its id, kubeconfig, the `up` process and its output."""
 
-    def __init__(self, proc: subprocess.Popen, out: Lines, run_id: str, kubeconfig: str) -> None:
+    def __init__(self, proc: subprocess.Popen, out: Lines, run_id: str, kubeconfig: str, before: dict) -> None:
         self.proc, self.out, self.run_id, self.kubeconfig = proc, out, run_id, kubeconfig
         self.env = {**ENV, "KUBECONFIG": kubeconfig}
-        self.down = False
+        self.before = before   # the root namespace's state before `up`
 
     def kubectl(self, *args: str, timeout: float = 120, ok: bool = True) -> subprocess.CompletedProcess:
         res = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=self.env, timeout=timeout)
@@ -81,14 +80,12 @@ def live(tmp_path_factory):
     try:
         run_id = out.wait_for(r"live run kubemu([a-z0-9]{4})", 30).group(1)
         kubeconfig = out.wait_for(r"export KUBECONFIG=(\S+)", 150).group(1)
-        run = Live(proc, out, run_id, kubeconfig)
-        run.before = before
-        yield run
+        yield Live(proc, out, run_id, kubeconfig, before)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        if run_id:
+        if run_id and leftovers(run_id):   # the last test failed before or during `kubemu down`
             kubemu("clean", "--force", run_id, timeout=120)
 
 
@@ -111,6 +108,10 @@ def test_get_wide_prints_the_real_columns(live):
     assert len(nodes) == 3 and all(re.fullmatch(r"node/default-pool-[abc]-1\s+Ready\s+<none>\s+\S+\s+v1\.\d+\.\d+\S*"
                                                 rf"\s+10\.128\.0\.\d+\s+<none>\s+\S.*\S\s+{kernel}\s+kubemu://\S+", n)
                                    for n in nodes), out
+    nodes = live.core().list_node().items   # the Python client reads them too (nodeInfo's required IDs)
+    assert sorted(n.metadata.name for n in nodes) == [f"default-pool-{z}-1" for z in "abc"]
+    assert {n.status.node_info.kubelet_version for n in nodes} == {"v1.33.0-kubemu"}
+    assert len({n.status.node_info.machine_id for n in nodes}) == 3
     pods = [ln for ln in blocks["pod"][1:] if re.match(rf"pod/({WEB_POD}|client)\s", ln)]
     assert len(pods) == 7 and all(re.search(r"\s1/1\s+Running\s+0\s+\S+\s+10\.4\.\d+\.\d+\s+default-pool-[abc]-1\s"
                                             r"+<none>\s+<none>$", p) for p in pods), out
