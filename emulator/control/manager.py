@@ -172,7 +172,9 @@ class ControllerManager:
             kind, ns, nm = o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"]
             if a.verb == "create":
                 refs.append(self.api.create.remote(o))
-            elif a.verb in ("update", "bind"):
+            elif a.verb == "bind":   # only the pod as seen: a stale copy would wipe the kubelet's status
+                refs.append(self.api.update.remote(o, o["metadata"].get("resourceVersion")))
+            elif a.verb == "update":
                 refs.append(self.api.update.remote(o))
             elif a.verb == "status":
                 refs.append(self.api.patch_status.remote(kind, ns, nm, o["status"]))

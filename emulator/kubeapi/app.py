@@ -249,12 +249,13 @@ class KubeApp:
             await resp.write(encode_event(ev))
 
         try:
-            await watcher.run(send, lambda: request.transport is not None and not request.transport.is_closing())
-        except StatusError as e:
-            await send({"type": "ERROR", "object": e.status()})
-        except (ConnectionResetError, ConnectionError):
-            return resp
-        await resp.write_eof()
+            try:
+                await watcher.run(send, lambda: request.transport is not None and not request.transport.is_closing())
+            except StatusError as e:
+                await send({"type": "ERROR", "object": e.status()})
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):   # the client left (write_eof too)
+            pass
         return resp
 
 

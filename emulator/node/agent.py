@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 
 import ray
 
@@ -23,6 +24,24 @@ from emulator.node.host import FabricHost
 from emulator.config.timing import Timing
 
 log = logging.getLogger(__name__)
+
+
+def node_info(ident: str) -> dict:
+    """status.nodeInfo as a kubelet reports it: this machine's kernel and OS, kubemu's versions, IDs from `ident`."""
+    from emulator.kubeapi.discovery import GIT_VERSION
+    os_image = "Linux"
+    try:
+        with open("/etc/os-release") as f:
+            os_image = next((ln.split("=", 1)[1].strip().strip('"') for ln in f if ln.startswith("PRETTY_NAME=")),
+                            os_image)
+    except OSError:
+        pass
+    machine = os.uname().machine
+    return {"architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
+            "operatingSystem": "linux", "osImage": os_image, "kernelVersion": os.uname().release,
+            "containerRuntimeVersion": "kubemu://bubblewrap", "kubeletVersion": GIT_VERSION,
+            "kubeProxyVersion": GIT_VERSION, "machineID": uuid.uuid5(uuid.NAMESPACE_OID, ident).hex,
+            "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, ident)), "bootID": str(uuid.uuid4())}
 
 
 def _ray_node_id() -> str | None:
@@ -69,7 +88,8 @@ class NodeAgent:
             self.podnet.setup_node()
         return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
                 "fabric_port": self.spec["fabric_port"], "seconds": time.time() - t0,
-                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id()}
+                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id(),
+                "node_info": node_info(self.netns)}
 
     def start(self, api, timing: dict, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""

@@ -130,8 +130,9 @@ class Cluster:
         self.fleet.add_ports({i["name"]: i["fabric_port"] for i in infos})
         self.mark("hosts")
         for spec in self.plan.nodes:
-            ray.get(self.api.create.remote(node_object(spec, self.host_info[spec["name"]]["mac"],
-                                                            f"machine-{self.fleet.machine_of(spec['name'])}")))
+            info = self.host_info[spec["name"]]
+            ray.get(self.api.create.remote(node_object(spec, info["mac"], f"machine-{self.fleet.machine_of(spec['name'])}",
+                                                       info.get("node_info"))))
         self.start_cloud_controller()
         ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], 20.0))
         self.mark("sdn")

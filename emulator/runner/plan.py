@@ -82,8 +82,8 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
     return plan
 
 
-def node_object(spec: dict, mac: str, machine: str) -> dict:
-    """The v1 Node object registered for a planned node."""
+def node_object(spec: dict, mac: str, machine: str, info: dict | None = None) -> dict:
+    """The v1 Node object registered for a planned node (`info`: its status.nodeInfo)."""
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": spec["name"], "labels": spec["labels"],
                          "annotations": {"kubemu.io/fabric-port": spec["fabric_port"],
@@ -92,7 +92,8 @@ def node_object(spec: dict, mac: str, machine: str) -> dict:
             "spec": {"podCIDR": spec["pod_cidr"], "podCIDRs": [spec["pod_cidr"]]},
             "status": {"addresses": [{"type": "InternalIP", "address": spec["ip"]},
                                      {"type": "Hostname", "address": spec["name"]}],
-                       "conditions": [{"type": "Ready", "status": "False", "reason": "Starting"}]}}
+                       "conditions": [{"type": "Ready", "status": "False", "reason": "Starting"}],
+                       **({"nodeInfo": info} if info else {})}}
 
 
 def system_objects(dns_ip: str) -> list[dict]:
