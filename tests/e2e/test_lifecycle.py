@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from emulator.naming import RunNames
 from emulator.runner import cleanup
 
 pytestmark = pytest.mark.e2e
@@ -154,7 +155,7 @@ def assert_intact(proc: subprocess.Popen, run_id: str, namespaces: list[str]) ->
     assert proc.poll() is None
     assert sorted(n for n in os.listdir("/run/netns") if n.startswith(f"kubemu{run_id}-")) == namespaces
     get = "import urllib.request; print(urllib.request.urlopen('http://web/hostname', timeout=5).read().decode())"
-    res = subprocess.run(["ip", "netns", "exec", f"kubemu{run_id}-pod-default-client", sys.executable, "-c", get],
+    res = subprocess.run(["ip", "netns", "exec", RunNames(run_id).pod_netns("default", "client"), sys.executable, "-c", get],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.startswith("web-"), res.stdout + res.stderr
 
