@@ -191,7 +191,7 @@ def test_clean_never_touches_a_live_run_unless_forced(tmp_path):
 
 
 @pytest.mark.parametrize("fixture", ["bad-yaml.yaml", "unknown-field.yaml", "scenario-bad-cidr.yaml",
-                                     "inline-topology-overlap.yaml", "service-selects-nothing.yaml"])
+                                     "inline-topology-overlap.yaml", "deployment-replicas-negative.yaml"])
 def test_malformed_scenario_is_one_line_exit_2_and_builds_nothing(fixture):
     path = os.path.join("tests", "unit", "config", "fixtures", "bad", fixture)
     expected = open(os.path.join(ROOT, path)).readline().split("expect:", 1)[1].strip()
