@@ -59,6 +59,7 @@ class Machine:
         self.bridge = self.names.bridge(index)
         self.dpid = DPID_BASE + index
         self.relay: UnixToTcpRelay | None = None
+        self._system_link: str | None = None   # our controller symlink in a system OVS's run directory
         self.underlay_ip = ""
         self.wire = None  # emulator.fabric.udpwire.UdpWire on real machines
         self.tunnels: list[str] = []
@@ -90,12 +91,15 @@ class Machine:
             kernel.ip_batch(self.netns, ["link set lo up"])
         self.ovs.start()
         address = _controller_address(controller)
-        if address is None and str(controller).startswith("unix:") and self.ovs.private:
-            # OVS connects only to unix sockets in its run directory: a symlink there
-            link = self.ovs.path("controller.sock")
+        if address is None and str(controller).startswith("unix:"):
+            # OVS connects only to unix sockets in its run directory: a symlink there (in a
+            # system OVS's directory named after this run's bridge, removed by stop())
+            link = self.ovs.path("controller.sock") if self.ovs.private else \
+                os.path.join(self.ovs.system_rundir, f"{self.bridge}.controller.sock")
             if os.path.lexists(link):
                 os.unlink(link)
             os.symlink(str(controller)[5:], link)
+            self._system_link = None if self.ovs.private else link
             target = f"unix:{link}"
         elif address is None:
             target = str(controller)
@@ -207,6 +211,8 @@ class Machine:
             self.ovs.stop()
         except Exception:
             log.exception("stopping OVS failed")
+        if self._system_link and os.path.lexists(self._system_link):
+            os.unlink(self._system_link)
         if self.relay is not None:
             self.relay.stop()
         if self.wire is not None:

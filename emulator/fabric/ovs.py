@@ -129,6 +129,14 @@ class OvsInstance:
         return os.path.join(self.run_dir, name)
 
     @property
+    def system_rundir(self) -> str:
+        """The run directory of the system OVS in use (where its db socket is), spelled as
+        ovs-vswitchd spells it: it compares unix target paths by text (/var/run, not /run)."""
+        where = os.path.realpath(os.path.dirname(self._db[len("unix:"):]))
+        return next((d for d in ("/var/run/openvswitch", "/run/openvswitch") if os.path.realpath(d) == where),
+                    where)
+
+    @property
     def db(self) -> str:
         """The ovsdb remote every vsctl call uses (`unix:...`)."""
         return self._db

@@ -196,9 +196,11 @@ def _system_bridges() -> list[str]:
 
 
 def _dirs(run_id: str) -> list[str]:
+    """The run's directories, and its controller symlinks in a system OVS's run directory."""
     prefix = f"{PREFIX}{run_id}"
     cands = glob.glob(f"/etc/netns/{prefix}*") + [ray_temp_dir(run_id), state_dir(run_id)]
-    return [d for d in cands if os.path.exists(d) and owned_by(os.path.basename(d), run_id)]
+    cands += [f for d in ("/var/run/openvswitch", "/run/openvswitch") for f in glob.glob(f"{d}/{prefix}*.sock")]
+    return sorted({d for d in cands if os.path.lexists(d) and owned_by(os.path.basename(d), run_id)})
 
 
 def inventory(run_id: str) -> dict[str, list[str]]:
@@ -241,7 +243,10 @@ def clean_run(run_id: str) -> dict[str, int]:
             subprocess.run(["ip", "link", "del", link], capture_output=True)
             counts["links"] += 1
     for d in _dirs(run_id):
-        shutil.rmtree(d, ignore_errors=True)
+        if os.path.islink(d):
+            os.unlink(d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
         counts["dirs"] += 1
     return counts
 
