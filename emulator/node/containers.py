@@ -7,6 +7,7 @@ up to 5 min, as the kubelet's) during which it waits with `CrashLoopBackOff`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -104,7 +105,11 @@ def api_status(st: ContainerState, ready: bool) -> dict:
         state = {"terminated": {"exitCode": st.exit_code, "reason": st.reason, "startedAt": st.started_at}}
     else:
         state = {"waiting": {"reason": st.reason, **({"message": st.message} if st.message else {})}}
-    out = {"name": st.name, "image": st.image, "ready": ready and st.state == "running",
+    # imageID is required by the API (clients such as the Python client refuse a status
+    # without it): the image by a digest of its name, as a runtime reports a pulled image.
+    digest = hashlib.sha256(st.image.encode()).hexdigest()
+    out = {"name": st.name, "image": st.image, "imageID": f"{st.image.split(':')[0]}@sha256:{digest}",
+           "ready": ready and st.state == "running",
            "restartCount": st.restart_count, "started": st.state == "running", "state": state}
     if st.last_state:
         out["lastState"] = st.last_state

@@ -88,6 +88,7 @@ def test_container_start_error_then_crash_loop_then_running():
     status = containers.api_status(st, ready=True)
     assert status["state"] == {"waiting": {"reason": "RunContainerError", "message": "exec: no such file"}}
     assert status["restartCount"] == 1 and not status["ready"] and not status["started"]
+    assert status["imageID"].startswith("busybox@sha256:")   # required by the API's clients
     assert not containers.tick(st, 100.5, "p") and containers.tick(st, 101.0, "p")
     assert st.reason == "CrashLoopBackOff" and "back-off 10s" in st.message and st.restart_due == 110.0
     containers.started(st, now=2.0)
