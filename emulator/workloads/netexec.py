@@ -49,21 +49,6 @@ def format_hostport(peer: tuple | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _HostnameUdp(asyncio.DatagramProtocol):
-    """serve-hostname --udp: every datagram gets the hostname."""
-
-    def __init__(self, server: "NetexecServer") -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if self.transport is not None:
-            self.transport.sendto(self.server.pod_name.encode(), addr)
-
-
 class _UdpProtocol(asyncio.DatagramProtocol):
     """agnhost netexec's UDP commands: `hostname`, `echo X`, `clientip` (plus `kubemu`)."""
 
@@ -74,10 +59,20 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def reply(self, data: bytes, addr: tuple) -> bytes | None:
+        return self.server.udp_reply(data, addr)
+
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        reply = self.server.udp_reply(data, addr)
+        reply = self.reply(data, addr)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
+
+
+class _HostnameUdp(_UdpProtocol):
+    """serve-hostname --udp: every datagram gets the hostname."""
+
+    def reply(self, data: bytes, addr: tuple) -> bytes | None:
+        return self.server.pod_name.encode()
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors for earlier replies (client gone): nothing to do, like agnhost."""
