@@ -86,7 +86,8 @@ class WorkloadHost:
             return None
         if config.porter:
             infos = [self.add_pod_server(pod_ns, pod_name, node_name, replace(
-                config, porter=(), http_port=port, fixed_body=body), bind_ip, family, on_exit)
+                config, porter=(), http_port=port, fixed_body=body), bind_ip, family,
+                log_path=log_path, on_exit=on_exit)
                 for port, body in config.porter]
             return PodServerInfo(pod_ns, pod_name, infos[0].http_port if infos[0] else None, ())
         socks: list[socket.socket] = []
