@@ -175,13 +175,29 @@ def stop_driver(pid: int, grace: float = DRIVER_STOP_GRACE) -> None:
 
 
 # --- one run's leftovers ---
+def live_drivers() -> set[int]:
+    """The pids of every run's driver that still runs (never a leftover of another run)."""
+    try:
+        ids = [d[len(PREFIX):] for d in os.listdir(STATE_ROOT) if d.startswith(PREFIX)]
+    except OSError:
+        return set()
+    return {pid for pid in (driver_pid(i) for i in ids if valid_run_id(i)) if pid is not None}
+
+
 def run_processes(run_id: str) -> list[int]:
-    """Processes of a run: `kubemu<id>` in command line, KUBEMU_RUN_ID=<id>, or inside its namespaces."""
+    """Processes of a run: `kubemu<id>` in command line, KUBEMU_RUN_ID=<id>, or inside its namespaces.
+
+    Another run's live driver is never one of them, even when it inherited KUBEMU_RUN_ID=<id>
+    from whoever started it (its /proc environ keeps what it was started with)."""
     if not valid_run_id(run_id):
         return []
     inodes = {i for i in (_netns_inode(n) for n in _netns_names() if owned_by(n, run_id)) if i}
+    mine = driver_pid(run_id)
+    others = live_drivers() - ({mine} if mine else set())
     out = []
     for pid in _pids():
+        if pid in others:
+            continue
         cmd, env_id, ns = _proc_info(pid)
         if env_id == run_id or run_id in run_ids_in(cmd) or (ns and ns in inodes):
             out.append(pid)

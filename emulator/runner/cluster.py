@@ -236,7 +236,12 @@ class Cluster:
 
         A stop signal meanwhile is reported, not raised: the teardown never stops halfway."""
         with signals.teardown():
-            self._down()
+            try:
+                self._down()
+            finally:
+                # Processes started after this (by a test process, say) are not this run's.
+                if os.environ.get(cleanup.RUN_ENV) == self.run_id:
+                    del os.environ[cleanup.RUN_ENV]
 
     def _down(self) -> None:
         for fn in self.on_down:
