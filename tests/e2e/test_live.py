@@ -16,6 +16,7 @@ import pytest
 
 from emulator.live.control import request
 from emulator.live.registry import control_path
+from tests.e2e import service_helpers
 from tests.e2e.test_lifecycle import KUBEMU, QUICKSTART, ROOT, leftovers, root_namespace_state
 
 pytestmark = pytest.mark.e2e
@@ -63,12 +64,8 @@ def kubemu(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Until `check()` is true (service_helpers' poll loop)."""
+    service_helpers.wait_until(check, bool, timeout, what, interval=0.2)
 
 
 def test_live_run_serves_exec_logs_traffic_events_until_kubemu_down(tmp_path):
