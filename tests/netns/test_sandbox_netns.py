@@ -17,6 +17,7 @@ from emulator.node.probes import check_probe
 from emulator.node.runtime import PodProcesses
 from emulator.node.sandbox import NOBODY, Identity
 from emulator.runner import cleanup
+from tests.netns.fabric_helpers import sh
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
@@ -47,10 +48,6 @@ echo "host:$(hostname) env:$(env | grep -c -e PYTHONPATH -e RAY_ -e PYTEST)"
 echo "resolv:$(grep nameserver /etc/resolv.conf)"
 echo done
 """
-
-
-def sh(*cmd):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
 def wait_for(cond, what, timeout=30.0):
