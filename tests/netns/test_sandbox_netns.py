@@ -3,7 +3,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from emulator.node.runtime import PodProcesses
 from emulator.node.sandbox import NOBODY, Identity
 from emulator.runner import cleanup
 from tests.netns.fabric_helpers import sh
+from tests.waiting import poll
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None,
@@ -50,14 +50,9 @@ echo done
 """
 
 
-def wait_for(cond, what, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(pred, what: str, timeout: float = 30.0):
+    """Poll `pred` until it returns a true value (tests/waiting.py)."""
+    return poll(pred, what, timeout, interval=0.1)
 
 
 @pytest.fixture

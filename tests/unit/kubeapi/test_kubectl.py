@@ -11,6 +11,7 @@ import time
 import pytest
 
 from .conftest import KUBECTL
+from tests.waiting import poll
 
 pytestmark = pytest.mark.unit
 SEED_SERVICE = os.path.join(os.path.dirname(__file__), "../../../scenarios/manifests/seed/seed-lb-service-local.yaml")
@@ -36,14 +37,8 @@ spec:
 
 
 def wait_for(pred, what: str, timeout: float = 20.0):
-    """Poll `pred` until it returns a true value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Poll `pred` until it returns a true value (tests/waiting.py)."""
+    return poll(pred, what, timeout, interval=0.05)
 
 
 class Lines:
