@@ -3,7 +3,7 @@
 No OpenFlow and no I/O here: `compute` turns a `VpcState` into the `FlowSpec`s and
 `GroupSpec`s of one bridge, `diff_flows`/`diff_groups` say which to add and delete, and
 `controllers.vpc_app` (the thin os-ken adapter) turns them into OpenFlow 1.3 messages.
-`controllers.flow_sim` traces packets (with groups and conntrack) through the same specs.
+`tests/fakes/flow_sim.py` traces packets (with groups and conntrack) through the same specs.
 
 The VPC is L3 like GCP's: hosts have /32 addresses and a gateway; the fabric answers ARP
 for gateway addresses itself (an OVS flow rewrites the request into the reply) and routes
@@ -43,7 +43,6 @@ from controllers.vpc_types import (  # noqa: F401  (re-exported: the core's publ
     GroupSpec, Tunnel, ct, known, parse_cidr, parse_ip, prefix, str_list,
 )
 
-TABLE_INGRESS = TABLE_CLASSIFY  # the old name
 PRIO_INGRESS = 100
 PRIO_ARP = 200
 PRIO_ROUTE_BASE = 100  # + prefix length: longest prefix wins

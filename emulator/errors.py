@@ -46,12 +46,6 @@ class KernelError(KubemuError):
         super().__init__(f"{message}{detail}{tail}")
 
 
-class AssertionFailed(KubemuError):
-    """A scenario assertion did not hold (exit 1); the run itself worked."""
-
-    exit_code = 1
-
-
 class Timeout(KubemuError):
     """A wait step or a bring-up phase took longer than allowed."""
 

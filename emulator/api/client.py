@@ -3,7 +3,7 @@
 Runs in a background thread of whatever process uses it (node agents, controllers);
 talks to the ApiServer actor through Ray. On `Gone` it relists and emits the
 differences as events, as client-go's reflector does; also after its node was cut off
-from the API server (emulator/node/apilink.py).
+from the API server (emulator/api/apilink.py).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Callable
 import ray
 
 from emulator.api.store import key_of
-from emulator.node.apilink import answered, generation_of
+from emulator.api.apilink import answered, generation_of
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, dict], None]

@@ -9,8 +9,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from emulator.api.store import ApiError
+from emulator.gke import NODE_PORT_RANGE
 
-NODE_PORT_RANGE = (30000, 32767)
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,6 @@ class IpAllocator:
     def release(self, addr: str | None) -> None:
         if addr:
             self._used.discard(int(ipaddress.ip_address(addr)))
-
-    def nth(self, n: int) -> str:
-        """The n-th address of the range (kube-dns takes the 10th, like GKE)."""
-        return str(self.net.network_address + n)
 
 
 class PortAllocator:

@@ -22,11 +22,17 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
+import ray
+
+from emulator.api.client import Informer
 from emulator.cloud import lbip
 from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
+from emulator.cloud.ingress_setup import ingress_sync_for
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
 from emulator.cloud.vpcstate import desired_vpc_state, node_ips
+from emulator.control.events import EventRecorder
+from emulator.logs import setup_actor_logging
 
 log = logging.getLogger(__name__)
 
@@ -275,12 +281,9 @@ class CloudController:
                  run_dir: str | None = None, *, resync_interval: float = 3.0, min_interval: float = 0.02,
                  source_ranges_in_firewall: bool = True, push_timeout: float = 30.0, autostart: bool = True) -> None:
         if run_dir:
-            from emulator.logs import setup_actor_logging
             setup_actor_logging(run_dir, "cloud-controller")
-        from emulator.api.client import Informer
         self.api, self.sdn, self.prober = api, sdn, prober
         self.resync_interval, self.min_interval, self.push_timeout = resync_interval, min_interval, push_timeout
-        from emulator.cloud.ingress_setup import ingress_sync_for
         self.informer = Informer(api, ["Node", "Service"] + (list(INGRESS_KINDS) if prober is not None else []),
                                  self._on_event)
         self.core = CloudCore(facts, timing, firewall_rules, list_objects=self.informer.list,
@@ -300,8 +303,6 @@ class CloudController:
 
     # --- I/O for the core ---
     def _patch_status(self, namespace: str, name: str, status: dict) -> None:
-        import ray
-        from emulator.control.events import EventRecorder
         svc = ray.get(self.api.patch_status.remote("Service", namespace, name, status))
         ips = [i.get("ip") for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
         if svc is not None and ips:   # what `kubectl describe service` shows GKE's controller did
@@ -310,7 +311,6 @@ class CloudController:
             rec.record(svc, "EnsuredLoadBalancer", "Ensured load balancer")
 
     def _push_state(self, state: dict) -> None:
-        import ray
         ray.get(self.sdn.set_state.remote(state), timeout=self.push_timeout)
 
     def _on_event(self, _type: str, _obj: dict) -> None:
@@ -366,7 +366,6 @@ class CloudController:
     def _health_loop(self) -> None:
         if self.prober is None:
             return
-        import ray
         inflight: list[tuple[Any, list[Probe], list[int], float]] = []
         while not self._stop.is_set():
             now = time.time()

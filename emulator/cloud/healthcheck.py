@@ -29,16 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-HEALTHZ_PORT = 10256
-HEALTHZ_PATH = "/healthz"
-LOCAL_PATH = "/healthz"
-PROBER_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
-# The GCE cloud provider's default for target-pool (legacy) external LB health checks adds
-# the legacy network load balancing probe ranges.
-LEGACY_PROBER_RANGES = PROBER_RANGES + ("209.85.152.0/22", "209.85.204.0/22")
-
-CLUSTER_THRESHOLDS = (1, 3)  # healthy, unhealthy
-LOCAL_THRESHOLDS = (1, 2)
+from emulator.gke import CLUSTER_THRESHOLDS, HEALTHZ_PATH, HEALTHZ_PORT, LOCAL_PATH, LOCAL_THRESHOLDS
 
 
 @dataclass(frozen=True)

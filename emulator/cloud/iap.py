@@ -16,6 +16,7 @@ import secrets
 import time
 
 from emulator.errors import KubemuError
+from emulator.paths import STATE_ROOT
 
 KEY_FILE = "iap.key"
 
@@ -50,7 +51,6 @@ def ensure_key(state_dir: str) -> str:
 
 def run_key(run_id: str | None = None) -> str:
     """The key of the running run (`run_id`, or the only one); KubemuError otherwise."""
-    from emulator.runner.cleanup import STATE_ROOT
     found = sorted(glob.glob(os.path.join(STATE_ROOT, f"kubemu{run_id or '*'}", KEY_FILE)))
     if not found:
         raise KubemuError("no running run with an Identity-Aware Proxy key (is a run in progress?)")

@@ -16,14 +16,13 @@ import logging
 from dataclasses import dataclass, field
 
 from emulator.cloud import names
-from emulator.cloud.healthcheck import PROBER_RANGES
 from emulator.cloud.haproxy_cfg import ProxySettings, render
 from emulator.cloud.ingress_model import Resolver, build_load_balancer, ingress_key, is_gce_ingress
 from emulator.cloud.vpcstate import port_ranges, rule
+from emulator.gke import NODE_PORT_RANGE_TEXT, PROBER_RANGES
 
 log = logging.getLogger(__name__)
 GFE_RANGES = list(PROBER_RANGES)   # Google front ends proxy and probe from these
-NODE_PORT_RANGE = "30000-32767"
 
 
 @dataclass
@@ -120,7 +119,7 @@ class IngressCore:
     def firewall_rule(self, backends) -> dict:
         """GKE's L7 rule: proxies and health checks to node ports and NEG pod ports."""
         neg_ports = {s.port for b in backends if b.neg for s in b.servers}
-        ports = [NODE_PORT_RANGE] + port_ranges(neg_ports)
+        ports = [NODE_PORT_RANGE_TEXT] + port_ranges(neg_ports)
         return rule(f"k8s-fw-l7--{names.cluster_id(self.cluster_name)}", source_ranges=GFE_RANGES,
                     target_tags=[names.node_tag(self.cluster_name)],
                     protocols=[{"protocol": "tcp", "ports": ports}])

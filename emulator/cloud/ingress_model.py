@@ -24,13 +24,12 @@ import json
 import re
 from dataclasses import dataclass, field
 
-NEG_ANNOTATION = "cloud.google.com/neg"
-BACKEND_CONFIG_ANNOTATION = "cloud.google.com/backend-config"
+from emulator.gke import BACKEND_CONFIG_ANNOTATION, NEG_ANNOTATION, is_neg
+
 IAP_MEMBERS_ANNOTATION = "kubemu.io/iap-members"
 ALLOW_HTTP_ANNOTATION = "kubernetes.io/ingress.allow-http"
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 ARMOR_ACTIONS = {"allow": None, "deny-403": 403, "deny-404": 404, "deny-502": 502}
-DEFAULT_RULE_PRIORITY = 2147483647
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")   # what may go into the proxy's config
 
 
@@ -175,17 +174,6 @@ def _backend_config_name(svc: dict, port: dict) -> str | None:
         if k and k in ports:
             return ports[k]
     return data.get("default")
-
-
-def is_neg(svc: dict) -> bool:
-    """Container-native load balancing asked for this Service's Ingress backends."""
-    raw = (svc["metadata"].get("annotations") or {}).get(NEG_ANNOTATION)
-    if not raw:
-        return False
-    try:
-        return bool(json.loads(raw).get("ingress"))
-    except (ValueError, AttributeError):
-        return False
 
 
 class Resolver:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 
-GCE_NAME_MAX = 63
 _CLUSTER_NAME_MAX = 40  # keeps gke-<name>-<8 hex>-<suffix> within GCE's 63 characters
 
 

@@ -60,7 +60,8 @@ import ipaddress
 from typing import Any, Iterable
 
 from emulator.cloud import names
-from emulator.cloud.healthcheck import HealthState, LEGACY_PROBER_RANGES, PROBER_RANGES, health_check_port
+from emulator.cloud.healthcheck import HealthState, health_check_port
+from emulator.gke import LEGACY_PROBER_RANGES, PROBER_RANGES
 from emulator.cloud.lbip import is_load_balancer, lb_scheme, status_ip
 from emulator.errors import ConfigError
 

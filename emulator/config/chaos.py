@@ -20,7 +20,6 @@ from emulator.config.source import Loc
 from emulator.config.topology import StrictModel
 from emulator.config.types import ComparisonField, DnsLabel, Duration
 
-NODE_ACTIONS = ("crash", "partition", "kube-proxy-crash", "link-flap")
 FaultAction = Literal["crash", "partition", "recover", "zone-outage", "pod-kill", "kube-proxy-crash",
                       "link-flap", "sdn-restart", "api-restart", "controller-manager-restart", "machine-failure"]
 RANDOM = "random"

@@ -21,7 +21,6 @@ from emulator.config.templates import render_dummy
 from emulator.config.topology import StrictModel
 from emulator.config.types import Duration, WholeNumber
 
-RECORD_TYPES = ("A", "AAAA", "SRV", "CNAME", "PTR", "TXT")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from emulator.cloud.ingress_model import BACKEND_CONFIG_ANNOTATION, NEG_ANNOTATION, is_neg
+from emulator.gke import BACKEND_CONFIG_ANNOTATION, NEG_ANNOTATION, is_neg
 from emulator.config.manifests import ManifestObject
 from emulator.config.source import Loc
 

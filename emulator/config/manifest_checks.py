@@ -17,13 +17,13 @@ from emulator.config.size_checks import replicas_problem
 from emulator.config.source import Loc
 from emulator.config.templates import render_dummy
 from emulator.config.types import is_dns_label
+from emulator.gke import NODE_PORT_RANGE
 from emulator.labels import label_selector_matches
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-NODE_PORT_RANGE = (30000, 32767)
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
 POLICY_TYPES = ("Ingress", "Egress")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")

@@ -18,6 +18,7 @@ from emulator.config.impairments import LINK_CLASSES, Impairments
 from emulator.config.templates import render_dummy
 from emulator.config.topology import StrictModel
 from emulator.config.types import DnsLabel, Duration, NoBool, parse_duration
+from emulator.config.impairments import MAX_DELAY_S, parse_loss
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1)]
 SweepValue = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "string", "description": "0.5ms, 5%"},
@@ -110,7 +111,6 @@ class SlopeSpec(StrictModel):
 
 def _sweep_value(value: Any, field: str) -> float:
     """A delay (`0.5ms`, at most 10 s) or a loss (`5%` or a ratio)."""
-    from emulator.config.impairments import MAX_DELAY_S, parse_loss
     if field == "loss":
         return parse_loss(value)
     seconds = parse_duration(value)

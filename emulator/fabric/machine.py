@@ -17,6 +17,7 @@ from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.naming import RunNames
 from emulator.node import kernel
+from emulator.fabric.udpwire import UdpWire
 
 log = logging.getLogger(__name__)
 DPID_BASE = 0x6B75_0000  # "ku" + machine index
@@ -130,7 +131,6 @@ class Machine:
 
     def attach_udp_wire(self, address: str, prefixlen: int) -> dict:
         """Real machines: the underlay link is a tap relayed over UDP from this machine's address."""
-        from emulator.fabric.udpwire import UdpWire
         self.wire = UdpWire(underlay.underlay_link(self.names, self.index), self.netns, ray_node_ip())
         wire_addr = self.wire.start()
         info = self.attach_underlay(self.wire.name, address, prefixlen)
@@ -178,10 +178,6 @@ class Machine:
 
     def del_port(self, ifname: str) -> None:
         self.ovs.del_port(self.bridge, ifname)
-
-    def port_stats(self) -> str:
-        """`ovs-ofctl dump-ports` of the bridge (packet counters per port)."""
-        return self.ovs.ofctl("-O", "OpenFlow13", "dump-ports", self.bridge)
 
     def dump_flows(self) -> str:
         return self.ovs.ofctl("-O", "OpenFlow13", "dump-flows", self.bridge)

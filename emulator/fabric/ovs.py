@@ -338,12 +338,6 @@ class OvsInstance:
         self.ofctl("del-flows", bridge)
         self.ofctl("del-groups", bridge)
 
-    def del_bridge(self, name: str) -> None:
-        """Remove one of our bridges (no error if it is already gone)."""
-        self.vsctl("--if-exists", "del-br", name)
-        if name in self._bridges:
-            self._bridges.remove(name)
-
     def add_ports(self, bridge: str, ports: Iterable[tuple[str, int | None]],
                   peer_netns: Mapping[str, str] | None = None) -> dict[str, int]:
         """Attach root-namespace links in one transaction; returns each one's OpenFlow port.

@@ -15,6 +15,7 @@ import time
 from typing import Any, Iterable
 
 from emulator.errors import KernelError, KubemuError, Timeout
+from emulator.fabric import pki
 
 LOG = logging.getLogger(__name__)
 APP_MODULE = "controllers.vpc_app"
@@ -151,7 +152,6 @@ class SdnController:
         conf.set_override("ofp_ssl_listen_port", self.listen_port or 1)
         files: dict[str, str] = {}
         if self.tls:
-            from emulator.fabric import pki
             folder = os.path.join(os.path.dirname(self.port_file or "") or tempfile.mkdtemp(prefix="kubemu-sdn-"),
                                   "pki")
             files = pki.write(self.tls, folder, "controller")

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from emulator.errors import KernelError
 from emulator.impair import render
 from emulator.impair.render import ClassRule
+from emulator.kubeproxy.runner import IptablesRunner
 from emulator.naming import PREFIX
 from emulator.node import kernel
 
@@ -57,7 +58,6 @@ class HostImpairer:
     @classmethod
     def for_host(cls, netns: str, prefix: str, host: str, backend: str, run_dir: str) -> "HostImpairer":
         """The impairer of a node agent's host, logging under the run's logs/."""
-        from emulator.kubeproxy.runner import IptablesRunner
         return cls(netns, prefix, host, IptablesRunner(["ip", "netns", "exec", netns], backend=backend),
                    os.path.join(run_dir, "logs"))
 

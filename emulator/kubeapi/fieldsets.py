@@ -138,11 +138,6 @@ def remove_at(obj: Any, path: Path) -> None:
         parent[:] = [i for i in parent if i != v]
 
 
-def is_missing(v: Any) -> bool:
-    """value_at found nothing."""
-    return v is _MISSING
-
-
 def format_path(path: Path) -> str:
     """.spec.ports[port=80,protocol="TCP"].port, as SSA conflict messages print paths."""
     out = ""

@@ -10,6 +10,7 @@ from typing import Any
 
 from emulator.config.manifests import KUBERNETES_VERSION
 from emulator.kubeapi.resources import RESOURCES
+from emulator.config.extra_kinds import BackendConfig
 
 REF_PREFIX = "#/$defs/"
 
@@ -41,7 +42,6 @@ def _drop_null_any_of(x: Any) -> Any:
 
 def extra_definitions() -> dict[str, dict]:
     """Schemas of the kinds kubemu adds (BackendConfig), from their pydantic models."""
-    from emulator.config.extra_kinds import BackendConfig
     prefix = "com.google.cloud.v1."
     schema = BackendConfig.model_json_schema(ref_template=REF_PREFIX + prefix + "{model}")
     out = {prefix + name: _drop_null_any_of(d) for name, d in schema.pop("$defs", {}).items()}

@@ -1,20 +1,7 @@
 """kube-proxy in iptables mode for one emulated node.
 
 Layers: `model`/`tracker` (state from Service and EndpointSlice dicts), `names` and
-`render` (pure rule text), `runner` (the only kernel adapter), `proxier` and `worker`
-(sync logic and its thread), `health` (HTTP health checks), `ruleset`/`trace` (fake
-kernel and packet tracer for tests).
+`render` (pure rule text), `runner` (the only kernel adapter), `proxier` (sync logic,
+driven by emulator.boundedsync's thread), `health` (HTTP health checks). The fake
+kernel and packet tracer for tests are in tests/fakes/.
 """
-from emulator.kubeproxy.proxier import ProxyHealth, Proxier, SyncResult
-from emulator.kubeproxy.runner import IptablesRunner, choose_backend
-from emulator.kubeproxy.worker import KubeProxyWorker
-
-__all__ = ["Proxier", "ProxyHealth", "SyncResult", "IptablesRunner", "choose_backend", "KubeProxyWorker",
-           "HealthServer"]
-
-
-def __getattr__(name: str) -> object:
-    if name == "HealthServer":       # imported lazily: it pulls in aiohttp
-        from emulator.kubeproxy.health import HealthServer
-        return HealthServer
-    raise AttributeError(name)

@@ -16,11 +16,11 @@ from typing import Callable
 
 from aiohttp import web
 
+from emulator.gke import HEALTHZ_PORT
 from emulator.kubeproxy.model import NamespacedName
 from emulator.kubeproxy.proxier import Proxier, SyncResult
 
 log = logging.getLogger(__name__)
-HEALTHZ_PORT = 10256
 _JSON_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
 
 

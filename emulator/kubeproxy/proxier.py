@@ -101,7 +101,7 @@ class Proxier:
         self.endpoints_changes = EndpointsChangeTracker(node_name)
         self.service_map = ServicePortMap()
         self.endpoints_map = EndpointsMap()
-        self.on_change: Callable[[], None] | None = None   # set by KubeProxyWorker
+        self.on_change: Callable[[], None] | None = None   # set by BoundedSyncRunner
         self.node_eligible = True
         self.last_successful_sync: float | None = None
         # Optional progress marker (e.g. the API resourceVersion the caller has fed in):
@@ -148,10 +148,6 @@ class Proxier:
         with self._state_lock:
             if self._oldest_pending is None:
                 self._oldest_pending = self.clock()
-
-    def force_full_sync(self) -> None:
-        """Make the next sync a full one."""
-        self._need_full = True
 
     def add_sync_listener(self, listener: Callable[[SyncResult], None]) -> None:
         """Call `listener(result)` after every successful sync (from the syncing thread)."""

@@ -23,12 +23,20 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 import ray
+from pydantic import ValidationError
+from ruamel.yaml import YAML
 
+from emulator.config.scenario import TrafficStep
+from emulator.control.events import expired
 from emulator.errors import KubemuError
 from emulator.live import registry
 from emulator.live.control import ControlServer
+from emulator.live.forward import Forwarder
+from emulator.live.podexec import ExecBackend, LogsBackend
 from emulator.naming import RunNames
-from emulator.runner import cleanup
+from emulator.netns import socket_in
+from emulator.node import serviceaccount
+from emulator.runner import cleanup, flows
 
 log = logging.getLogger(__name__)
 # GKE's control plane sits in a /28 outside the VPC (172.16.0.0/28 is the default
@@ -92,7 +100,6 @@ def kubeconfig_for_run(cfg: dict, context: str) -> dict:
 
 def write_kubeconfig(path: str, cfg: dict) -> None:
     """Write the kubeconfig 0600 (it holds the run's bearer token)."""
-    from ruamel.yaml import YAML
     tmp = path + ".tmp"
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         YAML(typ="safe", pure=True).dump(cfg, f)
@@ -151,7 +158,6 @@ class LiveRun:
         self.kubeconfig = os.path.join(run_dir, "kubeconfig")
         write_kubeconfig(self.kubeconfig, kubeconfig_for_run(self.endpoint.kubeconfig(self.context), self.context))
         self.record.update(kubeconfig=self.kubeconfig, endpoint=self.endpoint.url)
-        from emulator.node import serviceaccount
         serviceaccount.write_run_credentials(self.run_id, self.endpoint.token, self.endpoint.ca_pem)
         pods, _ = ray.get(cluster.api.list.remote("Pod"))
         for p in pods:   # started before the credentials existed (kube-dns)
@@ -162,12 +168,11 @@ class LiveRun:
     def _start_endpoint(self, run_dir: str):
         """The HTTPS Kubernetes API in front of the ApiServer actor; None when kubeapi is missing."""
         try:
-            from emulator.kubeapi.endpoint import KubeApiEndpoint
+            from emulator.kubeapi.endpoint import KubeApiEndpoint   # optional: the run works without it
         except ImportError as e:
             self.announce(f"no Kubernetes API endpoint: emulator.kubeapi is not available ({e}); "
                           "kubectl cannot reach this run, kubemu exec/logs/traffic can")
             return None
-        from emulator.live.podexec import ExecBackend, LogsBackend
         kwargs = {"run_id": self.run_id, "state_dir": cleanup.state_dir(self.run_id), "host": "127.0.0.1",
                   "port": 0, "exec_backend": ExecBackend(self.run_id),
                   "logs_backend": LogsBackend(self.run_id, run_dir)}
@@ -180,8 +185,6 @@ class LiveRun:
 
     def _start_in_cluster(self) -> None:
         """Listen on the control-plane host's <ip>:443, forward to the endpoint; the `kubernetes` Service."""
-        from emulator.live.forward import Forwarder
-        from emulator.netns import socket_in
         port = urlsplit(self.endpoint.url).port
         self.forwarder = Forwarder(("127.0.0.1", port), name=f"{self.names.prefix}-forwarder")
         netns = self.names.host_netns(CONTROL_PLANE["name"])
@@ -212,7 +215,6 @@ class LiveRun:
 
     def _expire_events(self, now: float) -> None:
         """Delete Events older than the TTL, as the API server does (a live run may last for days)."""
-        from emulator.control.events import expired
         try:
             events, _ = ray.get(self.cluster.api.list.remote("Event"), timeout=30)
             for ev in expired(events, now, EVENT_TTL):
@@ -242,9 +244,6 @@ class LiveRun:
 
     def _traffic(self, req: dict) -> dict:
         """One ad hoc flow, as the scenario `traffic` step runs it; its summary."""
-        from pydantic import ValidationError
-        from emulator.config.scenario import TrafficStep
-        from emulator.runner import flows
         with self._lock:
             self._flows += 1
             spec = {**req.get("spec", {}), "name": f"adhoc-{self._flows}"}

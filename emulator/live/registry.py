@@ -1,6 +1,6 @@
 """Where a live run is recorded, and finding live runs from another shell (`kubemu ls/down/exec`).
 
-A live driver writes `live.json` in the run's state dir (emulator.runner.cleanup.state_dir)
+A live driver writes `live.json` in the run's state dir (emulator.paths.state_dir)
 next to `driver.json`; a run is live while that file exists and its driver is alive.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import time
 
 from emulator.errors import KubemuError
+from emulator import paths
 from emulator.naming import PREFIX
 from emulator.runner import cleanup
 
@@ -19,12 +20,12 @@ CONTROL = "control.sock"
 
 
 def record_path(run_id: str) -> str:
-    return os.path.join(cleanup.state_dir(run_id), RECORD)
+    return os.path.join(paths.state_dir(run_id), RECORD)
 
 
 def control_path(run_id: str) -> str:
     """The live driver's control socket (0600, root only)."""
-    return os.path.join(cleanup.state_dir(run_id), CONTROL)
+    return os.path.join(paths.state_dir(run_id), CONTROL)
 
 
 def write_record(run_id: str, record: dict) -> None:
@@ -39,7 +40,7 @@ def write_record(run_id: str, record: dict) -> None:
 def live_runs() -> list[dict]:
     """Records of the live runs on this machine whose driver is alive, oldest first."""
     out = []
-    for path in glob.glob(os.path.join(cleanup.STATE_ROOT, f"{PREFIX}*", RECORD)):
+    for path in glob.glob(os.path.join(paths.STATE_ROOT, f"{PREFIX}*", RECORD)):
         try:
             with open(path) as f:
                 rec = json.load(f)

@@ -15,7 +15,7 @@ from typing import Callable
 from emulator.api.client import Informer
 from emulator.errors import KernelError
 from emulator.kubeproxy.runner import IptablesRunner
-from emulator.kubeproxy.worker import KubeProxyWorker
+from emulator.boundedsync import BoundedSyncRunner
 from emulator.netpol.model import state_from
 from emulator.netpol.render import (SET_PREFIX, hook_state, ipset_create_payload, ipset_destroy_payload,
                                     iptables_payload, render_node, saved_chains)
@@ -102,7 +102,7 @@ class NodePolicyAgent:
         self.enforcer = PolicyEnforcer(node_name, netns, runner, self._snapshot, min_sync_period, sync_period)
         self.seen_rv = 0
         self.enforcer.mark_fn = lambda: self.seen_rv
-        self.worker = KubeProxyWorker(self.enforcer)   # same merging/periodic loop as kube-proxy
+        self.worker = BoundedSyncRunner(self.enforcer)   # same merging/periodic loop as kube-proxy
 
     def _snapshot(self) -> tuple[list[dict], list[dict], list[dict]]:
         return self.informer.list("Pod"), self.informer.list("Namespace"), self.informer.list("NetworkPolicy")

@@ -19,7 +19,7 @@ from emulator.config.reachability import ReachabilitySpec
 from emulator.errors import ConfigError, KubemuError
 from emulator.naming import PREFIX, RunNames
 from emulator.netpol.matrix import compare, probe_matrix
-from emulator.runner.cleanup import STATE_ROOT
+from emulator.paths import STATE_ROOT
 
 
 def find_run(run_id: str | None) -> tuple[str, str]:

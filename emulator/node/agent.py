@@ -15,19 +15,35 @@ import uuid
 
 import ray
 
+from emulator.api.apilink import NodeApiClient
 from emulator.api.client import Informer
+from emulator.boundedsync import BoundedSyncRunner
+from emulator.config.timing import Timing
+from emulator.impair.host import HostImpairer
+from emulator.kubeapi.discovery import GIT_VERSION
+from emulator.kubeproxy.health import HealthServer
+from emulator.kubeproxy.proxier import Proxier
+from emulator.kubeproxy.runner import IptablesRunner
 from emulator.logs import setup_actor_logging
 from emulator.naming import RunNames
-from emulator.node import kernel
+from emulator.netns import socket_in
+from emulator.netpol.enforcer import NodePolicyAgent
+from emulator.node import chaos, kernel
 from emulator.node.host import FabricHost
-from emulator.config.timing import Timing
+from emulator.node.kubelet import Kubelet
+from emulator.node.lease import LeaseRenewer, sync_pod_status
+from emulator.node.podnet import PodNetwork
+from emulator.paths import state_dir
+from emulator.traffic.kinds import run_generator
+from emulator.workloads.gfe_proxy import HaproxyRunner
+from emulator.workloads.hc_prober import probe_batch
+from emulator.workloads.host import WorkloadHost
 
 log = logging.getLogger(__name__)
 
 
 def node_info(ident: str) -> dict:
     """status.nodeInfo as a kubelet reports it: this machine's kernel and OS, kubemu's versions, IDs from `ident`."""
-    from emulator.kubeapi.discovery import GIT_VERSION
     os_image = "Linux"
     try:
         with open("/etc/os-release") as f:
@@ -82,7 +98,6 @@ class NodeAgent:
             settings.update({"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"})
         kernel.sysctl(self.netns, settings)
         if self.role == "node":
-            from emulator.node.podnet import PodNetwork
             self.podnet = PodNetwork(self.netns, self.spec["pod_cidr"], self.spec.get("network_mode", "native"))
             self.podnet.setup_node()
         return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
@@ -94,10 +109,6 @@ class NodeAgent:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""
         if self.role != "node":
             return True
-        from emulator.node.kubelet import Kubelet
-        from emulator.node.lease import LeaseRenewer, sync_pod_status
-        from emulator.workloads.host import WorkloadHost
-        from emulator.node.apilink import NodeApiClient
         t = self.timing = Timing(**timing)
         api = self.api = NodeApiClient(api, self.name)   # cut off while the node's link is down
         self.dns = dns
@@ -114,17 +125,13 @@ class NodeAgent:
 
     def start_kube_proxy(self) -> None:
         """A fresh kube-proxy (rules, health servers, watch) with a full sync; also after a crash."""
-        from emulator.kubeproxy.health import HealthServer
-        from emulator.kubeproxy.proxier import Proxier
-        from emulator.kubeproxy.worker import KubeProxyWorker
-        from emulator.kubeproxy.runner import IptablesRunner
         t = self.timing
         runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
         self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
         self.seen_rv = 0
         self.proxier.sync_mark_fn = lambda: self.seen_rv
-        self.proxy_worker = KubeProxyWorker(self.proxier)
+        self.proxy_worker = BoundedSyncRunner(self.proxier)
         self.health = HealthServer(self.workloads.loop, self._node_socket, self.proxier)
         self.svc_informer = Informer(self.api, ["Service", "EndpointSlice"], self._on_proxy_event)
         self.svc_informer.start()
@@ -136,7 +143,6 @@ class NodeAgent:
         """The NetworkPolicy enforcer (Calico's role), when the cluster enables network policy."""
         if not self.spec.get("network_policy"):
             return
-        from emulator.netpol.enforcer import NodePolicyAgent
         self.netpol = NodePolicyAgent(self.api, self.name, self.netns, self.spec.get("iptables_backend", "auto"),
                                       self.timing.kube_proxy_min_sync_period, self.timing.kube_proxy_sync_period)
         self.netpol.start()
@@ -147,12 +153,10 @@ class NodeAgent:
 
     def chaos(self, action: str, **params) -> dict:
         """A fault or its repair on this node (emulator/node/chaos.py): crash, partition, recover..."""
-        from emulator.node import chaos
         return chaos.ACTIONS[action](self, **params)
 
     def _node_socket(self, port: int):
         """A listening TCP socket in the node's namespace (kube-proxy's health servers)."""
-        from emulator.netns import socket_in
         return socket_in(self.netns, bind=("0.0.0.0", port))
 
     def _on_proxy_event(self, type_: str, obj: dict) -> None:
@@ -187,7 +191,6 @@ class NodeAgent:
         `params` are keyword arguments of the kind's argv builder in `emulator.traffic.kinds`;
         returns the records the generator wrote to flows/OUT_NAME.jsonl.
         """
-        from emulator.traffic.kinds import run_generator
         out = os.path.join(self.run_dir, "flows", out_name + ".jsonl")
         return run_generator(self._netns_of(target), kind, params, out)
 
@@ -217,14 +220,11 @@ class NodeAgent:
 
     def http_probes(self, targets: list, timeout: float) -> list[bool]:
         """HTTP probes from this host (the GCP health-check prober): True for a 200 in time."""
-        from emulator.cloud.prober import probe_batch
         return probe_batch(self.netns, targets, timeout)
 
     def proxy_apply(self, config: str, files: dict, addresses: list) -> dict:
         """Google front end host: install and (re)load the Ingress proxy (HAProxy)."""
         if self.gfe is None:
-            from emulator.cloud.gfe_proxy import HaproxyRunner
-            from emulator.runner.cleanup import state_dir
             self.gfe = HaproxyRunner(self.netns, os.path.join(state_dir(self.names.run_id), "gfe"),
                                      os.path.join(self.run_dir, "logs"), self.names.run_id)
         return self.gfe.apply(config, files, addresses)
@@ -246,7 +246,6 @@ class NodeAgent:
 
     def impair(self, classes: list[dict]) -> dict:
         """Impair this host's egress as `classes` say (emulator.impair); returns what enforces each."""
-        from emulator.impair.host import HostImpairer
         if self.impairer is None:
             self.impairer = HostImpairer.for_host(self.netns, self.names.prefix, self.name,
                                                   self.spec.get("iptables_backend", "auto"), self.run_dir)

@@ -5,7 +5,7 @@
   goes down (the fabric-side end of eth0, like an unplugged cable), and the node's
   conntrack table and neighbour cache are emptied, as a reboot leaves them.
 - partition: only the link goes down: the node's API clients cannot reach the API server
-  (emulator/node/apilink.py: the lease stops, the informers of kubelet, kube-proxy and
+  (emulator/api/apilink.py: the lease stops, the informers of kubelet, kube-proxy and
   the NetworkPolicy enforcer stall and list again once the link is back); processes, pods
   and the rules in the kernel keep running as they were.
 - recover: the link comes back; after a crash the kubelet starts again (it restarts the
@@ -23,6 +23,7 @@ import logging
 import time
 
 from emulator.node import kernel
+from emulator.node.kubelet import Kubelet
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ def recover(agent) -> dict:
     state = getattr(agent, "fault_state", None)
     set_link(agent, True)
     if state == "crashed":
-        from emulator.node.kubelet import Kubelet
         agent.kubelet = Kubelet(agent.api, agent.name, agent.spec["ip"], agent.names, agent.podnet,
                                 agent.workloads, agent.timing, agent.run_dir, agent.dns,
                                 services=lambda: agent.svc_informer.list("Service"),

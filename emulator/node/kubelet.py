@@ -24,8 +24,11 @@ from emulator.node import containers, podexec, runtime, sandbox, serviceaccount,
 from emulator.node.podnet import PodNetwork
 from emulator.node.sandbox import ExecResult, SandboxError, SandboxSpec
 from emulator.node.probes import ProbeRunner, ProbeTarget
+from emulator.paths import ETC_NETNS
 from emulator.workloads.agnhost import agnhost_argv, parse_netexec_args
 from emulator.config.timing import Timing
+from emulator.node import resolvconf
+from emulator.node.dns_records import build_zone
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +206,6 @@ class Kubelet:
         """The pod's resolv.conf text and its hosts text as a function of its IP (resolvconf.py)."""
         if not self.dns:
             return None
-        from emulator.node import resolvconf
         return {"resolv_conf": resolvconf.resolv_conf(spec, ns, self.dns["nameserver"]),
                 "hosts": lambda ip: resolvconf.hosts_file(spec, ns, name, ip)}
 
@@ -213,8 +215,6 @@ class Kubelet:
         netns would be; the pod's sandbox binds it over /etc/resolv.conf."""
         if not self.dns:
             return None
-        from emulator.node import resolvconf
-        from emulator.node.podnet import ETC_NETNS
         etc_dir = os.path.join(ETC_NETNS, self.names.pod_netns(ns, name))
         os.makedirs(etc_dir, exist_ok=True)
         with open(os.path.join(etc_dir, "resolv.conf"), "w") as f:
@@ -329,7 +329,6 @@ class Kubelet:
         targets = [local] if local else [p for p in self.pods.values() if p.dns_dir]
         if not targets:
             return
-        from emulator.node.dns_records import build_zone
         services = self.services()
         files = {"services": runtime.render_dns_hosts(services),
                  "zone.json": json.dumps(build_zone(services, self.slices()), sort_keys=True)}

@@ -16,10 +16,12 @@ import subprocess
 from typing import Iterator
 
 from emulator.netns import netns_path
-from emulator.node.podnet import ETC_NETNS
+from emulator.paths import ETC_NETNS
 from emulator.node.sandbox import (ETC_SECRET_DIRS, ETC_SECRET_FILES, SYSTEM_DIRS, ExecResult,
                                    HostLayout, Identity, SandboxError, SandboxSpec, container_env,
                                    sandboxed_argv)
+from emulator.workloads.agnhost import WorkloadArgsError, parse_connect_args
+from emulator.workloads.connect import connect
 
 
 OUTER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -159,8 +161,6 @@ def exec_in_pod(spec: SandboxSpec, stdin: bytes | None = None, timeout: float = 
 
 def agnhost_connect(spec: SandboxSpec, timeout: float) -> ExecResult:
     """`agnhost connect HOST:PORT ...` built in: exit code and stderr as upstream's."""
-    from emulator.workloads.agnhost import WorkloadArgsError, parse_connect_args
-    from emulator.workloads.connect import connect
     try:
         cfg = parse_connect_args(list(spec.argv))
     except WorkloadArgsError as e:

@@ -15,9 +15,9 @@ import shutil
 
 from emulator.naming import pod_veth_name
 from emulator.node import kernel
+from emulator.paths import ETC_NETNS
 
 CALICO_GATEWAY = "169.254.1.1"
-ETC_NETNS = "/etc/netns"
 # Pod commands run unprivileged (sandbox.py): let them bind ports below 1024 in their own
 # namespace, as a container runtime does (a per-namespace sysctl).
 UNPRIVILEGED_PORTS = {"net.ipv4.ip_unprivileged_port_start": "0"}

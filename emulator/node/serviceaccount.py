@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from emulator.runner.cleanup import state_dir
+from emulator.paths import state_dir
 
 SERVICEACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from emulator.report import expected_phases
+from emulator.report.markdown import table
 
 
 def _s(x: Any) -> str:
@@ -17,14 +18,13 @@ def _later(f: Mapping[str, Any]) -> str:
 
 def section(results: Mapping[str, Any]) -> list[str]:
     """Markdown lines: the faults, then per flow its availability figures and the phases per Service."""
-    from emulator.report.render import _table
     steps = results.get("steps") or []
     faults = [s for s in steps if s.get("step") == "fault"]
     avail = [s for s in steps if s.get("step") == "availability"]
     if not faults:
         return []
     out = ["## Chaos", ""]
-    out += _table(["fault", "action", "targets", "at s (after the steps started)"],
+    out += table(["fault", "action", "targets", "at s (after the steps started)"],
                   [(f.get("name"), f.get("action"), ", ".join(f.get("nodes") or []) or f.get("pod", "-"),
                     _s(f.get("t_steps"))) for f in faults], right=(3,))
     out.append("")
@@ -41,7 +41,7 @@ def section(results: Mapping[str, Any]) -> list[str]:
         rows.append((a.get("flow"), a.get("fault"), f.get("requests"), f.get("requests_lost"), errs,
                      _s(f.get("detect_s")), _s(f.get("recover_s")), _s(f.get("downtime_s")),
                      _later(f), _s(f.get("final_success_ratio"))))
-    out += _table(["flow", "fault", "requests", "lost", "errors", "detect s", "recover s", "downtime s", "later",
+    out += table(["flow", "fault", "requests", "lost", "errors", "detect s", "recover s", "downtime s", "later",
                    "last 1 s ok"], rows, right=(2, 3, 5, 6, 7, 8, 9))
     ph = avail[0].get("phases") or {}
     node = {k: v for k, v in ph.items() if k not in ("services", "expected")}
@@ -50,7 +50,7 @@ def section(results: Mapping[str, Any]) -> list[str]:
     cols = ["lb_steered_s", "lb_applied_s", "endpoints_removed_s", "endpoints_restored_s"]
     svcs = ph.get("services") or {}
     if svcs:
-        out += _table(["Service", "health check steered away", "in the VPC", "endpoints removed",
+        out += table(["Service", "health check steered away", "in the VPC", "endpoints removed",
                        "replacements ready"],
                       [(svc, *(_s(v.get(c)) for c in cols)) for svc, v in sorted(svcs.items())], right=(1, 2, 3, 4))
         out.append("")
@@ -60,7 +60,7 @@ def section(results: Mapping[str, Any]) -> list[str]:
                 "each phase should fall in, from the lease, grace, toleration and health-check settings "
                 f"(emulator/report/expected_phases.py); *matches* allows {expected_phases.TOLERANCE:.0%} "
                 "beyond its edges.", ""]
-        out += _table(["phase", "measured s", "expected s", "matches"],
+        out += table(["phase", "measured s", "expected s", "matches"],
                       [(name, _s(got), f"{lo:.2f}-{hi:.2f}", "yes" if ok else "NO") for name, got, (lo, hi), ok in rows],
                       right=(1, 2))
         out.append("")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from emulator.cloud.healthcheck import CLUSTER_THRESHOLDS, LOCAL_THRESHOLDS
+from emulator.gke import CLUSTER_THRESHOLDS, LOCAL_THRESHOLDS
 
 TOLERANCE = 0.2
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from emulator.report import stats
+from emulator.report.hops import extra_hop_flags
+from emulator.report.study_md import compares
 
 
 def _pct(x: float | None) -> str:
@@ -35,7 +37,6 @@ def impairment_timeline(results: Mapping[str, Any]) -> dict[str, str]:
             now = text(s)
         elif s.get("step") == "traffic" and "flow" in s:
             out[s["flow"]] = now
-    from emulator.report.study_md import compares
     for c, _ in compares(results):   # compares record what was in force (sweeps change it per point)
         out.update({a["flow"]: c.get("impairments", "none") for a in (c.get("arms") or {}).values()})
     return out
@@ -79,7 +80,6 @@ def _median(xs: Sequence[float]) -> float | None:
 def study_rows(flows: Sequence[Any], records: Mapping[str, Sequence[Mapping[str, Any]]],
                nodes: Sequence[Mapping[str, Any]], clients: Sequence[Mapping[str, Any]]) -> list[dict]:
     """Per outside flow: shares against expected values, medians and the extra-hop penalty."""
-    from emulator.report.render import extra_hop_flags
     client_ips = {c.get("ip") for c in clients}
     out = []
     for f in flows:

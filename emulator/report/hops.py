@@ -6,6 +6,9 @@ Pure functions over per-request records and the run plan's nodes (anything with 
 from __future__ import annotations
 
 import ipaddress
+import statistics
+from types import SimpleNamespace
+from typing import Any, Mapping, Sequence
 
 
 def entered_node(record: dict, plan) -> str | None:
@@ -56,8 +59,13 @@ def entered_without_pod_ratio(records: list[dict], plan) -> float:
 
 def extra_hop_penalty_ms(records: list[dict], plan) -> float:
     """Median total latency of extra-hop requests minus that of direct ones (nan without both)."""
-    import statistics
     flags = [took_extra_hop(r, plan) for r in records]
     direct = [r["total_ms"] for r, f in zip(records, flags) if f is False and r.get("total_ms") is not None]
     extra = [r["total_ms"] for r, f in zip(records, flags) if f is True and r.get("total_ms") is not None]
     return statistics.median(extra) - statistics.median(direct) if direct and extra else float("nan")
+
+
+def extra_hop_flags(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> list[bool | None]:
+    """Per record: True (extra hop), False (direct) or None (not attributed)."""
+    plan = SimpleNamespace(nodes=list(nodes))
+    return [took_extra_hop(dict(r), plan) for r in records]

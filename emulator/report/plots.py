@@ -14,16 +14,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from emulator.report import chaos_md, study_plots
+from emulator.report import palette
+from emulator.report.palette import DPI
+from emulator.report.study_md import study_flow_names, sweep_flow_names
+
 BIN_S = 0.1          # timeline bin: 100 ms
-DPI = 110
 FAILED_COLOR = "#b0b0b0"
-
-
-def _colors(n: int) -> list:
-    """n distinct colors (tab10, then tab20 for more)."""
-    from matplotlib import colormaps
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
 
 
 def _ok_totals(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -35,7 +32,7 @@ def latency_cdf(records: Mapping[str, Sequence[Mapping[str, Any]]], title: str =
     """Empirical CDF of the total time of successful requests, one line per flow, log x."""
     fig = Figure(figsize=(9, 5.5), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    colors = _colors(len(records))
+    colors = palette.colors(len(records))
     empty, plotted = [], 0
     for (name, recs), color in zip(records.items(), colors):
         x = _ok_totals(recs)
@@ -83,7 +80,7 @@ def node_shares(records: Mapping[str, Sequence[Mapping[str, Any]]], node_order: 
     names = list(records)
     seen = {r.get("node") for recs in records.values() for r in recs if r.get("outcome") == "ok" and r.get("node")}
     nodes = [n for n in node_order if n in seen] + sorted(seen - set(node_order))
-    colors = dict(zip(nodes, _colors(len(nodes))))
+    colors = dict(zip(nodes, palette.colors(len(nodes))))
     fig = Figure(figsize=(10, 1.4 + 0.45 * max(len(names), 1)), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(names))
@@ -181,7 +178,7 @@ def timeline(records: Mapping[str, Sequence[Mapping[str, Any]]], t0: float, bin_
     names = [n for n, recs in records.items() if recs]
     fig = Figure(figsize=(11, 5.5 + 0.25 * len(names)), dpi=DPI, layout="constrained")
     ax_rate, ax_ok, ax_rug = fig.subplots(3, 1, sharex=True, height_ratios=(2, 3, 0.5 + 0.35 * max(len(names), 1)))
-    colors = dict(zip(names, _colors(len(names))))
+    colors = dict(zip(names, palette.colors(len(names))))
     lo = hi = None
     for i, name in enumerate(names):
         recs = records[name]
@@ -248,20 +245,17 @@ def _t0(results: Mapping[str, Any], records: Mapping[str, Sequence[Mapping[str, 
     return min(ts) if ts else 0.0
 
 
-def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
+def figures(run, flows) -> Iterator[tuple[str, str, Figure]]:
     """(title, file name, figure) of every plot of a loaded run (`render.RunData`, its `FlowReport`s)."""
-    from emulator.report import chaos_md
-    from emulator.report.render import flow_reports
 
     r, recs = run.results, run.records
     if not any(recs.values()):      # a run without traffic (e.g. only reachability matrices): nothing to plot
         return
     label = f"{r.get('scenario', '?')} run {r.get('run_id', '?')}"
     notes = {}
-    for f in (flow_reports(run) if flows is None else flows):
+    for f in flows:
         if f.hops is not None and f.hops.attributed:
             notes[f.name] = f"extra hop {100 * f.hops.extra_share:.0f}%"
-    from emulator.report.study_md import study_flow_names, sweep_flow_names
     study_flows, swept = study_flow_names(r), sweep_flow_names(r)   # sweeps have their own plot
     recs = {k: v for k, v in recs.items() if k not in swept}
     requests = {k: v for k, v in recs.items() if not (v and "bits_per_second" in v[0])}  # not iperf3 tests
@@ -276,7 +270,6 @@ def figures(run, flows=None) -> Iterator[tuple[str, str, Figure]]:
         yield ("Timeline", "timeline.png",
                timeline(timed, _t0(r, recs), BIN_S, f"Request rate and success over the run ({label})",
                         phases=chaos_md.phase_bands(r, _t0(r, recs))))
-    from emulator.report import study_plots
     yield from study_plots.figures(run)
 
 

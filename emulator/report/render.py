@@ -19,7 +19,9 @@ from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 from emulator.errors import KubemuError
-from emulator.report import hop_study, stats
+from emulator.report import chaos_md, hop_study, ingress_md, reach_md, stats, study_md
+from emulator.report.hops import entered_node, extra_hop_flags
+from emulator.report.markdown import table
 from emulator.report.stats import FlowSummary
 
 log = logging.getLogger(__name__)
@@ -103,10 +105,9 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
 
 def flow_sources(results: Mapping[str, Any]) -> dict[str, str]:
     """The `from` of each traffic step, by flow name."""
-    from emulator.report.study_md import compares
     out = {s["flow"]: s.get("from") for s in results.get("steps") or []
            if s.get("step") == "traffic" and "flow" in s}
-    out.update({a["flow"]: c.get("from") for c, _ in compares(results) for a in (c.get("arms") or {}).values()})
+    out.update({a["flow"]: c.get("from") for c, _ in study_md.compares(results) for a in (c.get("arms") or {}).values()})
     return out
 
 
@@ -120,7 +121,6 @@ def is_external(source: str | None, nodes: Sequence[Mapping[str, Any]]) -> bool:
 
 def hops(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> Hops:
     """Entry node (as `kubemu`'s assertions derive it) against serving node, per request."""
-    from emulator.report.hops import entered_node   # the one definition of the entry node
 
     plan = SimpleNamespace(nodes=list(nodes))
     entered: dict[str, int] = {}
@@ -138,14 +138,6 @@ def hops(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]
             extra += 1
     entered = dict(sorted(entered.items(), key=lambda kv: (-kv[1], kv[0])))
     return Hops(entered, attributed, extra, pairs)
-
-
-def extra_hop_flags(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> list[bool | None]:
-    """Per record: True (extra hop), False (direct) or None (not attributed)."""
-    from emulator.report.hops import took_extra_hop
-
-    plan = SimpleNamespace(nodes=list(nodes))
-    return [took_extra_hop(dict(r), plan) for r in records]
 
 
 def flow_report(name: str, records: Sequence[Mapping[str, Any]], results: Mapping[str, Any]) -> FlowReport:
@@ -171,23 +163,12 @@ def flow_reports(run: RunData) -> list[FlowReport]:
 
 # --- markdown --------------------------------------------------------------------------
 
-def _esc(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
 def _ms(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> list[str]:
-    align = ["---:" if i in right else "---" for i in range(len(header))]
-    lines = ["| " + " | ".join(_esc(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(_esc(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def shares(counts: Mapping[str, int], total: int | None = None) -> str:
@@ -230,16 +211,16 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
              ("Run id", r.get("run_id")), ("Result", verdict),
              ("Duration", f"{r['seconds']:.1f} s" if isinstance(r.get("seconds"), (int, float)) else None),
              ("iptables backend", r.get("iptables_backend")), ("Error", r.get("error"))]
-    out += _table(["", ""], [(k, v) for k, v in facts if v is not None]) + [""]
+    out += table(["", ""], [(k, v) for k, v in facts if v is not None]) + [""]
 
     topo = r.get("topology") or {}
     out += ["## Topology", ""]
     if topo.get("nodes"):
-        out += _table(["node", "zone", "IP", "pod CIDR"],
+        out += table(["node", "zone", "IP", "pod CIDR"],
                       [(n.get("name"), n.get("zone"), n.get("ip"), n.get("pod_cidr")) for n in topo["nodes"]])
         out.append("")
     if topo.get("clients"):
-        out += _table(["client", "kind", "IP"], [(c.get("name"), c.get("kind"), c.get("ip")) for c in topo["clients"]])
+        out += table(["client", "kind", "IP"], [(c.get("name"), c.get("kind"), c.get("ip")) for c in topo["clients"]])
         out.append("")
     if not topo:
         out += ["No topology recorded (the run stopped before the cluster was up).", ""]
@@ -258,14 +239,13 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
             rows.append((f.name, f.source or "-", s.count, _pct(s.success_ratio), _failures(s),
                          _ms(lat and lat.p50), _ms(lat and lat.p90), _ms(lat and lat.p99), _ms(lat and lat.max),
                          "-" if s.throughput_rps is None else f"{s.throughput_rps:.1f}", _extra_cell(f), _mbps(s)))
-        out += _table(["flow", "from", "requests", "success", "failures", "p50 ms", "p90 ms", "p99 ms",
+        out += table(["flow", "from", "requests", "success", "failures", "p50 ms", "p90 ms", "p99 ms",
                        "max ms", "ok/s", "extra hop", "Mbit/s"], rows, right=(2, 3, 5, 6, 7, 8, 9, 10, 11))
         out.append("")
         for f in flows:
             out += _flow_details(f)
 
     out += hop_study.impairment_lines(r) + hop_study.study_lines(r, flows, run.records)
-    from emulator.report import study_md
     out += study_md.section(r, run.records)
     out += ["## Assertions", ""]
     checks = [(s.get("flow") or s.get("object"), c) for s in r.get("steps") or []
@@ -279,18 +259,15 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
             act = f"{act:.4g}" if isinstance(act, (int, float)) and not isinstance(act, bool) else \
                 ", ".join(map(str, act)) if isinstance(act, list) else str(act)
             rows.append((flow, c.get("metric"), exp, act, "PASS" if c.get("ok") else "**FAIL**"))
-        out += _table(["flow", "metric", "expected", "actual", "result"], rows) + [""]
+        out += table(["flow", "metric", "expected", "actual", "result"], rows) + [""]
         passed = sum(1 for _, c in checks if c.get("ok"))
         out += [f"{passed} of {len(checks)} checks passed.", ""]
     else:
         out += ["No assertions.", ""]
 
-    from emulator.report.chaos_md import section as chaos_section
-    out += chaos_section(r)
-    from emulator.report.reach_md import section as reach_section
-    out += reach_section(r)
-    from emulator.report.ingress_md import section as ingress_section
-    out += ingress_section(r)
+    out += chaos_md.section(r)
+    out += reach_md.section(r)
+    out += ingress_md.section(r)
 
     out += ["## Bring-up timeline", ""]
     tl = r.get("timeline") or {}
@@ -300,7 +277,7 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
             rows.append((phase, f"{at:.3f}", f"{at - prev:.3f}"))
             prev = at
         out += ["Seconds since the run started: when each phase was done and how long it took.", ""]
-        out += _table(["phase", "done at s", "took s"], rows, right=(1, 2)) + [""]
+        out += table(["phase", "done at s", "took s"], rows, right=(1, 2)) + [""]
     else:
         out += ["No timeline recorded.", ""]
 
@@ -335,7 +312,7 @@ def _flow_details(f: FlowReport) -> list[str]:
     else:
         items += [("entered node", "n/a: the traffic starts inside the cluster")]
     items += [("client IPs seen by the pod", shares(s.client_ips))]
-    lines += _table(["", ""], items) + [""]
+    lines += table(["", ""], items) + [""]
     if f.extra_vs_direct:
         c = f.extra_vs_direct
         lines += [f"Extra-hop against direct requests (median {_ms(c['median_b_ms'])} ms against "
@@ -353,7 +330,7 @@ class ReportPaths:
 
 def write_report(run_dir: str | os.PathLike) -> ReportPaths:
     """Write report.md and the PNG plots (in plots/) of a run directory from its records."""
-    from emulator.report import plots
+    from emulator.report import plots, study_plots   # imported late: matplotlib takes a second, render_markdown needs none
 
     run = load_run(run_dir)
     flows = flow_reports(run)
@@ -364,8 +341,7 @@ def write_report(run_dir: str | os.PathLike) -> ReportPaths:
         path = os.path.join(out_dir, fname)
         plots.save(fig, path)
         written[title] = path
-    from emulator.report.study_plots import write_csvs
-    write_csvs(run, out_dir)
+    study_plots.write_csvs(run, out_dir)
     rel = {t: os.path.relpath(p, run.run_dir) for t, p in written.items()}
     md_path = os.path.join(run.run_dir, REPORT_FILE)
     with open(md_path, "w", encoding="utf-8") as f:

@@ -12,9 +12,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from emulator.report import design, stats
+from emulator.report.hops import took_extra_hop
 
 Records = Sequence[Mapping[str, Any]]
-METRICS = ("extra_hop_penalty_ms", "p50_ms")
 INTERVAL_TEXT = ("95% percentile bootstrap in two stages: trials drawn with replacement, then the "
                  f"requests of each drawn trial; {design.BOOTSTRAP_SAMPLES} resamples, seeded")
 
@@ -34,7 +34,6 @@ def _ok_ms(records: Records) -> list[float]:
 def groups(records: Records, nodes: Sequence[Mapping[str, Any]], metric: str) -> list[tuple[list, list]]:
     """Per trial, the (a, b) value groups whose median difference is `metric`:
     (direct, extra-hop) latencies for the penalty, ([0], latencies) for p50."""
-    from emulator.report.hops import took_extra_hop
     plan = SimpleNamespace(nodes=list(nodes))
     out = []
     for recs in by_trial(records).values():

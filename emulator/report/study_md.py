@@ -10,6 +10,7 @@ import math
 from typing import Any, Iterator, Mapping, Sequence
 
 from emulator.report import study
+from emulator.report.markdown import table
 
 Records = Mapping[str, Sequence[Mapping[str, Any]]]
 
@@ -82,7 +83,6 @@ def compare_analysis(c: Mapping[str, Any], records: Records, nodes: Sequence[Map
 
 def compare_lines(c: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
     """A compare's design, its per-arm table and the differences between arms."""
-    from emulator.report.render import _table
     an = compare_analysis(c, records, nodes)
     out = [f"### Compare {c.get('name')}", "", design_sentence(c), ""]
     rows = []
@@ -91,7 +91,7 @@ def compare_lines(c: Mapping[str, Any], records: Records, nodes: Sequence[Mappin
         rows.append((a, v["flow"], v["n"], "-" if v["success"] is None else f"{100 * v['success']:.1f}%",
                      " / ".join(_f(x) for x in v["p50"]["per_trial"]), _ci(v["p50"]),
                      " / ".join(_f(x) for x in pen["per_trial"]), _ci(pen)))
-    out += _table(["arm", "flow", "requests", "success", "p50 ms per trial", "p50 ms [95% CI]",
+    out += table(["arm", "flow", "requests", "success", "p50 ms per trial", "p50 ms [95% CI]",
                    "extra-hop penalty ms per trial", "penalty ms [95% CI]"], rows, right=(2, 3))
     out.append("")
     for d in an["diffs"]:
@@ -130,7 +130,6 @@ def sweep_analysis(s: Mapping[str, Any], records: Records, nodes: Sequence[Mappi
 
 def sweep_lines(s: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
     """A sweep's points, the delay path's own latency, the fitted slope and its checks."""
-    from emulator.report.render import _table
     an = sweep_analysis(s, records, nodes)
     unit = an["unit"]
     out = [f"### Sweep {s.get('name')}: {an['parameter']}", ""]
@@ -141,7 +140,7 @@ def sweep_lines(s: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[
     rows = [(r["label"], r["in_force"], r["flow"], " / ".join(_f(x) for x in r["est"]["per_trial"]),
              _ci(r["est"]), f"{r['est']['n_a']} / {r['est']['n_b']}")
             for r in ([an["calibration"]] if an["calibration"] else []) + an["points"]]
-    out += _table(["value", "in force", "flow", "per trial", "estimate [95% CI]", "n direct / extra"], rows,
+    out += table(["value", "in force", "flow", "per trial", "estimate [95% CI]", "n direct / extra"], rows,
                   right=(3, 4, 5)) + [""]
     cal, zero = an["calibration"], an["zero"]
     if cal and zero:

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from emulator.report import study_md
+from emulator.report import palette
+from emulator.report.palette import DPI
 
-DPI = 110
 
 
 def sweep_figure(s: Mapping[str, Any], an: Mapping[str, Any], records: Mapping[str, Any]) -> Figure:
@@ -77,11 +78,10 @@ def _trials_and_all(ax, e: Mapping[str, Any], color, label: str, k: int = 0) -> 
 def compare_figure(c: Mapping[str, Any], an: Mapping[str, Any]) -> Figure:
     """Left: each arm's median per trial (drift moves the arms together); right: the extra-hop
     penalty of the arms that have one and each arm's difference to the first, per trial and overall."""
-    from emulator.report.plots import _colors
     fig = Figure(figsize=(11, 4.8), dpi=DPI, layout="constrained")
     ax_p50, ax_diff = fig.subplots(1, 2)
     arms = an["arms"]
-    colors = _colors(len(arms) + len(an["diffs"]) + 1)
+    colors = palette.colors(len(arms) + len(an["diffs"]) + 1)
     right = 0
     for i, ((a, v), color) in enumerate(zip(arms.items(), colors)):
         _trials_and_all(ax_p50, v["p50"], color, a, i)

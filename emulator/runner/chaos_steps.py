@@ -18,6 +18,7 @@ from emulator.config.chaos import RANDOM
 from emulator.errors import KubemuError
 from emulator.report import availability, expected_phases
 from emulator.runner import machine_fault
+from emulator.runner import flows
 
 
 @dataclass
@@ -169,7 +170,6 @@ def phases(ctx, fault: FaultRun) -> dict[str, Any]:
 
 def run_availability(step, ctx) -> dict:
     """Figures of a flow around a fault (waiting for a background flow to end) and the bounds."""
-    from emulator.runner import flows
     a = step.availability
     if a.flow in ctx.flows.runs:
         flows.finish(a.flow, ctx)

@@ -20,19 +20,10 @@ from dataclasses import dataclass, field
 
 from emulator.errors import ConfigError
 from emulator.naming import PREFIX, owned_by, run_id_of, run_ids_in, valid_run_id
+from emulator import paths
+from emulator.paths import RUN_ENV, ray_temp_dir, state_dir  # noqa: F401 (the runner reads them as cleanup.X)
 
-STATE_ROOT = "/run/kubemu"
-RUN_ENV = "KUBEMU_RUN_ID"
 DRIVER_STOP_GRACE = 120.0   # seconds a forced live run gets to tear itself down
-
-
-def state_dir(run_id: str) -> str:
-    """Per-run state (private OVS, driver record) under /run/kubemu/kubemu<id>."""
-    return os.path.join(STATE_ROOT, f"{PREFIX}{run_id}")
-
-
-def ray_temp_dir(run_id: str) -> str:
-    return f"/tmp/{PREFIX}{run_id}-ray"
 
 
 def parse_run_id(text: str) -> str:
@@ -103,7 +94,7 @@ def _ids_of(names) -> set[str]:
 def find_run_ids() -> set[str]:
     """Run ids that left something on this machine (or are running)."""
     ids = _ids_of(_netns_names()) | _ids_of(_links())
-    ids |= _ids_of(os.listdir(STATE_ROOT) if os.path.isdir(STATE_ROOT) else [])
+    ids |= _ids_of(os.listdir(paths.STATE_ROOT) if os.path.isdir(paths.STATE_ROOT) else [])
     ids |= _ids_of(os.path.basename(p) for p in glob.glob(f"/tmp/{PREFIX}*-ray"))
     ids |= _ids_of(os.path.basename(p) for p in glob.glob(f"/etc/netns/{PREFIX}*"))
     for pid in _pids():
@@ -178,7 +169,7 @@ def stop_driver(pid: int, grace: float = DRIVER_STOP_GRACE) -> None:
 def live_drivers() -> set[int]:
     """The pids of every run's driver that still runs (never a leftover of another run)."""
     try:
-        ids = [d[len(PREFIX):] for d in os.listdir(STATE_ROOT) if d.startswith(PREFIX)]
+        ids = [d[len(PREFIX):] for d in os.listdir(paths.STATE_ROOT) if d.startswith(PREFIX)]
     except OSError:
         return set()
     return {pid for pid in (driver_pid(i) for i in ids if valid_run_id(i)) if pid is not None}

@@ -14,11 +14,20 @@ from typing import Callable
 
 import ray
 
-from emulator.errors import KubemuError, PrerequisiteError, Timeout
-from emulator.naming import RunNames
-from emulator.runner import cleanup, ray_local, signals
-from emulator.runner.plan import RunPlan, node_object, system_objects
+from emulator.api.server import ApiServer
+from emulator.cloud.controller import CloudController
 from emulator.config.timing import Timing
+from emulator.control.manager import ControllerManager
+from emulator.errors import KubemuError, PrerequisiteError, Timeout
+from emulator.fabric.machine import Machine
+from emulator.fabric.pki import make_pki
+from emulator.fabric.sdn import SdnController
+from emulator.naming import RunNames
+from emulator.node.agent import NodeAgent
+from emulator.runner import cleanup, ray_local, signals
+from emulator.runner.machines import Machines
+from emulator.runner.plan import RunPlan, node_object, system_objects
+from emulator.runner.steps import ready_check
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -85,14 +94,10 @@ class Cluster:
                        _system_config={"worker_maximum_startup_concurrency": 16} if local else None,
                        configure_logging=False, namespace=f"kubemu{self.run_id}")
         self.mark("ray")
-        from emulator.api.server import ApiServer
-        from emulator.fabric.machine import Machine
-        from emulator.fabric.sdn import SdnController
         opts = {"num_cpus": 0, "max_concurrency": 64}
         # Durable (a journal in the state dir) and restarted by Ray after a crash.
         self.api = ray.remote(ApiServer).options(name="api", num_cpus=0, max_restarts=-1, max_task_retries=-1).remote(
             self.plan.service_range, os.path.join(state, "api-journal.jsonl"))
-        from emulator.runner.machines import Machines
         self.fleet = Machines(self.run_id, state, os.path.join(self.run_dir, "logs"), self.plan.hosts,
                               *self.machine_spec, ray_address=self.ray_address)
         self.fleet.start_ray_nodes(self.progress)
@@ -104,7 +109,6 @@ class Cluster:
         # the cloud controller pushes the desired state again (it lives in the API server).
         tls = None
         if self.fleet.remote_controller:
-            from emulator.fabric.pki import make_pki
             tls = make_pki(self.names.prefix, self.fleet.controller_host)
             sdn_args: tuple = (0, self.fleet.controller_host)
             sdn_kw = {"port_file": os.path.join(state, "sdn", "port"), "tls": tls}
@@ -115,7 +119,6 @@ class Cluster:
         controller = "sdn" if self.fleet.remote_controller else ray.get(self.sdn.address.remote())["target"]
         self.machines = self.fleet.create_actors(ray.remote(Machine), opts)
         self.progress("starting Open vSwitch and the SDN controller")
-        from emulator.node.agent import NodeAgent
         agent_cls = ray.remote(NodeAgent)
         for spec in self.plan.hosts:
             self.agents[spec["name"]] = agent_cls.options(
@@ -136,7 +139,6 @@ class Cluster:
         self.start_cloud_controller()
         ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], 20.0))
         self.mark("sdn")
-        from emulator.control.manager import ControllerManager
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
             name="controllers", max_restarts=-1, max_task_retries=-1, **opts).remote(
@@ -155,7 +157,6 @@ class Cluster:
             ray.get(self.api.apply.remote(obj))
         self.mark("nodes")
         self.progress("waiting for kube-dns")
-        from emulator.runner.steps import ready_check
         self.wait_for(ready_check(self, "Deployment", "kube-system", "kube-dns"), 60, "kube-dns to be ready")
         self.wait_proxies_synced(60)
         self.mark("dns")
@@ -175,7 +176,6 @@ class Cluster:
 
     def start_cloud_controller(self) -> None:
         """The GCP side: load balancer IPs, health checks, firewall; it programs the VPC."""
-        from emulator.cloud.controller import CloudController
         p = self.plan
         facts = {"cluster_name": p.cluster_name, "subnet": p.subnet, "pod_range": p.cluster_cidr,
                  "external_range": p.external_range, "dpid": self.fabric_info["dpid"],

@@ -21,6 +21,7 @@ from emulator.config.templates import render
 from emulator.errors import KubemuError
 from emulator.report import stats
 from emulator.report import summary as report_summary
+from emulator.labels import label_selector_matches
 
 
 @dataclass
@@ -97,7 +98,6 @@ _IN_TURN = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flow-in-turn")
 
 def deployment_pods(cluster, namespace: str, name: str) -> list[dict]:
     """A Deployment's running pods with an IP (not terminating), by name."""
-    from emulator.labels import label_selector_matches
     dep = ray.get(cluster.api.get.remote("Deployment", namespace, name))
     if dep is None:
         raise KubemuError(f"no Deployment {namespace}/{name}")

@@ -187,10 +187,6 @@ class Machines:
         """The hosts placed on machine `machine`."""
         return by_machine(self.placement, self.count)[machine]
 
-    def set_connected(self, machine: int, up: bool) -> None:
-        """A machine outage's fabric half: cut machine `machine` off every tunnel, or reconnect it."""
-        ray.get(self.actors[machine].set_underlay.remote(up))
-
     def vpc_tunnels(self) -> list[dict]:
         """The tunnels of the VPC state (empty for one machine)."""
         return underlay.vpc_tunnels(self.mesh, [i["dpid"] for i in self.infos])

@@ -18,6 +18,7 @@ from emulator.config.object_steps import ObjectCondition, ObjectTarget
 from emulator.config.templates import render
 from emulator.errors import KubemuError
 from emulator.report import summary as report_summary
+from emulator.runner import flows
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -112,7 +113,6 @@ def run_save(step, ctx) -> dict:
     s = step.save
     src = s.from_
     if src.flow is not None:
-        from emulator.runner import flows
         flows.finish(src.flow, ctx)
         obj: dict | None = report_summary.to_json(ctx.summaries[src.flow])
         where = f"flow {src.flow}"

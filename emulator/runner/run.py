@@ -25,6 +25,7 @@ from emulator.impair.cluster import apply_impairments
 from emulator.config.templates import render_values
 from emulator.runner.steps import EXECUTORS, StepContext
 from emulator.report import render as report_render
+from emulator.runner.chaos_steps import describe as chaos_describe
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -177,6 +178,5 @@ def describe(step) -> str:
     if step.KIND == "sweep":
         return f"sweep {step.sweep.name}: {step.sweep.impair or step.sweep.scale} over {len(step.sweep.values)} values"
     if step.KIND in ("fault", "availability"):
-        from emulator.runner.chaos_steps import describe as chaos_describe
         return chaos_describe(step)
     return step.KIND

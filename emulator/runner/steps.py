@@ -23,6 +23,7 @@ from emulator.netpol import steps as netpol_steps
 from emulator.impair.cluster import run_impair
 from emulator.report.hops import entered_node, entered_nodes, extra_hop_ratio  # noqa: F401 (re-exported)
 from emulator.report.hops import entered_without_pod_ratio, extra_hop_penalty_ms
+from emulator.runner.ingress_wait import ingress_ip, ingress_state, wait_ingress
 
 
 OVS_REVALIDATION_SECONDS = 0.6
@@ -60,7 +61,6 @@ class StepContext:
                 raise KubemuError(f"pod {p.namespace}/{p.name} has no IP")
             return ip if p.kind == "pod" else f"{ip.replace('.', '-')}.{p.namespace}.pod.cluster.local"
         if p.kind == "ingressip":
-            from emulator.runner.ingress_wait import ingress_ip
             return ingress_ip(self.cluster, p.namespace, p.name)
         svc = ray.get(self.cluster.api.get.remote("Service", p.namespace, p.name))
         if svc is None:
@@ -109,7 +109,6 @@ def ready_check(cluster, kind: str, namespace: str, name: str):
                 return svc is not None
             return lb_ready(cluster, svc, {e.get("nodeName") for e in ready})
         if kind == "Ingress":
-            from emulator.runner.ingress_wait import ingress_state
             return ingress_state(cluster, namespace, name)[0]
         raise KubemuError(f"cannot wait for {kind}")
     return check
@@ -158,7 +157,6 @@ def run_wait(step, ctx: StepContext) -> dict:
         netpol_steps.wait_policies_synced(ctx.cluster, max(1.0, w.timeout - (time.time() - t0)))
         return {"step": "wait", "target": str(w.ready), "seconds": round(time.time() - t0, 3)}
     if w.ready.api_kind == "Ingress":
-        from emulator.runner.ingress_wait import wait_ingress
         wait_ingress(ctx.cluster, w.namespace, w.ready.name, w.timeout)
         time.sleep(OVS_REVALIDATION_SECONDS)   # the new route to the front end settles
     else:

@@ -120,7 +120,7 @@ def _apply_value(sw, ctx, base: Impairments, value: float) -> str:
         imp = base.merged(Impairments(**{cls: cur.model_copy(update={field: value})}))
         apply_impairments(ctx.cluster, imp, ctx.cluster.progress)
         return _impair_text(imp)
-    from emulator.runner.steps import OVS_REVALIDATION_SECONDS, ready_check
+    from emulator.runner.steps import OVS_REVALIDATION_SECONDS, ready_check   # runner.steps imports this module
     name = sw.scale.partition("/")[2]
     api = ctx.cluster.api
     dep = ray.get(api.get.remote("Deployment", "default", name))

@@ -14,6 +14,8 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
+from emulator.traffic.records import print_summary
+
 
 def add_pacing_args(parser: argparse.ArgumentParser) -> None:
     """Options common to all generators."""
@@ -95,7 +97,6 @@ def paced_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespac
                kind: str, argv: list[str] | None = None) -> int:
     """main() of a paced HOST:PORT generator: exit 0 when the flow ran (whatever its outcomes),
     1 when it could not run, 2 on bad usage; the summary line goes to stdout (stderr with --out -)."""
-    from emulator.traffic.records import print_summary
     args = parser.parse_args(argv)
     check_pacing_args(parser, args)
     if not 0 < args.port < 65536:

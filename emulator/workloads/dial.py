@@ -17,7 +17,8 @@ from typing import Mapping
 from aiohttp import web
 
 from emulator import netns
-from emulator.node.podnet import ETC_NETNS
+from emulator.paths import ETC_NETNS
+from emulator.workloads.connect import resolve
 
 DIAL_TIMEOUT = 5.0   # agnhost's HTTP client and UDP read deadline
 
@@ -37,7 +38,6 @@ async def _address(host: str, pod_ns: str | None) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         pass
-    from emulator.workloads.connect import resolve
     conf = os.path.join(ETC_NETNS, pod_ns, "resolv.conf") if pod_ns else None
 
     def lookup() -> str:

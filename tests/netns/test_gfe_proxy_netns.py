@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from emulator.cloud import iap
-from emulator.cloud.gfe_proxy import HaproxyRunner
+from emulator.workloads.gfe_proxy import HaproxyRunner
 from emulator.cloud.haproxy_cfg import ProxySettings
 from emulator.cloud.ingress import IngressCore
 from emulator.naming import new_run_id

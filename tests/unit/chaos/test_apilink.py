@@ -9,7 +9,7 @@ import pytest
 
 from emulator.api import client as client_mod
 from emulator.api.client import Informer
-from emulator.node.apilink import ApiUnreachable, NodeApiClient, answered
+from emulator.api.apilink import ApiUnreachable, NodeApiClient, answered
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import pytest
 from cloud_helpers import TIMING, service
 from emulator.cloud.healthcheck import (CheckSpec, HealthChecker, HealthState, check_for_service,
                                         group_targets)
-from emulator.cloud.prober import probe_batch
+from emulator.workloads.hc_prober import probe_batch
 
 pytestmark = pytest.mark.unit
 CLUSTER = check_for_service(service("web"), TIMING)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from controllers.flow_sim import trace
+from tests.fakes.flow_sim import trace
 from controllers.vpc_core import (
     ARP_REPLY, ETH_TYPE_ARP, ETH_TYPE_IP, TABLE_DELIVER, VpcState, compute_flows, diff_flows,
 )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.flow_sim import SimSwitch
+from tests.fakes.flow_sim import SimSwitch
 from controllers.vpc_core import VpcState, compute
 from controllers.vpc_firewall import PRIO_FW_RULE_TOP, parse_firewall, rule_priorities
 from emulator.errors import ConfigError

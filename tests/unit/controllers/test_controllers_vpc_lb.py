@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.flow_sim import SimSwitch
+from tests.fakes.flow_sim import SimSwitch
 from controllers.vpc_core import (
     REG_LB, REG_SRC, TABLE_LB, TABLE_LB_BACKEND, VpcState, compute, compute_groups, diff_groups,
 )

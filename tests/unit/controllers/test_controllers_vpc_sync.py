@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.flow_sim import Conntrack, FakeTables
+from tests.fakes.flow_sim import Conntrack, FakeTables
 from controllers.vpc_core import VpcState, compute
 from controllers.vpc_sync import ADD_FLOW, ADD_GROUP, DELETE_FLOW, DELETE_GROUP, Change, plan_sync
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from controllers.flow_sim import SimSwitch
+from tests.fakes.flow_sim import SimSwitch
 from controllers.vpc_core import ETH_TYPE_IP, VpcState, compute, endpoint_ids
 
 ROUTER = "42:01:0a:80:00:01"

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.kubeproxy.proxier import Proxier
-from emulator.kubeproxy.ruleset import FakeRunner
-from emulator.kubeproxy.trace import Tracer
+from tests.fakes.iptables_ruleset import FakeRunner
+from tests.fakes.iptables_trace import Tracer
 
 NODE = "node-a"
 NODE_IP = "10.128.0.2"

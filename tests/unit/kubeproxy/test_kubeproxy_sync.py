@@ -3,7 +3,7 @@ import pytest
 
 from emulator.kubeproxy import names
 from emulator.kubeproxy.proxier import Proxier
-from emulator.kubeproxy.ruleset import FakeRunner
+from tests.fakes.iptables_ruleset import FakeRunner
 from kubeproxy_helpers import (CLUSTER_CIDR, NODE, NODE_IP, REMOTE_POD, apply, endpoint, make_proxier, service,
                                slice_, tracer)
 

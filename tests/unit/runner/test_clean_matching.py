@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from emulator import paths
 from emulator.errors import ConfigError
 from emulator.naming import RunNames, owned_by, run_id_of, run_ids_in
 from emulator.runner import cleanup
@@ -79,7 +80,7 @@ def _record(root, run_id: str, pid: int, start) -> None:
 
 
 def test_a_driver_is_alive_only_as_the_very_process_that_registered(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(cleanup, "STATE_ROOT", str(tmp_path))
+    monkeypatch.setattr(paths, "STATE_ROOT", str(tmp_path))
     me = os.getpid()
     _record(tmp_path, "aaaa", me, cleanup.proc_start(me))
     assert cleanup.driver_pid("aaaa") == me

@@ -7,7 +7,7 @@ a batch run concurrently on non-blocking sockets in the calling thread (no threa
 probe). The prober host's NodeAgent exposes it as a method:
 
     def http_probes(self, targets, timeout):
-        from emulator.cloud.prober import probe_batch
+        from emulator.workloads.hc_prober import probe_batch
         return probe_batch(self.netns, targets, timeout)
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ import socket
 import time
 from typing import Sequence
 
-USER_AGENT = "GoogleHC/1.0"
+from emulator.gke import HC_USER_AGENT
+from emulator.netns import entered
+
 _MAX_STATUS_LINE = 4096
 
 
@@ -28,7 +30,7 @@ class _Probe:
     def __init__(self, sock: socket.socket, ip: str, port: int, path: str) -> None:
         self.sock = sock
         self.request = (f"GET {path or '/'} HTTP/1.1\r\nHost: {ip}:{port}\r\n"
-                        f"User-Agent: {USER_AGENT}\r\nConnection: close\r\n\r\n").encode()
+                        f"User-Agent: {HC_USER_AGENT}\r\nConnection: close\r\n\r\n").encode()
         self.sent = 0
         self.buf = b""
         self.result: bool | None = None
@@ -112,6 +114,5 @@ def _sockets(netns: str | None, n: int) -> list[socket.socket]:
         return out
     if netns is None:
         return make()
-    from emulator.netns import entered
     with entered(netns):
         return make()

@@ -1,6 +1,6 @@
-"""The thread that drives a Proxier like kube-proxy's BoundedFrequencyRunner.
+"""The thread that drives a rule syncer like kube-proxy's BoundedFrequencyRunner.
 
-Events call `notify()`; bursts are merged so that syncs are at least `min_sync_period`
+Shared by kube-proxy's Proxier and the NetworkPolicy enforcer. Events call `notify()`; bursts are merged so that syncs are at least `min_sync_period`
 apart; a periodic sync runs every `sync_period` (after checking the canary chain, so a
 flushed table gets a full resync). A failed sync is retried at the next period.
 """
@@ -9,18 +9,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 from emulator.errors import KernelError
-from emulator.kubeproxy.proxier import Proxier, SyncResult
 
 log = logging.getLogger(__name__)
 
 
-class KubeProxyWorker:
+class Syncer(Protocol):
+    """What the runner drives: kube-proxy's Proxier or the NetworkPolicy enforcer."""
+
+    node_name: str
+    min_sync_period: float
+    sync_period: float
+    on_change: Callable[[], None] | None
+
+    def mark_queued(self) -> None: ...
+
+    def check_canary(self) -> bool: ...
+
+    def sync(self) -> Any: ...
+
+
+class BoundedSyncRunner:
     """Runs `proxier.sync()` in its own thread, rate-limited and periodic."""
 
-    def __init__(self, proxier: Proxier, on_sync: Callable[[SyncResult], None] | None = None,
+    def __init__(self, proxier: Syncer, on_sync: Callable[[Any], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.proxier = proxier
         self.on_sync = on_sync
@@ -55,7 +69,7 @@ class KubeProxyWorker:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "KubeProxyWorker":
+    def __enter__(self) -> "BoundedSyncRunner":
         self.start()
         return self
 

@@ -14,7 +14,7 @@ import ipaddress
 import random
 from typing import Callable
 
-from emulator.kubeproxy.ruleset import Rule, RuleSet
+from tests.fakes.iptables_ruleset import Rule, RuleSet
 
 TERMINAL = {"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE"}
 MAX_DEPTH = 64

@@ -1,0 +1,1 @@
+"""Test doubles with real logic: an iptables ruleset and packet tracer, an OpenFlow table simulator."""

@@ -1,0 +1,222 @@
+"""Every import in emulator/ and controllers/ follows docs/architecture.md's table; no package cycles.
+
+Imports are read with `ast` (module level and inside functions), mapped to the package
+they belong to (the longest key of ALLOWED that prefixes the module, after MAPPED), and
+checked against ALLOWED. A failure names file:line of each offending import.
+"""
+from __future__ import annotations
+
+import ast
+import pathlib
+from dataclasses import dataclass
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SOURCES = ("emulator", "controllers")
+
+# Low level: every package may import these; they import only each other (no cycles).
+BASE = {"emulator.errors", "emulator.naming", "emulator.paths", "emulator.gke", "emulator.labels",
+        "emulator.logs", "emulator.boundedsync"}
+KERNEL = {"emulator.kernel"} | BASE
+CORE = {"emulator.config", "emulator.api", "emulator.control", "emulator.kubeapi"} | KERNEL
+NODE_PARTS = {"emulator.kubeproxy", "emulator.netpol", "emulator.impair", "emulator.workloads",
+              "emulator.traffic"}
+BELOW_RUNNER = ({"emulator.node", "emulator.cloud", "emulator.fabric", "emulator.report", "controllers"}
+                | NODE_PARTS | CORE)
+
+# package -> the packages it may import (besides itself). Entries for packages that do not
+# exist (yet) are harmless: `emulator.kernel` and `emulator.runner.steps` arrive with the
+# kernel-layer and driver branches.
+ALLOWED: dict[str, set[str]] = {
+    **{m: BASE for m in BASE},
+    "emulator.kernel": BASE,
+    "controllers": BASE,
+    "emulator.config": BASE,
+    "emulator.api": {"emulator.config"} | KERNEL,
+    "emulator.control": {"emulator.api", "emulator.config"} | KERNEL,
+    "emulator.kubeapi": {"emulator.api", "emulator.config"} | KERNEL,
+    "emulator.kubeproxy": KERNEL,
+    "emulator.traffic": KERNEL,
+    "emulator.workloads": KERNEL,
+    "emulator.impair": {"emulator.config", "emulator.kubeproxy"} | KERNEL,
+    "emulator.netpol": {"emulator.api", "emulator.kubeproxy"} | KERNEL,
+    "emulator.cloud": {"emulator.api", "emulator.control"} | KERNEL,
+    "emulator.fabric": {"controllers"} | KERNEL,
+    "emulator.node": NODE_PARTS | CORE,
+    "emulator.report": {"emulator.config"} | BASE,
+    "emulator.runner": BELOW_RUNNER | {"emulator.runner.steps"},
+    "emulator.runner.steps": BELOW_RUNNER | {"emulator.runner"},
+    "emulator.live": BELOW_RUNNER | {"emulator.runner", "emulator.runner.steps"},
+    "emulator.cli": BELOW_RUNNER | {"emulator.runner", "emulator.runner.steps", "emulator.live"},
+    "emulator": set(),
+}
+# Modules that belong to another package than their folder says.
+MAPPED = {
+    "emulator.netns": "emulator.kernel",            # entering namespaces: kernel access
+    "emulator.node.kernel": "emulator.kernel",      # the kernel adapter (moves into emulator/kernel/)
+    "emulator.netpol.steps": "emulator.runner",     # driver code (moves under runner/)
+    "emulator.netpol.reach_cli": "emulator.runner",
+    "emulator.live.commands": "emulator.cli",       # the CLI's live-run commands (click)
+}
+# Third-party libraries that touch the kernel: only the kernel layer imports them.
+KERNEL_LIBRARIES = ("pyroute2", "mininet")
+# Modules with such an import that the kernel-layer branch moves into emulator/kernel/;
+# an entry for a module that no longer exists changes nothing.
+KERNEL_LIBRARY_USERS_PENDING = {"emulator.node.host", "emulator.fabric.ovs"}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target, where it is, and whether it sits inside a function."""
+
+    source: str          # importing module
+    target: str          # imported module (resolved as far as a module of ours exists)
+    where: str           # path:line
+    local: bool
+
+
+def module_name(path: pathlib.Path) -> str:
+    """emulator/node/agent.py -> emulator.node.agent (a package's __init__ -> the package)."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, pathlib.Path]:
+    """Every module of ours by dotted name."""
+    return {module_name(p): p for src in SOURCES for p in sorted((ROOT / src).rglob("*.py"))}
+
+
+def imports_of(path: pathlib.Path, known: set[str], source: str | None = None) -> list[Import]:
+    """Every import statement in `path` (module `source`), function-local ones included."""
+    tree = ast.parse(path.read_text(), str(path))
+    source = source or module_name(path)
+    local_ids = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+    found = []
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = source.split(".") if path.name == "__init__.py" else source.split(".")[:-1]
+                pkg = pkg[:len(pkg) - node.level + 1]
+                base = ".".join(pkg + ([base] if base else []))
+            # `from emulator import netns` imports the module emulator.netns
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        for t in dict.fromkeys(targets):
+            found.append(Import(source, t, f"{rel}:{node.lineno}", id(node) in local_ids))
+    return found
+
+
+def package_of(module: str) -> str | None:
+    """The package (a key of ALLOWED) `module` belongs to; None for a third-party module."""
+    for m, pkg in MAPPED.items():
+        if module == m or module.startswith(m + "."):
+            return pkg
+    keys = [k for k in ALLOWED if module == k or module.startswith(k + ".")]
+    if keys:
+        return max(keys, key=len)
+    if module.split(".")[0] in SOURCES:
+        return module          # unknown package of ours: it must be added to the table
+    return None
+
+
+def top_of(pkg: str) -> str:
+    """The top-level package for the cycle check (emulator.runner.steps -> emulator.runner)."""
+    parts = pkg.split(".")
+    return ".".join(parts[:2]) if parts[0] == "emulator" else parts[0]
+
+
+def violations(imports: list[Import]) -> list[str]:
+    """One line per import that ALLOWED does not allow."""
+    out = []
+    for imp in imports:
+        src, dst = package_of(imp.source), package_of(imp.target)
+        if src not in ALLOWED:
+            out.append(f"{imp.where}: package {src} is not in the table (tests/unit/test_import_rules.py "
+                       f"ALLOWED, docs/architecture.md)")
+            continue
+        top = imp.target.split(".")[0]
+        if top in KERNEL_LIBRARIES and src != "emulator.kernel" and imp.source not in KERNEL_LIBRARY_USERS_PENDING:
+            out.append(f"{imp.where}: {imp.source} imports {imp.target}: only emulator.kernel may")
+        if dst is None or dst == src:
+            continue
+        if dst not in ALLOWED[src]:
+            kind = "function-local import" if imp.local else "import"
+            out.append(f"{imp.where}: {kind} of {imp.target} ({dst}) from {src}, which may import only "
+                       f"{', '.join(sorted(ALLOWED[src])) or 'nothing of ours'}")
+    return out
+
+
+def package_cycles(imports: list[Import]) -> list[str]:
+    """Every cycle of the top-level package graph, each with one import per edge."""
+    edges: dict[str, dict[str, str]] = {}
+    for imp in imports:
+        src, dst = package_of(imp.source), package_of(imp.target)
+        if dst is None or src is None or top_of(src) == top_of(dst):
+            continue
+        edges.setdefault(top_of(src), {}).setdefault(top_of(dst), imp.where)
+    cycles, seen = [], set()
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in edges.get(node, {}):
+            if nxt in path:
+                loop = path[path.index(nxt):] + [nxt]
+                key = frozenset(loop)
+                if key not in seen:
+                    seen.add(key)
+                    cycles.append(" -> ".join(f"{a} ({edges[a][b]})" for a, b in zip(loop, loop[1:]))
+                                  + f" -> {nxt}")
+            elif len(path) < 12:
+                visit(nxt, path + [nxt])
+
+    for start in sorted(edges):
+        visit(start, [start])
+    return cycles
+
+
+def _all_imports() -> list[Import]:
+    known = set(all_modules())
+    return [imp for p in all_modules().values() for imp in imports_of(p, known)]
+
+
+def test_every_import_follows_the_table():
+    bad = violations(_all_imports())
+    assert not bad, "imports against docs/architecture.md:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle_between_packages():
+    cycles = package_cycles(_all_imports())
+    assert not cycles, "package import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_checks_catch_a_back_edge_and_a_cycle():
+    """A made-up back-edge (api -> node) is reported with its place, and with node -> api it is a cycle."""
+    back = Import("emulator.api.client", "emulator.node.agent", "emulator/api/client.py:7", False)
+    forth = Import("emulator.node.agent", "emulator.api.client", "emulator/node/agent.py:9", True)
+    assert violations([back]) == [
+        "emulator/api/client.py:7: import of emulator.node.agent (emulator.node) from emulator.api, which may "
+        "import only " + ", ".join(sorted(ALLOWED["emulator.api"]))]
+    assert violations([forth]) == []
+    assert package_cycles([back, forth]) == [
+        "emulator.api (emulator/api/client.py:7) -> emulator.node (emulator/node/agent.py:9) -> emulator.api"]
+
+
+def test_imports_are_read_inside_functions_and_resolved(tmp_path):
+    """Function-local and `from emulator import x` imports are both seen."""
+    mod = ROOT / "emulator" / "api" / "client.py"
+    found = imports_of(mod, set(all_modules()))
+    assert any(i.target == "emulator.api.apilink" and not i.local for i in found)
+    path = tmp_path / "probe.py"
+    path.write_text("def f():\n    from emulator import netns\n")
+    (imp,) = imports_of(path, set(all_modules()) | {"emulator.netns"}, "emulator.api.probe")
+    assert (imp.target, imp.local, imp.where) == ("emulator.netns", True, "probe.py:2")
+    assert package_of(imp.target) == "emulator.kernel"
