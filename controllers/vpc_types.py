@@ -1,7 +1,8 @@
 """Building blocks of the VPC router's decisions: tables, flow and group specs, parsing helpers.
 
 Everything here is plain data, shared by `vpc_core` (state, routing, pipeline), `vpc_firewall`
-and `vpc_lb`; `vpc_app` turns the specs into OpenFlow 1.3 and `tests/fakes/flow_sim.py` runs them in the unit tests.
+and `vpc_lb`; `vpc_app` turns the specs into OpenFlow 1.3 and the unit tests run them in
+`tests/fakes/flow_sim.py`.
 """
 from __future__ import annotations
 

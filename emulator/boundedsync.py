@@ -1,8 +1,9 @@
 """The thread that drives a rule syncer like kube-proxy's BoundedFrequencyRunner.
 
-Shared by kube-proxy's Proxier and the NetworkPolicy enforcer. Events call `notify()`; bursts are merged so that syncs are at least `min_sync_period`
-apart; a periodic sync runs every `sync_period` (after checking the canary chain, so a
-flushed table gets a full resync). A failed sync is retried at the next period.
+Shared by kube-proxy's Proxier and the NetworkPolicy enforcer. Events call `notify()`;
+bursts are merged so that syncs are at least `min_sync_period` apart; a periodic sync runs
+every `sync_period` (after checking the canary chain, so a flushed table gets a full
+resync). A failed sync is retried at the next period. Time comes from the injected `clock`.
 """
 from __future__ import annotations
 

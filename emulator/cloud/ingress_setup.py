@@ -4,6 +4,8 @@ from __future__ import annotations
 import secrets
 from typing import Any, Callable
 
+import ray
+
 from emulator.cloud import iap
 from emulator.cloud.haproxy_cfg import ProxySettings
 from emulator.cloud.ingress import IngressCore
@@ -15,7 +17,6 @@ PROXY_TIMEOUT = 30.0
 def ingress_sync_for(api, gfe_agent, facts: dict, timing: Any,
                      list_objects: Callable[[str], list[dict]]) -> IngressSync:
     """An IngressSync whose proxy is HAProxy on `gfe_agent`'s host (the prober host, 35.191.0.2)."""
-    import ray
     t = timing.model_dump() if hasattr(timing, "model_dump") else dict(timing)
     key = iap.ensure_key(facts["state_dir"]) if facts.get("state_dir") else secrets.token_hex(32)
     interval = float(t.get("lb_health_check_interval_cluster", 1.0))

@@ -10,15 +10,16 @@ i counting the values from 1) that `assert` steps and the report treat like any 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from emulator.config.impairments import LINK_CLASSES, Impairments
+from emulator.config.impairments import LINK_CLASSES, MAX_DELAY_S, Impairments, parse_loss
 from emulator.config.templates import render_dummy
 from emulator.config.topology import StrictModel
 from emulator.config.types import DnsLabel, Duration, NoBool, parse_duration
-from emulator.config.impairments import MAX_DELAY_S, parse_loss
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1)]
 SweepValue = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "string", "description": "0.5ms, 5%"},
@@ -36,7 +37,6 @@ class ArmSpec(StrictModel):
     @model_validator(mode="after")
     def _url_ok(self) -> "ArmSpec":
         """An http(s) URL with a host."""
-        from urllib.parse import urlsplit
         parts = urlsplit(render_dummy(self.url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {self.url!r} must be http:// or https:// with a host")
@@ -61,7 +61,7 @@ class CompareSpec(StrictModel):
     @model_validator(mode="after")
     def _shape(self) -> "CompareSpec":
         """2..9 arms; impairment arms only in blocks; a known source form."""
-        from emulator.config.scenario import TrafficSource
+        from emulator.config.scenario import TrafficSource   # scenario imports this module
         TrafficSource.parse(self.from_)
         if not 2 <= len(self.arms) <= MAX_ARMS:
             raise ValueError(f"give 2 to {MAX_ARMS} arms, got {len(self.arms)}")
@@ -74,7 +74,7 @@ class CompareSpec(StrictModel):
     @property
     def source(self):
         """The parsed `from`."""
-        from emulator.config.scenario import TrafficSource
+        from emulator.config.scenario import TrafficSource   # scenario imports this module
         return TrafficSource.parse(self.from_)
 
     def flow_names(self, suffix: str = "") -> dict[str, str]:
@@ -190,9 +190,8 @@ class SweepStep(StrictModel):
 
 def study_problems(step: CompareStep | SweepStep, scenario, flows: set[str]) -> list[tuple[tuple, str]]:
     """Cross-references of a study step (source, placeholders, slope flow); adds its flows to `flows`."""
-    from types import SimpleNamespace
 
-    from emulator.config.scenario_checks import _traffic_problems
+    from emulator.config.scenario_checks import _traffic_problems   # scenario_checks imports this module
     out: list[tuple[tuple, str]] = []
     compares = [(("compare",), step.compare)] if isinstance(step, CompareStep) else \
         [(("sweep", "steps", j, "compare"), s.compare) for j, s in enumerate(step.sweep.steps)]

@@ -17,6 +17,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import ray
+
 log = logging.getLogger(__name__)
 
 API_VERSIONS = {"Pod": "v1", "Node": "v1", "Service": "v1", "Namespace": "v1",
@@ -128,6 +130,5 @@ class EventRecorder:
         """True when fewer than max_pending calls are in flight (finished ones are forgotten)."""
         if len(self._pending) < self.max_pending:
             return True
-        import ray
         done, self._pending = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
         return len(self._pending) < self.max_pending

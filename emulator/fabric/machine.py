@@ -12,12 +12,14 @@ import os
 import shutil
 from typing import Any
 
+import ray
+
 from emulator.fabric import pki, underlay
 from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
+from emulator.fabric.udpwire import UdpWire
 from emulator.naming import RunNames
 from emulator.node import kernel
-from emulator.fabric.udpwire import UdpWire
 
 log = logging.getLogger(__name__)
 DPID_BASE = 0x6B75_0000  # "ku" + machine index
@@ -25,13 +27,11 @@ DPID_BASE = 0x6B75_0000  # "ku" + machine index
 
 def _ray_node_id() -> str | None:
     """The Ray node this actor runs on; None outside Ray."""
-    import ray
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def ray_node_ip() -> str:
     """The address of the Ray node this process runs on (the machine's real address)."""
-    import ray
     return ray.util.get_node_ip_address()
 
 
@@ -44,7 +44,6 @@ def _controller_address(controller: str | tuple[str, int]) -> Any:
         return (host, int(port))
     if controller == "sdn":
         def lookup() -> tuple[str, int]:
-            import ray
             info = ray.get(ray.get_actor("sdn").address.remote(), timeout=10)
             return (info["host"], info["port"])
         return lookup

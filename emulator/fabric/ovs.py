@@ -418,7 +418,7 @@ def disable_tx_offload(ifname: str, netns: str | None = None) -> None:
 
 def disable_peer_tx_offload(ifname: str, netns: str) -> None:
     """TX offload off on the other end (inside `netns`) of the root-namespace veth `ifname`."""
-    from pyroute2 import IPRoute
+    from pyroute2 import IPRoute   # imported late: only this helper uses netlink (moves to emulator/kernel/)
     with IPRoute() as ipr:
         links = ipr.link("get", ifname=ifname)
         peer_index = links[0].get("link") if links else None

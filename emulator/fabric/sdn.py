@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, Iterable
 
+from controllers.vpc_core import VpcState
 from emulator.errors import KernelError, KubemuError, Timeout
 from emulator.fabric import pki
 
@@ -46,7 +47,7 @@ class _UnixListener(socket.socket):
 def _install_listen_hook() -> None:
     """Hand os-ken the socket the controller bound itself (no window in which another process
     can take the port), and record its listening sockets so `stop()` can close them."""
-    from os_ken.lib import hub
+    from os_ken.lib import hub   # os-ken (eventlet) loads only in the SDN controller's process
     if getattr(hub.listen, "_kubemu", False):
         return
     original = hub.listen
@@ -141,6 +142,7 @@ class SdnController:
 
     def _start_osken(self) -> None:
         """Configure os-ken and instantiate the apps from a daemon thread (so theirs are too)."""
+        # os-ken (eventlet) loads only in the SDN controller's process, not in the driver
         from os_ken import cfg
         from os_ken.base import app_manager
         import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
@@ -168,7 +170,7 @@ class SdnController:
                 contexts = manager.create_contexts()
                 manager.instantiate_apps(**contexts)
                 self._manager = manager
-                from controllers.vpc_app import APP_NAME
+                from controllers.vpc_app import APP_NAME   # an os-ken app: loads os-ken
                 self._app = manager.applications[APP_NAME]
             except BaseException as exc:  # reported to the starting thread
                 errors.append(exc)
@@ -205,7 +207,6 @@ class SdnController:
 
     def set_state(self, state: dict[str, Any], timeout: float = 10.0) -> None:
         """Adopt a new VPC state (see `VpcState.from_dict`); returns when switches have it."""
-        from controllers.vpc_core import VpcState
         self._require_app().set_state(VpcState.from_dict(state), timeout)
 
     def connected_datapaths(self) -> list[int]:
@@ -268,7 +269,7 @@ class SdnController:
                 manager.close()
             except Exception as exc:  # os-ken teardown is best effort
                 LOG.warning("os-ken close: %s", exc)
-            from os_ken.base import app_manager
+            from os_ken.base import app_manager   # loaded by _start_osken already
             app_manager.AppManager._instance = None
         with _lock:
             if _active is self:

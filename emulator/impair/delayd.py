@@ -51,7 +51,7 @@ def _realtime() -> None:
 
 def serve(queues: list[tuple[int, float, float]], ready=print) -> None:
     """Bind every queue and release packets on time until SIGTERM."""
-    from netfilterqueue import COPY_META, NetfilterQueue
+    from netfilterqueue import COPY_META, NetfilterQueue   # only the delay process needs the C extension
 
     _realtime()
     rng = random.Random()

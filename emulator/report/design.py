@@ -8,6 +8,7 @@ trials (drift of the machine, order) and the sampling noise within a trial.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Callable, Sequence
 
@@ -75,7 +76,6 @@ def bootstrap(trials: Trials, seed: str | int, samples: int = BOOTSTRAP_SAMPLES,
 
 def hash_seed(seed: str | int) -> int:
     """A stable integer of a seed text (Python's str hash is salted per process)."""
-    import hashlib
     return int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "big")
 
 

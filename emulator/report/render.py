@@ -330,7 +330,8 @@ class ReportPaths:
 
 def write_report(run_dir: str | os.PathLike) -> ReportPaths:
     """Write report.md and the PNG plots (in plots/) of a run directory from its records."""
-    from emulator.report import plots, study_plots   # imported late: matplotlib takes a second, render_markdown needs none
+    # imported late: matplotlib takes a second, and render_markdown needs none of it
+    from emulator.report import plots, study_plots
 
     run = load_run(run_dir)
     flows = flow_reports(run)

@@ -145,7 +145,7 @@ def compare(a_ms: Sequence[float], b_ms: Sequence[float], a_name: str = "A", b_n
     `prob_superiority` is P(a B value > an A value) + half the ties: 0.5 means no shift,
     1.0 means every B request was slower than every A request.
     """
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import mannwhitneyu   # imported late: scipy takes a second, only comparisons need it
 
     a = np.asarray([x for x in a_ms if x is not None and not math.isnan(x)], dtype=float)
     b = np.asarray([x for x in b_ms if x is not None and not math.isnan(x)], dtype=float)

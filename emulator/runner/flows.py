@@ -9,6 +9,8 @@ cluster teardown kills the generator processes with the run's namespaces and pro
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,9 +21,9 @@ import ray
 from emulator.config.loads import split_target
 from emulator.config.templates import render
 from emulator.errors import KubemuError
+from emulator.labels import label_selector_matches
 from emulator.report import stats
 from emulator.report import summary as report_summary
-from emulator.labels import label_selector_matches
 
 
 @dataclass
@@ -175,8 +177,6 @@ def _collect(run: FlowRun, ctx) -> list[dict]:
     records.sort(key=lambda r: r.get("t_start") or 0.0)
     run_dir = getattr(ctx.cluster, "run_dir", None)
     if run_dir:
-        import json
-        import os
         with open(os.path.join(run_dir, "flows", f"{run.name}.jsonl"), "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
     return records

@@ -21,6 +21,7 @@ import sys
 from typing import Iterator
 
 import ray
+from ray._private import ray_constants
 
 from emulator.runner import signals
 
@@ -81,7 +82,6 @@ def init(address: str | None, temp_dir: str, **kwargs) -> None:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            from ray._private import ray_constants
             keep = ray_constants.ENABLE_RAY_CLUSTER
             ray_constants.ENABLE_RAY_CLUSTER = False   # Ray then resolves "127.0.0.1" to itself
             try:

@@ -11,6 +11,9 @@ import errno
 import ipaddress
 import socket
 
+import dns.exception
+import dns.resolver
+
 from emulator import netns
 from emulator.workloads.agnhost import ConnectConfig
 
@@ -58,8 +61,6 @@ def resolve(host: str, resolv_conf: str | None, timeout: float) -> str:
         pass
     if host in ("", "localhost"):
         return "127.0.0.1"
-    import dns.exception
-    import dns.resolver
     servers, search = read_resolv_conf(resolv_conf)
     if not servers:
         raise OSError(f"lookup {host}: no nameserver in the pod's resolv.conf")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -61,6 +62,9 @@ MAPPED = {
     "emulator.netpol.reach_cli": "emulator.runner",
     "emulator.live.commands": "emulator.cli",       # the CLI's live-run commands (click)
 }
+# Modules whose function-local imports need no comment: a CLI command imports what it needs
+# when it runs, so `kubemu --help` and `kubemu check` stay fast and never load Ray.
+LATE_IMPORTS_BY_DESIGN = {"emulator.cli", "emulator.live.commands"}
 # Third-party libraries that touch the kernel: only the kernel layer imports them.
 KERNEL_LIBRARIES = ("pyroute2", "mininet")
 # Modules with such an import that the kernel-layer branch moves into emulator/kernel/;
@@ -183,6 +187,27 @@ def package_cycles(imports: list[Import]) -> list[str]:
     return cycles
 
 
+def unexplained_local_imports(path: pathlib.Path) -> list[str]:
+    """Function-local imports with no comment on their line or above their run of import lines."""
+    if module_name(path) in LATE_IMPORTS_BY_DESIGN:
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for imp in imports_of(path, set()):
+        if not imp.local:
+            continue
+        n = int(imp.where.rsplit(":", 1)[1]) - 1
+        if "#" in lines[n]:
+            continue
+        above = n - 1
+        while above >= 0 and lines[above].lstrip().startswith(("import ", "from ")):
+            above -= 1
+        if above < 0 or not lines[above].lstrip().startswith("#"):
+            out.append(f"{imp.where}: function-local import of {imp.target} without a comment saying why "
+                       f"(a cycle it breaks, or a heavy or optional import it defers)")
+    return out
+
+
 def _all_imports() -> list[Import]:
     known = set(all_modules())
     return [imp for p in all_modules().values() for imp in imports_of(p, known)]
@@ -196,6 +221,11 @@ def test_every_import_follows_the_table():
 def test_no_import_cycle_between_packages():
     cycles = package_cycles(_all_imports())
     assert not cycles, "package import cycles:\n" + "\n".join(cycles)
+
+
+def test_function_local_imports_say_why():
+    bad = [line for p in all_modules().values() for line in unexplained_local_imports(p)]
+    assert not bad, "move these imports to the top of the module or say why they are late:\n" + "\n".join(bad)
 
 
 def test_the_checks_catch_a_back_edge_and_a_cycle():
@@ -220,3 +250,13 @@ def test_imports_are_read_inside_functions_and_resolved(tmp_path):
     (imp,) = imports_of(path, set(all_modules()) | {"emulator.netns"}, "emulator.api.probe")
     assert (imp.target, imp.local, imp.where) == ("emulator.netns", True, "probe.py:2")
     assert package_of(imp.target) == "emulator.kernel"
+
+
+def test_a_late_import_without_a_reason_is_reported(tmp_path, monkeypatch):
+    path = tmp_path / "late.py"
+    path.write_text("def f():\n    import json\n\n\ndef g():\n    # scipy takes a second\n"
+                    "    import scipy\n    import numpy\n\n\ndef h():\n    import ray  # only in actors\n")
+    monkeypatch.setattr(sys.modules[__name__], "module_name", lambda p: "emulator.late")
+    assert unexplained_local_imports(path) == [
+        "late.py:2: function-local import of json without a comment saying why (a cycle it breaks, "
+        "or a heavy or optional import it defers)"]
