@@ -1,4 +1,4 @@
-"""Every import in emulator/ and controllers/ follows docs/architecture.md's table; no package cycles.
+"""Every import in emulator/ and controllers/ follows docs/architecture.md's table; no import cycles.
 
 Imports are read with `ast` (module level and inside functions), mapped to the package
 they belong to (the longest key of ALLOWED that prefixes the module, after MAPPED), and
@@ -187,6 +187,34 @@ def package_cycles(imports: list[Import]) -> list[str]:
     return cycles
 
 
+def module_cycles(imports: list[Import], modules: set[str]) -> list[str]:
+    """Cycles among modules through module-level imports (a late import is how one is broken)."""
+    edges: dict[str, dict[str, str]] = {}
+    for imp in imports:
+        if not imp.local and imp.target in modules and imp.target != imp.source:
+            edges.setdefault(imp.source, {}).setdefault(imp.target, imp.where)
+    state: dict[str, int] = {}          # 1 on the current path, 2 done
+    path: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt, where in edges.get(node, {}).items():
+            if state.get(nxt) == 1:
+                loop = path[path.index(nxt):] + [nxt]
+                cycles.append(" -> ".join(f"{a} ({edges[a][b]})" for a, b in zip(loop, loop[1:])) + f" -> {nxt}")
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for start in sorted(edges):
+        if start not in state:
+            visit(start)
+    return cycles
+
+
 def unexplained_local_imports(path: pathlib.Path) -> list[str]:
     """Function-local imports with no comment on their line or above their run of import lines."""
     if module_name(path) in LATE_IMPORTS_BY_DESIGN:
@@ -223,6 +251,11 @@ def test_no_import_cycle_between_packages():
     assert not cycles, "package import cycles:\n" + "\n".join(cycles)
 
 
+def test_no_import_cycle_between_modules():
+    cycles = module_cycles(_all_imports(), set(all_modules()))
+    assert not cycles, "module import cycles (module level):\n" + "\n".join(cycles)
+
+
 def test_function_local_imports_say_why():
     bad = [line for p in all_modules().values() for line in unexplained_local_imports(p)]
     assert not bad, "move these imports to the top of the module or say why they are late:\n" + "\n".join(bad)
@@ -238,6 +271,12 @@ def test_the_checks_catch_a_back_edge_and_a_cycle():
     assert violations([forth]) == []
     assert package_cycles([back, forth]) == [
         "emulator.api (emulator/api/client.py:7) -> emulator.node (emulator/node/agent.py:9) -> emulator.api"]
+    mods = {"emulator.api.client", "emulator.node.agent"}
+    assert module_cycles([back, forth], mods) == []           # the way back is a late import
+    forth_top = Import("emulator.node.agent", "emulator.api.client", "emulator/node/agent.py:9", False)
+    assert module_cycles([back, forth_top], mods) == [
+        "emulator.api.client (emulator/api/client.py:7) -> emulator.node.agent (emulator/node/agent.py:9)"
+        " -> emulator.api.client"]
 
 
 def test_imports_are_read_inside_functions_and_resolved(tmp_path):
