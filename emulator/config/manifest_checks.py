@@ -17,7 +17,7 @@ from emulator.config.size_checks import replicas_problem
 from emulator.config.source import Loc
 from emulator.config.templates import render_dummy
 from emulator.config.types import is_dns_label
-from emulator.gke import NODE_PORT_RANGE
+from emulator.gke import NODE_PORT_RANGE, NODE_PORT_RANGE_TEXT
 from emulator.labels import label_selector_matches
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -132,7 +132,7 @@ def _service_problems(obj: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
         yield from _target_port_problems(port.get("targetPort"), loc + ("targetPort",))
         node_port = port.get("nodePort")
         if node_port is not None and not NODE_PORT_RANGE[0] <= node_port <= NODE_PORT_RANGE[1]:
-            yield loc + ("nodePort",), f"{node_port} is outside the NodePort range 30000-32767"
+            yield loc + ("nodePort",), f"{node_port} is outside the NodePort range {NODE_PORT_RANGE_TEXT}"
     for i, cidr in enumerate(spec.get("loadBalancerSourceRanges") or []):
         yield from _cidr_problems(cidr, ("spec", "loadBalancerSourceRanges", i))
 
