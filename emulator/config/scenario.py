@@ -10,7 +10,6 @@ once the manifests are loaded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (BeforeValidator, Discriminator, Field, PlainValidator, PrivateAttr, Tag,
@@ -28,74 +27,9 @@ from emulator.config.machines import Machines
 from emulator.config.impairments import Impairments
 from emulator.config.topology import StrictModel, Topology
 from emulator.config.types import ComparisonField, DnsLabel, Duration, WholeNumber, Comparison
+from emulator.config.refs import ObjectRefField, SourceField
+from emulator.config.study import CompareStep, SweepStep
 
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """`deployment/web` in a wait step: a kind (lowercase) and a name."""
-
-    KINDS: ClassVar[dict[str, str]] = {"deployment": "Deployment", "pod": "Pod", "service": "Service",
-                                       "networkpolicy": "NetworkPolicy", "ingress": "Ingress"}
-    kind: str
-    name: str
-
-    @property
-    def api_kind(self) -> str:
-        """The Kubernetes kind: `Deployment`, `Pod` or `Service`."""
-        return self.KINDS[self.kind]
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.name}"
-
-    @classmethod
-    def parse(cls, text: Any) -> "ObjectRef":
-        """`deployment/NAME`, `pod/NAME` or `service/NAME`."""
-        if isinstance(text, ObjectRef):
-            return text
-        kind, _, name = text.partition("/") if isinstance(text, str) else ("", "", "")
-        if kind not in cls.KINDS or not name or "/" in name:
-            raise ValueError(f"invalid reference {text!r}: write deployment/NAME, pod/NAME, service/NAME, "
-                             "networkpolicy/NAME or ingress/NAME")
-        return cls(kind, name)
-
-
-@dataclass(frozen=True)
-class TrafficSource:
-    """Where traffic starts: a pod (with namespace), a node, or a client host."""
-
-    kind: Literal["pod", "node", "host", "deployment"]
-    name: str
-    namespace: str | None = None
-
-    def __str__(self) -> str:
-        if self.kind in ("pod", "deployment"):
-            return f"{self.kind}/{self.namespace}/{self.name}"
-        return f"{self.kind}/{self.name}"
-
-    @classmethod
-    def parse(cls, text: Any) -> "TrafficSource":
-        """`pod/NAME`, `pod/NS/NAME`, `node/NAME` or `host/NAME`."""
-        if isinstance(text, TrafficSource):
-            return text
-        parts = text.split("/") if isinstance(text, str) else []
-        if len(parts) == 2 and parts[0] == "pod" and parts[1]:
-            return cls("pod", parts[1], "default")
-        if len(parts) == 3 and parts[0] == "pod" and parts[1] and parts[2]:
-            return cls("pod", parts[2], parts[1])
-        if len(parts) == 2 and parts[0] in ("node", "host") and parts[1]:
-            return cls(parts[0], parts[1])   # type: ignore[arg-type]
-        if len(parts) in (2, 3) and parts[0] == "deployment" and all(parts[1:]):
-            return cls("deployment", parts[-1], parts[1] if len(parts) == 3 else "default")
-        raise ValueError(f"invalid source {text!r}: write pod/NAME, pod/NAMESPACE/NAME, node/NAME, host/NAME "
-                         "or deployment/[NAMESPACE/]NAME")
-
-
-ObjectRefField = Annotated[ObjectRef, PlainValidator(ObjectRef.parse),
-                           WithJsonSchema({"type": "string", "pattern": "^(deployment|pod|service|networkpolicy|ingress)/[^/]+$"})]
-SourceField = Annotated[TrafficSource, PlainValidator(TrafficSource.parse),
-                        WithJsonSchema({"type": "string",
-                                        "pattern": "^((pod|deployment)/([^/]+/)?[^/]+|node/[^/]+|host/[^/]+)$"})]
 PositiveInt = Annotated[int, WholeNumber, Field(ge=1)]
 
 
@@ -364,8 +298,6 @@ class ImpairStep(StrictModel):
     KIND: ClassVar[str] = "impair"
     impair: Impairments
 
-
-from emulator.config.study import CompareStep, SweepStep  # noqa: E402 (study models use TrafficSource)
 
 STEP_CLASSES: tuple[type[StrictModel], ...] = (WaitStep, SleepStep, TrafficStep, AssertStep, ApplyStep,
                                                 DeleteStep, ScaleStep, AwaitStep, ImpairStep,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from emulator.config.reachability import LabelStep, ReachabilityStep, reachabili
 from emulator.config.scenario import (AssertStep, AwaitStep, DeleteStep, ScaleStep, Scenario, TrafficSpec,
                                       TrafficStep, WaitStep)
 from emulator.config.source import Loc
-from emulator.config.study import CompareStep, SweepStep, study_problems
+from emulator.config.study import CompareStep, SweepStep
 from emulator.config.templates import placeholders, render_dummy
 from emulator.config.timing import Timing
 
@@ -181,3 +182,40 @@ def _traffic_problems(scenario: Scenario, spec: TrafficSpec) -> list[tuple[Loc, 
         if m and scenario.find("Service", m.group(2), m.group(1)) is None:
             problems.append(((spec.protocol, field), f"no Service {m.group(2)}/{m.group(1)} in the manifests"))
     return problems
+
+
+def study_problems(step: CompareStep | SweepStep, scenario, flows: set[str]) -> list[tuple[tuple, str]]:
+    """Cross-references of a study step (source, placeholders, slope flow); adds its flows to `flows`."""
+    out: list[tuple[tuple, str]] = []
+    compares = [(("compare",), step.compare)] if isinstance(step, CompareStep) else \
+        [(("sweep", "steps", j, "compare"), s.compare) for j, s in enumerate(step.sweep.steps)]
+    for loc, spec in compares:
+        seen: set = set()
+        for arm, a in spec.arms.items():
+            fake = SimpleNamespace(from_=spec.source, http=SimpleNamespace(url=a.url), protocol="http")
+            for l, m in _traffic_problems(scenario, fake):
+                where = loc + (("from",) if l == ("from",) else ("arms", arm, "url"))
+                if (where, m) not in seen:
+                    seen.add((where, m))
+                    out.append((where, m))
+        names = spec.flow_names()
+        if isinstance(step, CompareStep):
+            for n in names.values():
+                if n in flows:
+                    out.append((loc + ("name",), f"flow {n!r} exists already"))
+                flows.add(n)
+    if isinstance(step, SweepStep):
+        sw = step.sweep
+        made = sw.flows()
+        for n in made:
+            if n in flows:
+                out.append((("sweep", "name"), f"flow {n!r} exists already"))
+        flows.update(made)
+        if sw.slope is not None and sw.slope.flow not in set(made.values()):
+            out.append((("sweep", "slope", "flow"), f"no arm flow {sw.slope.flow!r} in the sweep "
+                                                   f"(arm flows: {', '.join(sorted(set(made.values())))})"))
+        if sw.scale is not None:
+            name = sw.scale.partition("/")[2]
+            if scenario.find("Deployment", "default", name) is None:
+                out.append((("sweep", "scale"), f"no Deployment default/{name} in the manifests"))
+    return out

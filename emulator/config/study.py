@@ -10,13 +10,13 @@ i counting the values from 1) that `assert` steps and the report treat like any 
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, WithJsonSchema, model_validator
 
 from emulator.config.impairments import LINK_CLASSES, MAX_DELAY_S, Impairments, parse_loss
+from emulator.config.refs import TrafficSource
 from emulator.config.templates import render_dummy
 from emulator.config.topology import StrictModel
 from emulator.config.types import DnsLabel, Duration, NoBool, parse_duration
@@ -61,7 +61,6 @@ class CompareSpec(StrictModel):
     @model_validator(mode="after")
     def _shape(self) -> "CompareSpec":
         """2..9 arms; impairment arms only in blocks; a known source form."""
-        from emulator.config.scenario import TrafficSource   # scenario imports this module
         TrafficSource.parse(self.from_)
         if not 2 <= len(self.arms) <= MAX_ARMS:
             raise ValueError(f"give 2 to {MAX_ARMS} arms, got {len(self.arms)}")
@@ -74,7 +73,6 @@ class CompareSpec(StrictModel):
     @property
     def source(self):
         """The parsed `from`."""
-        from emulator.config.scenario import TrafficSource   # scenario imports this module
         return TrafficSource.parse(self.from_)
 
     def flow_names(self, suffix: str = "") -> dict[str, str]:
@@ -186,42 +184,3 @@ class SweepStep(StrictModel):
 
     KIND: ClassVar[str] = "sweep"
     sweep: SweepSpec
-
-
-def study_problems(step: CompareStep | SweepStep, scenario, flows: set[str]) -> list[tuple[tuple, str]]:
-    """Cross-references of a study step (source, placeholders, slope flow); adds its flows to `flows`."""
-
-    from emulator.config.scenario_checks import _traffic_problems   # scenario_checks imports this module
-    out: list[tuple[tuple, str]] = []
-    compares = [(("compare",), step.compare)] if isinstance(step, CompareStep) else \
-        [(("sweep", "steps", j, "compare"), s.compare) for j, s in enumerate(step.sweep.steps)]
-    for loc, spec in compares:
-        seen: set = set()
-        for arm, a in spec.arms.items():
-            fake = SimpleNamespace(from_=spec.source, http=SimpleNamespace(url=a.url), protocol="http")
-            for l, m in _traffic_problems(scenario, fake):
-                where = loc + (("from",) if l == ("from",) else ("arms", arm, "url"))
-                if (where, m) not in seen:
-                    seen.add((where, m))
-                    out.append((where, m))
-        names = spec.flow_names()
-        if isinstance(step, CompareStep):
-            for n in names.values():
-                if n in flows:
-                    out.append((loc + ("name",), f"flow {n!r} exists already"))
-                flows.add(n)
-    if isinstance(step, SweepStep):
-        sw = step.sweep
-        made = sw.flows()
-        for n in made:
-            if n in flows:
-                out.append((("sweep", "name"), f"flow {n!r} exists already"))
-        flows.update(made)
-        if sw.slope is not None and sw.slope.flow not in set(made.values()):
-            out.append((("sweep", "slope", "flow"), f"no arm flow {sw.slope.flow!r} in the sweep "
-                                                   f"(arm flows: {', '.join(sorted(set(made.values())))})"))
-        if sw.scale is not None:
-            name = sw.scale.partition("/")[2]
-            if scenario.find("Deployment", "default", name) is None:
-                out.append((("sweep", "scale"), f"no Deployment default/{name} in the manifests"))
-    return out
