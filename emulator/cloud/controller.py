@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from emulator.cloud import lbip
+from emulator.config.timing import Timing
 from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
@@ -35,12 +36,6 @@ PatchStatus = Callable[[str, str, dict], Any]     # (namespace, name, status)
 PushState = Callable[[dict], Any]
 
 
-def _timing_dict(timing: Any) -> dict:
-    if hasattr(timing, "model_dump"):
-        return timing.model_dump()
-    return dict(timing)
-
-
 class CloudCore:
     """Load balancer IPs, health checks and desired VPC state; I/O through callables.
 
@@ -50,13 +45,13 @@ class CloudCore:
     `health_checks=False`: no probing, every node is a backend of every load balancer.
     """
 
-    def __init__(self, facts: dict, timing: Any, firewall_rules: Iterable[Any] = (), *,
+    def __init__(self, facts: dict, timing: Timing, firewall_rules: Iterable[Any] = (), *,
                  list_objects: Lister, patch_status: PatchStatus, push_state: PushState,
                  health_checks: bool = True, source_ranges_in_firewall: bool = True,
                  clock: Callable[[], float] = time.time, ingress: IngressSync | None = None) -> None:
         self.facts = facts
         self.clock = clock
-        self.timing = _timing_dict(timing)
+        self.timing = timing
         self.firewall_rules = list(firewall_rules or [])
         self.list_objects, self.patch_status, self.push_state = list_objects, patch_status, push_state
         self.health_checks = health_checks
@@ -230,7 +225,7 @@ class CloudCore:
 
     @property
     def probe_timeout(self) -> float:
-        return float(self.timing["lb_health_check_timeout"])
+        return self.timing.lb_health_check_timeout
 
     # --- views ---
     def health_events(self) -> list[dict]:
@@ -266,12 +261,12 @@ class CloudController:
 
     `api`: ApiServer actor; `sdn`: SdnController actor (`set_state`); `prober`: the prober
     host's NodeAgent actor (`http_probes`), or None for no health checks (every node is a
-    backend); `facts`: see `CloudCore`; `timing`: Timing or its dict; `firewall_rules`: the
+    backend); `facts`: see `CloudCore`; `timing`: the run's Timing; `firewall_rules`: the
     topology's rules (dicts or FirewallRule); `run_dir`: logs go to
     RUN_DIR/logs/cloud-controller.log.
     """
 
-    def __init__(self, api, sdn, prober, facts: dict, timing: Any, firewall_rules: Iterable[Any] = (),
+    def __init__(self, api, sdn, prober, facts: dict, timing: Timing, firewall_rules: Iterable[Any] = (),
                  run_dir: str | None = None, *, resync_interval: float = 3.0, min_interval: float = 0.02,
                  source_ranges_in_firewall: bool = True, push_timeout: float = 30.0, autostart: bool = True) -> None:
         if run_dir:

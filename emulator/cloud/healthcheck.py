@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from emulator.config.timing import Timing
+
 HEALTHZ_PORT = 10256
 HEALTHZ_PATH = "/healthz"
 LOCAL_PATH = "/healthz"
@@ -62,10 +64,6 @@ class CheckSpec:
         return f"http://{ip}:{self.port}{self.path}"
 
 
-def _timing_value(timing: Any, name: str) -> float:
-    return float(timing[name] if isinstance(timing, Mapping) else getattr(timing, name))
-
-
 def health_check_port(svc: dict) -> tuple[int, bool]:
     """(port probed, shared node check?) of a LoadBalancer Service's health check."""
     spec = svc.get("spec", {})
@@ -74,18 +72,18 @@ def health_check_port(svc: dict) -> tuple[int, bool]:
     return HEALTHZ_PORT, True
 
 
-def check_for_service(svc: dict, timing: Any) -> CheckSpec:
-    """The health check GKE sets up for a LoadBalancer Service (`timing`: Timing or dict).
+def check_for_service(svc: dict, timing: Timing) -> CheckSpec:
+    """The health check GKE sets up for a LoadBalancer Service.
 
     Local without a healthCheckNodePort falls back to the nodes check, as GKE does.
     """
-    timeout = _timing_value(timing, "lb_health_check_timeout")
+    timeout = timing.lb_health_check_timeout
     port, shared = health_check_port(svc)
     if not shared:
         return CheckSpec("Local", port, LOCAL_PATH,
-                         _timing_value(timing, "lb_health_check_interval_local"), timeout, *LOCAL_THRESHOLDS)
+                         timing.lb_health_check_interval_local, timeout, *LOCAL_THRESHOLDS)
     return CheckSpec("Cluster", port, HEALTHZ_PATH,
-                     _timing_value(timing, "lb_health_check_interval_cluster"), timeout, *CLUSTER_THRESHOLDS)
+                     timing.lb_health_check_interval_cluster, timeout, *CLUSTER_THRESHOLDS)
 
 
 @dataclass

@@ -5,6 +5,7 @@ import secrets
 from typing import Any, Callable
 
 from emulator.cloud import iap
+from emulator.config.timing import Timing
 from emulator.cloud.haproxy_cfg import ProxySettings
 from emulator.cloud.ingress import IngressCore
 from emulator.cloud.ingress_sync import IngressSync
@@ -12,15 +13,14 @@ from emulator.cloud.ingress_sync import IngressSync
 PROXY_TIMEOUT = 30.0
 
 
-def ingress_sync_for(api, gfe_agent, facts: dict, timing: Any,
+def ingress_sync_for(api, gfe_agent, facts: dict, timing: Timing,
                      list_objects: Callable[[str], list[dict]]) -> IngressSync:
     """An IngressSync whose proxy is HAProxy on `gfe_agent`'s host (the prober host, 35.191.0.2)."""
     import ray
-    t = timing.model_dump() if hasattr(timing, "model_dump") else dict(timing)
     key = iap.ensure_key(facts["state_dir"]) if facts.get("state_dir") else secrets.token_hex(32)
-    interval = float(t.get("lb_health_check_interval_cluster", 1.0))
+    interval = timing.lb_health_check_interval_cluster
     settings = ProxySettings(iap_key=key, check_interval_ms=max(100, int(interval * 1000)),
-                             check_timeout_ms=max(100, int(float(t.get("lb_health_check_timeout", 1.0)) * 1000)))
+                             check_timeout_ms=max(100, int(timing.lb_health_check_timeout * 1000)))
     gfe = next(h["name"] for h in facts["hosts"] if h.get("kind") == "prober")
 
     def push_proxy(config: str, files: dict, addresses: list) -> None:

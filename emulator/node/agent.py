@@ -90,7 +90,7 @@ class NodeAgent:
                 "hostname": os.uname().nodename, "ray_node_id": _ray_node_id(),
                 "node_info": node_info(self.netns)}
 
-    def start(self, api, timing: dict, dns: dict | None) -> bool:
+    def start(self, api, timing: Timing, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""
         if self.role != "node":
             return True
@@ -98,7 +98,7 @@ class NodeAgent:
         from emulator.node.lease import LeaseRenewer, sync_pod_status
         from emulator.workloads.host import WorkloadHost
         from emulator.node.apilink import NodeApiClient
-        t = self.timing = Timing(**timing)
+        t = self.timing = timing
         api = self.api = NodeApiClient(api, self.name)   # cut off while the node's link is down
         self.dns = dns
         self.workloads = WorkloadHost()

@@ -163,7 +163,7 @@ def phases(ctx, fault: FaultRun) -> dict[str, Any]:
     svcs, _ = ray.get(cluster.api.list.remote("Service"))
     policies = {o["metadata"]["name"]: o["spec"].get("externalTrafficPolicy") or "Cluster" for o in svcs
                 if o["spec"].get("type") == "LoadBalancer" and o["metadata"]["name"] in per_svc}
-    out["expected"] = expected_phases.expected(cluster.timing.model_dump(), policies)
+    out["expected"] = expected_phases.expected(cluster.timing, policies)
     return out
 
 

@@ -140,11 +140,11 @@ class Cluster:
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
             name="controllers", max_restarts=-1, max_task_retries=-1, **opts).remote(
-            "api", self.run_dir, timing=self.timing.model_dump(), autostart=True)
+            "api", self.run_dir, timing=self.timing, autostart=True)
         ray.get(self.controllers.start.remote())
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
-        ray.get([self.agents[s["name"]].start.remote(self.api, self.timing.model_dump(), dns)
+        ray.get([self.agents[s["name"]].start.remote(self.api, self.timing, dns)
                  for s in self.plan.nodes])
         backend = ray.get(self.agents[self.plan.nodes[0]["name"]].iptables_backend.remote())
         self.progress(f"kubelet and kube-proxy running on every node (iptables backend: {backend})")
@@ -187,7 +187,7 @@ class Cluster:
             facts["extra"] = {"tunnels": self.fleet.vpc_tunnels()}  # several machines
         prober = self.agents[p.probers[0]["name"]]
         self.cloud = ray.remote(CloudController).options(name="cloud", num_cpus=0, max_concurrency=16).remote(
-            self.api, self.sdn, prober, facts, self.timing.model_dump(), p.firewall, self.run_dir,
+            self.api, self.sdn, prober, facts, self.timing, p.firewall, self.run_dir,
             source_ranges_in_firewall=False)
         ray.get(self.cloud.reconcile_now.remote())
 

@@ -44,7 +44,7 @@ def test_phases_against_the_timing_profile():
     from emulator.report.expected_phases import expected
     res = copy.deepcopy(RESULTS)
     res["timing"] = {"profile": "fast"}
-    res["steps"][1]["phases"]["expected"] = expected(timing_for("fast").model_dump(), {"web": "Cluster"})
+    res["steps"][1]["phases"]["expected"] = expected(timing_for("fast"), {"web": "Cluster"})
     text = "\n".join(section(res))
     assert "Against the timing profile (fast)" in text
     assert "| node not ready | 4.86 | 4.00-5.20 | yes |" in text

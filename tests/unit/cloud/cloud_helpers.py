@@ -1,8 +1,9 @@
 """Objects shared by the cloud unit tests: a small cluster's plan facts, Nodes, Services."""
 from __future__ import annotations
 
-TIMING = {"lb_health_check_interval_cluster": 8.0, "lb_health_check_interval_local": 3.0,
-          "lb_health_check_timeout": 1.0}
+from emulator.config.timing import timing_for
+
+TIMING = timing_for("gke")   # interval 8 s (Cluster), 3 s (Local), timeout 1 s
 SUBNET, POD_RANGE, EXTERNAL = "10.128.0.0/20", "10.4.0.0/14", "203.0.113.0/24"
 NODES = [("pool-a-1", "10.128.0.2", "10.4.0.0/24"), ("pool-b-1", "10.128.0.3", "10.4.1.0/24"),
          ("pool-c-1", "10.128.0.4", "10.4.2.0/24")]
