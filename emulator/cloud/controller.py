@@ -23,7 +23,8 @@ import time
 from typing import Any, Callable, Iterable
 
 from emulator.cloud import lbip
-from emulator.config.timing import Timing
+from emulator.records.timing import Timing
+from emulator.records.cloud import CloudFacts
 from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
@@ -39,13 +40,11 @@ PushState = Callable[[dict], Any]
 class CloudCore:
     """Load balancer IPs, health checks and desired VPC state; I/O through callables.
 
-    `facts`: {"cluster_name", "subnet", "pod_range", "external_range", "gateways": [...],
-    "hosts": [{"name", "ip", "mac", "role", "kind", "tags", "pod_cidr", "fabric_port",
-    "gateway", "dpid"?}], "dpid"?: int, "extra"?: dict copied into the state}.
+    `facts`: the VPC's ranges and the planned hosts (emulator.records.cloud.CloudFacts).
     `health_checks=False`: no probing, every node is a backend of every load balancer.
     """
 
-    def __init__(self, facts: dict, timing: Timing, firewall_rules: Iterable[Any] = (), *,
+    def __init__(self, facts: CloudFacts, timing: Timing, firewall_rules: Iterable[Any] = (), *,
                  list_objects: Lister, patch_status: PatchStatus, push_state: PushState,
                  health_checks: bool = True, source_ranges_in_firewall: bool = True,
                  clock: Callable[[], float] = time.time, ingress: IngressSync | None = None) -> None:
@@ -56,10 +55,10 @@ class CloudCore:
         self.list_objects, self.patch_status, self.push_state = list_objects, patch_status, push_state
         self.health_checks = health_checks
         self.source_ranges_in_firewall = source_ranges_in_firewall
-        self.hosts = list(facts["hosts"])
-        self.host_macs = {h["name"]: h["mac"] for h in self.hosts if h.get("mac")}
-        self.vpc_ranges = [facts["subnet"], facts["pod_range"]]
-        self.allocator = lbip.LbIpAllocator(facts["external_range"], facts["subnet"])
+        self.hosts = list(facts.hosts)
+        self.host_macs = {h.name: h.mac for h in self.hosts if h.mac}
+        self.vpc_ranges = [facts.subnet, facts.pod_range]
+        self.allocator = lbip.LbIpAllocator(facts.external_range, facts.subnet)
         self.checker = HealthChecker()
         self.lock = threading.RLock()
         self._pass_lock = threading.Lock()   # one reconcile pass at a time
@@ -76,7 +75,7 @@ class CloudCore:
 
     # --- pure parts ---
     def host_ips(self) -> set[str]:
-        return {h["ip"] for h in self.hosts}
+        return {h.ip for h in self.hosts}
 
     def desired(self, nodes: list[dict], services: list[dict]) -> dict:
         """The VPC state for these Nodes and Services and the current health."""
@@ -85,9 +84,9 @@ class CloudCore:
             hosts, rules = self.ingress.vpc_hosts(hosts), self.ingress.vpc_rules() + list(rules)
         return desired_vpc_state(
             hosts, self.host_macs, nodes, services, self.checker.state if self.health_checks else None,
-            rules, self.vpc_ranges, cluster_name=self.facts["cluster_name"],
-            gateways=self.facts.get("gateways", []), dpid=int(self.facts.get("dpid", 1)),
-            source_ranges_in_firewall=self.source_ranges_in_firewall, extra=self.facts.get("extra"))
+            rules, self.vpc_ranges, cluster_name=self.facts.cluster_name,
+            gateways=self.facts.gateways, dpid=self.facts.dpid,
+            source_ranges_in_firewall=self.source_ranges_in_firewall, extra=self.facts.extra)
 
     # --- one pass ---
     def reconcile(self, now: float, force: bool = False) -> bool:
@@ -266,7 +265,7 @@ class CloudController:
     RUN_DIR/logs/cloud-controller.log.
     """
 
-    def __init__(self, api, sdn, prober, facts: dict, timing: Timing, firewall_rules: Iterable[Any] = (),
+    def __init__(self, api, sdn, prober, facts: CloudFacts, timing: Timing, firewall_rules: Iterable[Any] = (),
                  run_dir: str | None = None, *, resync_interval: float = 3.0, min_interval: float = 0.02,
                  source_ranges_in_firewall: bool = True, push_timeout: float = 30.0, autostart: bool = True) -> None:
         if run_dir:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from emulator.config.timing import Timing
+from emulator.records.timing import Timing
 
 HEALTHZ_PORT = 10256
 HEALTHZ_PATH = "/healthz"

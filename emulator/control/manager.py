@@ -13,7 +13,7 @@ import time
 import ray
 
 from emulator.api.client import Informer
-from emulator.config.timing import Timing
+from emulator.records.timing import Timing
 from emulator.logs import setup_actor_logging
 from emulator.control import endpointslices as eps
 from emulator.control.action_events import lifecycle_events, workload_events

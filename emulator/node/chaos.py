@@ -88,7 +88,7 @@ def recover(agent) -> dict:
     set_link(agent, True)
     if state == "crashed":
         from emulator.node.kubelet import Kubelet
-        agent.kubelet = Kubelet(agent.api, agent.name, agent.spec["ip"], agent.names, agent.podnet,
+        agent.kubelet = Kubelet(agent.api, agent.name, agent.spec.ip, agent.names, agent.podnet,
                                 agent.workloads, agent.timing, agent.run_dir, agent.dns,
                                 services=lambda: agent.svc_informer.list("Service"),
                                 slices=lambda: agent.svc_informer.list("EndpointSlice"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from emulator.cloud.healthcheck import CLUSTER_THRESHOLDS, LOCAL_THRESHOLDS
-from emulator.config.timing import Timing
+from emulator.records.timing import Timing
 
 TOLERANCE = 0.2
 

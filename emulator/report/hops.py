@@ -1,7 +1,7 @@
 """Hop attribution: which node a request entered the cluster through.
 
-Pure functions over per-request records and the run plan's nodes (anything with a
-`nodes` list of {name, ip, pod_cidr}).
+Pure functions over per-request records and the run plan's nodes (HostSpec, or results.json's
+TopologyNode: anything with `name`, `ip` and `pod_cidr` attributes).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def entered_node(record: dict, plan) -> str | None:
         return None
     addr = ipaddress.ip_address(seen)
     for n in plan.nodes:
-        if seen == n["ip"] or addr in ipaddress.ip_network(n["pod_cidr"]):
-            return n["name"]
+        if seen == n.ip or addr in ipaddress.ip_network(n.pod_cidr):
+            return n.name
     return record.get("node")
 
 

@@ -50,7 +50,7 @@ def state(ctx) -> ChaosState:
 
 
 def _zone_nodes(cluster, zone: str) -> list[str]:
-    return [n["name"] for n in cluster.plan.nodes if n["zone"] == zone]
+    return [n.name for n in cluster.plan.nodes if n.zone == zone]
 
 
 def pick_nodes(spec, cluster, rng: random.Random, faults: dict[str, FaultRun]) -> list[str]:
@@ -60,11 +60,11 @@ def pick_nodes(spec, cluster, rng: random.Random, faults: dict[str, FaultRun]) -
     if spec.machine is not None:
         return machine_fault.machine_nodes(cluster, spec.machine)
     if spec.zone is not None:
-        zone = rng.choice(sorted({n["zone"] for n in cluster.plan.nodes})) if spec.zone == RANDOM else spec.zone
+        zone = rng.choice(sorted({n.zone for n in cluster.plan.nodes})) if spec.zone == RANDOM else spec.zone
         return _zone_nodes(cluster, zone)
     if spec.node == RANDOM:   # recover: one of the nodes that are down; else one that is up
         down = spec.action == "recover"
-        pool = sorted(n["name"] for n in cluster.plan.nodes if (n["name"] in cluster.down_nodes) == down)
+        pool = sorted(n.name for n in cluster.plan.nodes if (n.name in cluster.down_nodes) == down)
         if not pool:
             raise KubemuError(f"fault: no node {'down' if down else 'up'} to pick at random")
         return [rng.choice(pool)]

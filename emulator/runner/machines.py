@@ -30,6 +30,7 @@ from emulator.errors import KubemuError
 from emulator.fabric import underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
+from emulator.records.hosts import HostSpec
 from emulator.runner import cleanup, ray_local
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def machine_resource(run_id: str, machine: int) -> str:
 class Machines:
     """Ray nodes, `Machine` actors, underlay and tunnels of one run; placement of its hosts."""
 
-    def __init__(self, run_id: str, state_dir: str, log_dir: str, hosts: list[dict], count: int = 1,
+    def __init__(self, run_id: str, state_dir: str, log_dir: str, hosts: list[HostSpec], count: int = 1,
                  policy: str = "spread", ray_address: str | None = None) -> None:
         self.run_id, self.state_dir, self.log_dir = run_id, state_dir, log_dir
         self.names = RunNames(run_id)
