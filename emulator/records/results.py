@@ -37,10 +37,12 @@ class StepResult(BaseModel):
         return bool(self.fields.get("ok", True))
 
 
-class RunTiming(Timing):
-    """The timing profile the run used, by name, and its intervals."""
-
+class _Profile(BaseModel):
     profile: TimingName
+
+
+class RunTiming(Timing, _Profile):   # bases in this order: `profile` comes first, as results.json always had it
+    """The timing profile the run used, by name, and its intervals."""
 
 
 class TopologyNode(BaseModel):
