@@ -27,7 +27,7 @@ health servers listen on every address, so the node IP gives the same answers.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from emulator.records.timing import Timing
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable
+from typing import Callable
 
 from emulator.cloud import iap
 from emulator.records.timing import Timing
