@@ -21,7 +21,7 @@ from emulator.naming import RunNames
 from emulator.node import kernel
 from emulator.node.host import FabricHost
 from emulator.config.timing import Timing
-from emulator.records.hosts import HostSpec
+from emulator.records.hosts import HostInfo, HostSpec
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class NodeAgent:
         setup_actor_logging(run_dir, f"agent-{self.name}")
 
     # --- bring-up ---
-    def create(self, fabric_netns: str | None) -> dict:
+    def create(self, fabric_netns: str | None) -> HostInfo:
         """Namespace, eth0 on the fabric (its other end in `fabric_netns`); nodes: forwarding, cbr0."""
         t0 = time.time()
         self.host = FabricHost(self.names.mininet_name(self.name), self.netns, self.spec.fabric_port,
@@ -86,10 +86,9 @@ class NodeAgent:
             from emulator.node.podnet import PodNetwork
             self.podnet = PodNetwork(self.netns, self.spec.pod_cidr, self.spec.network_mode)
             self.podnet.setup_node()
-        return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
-                "fabric_port": self.spec.fabric_port, "seconds": time.time() - t0,
-                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id(),
-                "node_info": node_info(self.netns)}
+        return HostInfo(name=self.name, mac=self.host.mac, netns=self.netns, fabric_port=self.spec.fabric_port,
+                        seconds=time.time() - t0, hostname=os.uname().nodename, ray_node_id=_ray_node_id(),
+                        node_info=node_info(self.netns))
 
     def start(self, api, timing: Timing, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""

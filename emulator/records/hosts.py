@@ -32,3 +32,18 @@ class HostSpec(BaseModel):
     def is_node(self) -> bool:
         """True for a cluster node."""
         return self.role == "node"
+
+
+class HostInfo(BaseModel):
+    """What a node agent reports once it built its host: its MAC, namespace and where it runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    mac: str
+    netns: str
+    fabric_port: str
+    seconds: float = Field(description="how long building the host took")
+    hostname: str = Field(description="the machine the agent runs on")
+    ray_node_id: str | None = Field(description="the Ray node the agent runs on; None outside Ray")
+    node_info: dict[str, str] = Field(description="status.nodeInfo as a kubelet reports it")

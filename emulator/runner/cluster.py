@@ -19,6 +19,7 @@ from emulator.naming import RunNames
 from emulator.runner import cleanup, ray_local, signals
 from emulator.runner.plan import RunPlan, node_object, system_objects
 from emulator.config.timing import Timing
+from emulator.records.hosts import HostInfo
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -51,7 +52,7 @@ class Cluster:
         self.machine_spec = machines or (1, "spread")  # machine count, placement policy
         self.fleet = None  # emulator.runner.machines.Machines
         self.agents: dict[str, object] = {}
-        self.host_info: dict[str, dict] = {}
+        self.host_info: dict[str, HostInfo] = {}
         self.timeline: dict[str, float] = {}
         self.down_nodes: set[str] = set()   # crashed or partitioned by a fault step
         self.on_down: list[Callable[[], None]] = []   # run first by down() (a live run's endpoint)
@@ -126,13 +127,13 @@ class Cluster:
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
         infos = ray.get([a.create.remote(self.fleet.netns_of(n)) for n, a in self.agents.items()])
-        self.host_info = {i["name"]: i for i in infos}
-        self.fleet.add_ports({i["name"]: i["fabric_port"] for i in infos})
+        self.host_info = {i.name: i for i in infos}
+        self.fleet.add_ports({i.name: i.fabric_port for i in infos})
         self.mark("hosts")
         for spec in self.plan.nodes:
             info = self.host_info[spec.name]
-            ray.get(self.api.create.remote(node_object(spec, info["mac"], f"machine-{self.fleet.machine_of(spec.name)}",
-                                                       info.get("node_info"))))
+            ray.get(self.api.create.remote(node_object(spec, info.mac, f"machine-{self.fleet.machine_of(spec.name)}",
+                                                       info.node_info)))
         self.start_cloud_controller()
         ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], 20.0))
         self.mark("sdn")
@@ -183,7 +184,7 @@ class Cluster:
             external_range=p.external_range, dpid=self.fabric_info["dpid"],
             state_dir=cleanup.state_dir(self.run_id),   # the IAP key lives there
             gateways=sorted({p.gateway, p.internet_gateway} | {h.gateway for h in p.probers}),
-            hosts=[CloudHost(**s.model_dump(), mac=self.host_info[s.name]["mac"], dpid=self.fleet.dpid_of(s.name))
+            hosts=[CloudHost(**s.model_dump(), mac=self.host_info[s.name].mac, dpid=self.fleet.dpid_of(s.name))
                    for s in p.hosts],
             extra={"tunnels": self.fleet.vpc_tunnels()} if self.fleet.vpc_tunnels() else None)  # several machines
         prober = self.agents[p.probers[0].name]

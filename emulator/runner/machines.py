@@ -30,7 +30,7 @@ from emulator.errors import KubemuError
 from emulator.fabric import underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
-from emulator.records.hosts import HostSpec
+from emulator.records.hosts import HostInfo, HostSpec
 from emulator.runner import cleanup, ray_local
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class Machines:
         return {t.port_name: {"machine": t.machine, "remote": t.remote, **counters.get(t.port_name, {})}
                 for per in self.mesh for t in per}
 
-    def summary(self, host_info: dict[str, dict] | None = None) -> dict:
+    def summary(self, host_info: dict[str, HostInfo] | None = None) -> dict:
         """Where everything ran, for results.json: per machine its Ray node and hosts, per host
         its machine and the Ray node its agent reported running on."""
         host_info = host_info or {}
@@ -213,7 +213,7 @@ class Machines:
                     for info, node, hosts in zip(self.infos, self.node_ids, by_machine(self.placement, self.count))]
         return {"count": self.count, "placement": self.policy, "simulated": self.count > 1 and not self.real,
                 "machines": machines,
-                "hosts": {h: {"machine": m, "ran_on": host_info.get(h, {}).get("ray_node_id")}
+                "hosts": {h: {"machine": m, "ran_on": host_info[h].ray_node_id if h in host_info else None}
                           for h, m in self.placement.items()}}
 
     # --- teardown ---
