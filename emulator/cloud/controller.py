@@ -23,12 +23,12 @@ import time
 from typing import Any, Callable, Iterable
 
 from emulator.cloud import lbip
-from emulator.records.timing import Timing
-from emulator.records.cloud import CloudFacts
 from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
 from emulator.cloud.vpcstate import desired_vpc_state, node_ips
+from emulator.records.cloud import CloudFacts
+from emulator.records.timing import Timing
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ import secrets
 from typing import Callable
 
 from emulator.cloud import iap
-from emulator.records.timing import Timing
-from emulator.records.cloud import CloudFacts
 from emulator.cloud.haproxy_cfg import ProxySettings
 from emulator.cloud.ingress import IngressCore
 from emulator.cloud.ingress_sync import IngressSync
+from emulator.records.cloud import CloudFacts
+from emulator.records.timing import Timing
 
 PROXY_TIMEOUT = 30.0
 

@@ -13,7 +13,6 @@ import time
 import ray
 
 from emulator.api.client import Informer
-from emulator.records.timing import Timing
 from emulator.logs import setup_actor_logging
 from emulator.control import endpointslices as eps
 from emulator.control.action_events import lifecycle_events, workload_events
@@ -22,6 +21,7 @@ from emulator.control import nodelifecycle
 from emulator.control import workloads
 from emulator.control.objects import is_terminating, labels, name, namespace
 from emulator.control.scheduler import choose_node
+from emulator.records.timing import Timing
 
 log = logging.getLogger(__name__)
 KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet", "Lease"]
