@@ -78,7 +78,7 @@ def policy(i: int, allow_group: int) -> dict:
 
 def synced_after(cluster: Cluster, rv: int) -> float:
     """Seconds until every node's enforcer has applied changes up to `rv`."""
-    agents = [cluster.agents[n["name"]] for n in cluster.plan.nodes]
+    agents = [cluster.agents[n.name] for n in cluster.plan.nodes]
     t0 = time.perf_counter()
     while min(ray.get([a.netpol_synced_rv.remote() for a in agents])) < rv:
         time.sleep(0.005)
@@ -120,7 +120,7 @@ def main() -> None:
         wait_policies_synced(cluster, 120)
         print(f"{args.policies} policies created and enforced on {len(cluster.plan.nodes)} nodes "
               f"in {time.time() - t0:.1f}s")
-        rules = ray.get(cluster.agents[cluster.plan.nodes[0]["name"]].iptables_save.remote())
+        rules = ray.get(cluster.agents[cluster.plan.nodes[0].name].iptables_save.remote())
         print(f"node 1: {sum(1 for ln in rules.splitlines() if ln.startswith('-A cali-'))} cali- rules")
 
         edits = [timed_change(cluster, policy(0, 1 + (k % 2))) for k in range(2 * args.repeat)]

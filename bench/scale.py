@@ -65,7 +65,7 @@ def cross_ratio(cluster: Cluster) -> tuple[float, float]:
     """(throughput, p50 latency) of node -> pod on another machine over node -> pod on its own machine."""
     place = cluster.fleet.placement
     pods, _ = ray.get(cluster.api.list.remote("Pod", "default", {"app": "web"}))
-    src = cluster.plan.nodes[0]["name"]
+    src = cluster.plan.nodes[0].name
     same = [p for p in pods if place[p["spec"]["nodeName"]] == place[src] and p["spec"]["nodeName"] != src]
     other = [p for p in pods if place[p["spec"]["nodeName"]] != place[src]]
     if not same or not other:

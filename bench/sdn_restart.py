@@ -42,7 +42,7 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 def deploy(cluster: Cluster) -> str:
     """netexec pods on the first two nodes behind a LoadBalancer Service; its external IP."""
     pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"u{i}", "labels": {"app": "u"}},
-             "spec": {"nodeSelector": {"kubernetes.io/hostname": n["name"]},
+             "spec": {"nodeSelector": {"kubernetes.io/hostname": n.name},
                       "containers": [{"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}]}}
             for i, n in enumerate(cluster.plan.nodes[:2])]
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "u"},

@@ -68,10 +68,9 @@ def main() -> int:
     run_dir = glob.glob(os.path.join(tmp, "*-study-repeat-*"))[0]
     run = load_run(run_dir)
     got = {}
-    for s in run.results["steps"]:
-        if s.get("step") == "compare":
-            an = compare_analysis(s, run.records, run.nodes)
-            got[s["name"]] = {"penalty": an["arms"]["cluster"]["penalty"], "diff": an["diffs"][0]}
+    for s in (c.fields for c in run.results.steps_of("compare")):
+        an = compare_analysis(s, run.records, run.nodes)
+        got[s["name"]] = {"penalty": an["arms"]["cluster"]["penalty"], "diff": an["diffs"][0]}
     ok = True
     for key, label in (("penalty", "Cluster extra-hop penalty"), ("diff", "Local - Cluster median")):
         a, b = got["rep1"][key], got["rep2"][key]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from emulator.errors import KubemuError
+
+if TYPE_CHECKING:
+    from emulator.records.results import Results
 
 
 def _silence() -> None:
@@ -89,7 +93,7 @@ def run(scenario: str, runs_dir: str, address: str | None, iptables_backend: str
     except KubemuError as e:
         _fail(e)
     print_results(results)
-    sys.exit(0 if results["ok"] else 1)
+    sys.exit(0 if results.ok else 1)
 
 
 def _print(where: Console, text: str) -> None:
@@ -100,23 +104,24 @@ def _print(where: Console, text: str) -> None:
         _silence()
 
 
-def print_results(results: dict) -> None:
+def print_results(results: Results) -> None:
     """The summary table, the assertions and where the results are."""
-    print_flows(results.get("flows", {}))
-    for s in results.get("steps", []):
-        if s.get("step") not in ("assert", "sweep"):   # a sweep's checks bound its slope
+    print_flows(results.flows)
+    for step in results.steps:
+        if step.step not in ("assert", "sweep"):   # a sweep's checks bound its slope
             continue
+        s = step.fields
         for c in s.get("checks") or []:
             mark = "[green]PASS[/]" if c["ok"] else "[red]FAIL[/]"
             actual = _shown(c["actual"])
             expected = c["expected"] if isinstance(c["expected"], str) and "flow" in s else "= " + _shown(c["expected"])
             console.print(f"{mark} {s.get('flow') or s.get('object')}: {c['metric']} {escape(expected)} "
                           f"(actual {escape(actual)})")
-    tl = results.get("timeline", {})
+    tl = results.timeline or {}
     if "first_ready" in tl:
         console.print(f"cluster ready in {tl.get('nodes', 0):.1f}s, workloads ready at {tl['first_ready']:.1f}s")
-    verdict = "[bold green]scenario passed[/]" if results["ok"] else "[bold red]scenario FAILED[/]"
-    console.print(f"{verdict} in {results.get('seconds', 0):.1f}s; results: {results['run_dir']}/results.json")
+    verdict = "[bold green]scenario passed[/]" if results.ok else "[bold red]scenario FAILED[/]"
+    console.print(f"{verdict} in {results.seconds or 0:.1f}s; results: {results.run_dir}/results.json")
 
 
 def print_flows(flows: dict) -> None:

@@ -33,6 +33,8 @@ from emulator.cloud.names import service_key
 from emulator.cloud.vpcstate import desired_vpc_state, node_ips
 from emulator.control.events import EventRecorder
 from emulator.logs import setup_actor_logging
+from emulator.records.cloud import CloudFacts
+from emulator.records.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -41,36 +43,28 @@ PatchStatus = Callable[[str, str, dict], Any]     # (namespace, name, status)
 PushState = Callable[[dict], Any]
 
 
-def _timing_dict(timing: Any) -> dict:
-    if hasattr(timing, "model_dump"):
-        return timing.model_dump()
-    return dict(timing)
-
-
 class CloudCore:
     """Load balancer IPs, health checks and desired VPC state; I/O through callables.
 
-    `facts`: {"cluster_name", "subnet", "pod_range", "external_range", "gateways": [...],
-    "hosts": [{"name", "ip", "mac", "role", "kind", "tags", "pod_cidr", "fabric_port",
-    "gateway", "dpid"?}], "dpid"?: int, "extra"?: dict copied into the state}.
+    `facts`: the VPC's ranges and the planned hosts (emulator.records.cloud.CloudFacts).
     `health_checks=False`: no probing, every node is a backend of every load balancer.
     """
 
-    def __init__(self, facts: dict, timing: Any, firewall_rules: Iterable[Any] = (), *,
+    def __init__(self, facts: CloudFacts, timing: Timing, firewall_rules: Iterable[Any] = (), *,
                  list_objects: Lister, patch_status: PatchStatus, push_state: PushState,
                  health_checks: bool = True, source_ranges_in_firewall: bool = True,
                  clock: Callable[[], float] = time.time, ingress: IngressSync | None = None) -> None:
         self.facts = facts
         self.clock = clock
-        self.timing = _timing_dict(timing)
+        self.timing = timing
         self.firewall_rules = list(firewall_rules or [])
         self.list_objects, self.patch_status, self.push_state = list_objects, patch_status, push_state
         self.health_checks = health_checks
         self.source_ranges_in_firewall = source_ranges_in_firewall
-        self.hosts = list(facts["hosts"])
-        self.host_macs = {h["name"]: h["mac"] for h in self.hosts if h.get("mac")}
-        self.vpc_ranges = [facts["subnet"], facts["pod_range"]]
-        self.allocator = lbip.LbIpAllocator(facts["external_range"], facts["subnet"])
+        self.hosts = list(facts.hosts)
+        self.host_macs = {h.name: h.mac for h in self.hosts if h.mac}
+        self.vpc_ranges = [facts.subnet, facts.pod_range]
+        self.allocator = lbip.LbIpAllocator(facts.external_range, facts.subnet)
         self.checker = HealthChecker()
         self.lock = threading.RLock()
         self._pass_lock = threading.Lock()   # one reconcile pass at a time
@@ -87,7 +81,7 @@ class CloudCore:
 
     # --- pure parts ---
     def host_ips(self) -> set[str]:
-        return {h["ip"] for h in self.hosts}
+        return {h.ip for h in self.hosts}
 
     def desired(self, nodes: list[dict], services: list[dict]) -> dict:
         """The VPC state for these Nodes and Services and the current health."""
@@ -96,9 +90,9 @@ class CloudCore:
             hosts, rules = self.ingress.vpc_hosts(hosts), self.ingress.vpc_rules() + list(rules)
         return desired_vpc_state(
             hosts, self.host_macs, nodes, services, self.checker.state if self.health_checks else None,
-            rules, self.vpc_ranges, cluster_name=self.facts["cluster_name"],
-            gateways=self.facts.get("gateways", []), dpid=int(self.facts.get("dpid", 1)),
-            source_ranges_in_firewall=self.source_ranges_in_firewall, extra=self.facts.get("extra"))
+            rules, self.vpc_ranges, cluster_name=self.facts.cluster_name,
+            gateways=self.facts.gateways, dpid=self.facts.dpid,
+            source_ranges_in_firewall=self.source_ranges_in_firewall, extra=self.facts.extra)
 
     # --- one pass ---
     def reconcile(self, now: float, force: bool = False) -> bool:
@@ -236,7 +230,7 @@ class CloudCore:
 
     @property
     def probe_timeout(self) -> float:
-        return float(self.timing["lb_health_check_timeout"])
+        return self.timing.lb_health_check_timeout
 
     # --- views ---
     def health_events(self) -> list[dict]:
@@ -272,12 +266,12 @@ class CloudController:
 
     `api`: ApiServer actor; `sdn`: SdnController actor (`set_state`); `prober`: the prober
     host's NodeAgent actor (`http_probes`), or None for no health checks (every node is a
-    backend); `facts`: see `CloudCore`; `timing`: Timing or its dict; `firewall_rules`: the
+    backend); `facts`: see `CloudCore`; `timing`: the run's Timing; `firewall_rules`: the
     topology's rules (dicts or FirewallRule); `run_dir`: logs go to
     RUN_DIR/logs/cloud-controller.log.
     """
 
-    def __init__(self, api, sdn, prober, facts: dict, timing: Any, firewall_rules: Iterable[Any] = (),
+    def __init__(self, api, sdn, prober, facts: CloudFacts, timing: Timing, firewall_rules: Iterable[Any] = (),
                  run_dir: str | None = None, *, resync_interval: float = 3.0, min_interval: float = 0.02,
                  source_ranges_in_firewall: bool = True, push_timeout: float = 30.0, autostart: bool = True) -> None:
         if run_dir:

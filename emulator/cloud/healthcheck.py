@@ -27,7 +27,9 @@ health servers listen on every address, so the node IP gives the same answers.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
+
+from emulator.records.timing import Timing
 
 from emulator.gke import CLUSTER_THRESHOLDS, HEALTHZ_PATH, HEALTHZ_PORT, LOCAL_PATH, LOCAL_THRESHOLDS
 
@@ -53,10 +55,6 @@ class CheckSpec:
         return f"http://{ip}:{self.port}{self.path}"
 
 
-def _timing_value(timing: Any, name: str) -> float:
-    return float(timing[name] if isinstance(timing, Mapping) else getattr(timing, name))
-
-
 def health_check_port(svc: dict) -> tuple[int, bool]:
     """(port probed, shared node check?) of a LoadBalancer Service's health check."""
     spec = svc.get("spec", {})
@@ -65,18 +63,18 @@ def health_check_port(svc: dict) -> tuple[int, bool]:
     return HEALTHZ_PORT, True
 
 
-def check_for_service(svc: dict, timing: Any) -> CheckSpec:
-    """The health check GKE sets up for a LoadBalancer Service (`timing`: Timing or dict).
+def check_for_service(svc: dict, timing: Timing) -> CheckSpec:
+    """The health check GKE sets up for a LoadBalancer Service.
 
     Local without a healthCheckNodePort falls back to the nodes check, as GKE does.
     """
-    timeout = _timing_value(timing, "lb_health_check_timeout")
+    timeout = timing.lb_health_check_timeout
     port, shared = health_check_port(svc)
     if not shared:
         return CheckSpec("Local", port, LOCAL_PATH,
-                         _timing_value(timing, "lb_health_check_interval_local"), timeout, *LOCAL_THRESHOLDS)
+                         timing.lb_health_check_interval_local, timeout, *LOCAL_THRESHOLDS)
     return CheckSpec("Cluster", port, HEALTHZ_PATH,
-                     _timing_value(timing, "lb_health_check_interval_cluster"), timeout, *CLUSTER_THRESHOLDS)
+                     timing.lb_health_check_interval_cluster, timeout, *CLUSTER_THRESHOLDS)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from emulator.cloud.ingress import IngressCore, IngressPlan
 from emulator.cloud.ingress_model import ingress_key
 from emulator.cloud.vpcstate import node_ips
+from emulator.records.cloud import CloudHost
 
 log = logging.getLogger(__name__)
 KINDS = ("Ingress", "EndpointSlice", "BackendConfig", "SecurityPolicy", "Secret")
@@ -43,10 +44,10 @@ class IngressSync:
         self._versions = {ingress_key(i): i["metadata"].get("resourceVersion", "") for i in objs["Ingress"]}
         return self.current
 
-    def vpc_hosts(self, hosts: list[dict]) -> list[dict]:
+    def vpc_hosts(self, hosts: list[CloudHost]) -> list[CloudHost]:
         """The planned hosts with the Ingress addresses routed to the front end host."""
         routes = [f"{ip}/32" for ip in sorted(self.current.addresses)]
-        return [{**h, "routes": routes} if h["name"] == self.gfe_host and routes else h for h in hosts]
+        return [h.model_copy(update={"routes": routes}) if h.name == self.gfe_host and routes else h for h in hosts]
 
     def vpc_rules(self) -> list[dict]:
         return list(self.current.firewall)

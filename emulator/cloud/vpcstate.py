@@ -64,6 +64,7 @@ from emulator.cloud.healthcheck import HealthState, health_check_port
 from emulator.gke import LEGACY_PROBER_RANGES, PROBER_RANGES
 from emulator.cloud.lbip import is_load_balancer, lb_scheme, status_ip
 from emulator.errors import ConfigError
+from emulator.records.cloud import CloudHost
 
 GKE_PRIORITY = 1000
 DEFAULT_INTERNAL_PRIORITY = 65534
@@ -235,28 +236,27 @@ def load_balancer_entries(svc: dict, backends: list[str], all_backends: list[str
             for proto, nums in sorted(ports.items())]
 
 
-def endpoints(plan_hosts: Iterable[dict], host_macs: dict[str, str], cluster_name: str,
+def endpoints(plan_hosts: Iterable[CloudHost], host_macs: dict[str, str], cluster_name: str,
               dpid: int = 1) -> list[dict]:
     """Every planned host as a fabric endpoint, with its kind and network tags."""
     tag = names.node_tag(cluster_name)
     out = []
     for h in plan_hosts:
-        is_node = h.get("role") == "node"
-        kind = "node" if is_node else h.get("kind", "vm")
+        is_node = h.role == "node"
+        kind = "node" if is_node else h.kind or "vm"
         tags = [tag] if is_node else []
-        tags += [t for t in h.get("tags") or [] if t not in tags]
-        mac = host_macs.get(h["name"]) or h.get("mac")
+        tags += [t for t in h.tags if t not in tags]
+        mac = host_macs.get(h.name) or h.mac
         if not mac:
-            raise ConfigError(f"no MAC known for host {h['name']}", field="hosts")
-        out.append({"name": h["name"], "ip": h["ip"], "mac": mac,
-                    "port_name": h.get("port_name") or h["fabric_port"],
-                    "dpid": int(h.get("dpid", dpid)),
-                    "routes": [h["pod_cidr"]] if is_node and h.get("pod_cidr") else list(h.get("routes") or []),
-                    "gateway": h.get("gateway"), "kind": kind, "tags": tags})
+            raise ConfigError(f"no MAC known for host {h.name}", field="hosts")
+        out.append({"name": h.name, "ip": h.ip, "mac": mac, "port_name": h.fabric_port,
+                    "dpid": h.dpid if h.dpid is not None else dpid,
+                    "routes": [h.pod_cidr] if is_node and h.pod_cidr else list(h.routes),
+                    "gateway": h.gateway, "kind": kind, "tags": tags})
     return out
 
 
-def desired_vpc_state(plan_hosts: Iterable[dict], host_macs: dict[str, str], nodes: list[dict],
+def desired_vpc_state(plan_hosts: Iterable[CloudHost], host_macs: dict[str, str], nodes: list[dict],
                       services: list[dict], health: HealthState | None, firewall_rules: Iterable[Any],
                       vpc_ranges: list[str], *, cluster_name: str, gateways: Iterable[str],
                       dpid: int = 1, source_ranges_in_firewall: bool = True, implied: bool = True, extra: dict | None = None) -> dict:

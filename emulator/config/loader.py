@@ -24,6 +24,7 @@ from emulator.config.source import (Loc, YamlDoc, format_path, read_yaml, read_y
                                     validation_error)
 from emulator.config.topology import Topology, topology_problems
 from emulator.errors import ConfigError
+from emulator.records.results import Results
 
 SCENARIO_ONLY_KEYS = {"steps", "manifests", "topology", "timing", "timing_overrides", "report"}
 
@@ -177,9 +178,10 @@ def _scenario_summary(s: Scenario) -> str:
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schemas of the scenario and topology files (for editors), by file name."""
+    """JSON Schemas of the scenario and topology files (for editors) and of a run's results.json, by file name."""
     return {"scenario.schema.json": Scenario.model_json_schema(),
-            "topology.schema.json": Topology.model_json_schema()}
+            "topology.schema.json": Topology.model_json_schema(),
+            "results.schema.json": Results.model_json_schema()}
 
 
 def write_json_schemas(directory: str | os.PathLike[str]) -> list[Path]:

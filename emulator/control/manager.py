@@ -21,6 +21,7 @@ from emulator.control import nodelifecycle
 from emulator.control import workloads
 from emulator.control.objects import is_terminating, labels, name, namespace
 from emulator.control.scheduler import choose_node
+from emulator.records.timing import Timing
 
 log = logging.getLogger(__name__)
 KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet", "Lease"]
@@ -30,7 +31,7 @@ class ControllerManager:
     """Runs the cluster's controllers against the API server until stopped."""
 
     def __init__(self, api, run_dir: str | None = None, min_interval: float = 0.05,
-                 timing: dict | None = None, autostart: bool = False) -> None:
+                 timing: Timing | None = None, autostart: bool = False) -> None:
         if run_dir:
             setup_actor_logging(run_dir, "controller-manager")
         # By name when Ray may restart this actor: a handle among the constructor's arguments
@@ -65,7 +66,7 @@ class ControllerManager:
     def _loop(self) -> None:
         self.informer.synced.wait()
         while not self._stop.is_set():
-            self._dirty.wait(min(1.0, (self.timing or {}).get("node_monitor_period", 1.0)))
+            self._dirty.wait(min(1.0, self.timing.node_monitor_period if self.timing else 1.0))
             if self._stop.is_set():
                 return
             self._dirty.clear()
@@ -117,8 +118,8 @@ class ControllerManager:
         if self.timing is None:
             return []
         res = nodelifecycle.evaluate(nodes, self.informer.list("Lease"), pods,
-                                     self.timing["node_monitor_grace_period"],
-                                     self.timing["pod_eviction_timeout"], time.time())
+                                     self.timing.node_monitor_grace_period,
+                                     self.timing.pod_eviction_timeout, time.time())
         for e in res.events:
             log.info("node lifecycle: %s", e)
         self.lifecycle_log.extend(res.events)

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import math
 
+from emulator.records.hosts import HostSpec
+
 POLICIES = ("spread", "pack", "zone")
 
 
-def place(hosts: list[dict], count: int, policy: str) -> dict[str, int]:
+def place(hosts: list[HostSpec], count: int, policy: str) -> dict[str, int]:
     """Host name -> machine index (0..count-1) for every planned host, by `policy`."""
     if count < 1:
         raise ValueError("at least one machine")
     if policy not in POLICIES:
         raise ValueError(f"placement must be one of {list(POLICIES)}")
     if policy == "spread":
-        nodes = [h for h in hosts if h.get("role") == "node"]
-        others = [h for h in hosts if h.get("role") != "node"]
-        return {h["name"]: i % count for group in (nodes, others) for i, h in enumerate(group)}
+        nodes = [h for h in hosts if h.role == "node"]
+        others = [h for h in hosts if h.role != "node"]
+        return {h.name: i % count for group in (nodes, others) for i, h in enumerate(group)}
     if policy == "pack":
         per = max(1, math.ceil(len(hosts) / count))
-        return {h["name"]: min(i // per, count - 1) for i, h in enumerate(hosts)}
-    zones = list(dict.fromkeys(h["zone"] for h in hosts if h.get("zone")))
-    return {h["name"]: zones.index(h["zone"]) % count if h.get("zone") else 0 for h in hosts}
+        return {h.name: min(i // per, count - 1) for i, h in enumerate(hosts)}
+    zones = list(dict.fromkeys(h.zone for h in hosts if h.zone))
+    return {h.name: zones.index(h.zone) % count if h.zone else 0 for h in hosts}
 
 
 def by_machine(placement: dict[str, int], count: int) -> list[list[str]]:

@@ -20,8 +20,8 @@ def apply_impairments(cluster, impairments: Impairments, progress: Callable[[str
     calls = {}
     for h in cluster.plan.hosts:
         classes = host_classes(impairments, h, cluster.plan.hosts)
-        if classes or h["name"] in done:
-            calls[h["name"]] = cluster.agents[h["name"]].impair.remote([asdict(c) for c in classes])
+        if classes or h.name in done:
+            calls[h.name] = cluster.agents[h.name].impair.remote([asdict(c) for c in classes])
     infos = dict(zip(calls, ray.get(list(calls.values()))))
     cluster.impaired_hosts = done | {n for n, i in infos.items() if i["classes"]}
     cluster.link_impairments = impairments

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.config.impairments import LINK_CLASSES, Impairments, LinkImpairment
+from emulator.records.hosts import HostSpec
 
 DEV = "eth0"
 MARK_SHIFT = 16
@@ -45,29 +46,29 @@ class ClassRule:
         return QUEUE_BASE + self.index
 
 
-def _node_dests(me: dict, nodes: list[dict], other_zone_only: bool) -> tuple[str, ...]:
+def _node_dests(me: HostSpec, nodes: list[HostSpec], other_zone_only: bool) -> tuple[str, ...]:
     """Node IPs and pod ranges of the other nodes (in other zones only, if asked)."""
     out: list[str] = []
     for n in nodes:
-        if n["name"] != me["name"] and not (other_zone_only and n.get("zone") == me.get("zone")):
-            out += [f"{n['ip']}/32", n["pod_cidr"]]
+        if n.name != me.name and not (other_zone_only and n.zone == me.zone):
+            out += [f"{n.ip}/32", n.pod_cidr]
     return tuple(out)
 
 
-def host_classes(impairments: Impairments, me: dict, hosts: list[dict]) -> list[ClassRule]:
+def host_classes(impairments: Impairments, me: HostSpec, hosts: list[HostSpec]) -> list[ClassRule]:
     """The link classes that apply to `me`'s egress, in precedence order (first match wins)."""
-    nodes = [h for h in hosts if h.get("role") == "node"]
-    inet = [f"{h['ip']}/32" for h in hosts if h.get("kind") == "internet"]
+    nodes = [h for h in hosts if h.role == "node"]
+    inet = [f"{h.ip}/32" for h in hosts if h.kind == "internet"]
     out: list[ClassRule] = []
     for name, imp in impairments.active().items():
-        if me.get("role") == "node":
+        if me.role == "node":
             dests = {"inter_zone": _node_dests(me, nodes, True), "inter_node": _node_dests(me, nodes, False),
                      "internet": tuple(inet)}[name]
-        elif me.get("kind") == "internet" and name == "internet":
+        elif me.kind == "internet" and name == "internet":
             dests = ()
         else:
             continue
-        if dests or me.get("kind") == "internet":
+        if dests or me.kind == "internet":
             out.append(_rule(name, imp, dests))
     return out
 

@@ -67,8 +67,8 @@ def up(scenario: str, no_steps: bool, runs_dir: str, iptables_backend: str, mach
         sys.exit(0)
     except KubemuError as e:
         _fail(e)
-    _cli().print_flows(results.get("flows", {}))
-    console.print(f"live run kubemu{run_id} torn down; results: {results['run_dir']}/results.json", soft_wrap=True)
+    _cli().print_flows(results.flows)
+    console.print(f"live run kubemu{run_id} torn down; results: {results.run_dir}/results.json", soft_wrap=True)
 
 
 @click.command("ls")

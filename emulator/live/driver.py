@@ -36,6 +36,8 @@ from emulator.live.podexec import ExecBackend, LogsBackend
 from emulator.naming import RunNames
 from emulator.netns import socket_in
 from emulator.node import serviceaccount
+from emulator.records.hosts import HostSpec
+from emulator.records.results import Results
 from emulator.runner import cleanup, flows
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ class LiveRun:
         self.context = f"kubemu-{scenario.name}-{run_id}"
         self.cluster = None
         self.ctx = None
-        self.results: dict = {}
+        self.results: Results | None = None
         self.endpoint = None
         self.forwarder = None
         self.control: ControlServer | None = None
@@ -131,13 +133,13 @@ class LiveRun:
         """Add the control-plane host (its address must not be one of the topology's ranges)."""
         cp = ipaddress.ip_network(CONTROL_PLANE["range"])
         for what in (plan.subnet, plan.cluster_cidr, plan.service_range, plan.external_range,
-                     *(f"{h['ip']}/32" for h in plan.hosts)):
+                     *(f"{h.ip}/32" for h in plan.hosts)):
             if what and ipaddress.ip_network(what, strict=False).overlaps(cp):
                 raise KubemuError(f"the topology uses {what}, which overlaps the control plane's "
                                   f"{CONTROL_PLANE['range']}: choose other ranges for a live run")
-        plan.probers.append({k: CONTROL_PLANE[k] for k in ("name", "ip", "gateway")}
-                            | {"role": "host", "kind": "prober", "zone": None,
-                               "fabric_port": self.names.fabric_port(len(plan.hosts))})
+        plan.probers.append(HostSpec(**{k: CONTROL_PLANE[k] for k in ("name", "ip", "gateway")},
+                                     role="host", kind="prober", zone=None,
+                                     fabric_port=self.names.fabric_port(len(plan.hosts))))
 
     # --- start ---
     def start(self, cluster, run_dir: str) -> None:
@@ -197,7 +199,7 @@ class LiveRun:
         self.record["in_cluster"] = f"https://{kubernetes_service_ip(self.cluster.plan.service_range)}:{API_PORT}"
 
     # --- hold ---
-    def hold(self, ctx, results: dict) -> None:
+    def hold(self, ctx, results: Results) -> None:
         """Serve the control socket and wait until asked to tear down."""
         self.ctx, self.results = ctx, results
         self.control = ControlServer(registry.control_path(self.run_id),
@@ -253,8 +255,8 @@ class LiveRun:
                 raise KubemuError(f"bad traffic request: {e.errors()[0]['msg']}") from None
             rec = flows.run_traffic(step, self.ctx)
             out = flows.new_results(self.ctx)
-            self.results.setdefault("steps", []).append(rec)
-            self.results.setdefault("flows", {}).update(out)
+            self.results.record_step(rec)
+            self.results.flows.update(out)
             return {"flows": out, "describe": flows.describe(step.traffic)}
 
     # --- stop ---

@@ -21,12 +21,12 @@ KINDS = ["NetworkPolicy", "Pod", "Namespace"]
 
 def wait_policies_synced(cluster, timeout: float) -> float:
     """Wait until every node's enforcer has applied every policy/pod/namespace change so far."""
-    if not any(n.get("network_policy") for n in cluster.plan.nodes):
+    if not any(n.network_policy for n in cluster.plan.nodes):
         return 0.0
     api = cluster.api
     objs = [o for k in KINDS for o in ray.get(api.list.remote(k))[0]]
     want = max([int(o["metadata"]["resourceVersion"]) for o in objs] + [ray.get(api.last_event_rv.remote(KINDS))])
-    agents = [cluster.agents[n["name"]] for n in cluster.plan.nodes]
+    agents = [cluster.agents[n.name] for n in cluster.plan.nodes]
 
     def synced() -> bool:
         return min(ray.get([a.netpol_synced_rv.remote() for a in agents])) >= want

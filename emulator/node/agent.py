@@ -34,6 +34,7 @@ from emulator.node.kubelet import Kubelet
 from emulator.node.lease import LeaseRenewer, sync_pod_status
 from emulator.node.podnet import PodNetwork
 from emulator.paths import state_dir
+from emulator.records.hosts import HostInfo, HostSpec
 from emulator.traffic.kinds import run_generator
 from emulator.workloads.gfe_proxy import HaproxyRunner
 from emulator.workloads.hc_prober import probe_batch
@@ -67,11 +68,11 @@ def _ray_node_id() -> str | None:
 class NodeAgent:
     """Builds one host from `spec`, then runs its node components until shutdown."""
 
-    def __init__(self, run_id: str, spec: dict, run_dir: str) -> None:
+    def __init__(self, run_id: str, spec: HostSpec, run_dir: str) -> None:
         self.names = RunNames(run_id)
         self.spec, self.run_dir = spec, run_dir
-        self.name = spec["name"]
-        self.role = spec["role"]  # node | host
+        self.name = spec.name
+        self.role = spec.role  # node | host
         self.netns = self.names.node_netns(self.name) if self.role == "node" else self.names.host_netns(self.name)
         self.host: FabricHost | None = None
         self.kubelet = None
@@ -87,33 +88,32 @@ class NodeAgent:
         setup_actor_logging(run_dir, f"agent-{self.name}")
 
     # --- bring-up ---
-    def create(self, fabric_netns: str | None) -> dict:
+    def create(self, fabric_netns: str | None) -> HostInfo:
         """Namespace, eth0 on the fabric (its other end in `fabric_netns`); nodes: forwarding, cbr0."""
         t0 = time.time()
-        self.host = FabricHost(self.names.mininet_name(self.name), self.netns, self.spec["fabric_port"],
-                               fabric_netns, self.spec["ip"], self.spec["gateway"])
+        self.host = FabricHost(self.names.mininet_name(self.name), self.netns, self.spec.fabric_port,
+                               fabric_netns, self.spec.ip, self.spec.gateway)
         self.host.create()
         settings = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         if self.role == "node":
             settings.update({"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"})
         kernel.sysctl(self.netns, settings)
         if self.role == "node":
-            self.podnet = PodNetwork(self.netns, self.spec["pod_cidr"], self.spec.get("network_mode", "native"))
+            self.podnet = PodNetwork(self.netns, self.spec.pod_cidr, self.spec.network_mode)
             self.podnet.setup_node()
-        return {"name": self.name, "mac": self.host.mac, "netns": self.netns,
-                "fabric_port": self.spec["fabric_port"], "seconds": time.time() - t0,
-                "hostname": os.uname().nodename, "ray_node_id": _ray_node_id(),
-                "node_info": node_info(self.netns)}
+        return HostInfo(name=self.name, mac=self.host.mac, netns=self.netns, fabric_port=self.spec.fabric_port,
+                        seconds=time.time() - t0, hostname=os.uname().nodename, ray_node_id=_ray_node_id(),
+                        node_info=node_info(self.netns))
 
-    def start(self, api, timing: dict, dns: dict | None) -> bool:
+    def start(self, api, timing: Timing, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy and the workload servers (cluster nodes only)."""
         if self.role != "node":
             return True
-        t = self.timing = Timing(**timing)
+        t = self.timing = timing
         api = self.api = NodeApiClient(api, self.name)   # cut off while the node's link is down
         self.dns = dns
         self.workloads = WorkloadHost()
-        self.kubelet = Kubelet(api, self.name, self.spec["ip"], self.names, self.podnet, self.workloads,
+        self.kubelet = Kubelet(api, self.name, self.spec.ip, self.names, self.podnet, self.workloads,
                                t, self.run_dir, dns, services=lambda: self.svc_informer.list("Service"),
                                slices=lambda: self.svc_informer.list("EndpointSlice"))
         self.start_kube_proxy()
@@ -126,8 +126,8 @@ class NodeAgent:
     def start_kube_proxy(self) -> None:
         """A fresh kube-proxy (rules, health servers, watch) with a full sync; also after a crash."""
         t = self.timing
-        runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.get("iptables_backend", "auto"))
-        self.proxier = Proxier(self.name, [self.spec["ip"]], self.spec["cluster_cidr"], runner,
+        runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.iptables_backend)
+        self.proxier = Proxier(self.name, [self.spec.ip], self.spec.cluster_cidr, runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
         self.seen_rv = 0
         self.proxier.sync_mark_fn = lambda: self.seen_rv
@@ -141,9 +141,9 @@ class NodeAgent:
 
     def start_network_policy(self) -> None:
         """The NetworkPolicy enforcer (Calico's role), when the cluster enables network policy."""
-        if not self.spec.get("network_policy"):
+        if not self.spec.network_policy:
             return
-        self.netpol = NodePolicyAgent(self.api, self.name, self.netns, self.spec.get("iptables_backend", "auto"),
+        self.netpol = NodePolicyAgent(self.api, self.name, self.netns, self.spec.iptables_backend,
                                       self.timing.kube_proxy_min_sync_period, self.timing.kube_proxy_sync_period)
         self.netpol.start()
 
@@ -248,7 +248,7 @@ class NodeAgent:
         """Impair this host's egress as `classes` say (emulator.impair); returns what enforces each."""
         if self.impairer is None:
             self.impairer = HostImpairer.for_host(self.netns, self.names.prefix, self.name,
-                                                  self.spec.get("iptables_backend", "auto"), self.run_dir)
+                                                  self.spec.iptables_backend, self.run_dir)
         return self.impairer.apply_dicts(classes)
 
     # --- teardown ---

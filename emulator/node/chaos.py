@@ -88,7 +88,7 @@ def recover(agent) -> dict:
     state = getattr(agent, "fault_state", None)
     set_link(agent, True)
     if state == "crashed":
-        agent.kubelet = Kubelet(agent.api, agent.name, agent.spec["ip"], agent.names, agent.podnet,
+        agent.kubelet = Kubelet(agent.api, agent.name, agent.spec.ip, agent.names, agent.podnet,
                                 agent.workloads, agent.timing, agent.run_dir, agent.dns,
                                 services=lambda: agent.svc_informer.list("Service"),
                                 slices=lambda: agent.svc_informer.list("EndpointSlice"))

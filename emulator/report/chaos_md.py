@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from emulator.records.results import Results
 from emulator.report import expected_phases
 from emulator.report.markdown import table
 
@@ -16,11 +17,10 @@ def _later(f: Mapping[str, Any]) -> str:
     return f"{n} ({stale})" if stale else str(n)
 
 
-def section(results: Mapping[str, Any]) -> list[str]:
+def section(results: Results) -> list[str]:
     """Markdown lines: the faults, then per flow its availability figures and the phases per Service."""
-    steps = results.get("steps") or []
-    faults = [s for s in steps if s.get("step") == "fault"]
-    avail = [s for s in steps if s.get("step") == "availability"]
+    faults = [s.fields for s in results.steps_of("fault")]
+    avail = [s.fields for s in results.steps_of("availability")]
     if not faults:
         return []
     out = ["## Chaos", ""]
@@ -56,7 +56,7 @@ def section(results: Mapping[str, Any]) -> list[str]:
         out.append("")
     rows = expected_phases.comparison(ph)
     if rows:
-        out += [f"Against the timing profile ({results.get('timing', {}).get('profile', '?')}): the window "
+        out += [f"Against the timing profile ({results.timing.profile if results.timing else '?'}): the window "
                 "each phase should fall in, from the lease, grace, toleration and health-check settings "
                 f"(emulator/report/expected_phases.py); *matches* allows {expected_phases.TOLERANCE:.0%} "
                 "beyond its edges.", ""]
@@ -67,11 +67,11 @@ def section(results: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def markers(results: Mapping[str, Any], t0: float) -> list[tuple[float, str]]:
+def markers(results: Results, t0: float) -> list[tuple[float, str]]:
     """(seconds since t0, label) of every fault and of the first availability step's phases."""
-    steps = results.get("steps") or []
-    out = [(s["t"] - t0, str(s.get("name"))) for s in steps if s.get("step") == "fault" and "t" in s]
-    avail: Sequence[Mapping[str, Any]] = [s for s in steps if s.get("step") == "availability"]
+    faults = [s.fields for s in results.steps_of("fault")]
+    out = [(s["t"] - t0, str(s.get("name"))) for s in faults if "t" in s]
+    avail: Sequence[Mapping[str, Any]] = [s.fields for s in results.steps_of("availability")]
     if avail:
         a = avail[0]
         ph = a.get("phases") or {}
@@ -90,13 +90,12 @@ PHASE_BANDS = (("node_not_ready_s", "node down, lease not yet expired"),
                (None, "replacements ready"))
 
 
-def phase_bands(results: Mapping[str, Any], t0: float) -> dict[str, list]:
+def phase_bands(results: Results, t0: float) -> dict[str, list]:
     """For the timeline plot, seconds since t0: `faults` (x, label), `bands` (x0, x1, label) between
     the node's phases after the first availability step's fault, `events` (x, label) per Service."""
-    steps = results.get("steps") or []
-    faults = [(s["t"] - t0, f"{s.get('name')} ({s.get('action', 'fault')})") for s in steps
-              if s.get("step") == "fault" and "t" in s]
-    avail = [s for s in steps if s.get("step") == "availability" and s.get("fault_t") is not None]
+    faults = [(s["t"] - t0, f"{s.get('name')} ({s.get('action', 'fault')})")
+              for s in (f.fields for f in results.steps_of("fault")) if "t" in s]
+    avail = [s.fields for s in results.steps_of("availability") if s.fields.get("fault_t") is not None]
     if not avail:
         return {"faults": faults, "bands": [], "events": []}
     a = avail[0]

@@ -18,29 +18,30 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from emulator.gke import CLUSTER_THRESHOLDS, LOCAL_THRESHOLDS
+from emulator.records.timing import Timing
 
 TOLERANCE = 0.2
 
 
-def node_windows(timing: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+def node_windows(timing: Timing) -> dict[str, tuple[float, float]]:
     """Expected (low, high) seconds after a crash for the node's lifecycle phases."""
-    grace, lease = timing["node_monitor_grace_period"], timing["node_lease_interval"]
-    monitor, toleration = timing.get("node_monitor_period", 5.0), timing["pod_eviction_timeout"]
+    grace, lease = timing.node_monitor_grace_period, timing.node_lease_interval
+    monitor, toleration = timing.node_monitor_period, timing.pod_eviction_timeout
     lo, hi = max(grace - lease, 0.0), grace + monitor
     return {"node_not_ready_s": (lo, hi), "pods_evicted_s": (lo + toleration, hi + toleration + monitor)}
 
 
-def steering_window(timing: Mapping[str, float], policy: str) -> tuple[float, float]:
+def steering_window(timing: Timing, policy: str) -> tuple[float, float]:
     """Expected (low, high) seconds after a crash until the load balancer stops sending to the node."""
     if policy == "Local":
-        interval, unhealthy = timing["lb_health_check_interval_local"], LOCAL_THRESHOLDS[1]
+        interval, unhealthy = timing.lb_health_check_interval_local, LOCAL_THRESHOLDS[1]
     else:
-        interval, unhealthy = timing["lb_health_check_interval_cluster"], CLUSTER_THRESHOLDS[1]
-    timeout = timing["lb_health_check_timeout"]
+        interval, unhealthy = timing.lb_health_check_interval_cluster, CLUSTER_THRESHOLDS[1]
+    timeout = timing.lb_health_check_timeout
     return ((unhealthy - 1) * interval + timeout, unhealthy * interval + timeout)
 
 
-def expected(timing: Mapping[str, float], policies: Mapping[str, str]) -> dict[str, Any]:
+def expected(timing: Timing, policies: Mapping[str, str]) -> dict[str, Any]:
     """Windows for the node phases and, per LoadBalancer Service (name -> policy), its steering."""
     return {**{k: list(v) for k, v in node_windows(timing).items()},
             "services": {svc: {"lb_steered_s": list(steering_window(timing, pol)), "policy": pol}

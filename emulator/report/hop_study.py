@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from emulator.records.results import ImpairmentsRecord, Results, StepResult, TopologyClient, TopologyNode
 from emulator.report import stats
 from emulator.report.hops import extra_hop_flags
 from emulator.report.study_md import compares
@@ -25,30 +26,36 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def impairment_timeline(results: Mapping[str, Any]) -> dict[str, str]:
+def _classes(rec: ImpairmentsRecord | StepResult | None) -> dict[str, dict[str, Any]]:
+    """The impairment classes of the bring-up record or of an `impair` step."""
+    if isinstance(rec, StepResult):
+        return rec.fields.get("classes") or {}
+    return rec.classes if rec else {}
+
+
+def impairment_timeline(results: Results) -> dict[str, str]:
     """The link impairments in force while each flow ran, as text ('none' when none)."""
-    def text(rec: Mapping[str, Any] | None) -> str:
-        classes = (rec or {}).get("classes") or {}
-        return "; ".join(f"{k} {v['config']}" for k, v in classes.items()) or "none"
-    now = text(results.get("impairments"))
+    def text(rec: ImpairmentsRecord | StepResult | None) -> str:
+        return "; ".join(f"{k} {v['config']}" for k, v in _classes(rec).items()) or "none"
+    now = text(results.impairments)
     out: dict[str, str] = {}
-    for s in results.get("steps") or []:
-        if s.get("step") == "impair":
+    for s in results.steps:
+        if s.step == "impair":
             now = text(s)
-        elif s.get("step") == "traffic" and "flow" in s:
-            out[s["flow"]] = now
+        elif s.step == "traffic" and "flow" in s.fields:
+            out[s.fields["flow"]] = now
     for c, _ in compares(results):   # compares record what was in force (sweeps change it per point)
         out.update({a["flow"]: c.get("impairments", "none") for a in (c.get("arms") or {}).values()})
     return out
 
 
-def impairment_lines(results: Mapping[str, Any]) -> list[str]:
+def impairment_lines(results: Results) -> list[str]:
     """'## Link impairments': each configuration applied and what enforced each class."""
-    applied = [("bring-up", results.get("impairments"))] + \
-        [(f"step {i + 1}", s) for i, s in enumerate(results.get("steps") or []) if s.get("step") == "impair"]
+    applied: list[tuple[str, ImpairmentsRecord | StepResult | None]] = [("bring-up", results.impairments)]
+    applied += [(f"step {i + 1}", s) for i, s in enumerate(results.steps) if s.step == "impair"]
     rows = []
     for when, rec in applied:
-        classes = (rec or {}).get("classes") or {}
+        classes = _classes(rec)
         rows += [(when, name, c.get("config"), c.get("enforced_by"), c.get("hosts")) for name, c in classes.items()]
         if not classes and when != "bring-up":
             rows.append((when, "all", "none (removed)", "-", "-"))
@@ -78,9 +85,9 @@ def _median(xs: Sequence[float]) -> float | None:
 
 
 def study_rows(flows: Sequence[Any], records: Mapping[str, Sequence[Mapping[str, Any]]],
-               nodes: Sequence[Mapping[str, Any]], clients: Sequence[Mapping[str, Any]]) -> list[dict]:
+               nodes: Sequence[TopologyNode], clients: Sequence[TopologyClient]) -> list[dict]:
     """Per outside flow: shares against expected values, medians and the extra-hop penalty."""
-    client_ips = {c.get("ip") for c in clients}
+    client_ips = {c.ip for c in clients}
     out = []
     for f in flows:
         if f.hops is None or not f.hops.attributed:
@@ -132,11 +139,11 @@ def penalty_growth(rows: Sequence[dict], when: Mapping[str, str]) -> list[dict]:
     return out
 
 
-def study_lines(results: Mapping[str, Any], flows: Sequence[Any],
+def study_lines(results: Results, flows: Sequence[Any],
                 records: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
     """'## Extra-hop study' for runs with outside flows that reached pods on several nodes."""
-    topo = results.get("topology") or {}
-    rows = study_rows(flows, records, topo.get("nodes") or [], topo.get("clients") or [])
+    topo = results.topology
+    rows = study_rows(flows, records, topo.nodes, topo.clients) if topo else []
     if not rows:
         return []
     when = impairment_timeline(results)

@@ -1,7 +1,7 @@
 """Hop attribution: which node a request entered the cluster through.
 
-Pure functions over per-request records and the run plan's nodes (anything with a
-`nodes` list of {name, ip, pod_cidr}).
+Pure functions over per-request records and the run plan's nodes (HostSpec, or results.json's
+TopologyNode: anything with `name`, `ip` and `pod_cidr` attributes).
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import ipaddress
 import statistics
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
+
+from emulator.records.results import TopologyNode
 
 
 def entered_node(record: dict, plan) -> str | None:
@@ -23,8 +25,8 @@ def entered_node(record: dict, plan) -> str | None:
         return None
     addr = ipaddress.ip_address(seen)
     for n in plan.nodes:
-        if seen == n["ip"] or addr in ipaddress.ip_network(n["pod_cidr"]):
-            return n["name"]
+        if seen == n.ip or addr in ipaddress.ip_network(n.pod_cidr):
+            return n.name
     return record.get("node")
 
 
@@ -65,7 +67,7 @@ def extra_hop_penalty_ms(records: list[dict], plan) -> float:
     return statistics.median(extra) - statistics.median(direct) if direct and extra else float("nan")
 
 
-def extra_hop_flags(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> list[bool | None]:
+def extra_hop_flags(records: Sequence[Mapping[str, Any]], nodes: Sequence[TopologyNode]) -> list[bool | None]:
     """Per record: True (extra hop), False (direct) or None (not attributed)."""
     plan = SimpleNamespace(nodes=list(nodes))
     return [took_extra_hop(dict(r), plan) for r in records]

@@ -1,16 +1,18 @@
 """The Ingress part of report.md: each HTTP(S) load balancer, its backends and its decisions."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
+
+from emulator.records.results import Results
 
 
 def _counts(c: Mapping[str, int] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted((c or {}).items(), key=lambda kv: -kv[1])) or "-"
 
 
-def section(results: Mapping[str, Any]) -> list[str]:
+def section(results: Results) -> list[str]:
     """Markdown lines: one row per Ingress, then its access-log decisions (empty without Ingress)."""
-    ings = results.get("ingresses") or {}
+    ings = results.ingresses or {}
     if not ings:
         return []
     out = ["## HTTP(S) load balancers (Ingress)", "",

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from emulator.records.results import Results
 from emulator.report import chaos_md, study_plots
 from emulator.report import palette
 from emulator.report.palette import DPI
@@ -237,9 +238,9 @@ def timeline(records: Mapping[str, Sequence[Mapping[str, Any]]], t0: float, bin_
     return fig
 
 
-def _t0(results: Mapping[str, Any], records: Mapping[str, Sequence[Mapping[str, Any]]]) -> float:
-    started = results.get("started")
-    if isinstance(started, (int, float)) and not math.isnan(started):
+def _t0(results: Results, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> float:
+    started = results.started
+    if not math.isnan(started):
         return float(started)
     ts = [r["t_start"] for recs in records.values() for r in recs if r.get("t_start") is not None]
     return min(ts) if ts else 0.0
@@ -251,7 +252,7 @@ def figures(run, flows) -> Iterator[tuple[str, str, Figure]]:
     r, recs = run.results, run.records
     if not any(recs.values()):      # a run without traffic (e.g. only reachability matrices): nothing to plot
         return
-    label = f"{r.get('scenario', '?')} run {r.get('run_id', '?')}"
+    label = f"{r.scenario} run {r.run_id}"
     notes = {}
     for f in flows:
         if f.hops is not None and f.hops.attributed:
@@ -263,7 +264,7 @@ def figures(run, flows) -> Iterator[tuple[str, str, Figure]]:
         yield ("Latency CDF per flow", "latency-cdf.png",
                latency_cdf(requests, f"Latency CDF per flow, successful requests ({label})"))
         yield ("Traffic share per serving node", "node-share.png",
-               node_shares(recs, [n["name"] for n in run.nodes], notes,
+               node_shares(recs, [n.name for n in run.nodes], notes,
                            f"Share of each flow's requests per serving node ({label})"))
     timed = {k: v for k, v in recs.items() if k not in study_flows}
     if timed:

@@ -1,12 +1,12 @@
 """The reachability part of report.md: each matrix step, its verdict and its matrices."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from emulator.records.results import Results
 
 
-def section(results: Mapping[str, Any]) -> list[str]:
+def section(results: Results) -> list[str]:
     """Markdown lines: a summary table, then every step's matrices as printed (`!` marks differences)."""
-    steps = [s for s in results.get("steps") or [] if s.get("step") == "reachability"]
+    steps = [s.fields for s in results.steps_of("reachability")]
     if not steps:
         return []
     out = ["## Reachability", "", "| matrix | pods | result | differing cells |", "|---|---:|---|---:|"]

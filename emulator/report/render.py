@@ -18,7 +18,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
+from pydantic import ValidationError
+
 from emulator.errors import KubemuError
+from emulator.records.results import Results, TopologyNode
 from emulator.report import chaos_md, hop_study, ingress_md, reach_md, stats, study_md
 from emulator.report.hops import entered_node, extra_hop_flags
 from emulator.report.markdown import table
@@ -35,12 +38,12 @@ class RunData:
     """What a run directory stores: results.json and each flow's records."""
 
     run_dir: str
-    results: dict[str, Any]
+    results: Results
     records: dict[str, list[dict[str, Any]]]   # in results.json's flow order, then any others
 
     @property
-    def nodes(self) -> list[dict[str, Any]]:
-        return list((self.results.get("topology") or {}).get("nodes") or [])
+    def nodes(self) -> list[TopologyNode]:
+        return self.results.nodes
 
 
 @dataclass(frozen=True)
@@ -81,17 +84,22 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     path = os.path.join(run_dir, "results.json")
     try:
         with open(path, encoding="utf-8") as f:
-            results = json.load(f)
+            raw = json.load(f)
     except FileNotFoundError:
         raise KubemuError(f"{run_dir} is not a run directory (no results.json)") from None
     except json.JSONDecodeError as e:
         raise KubemuError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(results, dict):
+    if not isinstance(raw, dict):
         raise KubemuError(f"{path} does not hold a results object")
+    try:
+        results = Results.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise KubemuError(f"{path}: {where}: {err['msg']}") from None
     flows_dir = Path(run_dir, "flows")
     files = {p.stem: p for p in sorted(flows_dir.glob("*.jsonl"))} if flows_dir.is_dir() else {}
-    order = [n for n in (results.get("flows") or {}) if n in files] + \
-            [n for n in files if n not in (results.get("flows") or {})]
+    order = [n for n in results.flows if n in files] + [n for n in files if n not in results.flows]
     records: dict[str, list[dict[str, Any]]] = {}
     for name in order:
         try:
@@ -103,23 +111,22 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
 
 # --- pure analysis ---------------------------------------------------------------------
 
-def flow_sources(results: Mapping[str, Any]) -> dict[str, str]:
+def flow_sources(results: Results) -> dict[str, str]:
     """The `from` of each traffic step, by flow name."""
-    out = {s["flow"]: s.get("from") for s in results.get("steps") or []
-           if s.get("step") == "traffic" and "flow" in s}
+    out = {s.fields["flow"]: s.fields.get("from") for s in results.steps_of("traffic") if "flow" in s.fields}
     out.update({a["flow"]: c.get("from") for c, _ in study_md.compares(results) for a in (c.get("arms") or {}).values()})
     return out
 
 
-def is_external(source: str | None, nodes: Sequence[Mapping[str, Any]]) -> bool:
+def is_external(source: str | None, nodes: Sequence[TopologyNode]) -> bool:
     """Whether traffic from `source` enters the cluster from outside (a client host)."""
     if not source:
         return False
     kind, _, name = source.partition("/")
-    return kind == "host" and name not in {n["name"] for n in nodes}
+    return kind == "host" and name not in {n.name for n in nodes}
 
 
-def hops(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> Hops:
+def hops(records: Sequence[Mapping[str, Any]], nodes: Sequence[TopologyNode]) -> Hops:
     """Entry node (as `kubemu`'s assertions derive it) against serving node, per request."""
 
     plan = SimpleNamespace(nodes=list(nodes))
@@ -140,9 +147,9 @@ def hops(records: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]
     return Hops(entered, attributed, extra, pairs)
 
 
-def flow_report(name: str, records: Sequence[Mapping[str, Any]], results: Mapping[str, Any]) -> FlowReport:
+def flow_report(name: str, records: Sequence[Mapping[str, Any]], results: Results) -> FlowReport:
     """The summary of one flow's records, with hop attribution for outside traffic."""
-    nodes = list((results.get("topology") or {}).get("nodes") or [])
+    nodes = results.nodes
     source = flow_sources(results).get(name)
     external = is_external(source, nodes)
     summary = stats.summarize(records)
@@ -205,22 +212,21 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
     r = run.results
     flows = flow_reports(run) if flows is None else flows
     out: list[str] = []
-    verdict = "passed" if r.get("ok") else ("interrupted" if r.get("interrupted") else "FAILED")
-    out += [f"# kubemu run {r.get('run_id', '?')}: scenario {r.get('scenario', '?')}", ""]
-    facts = [("Scenario", r.get("scenario")), ("Scenario file", r.get("scenario_file")),
-             ("Run id", r.get("run_id")), ("Result", verdict),
-             ("Duration", f"{r['seconds']:.1f} s" if isinstance(r.get("seconds"), (int, float)) else None),
-             ("iptables backend", r.get("iptables_backend")), ("Error", r.get("error"))]
+    verdict = "passed" if r.ok else ("interrupted" if r.interrupted else "FAILED")
+    out += [f"# kubemu run {r.run_id}: scenario {r.scenario}", ""]
+    facts = [("Scenario", r.scenario), ("Scenario file", r.scenario_file),
+             ("Run id", r.run_id), ("Result", verdict),
+             ("Duration", f"{r.seconds:.1f} s" if r.seconds is not None else None),
+             ("iptables backend", r.iptables_backend), ("Error", r.error)]
     out += table(["", ""], [(k, v) for k, v in facts if v is not None]) + [""]
 
-    topo = r.get("topology") or {}
+    topo = r.topology
     out += ["## Topology", ""]
-    if topo.get("nodes"):
-        out += table(["node", "zone", "IP", "pod CIDR"],
-                      [(n.get("name"), n.get("zone"), n.get("ip"), n.get("pod_cidr")) for n in topo["nodes"]])
+    if topo and topo.nodes:
+        out += table(["node", "zone", "IP", "pod CIDR"], [(n.name, n.zone, n.ip, n.pod_cidr) for n in topo.nodes])
         out.append("")
-    if topo.get("clients"):
-        out += table(["client", "kind", "IP"], [(c.get("name"), c.get("kind"), c.get("ip")) for c in topo["clients"]])
+    if topo and topo.clients:
+        out += table(["client", "kind", "IP"], [(c.name, c.kind, c.ip) for c in topo.clients])
         out.append("")
     if not topo:
         out += ["No topology recorded (the run stopped before the cluster was up).", ""]
@@ -248,9 +254,9 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
     out += hop_study.impairment_lines(r) + hop_study.study_lines(r, flows, run.records)
     out += study_md.section(r, run.records)
     out += ["## Assertions", ""]
-    checks = [(s.get("flow") or s.get("object"), c) for s in r.get("steps") or []
-              if s.get("step") in ("assert", "sweep")
-              for c in s.get("checks") or []]
+    checks = [(s.fields.get("flow") or s.fields.get("object"), c) for s in r.steps
+              if s.step in ("assert", "sweep")
+              for c in s.fields.get("checks") or []]
     if checks:
         rows = []
         for flow, c in checks:
@@ -270,7 +276,7 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
     out += ingress_md.section(r)
 
     out += ["## Bring-up timeline", ""]
-    tl = r.get("timeline") or {}
+    tl = r.timeline or {}
     if tl:
         rows, prev = [], 0.0
         for phase, at in sorted(tl.items(), key=lambda kv: kv[1]):

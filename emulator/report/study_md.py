@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator, Mapping, Sequence
 
+from emulator.records.results import Results, TopologyNode
 from emulator.report import study
 from emulator.report.markdown import table
 
@@ -23,23 +24,23 @@ def _ci(e: Mapping[str, Any]) -> str:
     return f"{_f(e['value'])} [{_f(e['ci_low'])}, {_f(e['ci_high'])}]"
 
 
-def compares(results: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any] | None]]:
+def compares(results: Results) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any] | None]]:
     """(compare record, enclosing sweep point or None) of every compare of the run."""
-    for s in results.get("steps") or []:
-        if s.get("step") == "compare":
-            yield s, None
-        elif s.get("step") == "sweep":
-            for p in s.get("points") or []:
+    for s in results.steps:
+        if s.step == "compare":
+            yield s.fields, None
+        elif s.step == "sweep":
+            for p in s.fields.get("points") or []:
                 for c in p.get("compares") or []:
                     yield c, p
 
 
-def study_flow_names(results: Mapping[str, Any]) -> set[str]:
+def study_flow_names(results: Results) -> set[str]:
     """Names of the flows that compare steps (also inside sweeps) made."""
     return {a["flow"] for c, _ in compares(results) for a in (c.get("arms") or {}).values()}
 
 
-def sweep_flow_names(results: Mapping[str, Any]) -> set[str]:
+def sweep_flow_names(results: Results) -> set[str]:
     """Names of the flows made inside sweeps."""
     return {a["flow"] for c, p in compares(results) if p is not None for a in (c.get("arms") or {}).values()}
 
@@ -63,7 +64,7 @@ def design_sentence(c: Mapping[str, Any]) -> str:
             f"{c.get('impairments', 'none')}.")
 
 
-def compare_analysis(c: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> dict:
+def compare_analysis(c: Mapping[str, Any], records: Records, nodes: Sequence[TopologyNode]) -> dict:
     """Per arm: p50 and extra-hop penalty with intervals; each later arm against the first."""
     seed = _seed(c)
     arms = {a: v["flow"] for a, v in (c.get("arms") or {}).items() if v["flow"] in records}
@@ -81,7 +82,7 @@ def compare_analysis(c: Mapping[str, Any], records: Records, nodes: Sequence[Map
     return out
 
 
-def compare_lines(c: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
+def compare_lines(c: Mapping[str, Any], records: Records, nodes: Sequence[TopologyNode]) -> list[str]:
     """A compare's design, its per-arm table and the differences between arms."""
     an = compare_analysis(c, records, nodes)
     out = [f"### Compare {c.get('name')}", "", design_sentence(c), ""]
@@ -102,7 +103,7 @@ def compare_lines(c: Mapping[str, Any], records: Records, nodes: Sequence[Mappin
     return out
 
 
-def sweep_analysis(s: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def sweep_analysis(s: Mapping[str, Any], records: Records, nodes: Sequence[TopologyNode]) -> dict[str, Any]:
     """Per point the slope flow's metric with interval, the fit, and the calibration figures."""
     sl = s.get("slope") or {}
     flow, metric = sl.get("flow"), sl.get("metric", "extra_hop_penalty_ms")
@@ -128,7 +129,7 @@ def sweep_analysis(s: Mapping[str, Any], records: Records, nodes: Sequence[Mappi
             "unit": s.get("unit"), "parameter": s.get("parameter")}
 
 
-def sweep_lines(s: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
+def sweep_lines(s: Mapping[str, Any], records: Records, nodes: Sequence[TopologyNode]) -> list[str]:
     """A sweep's points, the delay path's own latency, the fitted slope and its checks."""
     an = sweep_analysis(s, records, nodes)
     unit = an["unit"]
@@ -175,20 +176,19 @@ def sweep_lines(s: Mapping[str, Any], records: Records, nodes: Sequence[Mapping[
     return out + [""]
 
 
-def section(results: Mapping[str, Any], records: Records, plots: Mapping[str, str] | None = None) -> list[str]:
+def section(results: Results, records: Records, plots: Mapping[str, str] | None = None) -> list[str]:
     """'## Study': each top-level compare, then each sweep."""
-    nodes = list((results.get("topology") or {}).get("nodes") or [])
-    steps = results.get("steps") or []
-    if not any(s.get("step") in ("compare", "sweep") for s in steps):
+    nodes = results.nodes
+    if not any(s.step in ("compare", "sweep") for s in results.steps):
         return []
     out = ["## Study", "",
            "Arms of a comparison are sent in alternation from the same source so that drift of the machine "
            "hits them alike. *p50*: median total time of successful requests; *extra-hop penalty*: median "
            "of the extra-hop requests − median of the direct ones, within the arm. Intervals: "
            f"{study.INTERVAL_TEXT}. Cliff's delta: P(B slower) − P(B faster) over all request pairs.", ""]
-    for s in steps:
-        if s.get("step") == "compare":
-            out += compare_lines(s, records, nodes)
-        elif s.get("step") == "sweep":
-            out += sweep_lines(s, records, nodes)
+    for s in results.steps:
+        if s.step == "compare":
+            out += compare_lines(s.fields, records, nodes)
+        elif s.step == "sweep":
+            out += sweep_lines(s.fields, records, nodes)
     return out

@@ -105,11 +105,12 @@ def compare_figure(c: Mapping[str, Any], an: Mapping[str, Any]) -> Figure:
 def figures(run) -> Iterator[tuple[str, str, Figure]]:
     """(title, file name, figure) of each top-level compare and each sweep with a slope."""
     r, nodes = run.results, run.nodes
-    for s in r.get("steps") or []:
-        if s.get("step") == "compare" and all(a["flow"] in run.records for a in s["arms"].values()):
+    for step in r.steps:
+        s = step.fields
+        if step.step == "compare" and all(a["flow"] in run.records for a in s["arms"].values()):
             an = study_md.compare_analysis(s, run.records, nodes)
             yield (f"Compare {s['name']}", f"compare-{s['name']}.png", compare_figure(s, an))
-        elif s.get("step") == "sweep" and s.get("slope"):
+        elif step.step == "sweep" and s.get("slope"):
             an = study_md.sweep_analysis(s, run.records, nodes)
             if an["points"]:
                 yield (f"Sweep {s['name']}", f"sweep-{s['name']}.png", sweep_figure(s, an, run.records))
@@ -118,8 +119,8 @@ def figures(run) -> Iterator[tuple[str, str, Figure]]:
 def write_csvs(run, out_dir: str) -> list[str]:
     """sweep-NAME.csv per sweep with a slope: one row per value (and the calibration point)."""
     paths = []
-    for s in run.results.get("steps") or []:
-        if s.get("step") != "sweep" or not s.get("slope"):
+    for s in (st.fields for st in run.results.steps_of("sweep")):
+        if not s.get("slope"):
             continue
         an = study_md.sweep_analysis(s, run.records, run.nodes)
         path = os.path.join(out_dir, f"sweep-{s['name']}.csv")

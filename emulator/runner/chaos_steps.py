@@ -51,7 +51,7 @@ def state(ctx) -> ChaosState:
 
 
 def _zone_nodes(cluster, zone: str) -> list[str]:
-    return [n["name"] for n in cluster.plan.nodes if n["zone"] == zone]
+    return [n.name for n in cluster.plan.nodes if n.zone == zone]
 
 
 def pick_nodes(spec, cluster, rng: random.Random, faults: dict[str, FaultRun]) -> list[str]:
@@ -61,11 +61,11 @@ def pick_nodes(spec, cluster, rng: random.Random, faults: dict[str, FaultRun]) -
     if spec.machine is not None:
         return machine_fault.machine_nodes(cluster, spec.machine)
     if spec.zone is not None:
-        zone = rng.choice(sorted({n["zone"] for n in cluster.plan.nodes})) if spec.zone == RANDOM else spec.zone
+        zone = rng.choice(sorted({n.zone for n in cluster.plan.nodes})) if spec.zone == RANDOM else spec.zone
         return _zone_nodes(cluster, zone)
     if spec.node == RANDOM:   # recover: one of the nodes that are down; else one that is up
         down = spec.action == "recover"
-        pool = sorted(n["name"] for n in cluster.plan.nodes if (n["name"] in cluster.down_nodes) == down)
+        pool = sorted(n.name for n in cluster.plan.nodes if (n.name in cluster.down_nodes) == down)
         if not pool:
             raise KubemuError(f"fault: no node {'down' if down else 'up'} to pick at random")
         return [rng.choice(pool)]
@@ -164,7 +164,7 @@ def phases(ctx, fault: FaultRun) -> dict[str, Any]:
     svcs, _ = ray.get(cluster.api.list.remote("Service"))
     policies = {o["metadata"]["name"]: o["spec"].get("externalTrafficPolicy") or "Cluster" for o in svcs
                 if o["spec"].get("type") == "LoadBalancer" and o["metadata"]["name"] in per_svc}
-    out["expected"] = expected_phases.expected(cluster.timing.model_dump(), policies)
+    out["expected"] = expected_phases.expected(cluster.timing, policies)
     return out
 
 

@@ -24,6 +24,8 @@ from emulator.fabric.pki import make_pki
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames
 from emulator.node.agent import NodeAgent
+from emulator.records.cloud import CloudFacts, CloudHost
+from emulator.records.hosts import HostInfo
 from emulator.runner import cleanup, ray_local, signals
 from emulator.runner.machines import Machines
 from emulator.runner.plan import RunPlan, node_object, system_objects
@@ -60,7 +62,7 @@ class Cluster:
         self.machine_spec = machines or (1, "spread")  # machine count, placement policy
         self.fleet = None  # emulator.runner.machines.Machines
         self.agents: dict[str, object] = {}
-        self.host_info: dict[str, dict] = {}
+        self.host_info: dict[str, HostInfo] = {}
         self.timeline: dict[str, float] = {}
         self.down_nodes: set[str] = set()   # crashed or partitioned by a fault step
         self.on_down: list[Callable[[], None]] = []   # run first by down() (a live run's endpoint)
@@ -121,37 +123,37 @@ class Cluster:
         self.progress("starting Open vSwitch and the SDN controller")
         agent_cls = ray.remote(NodeAgent)
         for spec in self.plan.hosts:
-            self.agents[spec["name"]] = agent_cls.options(
-                name=f"agent-{spec['name']}", **opts, **self.fleet.host_options(spec["name"])).remote(
+            self.agents[spec.name] = agent_cls.options(
+                name=f"agent-{spec.name}", **opts, **self.fleet.host_options(spec.name)).remote(
                 self.run_id, spec, self.run_dir)
         fabric = self.fleet.start(controller, tls)[0]
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
         infos = ray.get([a.create.remote(self.fleet.netns_of(n)) for n, a in self.agents.items()])
-        self.host_info = {i["name"]: i for i in infos}
-        self.fleet.add_ports({i["name"]: i["fabric_port"] for i in infos})
+        self.host_info = {i.name: i for i in infos}
+        self.fleet.add_ports({i.name: i.fabric_port for i in infos})
         self.mark("hosts")
         for spec in self.plan.nodes:
-            info = self.host_info[spec["name"]]
-            ray.get(self.api.create.remote(node_object(spec, info["mac"], f"machine-{self.fleet.machine_of(spec['name'])}",
-                                                       info.get("node_info"))))
+            info = self.host_info[spec.name]
+            ray.get(self.api.create.remote(node_object(spec, info.mac, f"machine-{self.fleet.machine_of(spec.name)}",
+                                                       info.node_info)))
         self.start_cloud_controller()
         ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], 20.0))
         self.mark("sdn")
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
             name="controllers", max_restarts=-1, max_task_retries=-1, **opts).remote(
-            "api", self.run_dir, timing=self.timing.model_dump(), autostart=True)
+            "api", self.run_dir, timing=self.timing, autostart=True)
         ray.get(self.controllers.start.remote())
         dns = {"nameserver": self.plan.dns_ip,
                "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
-        ray.get([self.agents[s["name"]].start.remote(self.api, self.timing.model_dump(), dns)
+        ray.get([self.agents[s.name].start.remote(self.api, self.timing, dns)
                  for s in self.plan.nodes])
-        backend = ray.get(self.agents[self.plan.nodes[0]["name"]].iptables_backend.remote())
+        backend = ray.get(self.agents[self.plan.nodes[0].name].iptables_backend.remote())
         self.progress(f"kubelet and kube-proxy running on every node (iptables backend: {backend})")
         for spec in self.plan.nodes:
-            ray.get(self.api.patch_status.remote("Node", "", spec["name"], {"conditions": [
+            ray.get(self.api.patch_status.remote("Node", "", spec.name, {"conditions": [
                 {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}))
         for obj in system_objects(self.plan.dns_ip):
             ray.get(self.api.apply.remote(obj))
@@ -168,7 +170,7 @@ class Cluster:
         # The newest logged event counts too: a deletion shows in no listed object.
         last = ray.get(self.api.last_event_rv.remote(["Service", "EndpointSlice"]))
         want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
-        nodes = [self.agents[s["name"]] for s in self.plan.nodes if s["name"] not in self.down_nodes]
+        nodes = [self.agents[s.name] for s in self.plan.nodes if s.name not in self.down_nodes]
 
         def synced() -> bool:
             return min(ray.get([a.proxy_synced_rv.remote() for a in nodes])) >= want
@@ -177,17 +179,17 @@ class Cluster:
     def start_cloud_controller(self) -> None:
         """The GCP side: load balancer IPs, health checks, firewall; it programs the VPC."""
         p = self.plan
-        facts = {"cluster_name": p.cluster_name, "subnet": p.subnet, "pod_range": p.cluster_cidr,
-                 "external_range": p.external_range, "dpid": self.fabric_info["dpid"],
-                 "state_dir": cleanup.state_dir(self.run_id),   # the IAP key lives there
-                 "gateways": sorted({p.gateway, p.internet_gateway} | {h["gateway"] for h in p.probers}),
-                 "hosts": [{**s, "mac": self.host_info[s["name"]]["mac"], "dpid": self.fleet.dpid_of(s["name"])}
-                           for s in p.hosts]}
-        if self.fleet.vpc_tunnels():
-            facts["extra"] = {"tunnels": self.fleet.vpc_tunnels()}  # several machines
-        prober = self.agents[p.probers[0]["name"]]
+        facts = CloudFacts(
+            cluster_name=p.cluster_name, subnet=p.subnet, pod_range=p.cluster_cidr,
+            external_range=p.external_range, dpid=self.fabric_info["dpid"],
+            state_dir=cleanup.state_dir(self.run_id),   # the IAP key lives there
+            gateways=sorted({p.gateway, p.internet_gateway} | {h.gateway for h in p.probers}),
+            hosts=[CloudHost(**s.model_dump(), mac=self.host_info[s.name].mac, dpid=self.fleet.dpid_of(s.name))
+                   for s in p.hosts],
+            extra={"tunnels": self.fleet.vpc_tunnels()} if self.fleet.vpc_tunnels() else None)  # several machines
+        prober = self.agents[p.probers[0].name]
         self.cloud = ray.remote(CloudController).options(name="cloud", num_cpus=0, max_concurrency=16).remote(
-            self.api, self.sdn, prober, facts, self.timing.model_dump(), p.firewall, self.run_dir,
+            self.api, self.sdn, prober, facts, self.timing, p.firewall, self.run_dir,
             source_ranges_in_firewall=False)
         ray.get(self.cloud.reconcile_now.remote())
 

@@ -33,7 +33,7 @@ def ingress_state(cluster, namespace: str, name: str) -> tuple[bool, str]:
 
 def gfe_agent(cluster):
     """The Google front end host's agent (the prober host runs the proxy)."""
-    return cluster.agents[cluster.plan.probers[0]["name"]]
+    return cluster.agents[cluster.plan.probers[0].name]
 
 
 def wait_ingress(cluster, namespace: str, name: str, timeout: float) -> float:

@@ -22,7 +22,7 @@ def machine_nodes(cluster, machine: int) -> list[str]:
     """The Kubernetes nodes placed on `machine`."""
     _check(cluster, machine)
     on = set(cluster.fleet.hosts_on(machine))
-    return [n["name"] for n in cluster.plan.nodes if n["name"] in on]
+    return [n.name for n in cluster.plan.nodes if n.name in on]
 
 
 def _check(cluster, machine: int) -> None:

@@ -30,6 +30,7 @@ from emulator.errors import KubemuError
 from emulator.fabric import underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
+from emulator.records.hosts import HostInfo, HostSpec
 from emulator.runner import cleanup, ray_local
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def machine_resource(run_id: str, machine: int) -> str:
 class Machines:
     """Ray nodes, `Machine` actors, underlay and tunnels of one run; placement of its hosts."""
 
-    def __init__(self, run_id: str, state_dir: str, log_dir: str, hosts: list[dict], count: int = 1,
+    def __init__(self, run_id: str, state_dir: str, log_dir: str, hosts: list[HostSpec], count: int = 1,
                  policy: str = "spread", ray_address: str | None = None) -> None:
         self.run_id, self.state_dir, self.log_dir = run_id, state_dir, log_dir
         self.names = RunNames(run_id)
@@ -199,7 +200,7 @@ class Machines:
         return {t.port_name: {"machine": t.machine, "remote": t.remote, **counters.get(t.port_name, {})}
                 for per in self.mesh for t in per}
 
-    def summary(self, host_info: dict[str, dict] | None = None) -> dict:
+    def summary(self, host_info: dict[str, HostInfo] | None = None) -> dict:
         """Where everything ran, for results.json: per machine its Ray node and hosts, per host
         its machine and the Ray node its agent reported running on."""
         host_info = host_info or {}
@@ -208,7 +209,7 @@ class Machines:
                     for info, node, hosts in zip(self.infos, self.node_ids, by_machine(self.placement, self.count))]
         return {"count": self.count, "placement": self.policy, "simulated": self.count > 1 and not self.real,
                 "machines": machines,
-                "hosts": {h: {"machine": m, "ran_on": host_info.get(h, {}).get("ray_node_id")}
+                "hosts": {h: {"machine": m, "ran_on": host_info[h].ray_node_id if h in host_info else None}
                           for h, m in self.placement.items()}}
 
     # --- teardown ---

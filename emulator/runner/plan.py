@@ -1,16 +1,18 @@
 """The run plan: every host's addresses and fabric port, computed before anything starts.
 
-Pure: a validated Topology in, a list of host specs (JSON-able dicts handed to node
-agents) out. Node IPs and VM IPs come from the VPC subnet, pod ranges from the
-cluster's pod range, internet hosts from the internet range.
+Pure: a validated Topology in, a typed `RunPlan` of `HostSpec`s (handed to node agents)
+out. Node IPs and VM IPs come from the VPC subnet, pod ranges from the cluster's pod
+range, internet hosts from the internet range.
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from emulator.api.ipam import plan_cluster_addresses
 from emulator.naming import RunNames
+from emulator.records.hosts import HostSpec
 
 KUBE_DNS_INDEX = 10  # kube-dns takes the 10th address of the service range, as on GKE
 # Google's L4 health checks come from 35.191.0.0/16 and 130.211.0.0/22: the emulated
@@ -18,12 +20,13 @@ KUBE_DNS_INDEX = 10  # kube-dns takes the 10th address of the service range, as 
 PROBER = {"name": "gcp-prober", "ip": "35.191.0.2", "gateway": "35.191.0.1"}
 
 
-@dataclass
-class RunPlan:
+class RunPlan(BaseModel):
     """Hosts of the run and the cluster-wide addressing facts."""
 
-    nodes: list[dict] = field(default_factory=list)
-    clients: list[dict] = field(default_factory=list)
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: list[HostSpec] = Field(default_factory=list)
+    clients: list[HostSpec] = Field(default_factory=list)
     gateway: str = ""
     internet_gateway: str = ""
     prober_gateway: str = PROBER["gateway"]
@@ -33,12 +36,12 @@ class RunPlan:
     cluster_name: str = ""
     subnet: str = ""
     external_range: str = ""
-    firewall: list[dict] = field(default_factory=list)
+    firewall: list[dict] = Field(default_factory=list, description="the topology's VPC firewall rules (to_state())")
 
-    probers: list[dict] = field(default_factory=list)
+    probers: list[HostSpec] = Field(default_factory=list)
 
     @property
-    def hosts(self) -> list[dict]:
+    def hosts(self) -> list[HostSpec]:
         """Every host on the fabric: nodes, client hosts, and the health-check prober."""
         return self.nodes + self.clients + self.probers
 
@@ -60,12 +63,12 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
                    firewall=[r.to_state() for r in topology.firewall])
     port = 0
     for spec, a in zip(nodes, addrs):
-        plan.nodes.append({
-            "name": spec.name, "role": "node", "ip": a.ip, "pod_cidr": a.pod_cidr, "gateway": gateway,
-            "zone": spec.zone, "pool": spec.pool, "labels": dict(spec.labels), "tags": list(spec.tags),
-            "fabric_port": names.fabric_port(port), "cluster_cidr": str(topology.cluster.pod_range),
-            "network_mode": topology.cluster.network_mode, "iptables_backend": iptables_backend,
-            "network_policy": topology.cluster.network_policy})
+        plan.nodes.append(HostSpec(
+            name=spec.name, role="node", ip=a.ip, pod_cidr=a.pod_cidr, gateway=gateway,
+            zone=spec.zone, pool=spec.pool, labels=dict(spec.labels), tags=list(spec.tags),
+            fabric_port=names.fabric_port(port), cluster_cidr=str(topology.cluster.pod_range),
+            network_mode=topology.cluster.network_mode, iptables_backend=iptables_backend,
+            network_policy=topology.cluster.network_policy))
         port += 1
     inet_hosts = inet.hosts()
     next(inet_hosts)  # the internet side's router
@@ -74,24 +77,24 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
             ip, gw = vm_ips[c.name], gateway
         else:
             ip, gw = str(next(inet_hosts)), inet_gw
-        plan.clients.append({"name": c.name, "role": "host", "kind": c.kind, "ip": ip, "gateway": gw,
-                             "zone": topology.client_zone(c), "fabric_port": names.fabric_port(port)})
+        plan.clients.append(HostSpec(name=c.name, role="host", kind=c.kind, ip=ip, gateway=gw,
+                                     zone=topology.client_zone(c), fabric_port=names.fabric_port(port)))
         port += 1
-    plan.probers.append({**PROBER, "role": "host", "kind": "prober", "zone": None,
-                         "fabric_port": names.fabric_port(port)})
+    plan.probers.append(HostSpec(**PROBER, role="host", kind="prober", zone=None,
+                                 fabric_port=names.fabric_port(port)))
     return plan
 
 
-def node_object(spec: dict, mac: str, machine: str, info: dict | None = None) -> dict:
+def node_object(spec: HostSpec, mac: str, machine: str, info: dict | None = None) -> dict:
     """The v1 Node object registered for a planned node (`info`: its status.nodeInfo)."""
     return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": spec["name"], "labels": spec["labels"],
-                         "annotations": {"kubemu.io/fabric-port": spec["fabric_port"],
+            "metadata": {"name": spec.name, "labels": dict(spec.labels),
+                         "annotations": {"kubemu.io/fabric-port": spec.fabric_port,
                                          "kubemu.io/mac": mac, "kubemu.io/machine": machine,
-                                         "kubemu.io/tags": ",".join(spec["tags"])}},
-            "spec": {"podCIDR": spec["pod_cidr"], "podCIDRs": [spec["pod_cidr"]]},
-            "status": {"addresses": [{"type": "InternalIP", "address": spec["ip"]},
-                                     {"type": "Hostname", "address": spec["name"]}],
+                                         "kubemu.io/tags": ",".join(spec.tags)}},
+            "spec": {"podCIDR": spec.pod_cidr, "podCIDRs": [spec.pod_cidr]},
+            "status": {"addresses": [{"type": "InternalIP", "address": spec.ip},
+                                     {"type": "Hostname", "address": spec.name}],
                        "conditions": [{"type": "Ready", "status": "False", "reason": "Starting"}],
                        **({"nodeInfo": info} if info else {})}}
 

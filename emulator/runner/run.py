@@ -7,7 +7,6 @@ results.json in the run directory and returns whether every assertion held.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import time
 import traceback
@@ -26,8 +25,8 @@ from emulator.config.templates import render_values
 from emulator.runner.steps import EXECUTORS, StepContext
 from emulator.report import render as report_render
 from emulator.runner.chaos_steps import describe as chaos_describe
-
-RESULTS_SCHEMA_VERSION = 1
+from emulator.records.results import (SCHEMA_VERSION, ImpairmentsRecord, Results, RunTiming, RunTopology,
+                                      TopologyClient, TopologyNode)
 
 
 def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
@@ -40,8 +39,8 @@ def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
 def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], None] = print,
                  ray_address: str | None = None, iptables_backend: str = "auto",
                  run_id: str | None = None, machines: tuple[int, str] | None = None,
-                 live=None, steps: bool = True) -> dict:
-    """Run a loaded scenario; returns the results dict (also written to results.json).
+                 live=None, steps: bool = True) -> Results:
+    """Run a loaded scenario; returns its results (also written to results.json).
 
     `machines` (count, placement policy) overrides the scenario's `machines:`. `live`
     (emulator.live.driver.LiveRun, `kubemu up`) extends the plan, starts its parts once
@@ -54,10 +53,10 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
     if live is not None:
         live.extend_plan(plan)
     timing = scenario.timings()
-    results: dict = {"schema_version": RESULTS_SCHEMA_VERSION, "scenario": scenario.name,
-                     "scenario_file": scenario.file, "run_id": run_id, "run_dir": run_dir,
-                     "started": time.time(), "steps": [], "flows": {}, "ok": False,
-                     "timing": {"profile": scenario.timing, **timing.model_dump()}}
+    results = Results(schema_version=SCHEMA_VERSION, scenario=scenario.name,
+                      scenario_file=scenario.file, run_id=run_id, run_dir=run_dir,
+                      started=time.time(), steps=[], flows={}, ok=False,
+                      timing=RunTiming(profile=scenario.timing, **timing.model_dump()))
     old = signals.arm(run_id)   # SIGINT, SIGTERM, SIGHUP: tear down like Ctrl-C
     t0 = time.time()
     try:
@@ -66,15 +65,16 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             cluster.up()
             if live is not None:
                 live.start(cluster, run_dir)   # its parts stop first when the cluster goes down
-            results["impairments"] = apply_impairments(cluster, scenario.link_impairments(), progress)
-            results["topology"] = {"nodes": [{k: s[k] for k in ("name", "zone", "ip", "pod_cidr")}
-                                             for s in plan.nodes],
-                                   "clients": [{k: s[k] for k in ("name", "kind", "ip")} for s in plan.clients],
-                                   "fabric": cluster.fabric_info}
-            results["machines"] = cluster.fleet.summary(cluster.host_info)
+            results.impairments = ImpairmentsRecord.model_validate(
+                apply_impairments(cluster, scenario.link_impairments(), progress))
+            results.topology = RunTopology(
+                nodes=[TopologyNode(name=s.name, zone=s.zone, ip=s.ip, pod_cidr=s.pod_cidr) for s in plan.nodes],
+                clients=[TopologyClient(name=s.name, kind=s.kind, ip=s.ip) for s in plan.clients],
+                fabric=cluster.fabric_info)
+            results.machines = cluster.fleet.summary(cluster.host_info)
             if machines[0] > 1:
                 progress("placement: " + "; ".join(f"machine-{m['machine']}: {', '.join(m['hosts'])}"
-                                                   for m in results["machines"]["machines"]))
+                                                   for m in results.machines["machines"]))
             progress(f"applying {len(scenario.objects)} manifest objects")
             ctx = StepContext(cluster, scenario)
             for mo in scenario.objects:   # placeholders ({node:N}, {host:H}, ...) rendered now
@@ -85,26 +85,27 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 kind = step.KIND
                 progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
                 rec = EXECUTORS[kind](step, ctx)
-                results["steps"].append(rec)
-                results["flows"].update(flows.new_results(ctx))
+                results.record_step(rec)
+                results.flows.update(flows.new_results(ctx))
                 if kind == "wait" and "first_ready" not in cluster.timeline:
                     cluster.mark("first_ready")
             if live is not None:
                 live.hold(ctx, results)   # until `kubemu down`, Ctrl-C or SIGTERM
             if flows.await_all(ctx):   # background flows nobody awaited: their results count too
-                results["flows"].update(flows.new_results(ctx))
-            results["timeline"] = cluster.timeline
-            results["ingresses"] = ingress_results(cluster)
+                results.flows.update(flows.new_results(ctx))
+            results.timeline = cluster.timeline
+            results.ingresses = ingress_results(cluster)
             if machines[0] > 1:  # packets that crossed between machines
-                results["machines"]["tunnels"] = cluster.fleet.tunnel_counters()
-            results["iptables_backend"] = _backend(cluster)
-        results["ok"] = all(s.get("ok", True) for s in results["steps"])
+                results.machines["tunnels"] = cluster.fleet.tunnel_counters()
+            results.iptables_backend = _backend(cluster)
+        results.seal_steps()
+        results.ok = all(s.ok for s in results.steps)
     except KeyboardInterrupt:
-        results["interrupted"] = True
+        results.interrupted = True
         raise
     except KubemuError as e:
         cause = _unwrap(e)  # an actor's KubemuError arrives wrapped in a RayTaskError
-        results["error"] = str(cause)
+        results.error = str(cause)
         if cause is e:
             raise
         raise cause from None
@@ -113,14 +114,14 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         with open(path, "w") as f:
             f.write(traceback.format_exc())
         msg = _last_line(_unwrap(e))
-        results["error"] = msg
+        results.error = msg
         raise KubemuError(f"internal error: {msg} (traceback in {path})") from e
     finally:
         signals.disarm(old)
-        results["seconds"] = round(time.time() - t0, 3)
-        with open(os.path.join(run_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        if not results.get("interrupted"):   # a failed run's report shows its error too
+        results.seconds = round(time.time() - t0, 3)
+        results.seal_steps()
+        results.write(os.path.join(run_dir, "results.json"))
+        if not results.interrupted:   # a failed run's report shows its error too
             report_render.report_after_run(run_dir, progress)  # report.md + plots; never raises
     return results
 

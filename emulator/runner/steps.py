@@ -51,8 +51,8 @@ class StepContext:
         plan = self.cluster.plan
         if p.kind in ("node", "host"):
             for h in plan.hosts:
-                if h["name"] == p.name:
-                    return h["ip"]
+                if h.name == p.name:
+                    return h.ip
             raise KubemuError(f"no {p.kind} {p.name}")
         if p.kind in ("pod", "poddns"):
             pod = ray.get(self.cluster.api.get.remote("Pod", p.namespace, p.name))
@@ -128,7 +128,7 @@ def lb_ready(cluster, svc: dict, endpoint_nodes: set[str]) -> bool:
     if svc["spec"].get("externalTrafficPolicy") == "Local":
         want = endpoint_nodes
     else:
-        want = {n["name"] for n in cluster.plan.nodes} - cluster.down_nodes
+        want = {n.name for n in cluster.plan.nodes} - cluster.down_nodes
     return all(set(lb["backends"]) == want for lb in lbs)
 
 

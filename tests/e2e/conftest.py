@@ -85,7 +85,7 @@ class ClusterHandle:
         return ray.get(agent.run_http_load.remote(target, params, name or f"t{new_run_id()}"))
 
     def node_ip(self, node: str) -> str:
-        return next(n["ip"] for n in self.plan.nodes if n["name"] == node)
+        return next(n.ip for n in self.plan.nodes if n.name == node)
 
     def iptables_save(self, node: str) -> str:
         return ray.get(self.cluster.agents[node].iptables_save.remote())

@@ -130,8 +130,8 @@ def pod_ip(cluster, name: str) -> str:
 
 def gateway_of(cluster, node: str) -> str:
     """The node's cbr0 address (first address of its pod range)."""
-    spec = next(n for n in cluster.plan.nodes if n["name"] == node)
-    return str(ipaddress.ip_network(spec["pod_cidr"]).network_address + 1)
+    spec = next(n for n in cluster.plan.nodes if n.name == node)
+    return str(ipaddress.ip_network(spec.pod_cidr).network_address + 1)
 
 
 def client_pods(cluster) -> dict[str, str]:

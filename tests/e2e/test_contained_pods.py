@@ -28,7 +28,7 @@ def service(name: str, target: int) -> dict:
 
 
 def test_contained_pods_serve_probe_and_exec(cluster):
-    a, b = cluster.plan.nodes[0]["name"], cluster.plan.nodes[1]["name"]
+    a, b = cluster.plan.nodes[0].name, cluster.plan.nodes[1].name
     client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cli"},
               "spec": {"nodeSelector": {"kubernetes.io/hostname": a},
                        "containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",

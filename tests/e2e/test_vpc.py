@@ -50,7 +50,7 @@ def lb_u():
     with cluster_from("regional-3-lb.yaml") as c:
         pods = [{"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": f"u{i}", "labels": {"app": "u"}},
-                 "spec": {"nodeSelector": {"kubernetes.io/hostname": n["name"]},
+                 "spec": {"nodeSelector": {"kubernetes.io/hostname": n.name},
                           "containers": [{"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}]}}
                 for i, n in enumerate(c.plan.nodes[:2])]
         svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "u"},

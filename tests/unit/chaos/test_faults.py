@@ -9,12 +9,13 @@ import pytest
 
 from emulator.api.server import ApiServer
 from emulator.config.chaos import FaultSpec
+from emulator.records.hosts import HostSpec
 from emulator.runner.chaos_steps import FaultRun, pick_nodes
 
 pytestmark = pytest.mark.unit
 
-PLAN = SimpleNamespace(nodes=[{"name": f"pool-{z}-{i}", "zone": f"us-central1-{z}"}
-                              for z in "abc" for i in (1, 2)])
+PLAN = SimpleNamespace(nodes=[HostSpec(name=f"pool-{z}-{i}", zone=f"us-central1-{z}", role="node", ip="-",
+                                       gateway="-", fabric_port="-") for z in "abc" for i in (1, 2)])
 
 
 def cluster(down: set[str] | None = None) -> SimpleNamespace:
@@ -33,7 +34,7 @@ def test_random_targets_replay_with_the_same_seed():
 
 def test_random_node_skips_nodes_already_down_and_zone_outage_takes_the_zone():
     rng = random.Random(1)
-    down = {n["name"] for n in PLAN.nodes} - {"pool-c-2"}
+    down = {n.name for n in PLAN.nodes} - {"pool-c-2"}
     assert pick_nodes(FaultSpec(action="crash", node="random"), cluster(down), rng, {}) == ["pool-c-2"]
     assert pick_nodes(FaultSpec(action="zone-outage", zone="us-central1-b"), cluster(), rng, {}) == \
         ["pool-b-1", "pool-b-2"]

@@ -1,14 +1,16 @@
 """Objects shared by the cloud unit tests: a small cluster's plan facts, Nodes, Services."""
 from __future__ import annotations
 
-TIMING = {"lb_health_check_interval_cluster": 8.0, "lb_health_check_interval_local": 3.0,
-          "lb_health_check_timeout": 1.0}
+from emulator.config.timing import timing_for
+from emulator.records.cloud import CloudFacts, CloudHost
+
+TIMING = timing_for("gke")   # interval 8 s (Cluster), 3 s (Local), timeout 1 s
 SUBNET, POD_RANGE, EXTERNAL = "10.128.0.0/20", "10.4.0.0/14", "203.0.113.0/24"
 NODES = [("pool-a-1", "10.128.0.2", "10.4.0.0/24"), ("pool-b-1", "10.128.0.3", "10.4.1.0/24"),
          ("pool-c-1", "10.128.0.4", "10.4.2.0/24")]
 
 
-def hosts() -> list[dict]:
+def hosts() -> list[CloudHost]:
     out = []
     for i, (name, ip, cidr) in enumerate(NODES):
         out.append({"name": name, "role": "node", "ip": ip, "pod_cidr": cidr, "gateway": "10.128.0.1",
@@ -19,12 +21,12 @@ def hosts() -> list[dict]:
                 "gateway": "198.51.100.1", "fabric_port": "kubemuabcdp4", "mac": "02:00:00:00:00:05"})
     out.append({"name": "prober", "role": "host", "kind": "prober", "ip": "35.191.0.1",
                 "gateway": "198.51.100.1", "fabric_port": "kubemuabcdp5", "mac": "02:00:00:00:00:06"})
-    return out
+    return [CloudHost(**h) for h in out]
 
 
-def facts() -> dict:
-    return {"cluster_name": "demo", "subnet": SUBNET, "pod_range": POD_RANGE, "external_range": EXTERNAL,
-            "gateways": ["10.128.0.1", "198.51.100.1"], "hosts": hosts()}
+def facts() -> CloudFacts:
+    return CloudFacts(cluster_name="demo", subnet=SUBNET, pod_range=POD_RANGE, external_range=EXTERNAL,
+                      gateways=["10.128.0.1", "198.51.100.1"], hosts=hosts())
 
 
 def node(name: str, ip: str, **labels) -> dict:

@@ -51,7 +51,7 @@ class Prober:
         self.batches = []
 
     def __call__(self, targets, timeout):
-        assert timeout == TIMING["lb_health_check_timeout"]
+        assert timeout == TIMING.lb_health_check_timeout
         self.batches.append(list(targets))
         return [(ip, port) in self.up for ip, port, _ in targets]
 

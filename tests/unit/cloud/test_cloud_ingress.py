@@ -10,6 +10,7 @@ from emulator.cloud.haproxy_cfg import ProxySettings, armor_rules, render
 from emulator.cloud.ingress import IngressCore, IngressIps
 from emulator.cloud.ingress_model import Resolver, build_load_balancer, parse_policy
 from emulator.cloud.ingress_sync import IngressSync
+from emulator.records.cloud import CloudHost
 
 pytestmark = pytest.mark.unit
 NODES = {"node-a": "10.128.0.2", "node-b": "10.128.0.3"}
@@ -197,8 +198,11 @@ def test_sync_routes_addresses_to_the_front_end_and_pushes_once():
     sync = IngressSync(core, lambda k: objs.get(k, []), lambda *a: pushed.append(a),
                        lambda *a: patched.append(a), "gcp-prober")
     sync.plan([], [service("frontend"), service("users", 8080)], set())
-    hosts = sync.vpc_hosts([{"name": "gcp-prober", "ip": "35.191.0.2"}, {"name": "inet-1", "ip": "198.51.100.2"}])
-    assert hosts[0]["routes"] == ["203.0.113.254/32"] and "routes" not in hosts[1]
+    hosts = sync.vpc_hosts([CloudHost(name="gcp-prober", role="host", ip="35.191.0.2", gateway="35.191.0.1",
+                                      fabric_port="p5"),
+                            CloudHost(name="inet-1", role="host", ip="198.51.100.2", gateway="198.51.100.1",
+                                      fabric_port="p4")])
+    assert hosts[0].routes == ["203.0.113.254/32"] and hosts[1].routes == []
     assert sync.apply_proxy() and sync.apply_proxy() and len(pushed) == 1
     assert sync.write_status(True) and len(patched) == 1
     assert sync.view()["ingresses"]["default/demo"]["applied_rv"] == "7"
@@ -243,11 +247,12 @@ def test_access_log_counts_decisions_per_load_balancer():
 def test_report_section_lists_each_ingress():
     from emulator.cloud.access_log import summarize
     from emulator.report.ingress_md import section
-    assert section({}) == []
-    lines = section({"ingresses": {"default/demo": {
+    from tests.run_results import results_from
+    assert section(results_from({})) == []
+    lines = section(results_from({"ingresses": {"default/demo": {
         "ip": "203.0.113.254", "errors": [], "log": summarize(LOG)["default/demo"],
         "backends": {"be_default_users_8080": {"service": "default/users:8080", "neg": False,
-                                               "servers": ["a", "b"]}}}}})
+                                               "servers": ["a", "b"]}}}}}))
     row = next(ln for ln in lines if ln.startswith("| default/demo"))
     assert "203.0.113.254 | default/users:8080 (NodePort, 2 servers) | 2 |" in row
     assert "no-inet-2 rule 1000: deny-403 1" in row and "| allowed 1 | - |" in row

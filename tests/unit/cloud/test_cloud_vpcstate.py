@@ -35,7 +35,7 @@ def cluster_and_local():
 def build(services, health, rules=(), **kw):
     f = facts()
     return desired_vpc_state(hosts(), {}, nodes(), services, health, rules, [SUBNET, POD_RANGE],
-                             cluster_name="demo", gateways=f["gateways"], **kw)
+                             cluster_name="demo", gateways=f.gateways, **kw)
 
 
 def test_endpoints_kinds_tags_routes():
@@ -50,7 +50,7 @@ def test_endpoints_kinds_tags_routes():
     assert TAG == "gke-demo-46946973-node"
     assert (eps["vm-1"]["kind"], eps["vm-1"]["routes"], eps["vm-1"]["tags"]) == ("vm", [], [])
     assert eps["inet-1"]["kind"] == "internet" and eps["prober"]["kind"] == "prober"
-    assert [e["name"] for e in state["endpoints"]] == [h["name"] for h in hosts()]   # plan order
+    assert [e["name"] for e in state["endpoints"]] == [h.name for h in hosts()]   # plan order
 
 
 def test_load_balancers_cluster_all_healthy_local_only_ready_nodes():
@@ -145,7 +145,7 @@ def test_no_healthy_node_and_excluded_nodes():
                                               "pool-c-1": "10.128.0.4"}
     f = facts()
     state = desired_vpc_state(hosts(), {}, nodes()[:2] + [excluded], services, health, [], [SUBNET, POD_RANGE],
-                              cluster_name="demo", gateways=f["gateways"])
+                              cluster_name="demo", gateways=f.gateways)
     lbs = {lb["name"]: lb for lb in state["load_balancers"]}
     assert lbs["default/web"]["all_backends"] == ["pool-a-1", "pool-b-1"]
     assert lbs["default/web"]["backends"] == ["pool-a-1", "pool-b-1"]   # a Node gone: out at once
@@ -166,6 +166,6 @@ def test_extra_keys_and_missing_mac():
     state = build([], None, extra={"router_mac": "42:01:0a:80:00:01"})
     assert state["router_mac"] == "42:01:0a:80:00:01" and state["load_balancers"] == []
     bad = hosts()
-    del bad[0]["mac"]
+    bad[0] = bad[0].model_copy(update={"mac": None})
     with pytest.raises(ConfigError, match="no MAC"):
         desired_vpc_state(bad, {}, [], [], None, [], [SUBNET, POD_RANGE], cluster_name="demo", gateways=[])

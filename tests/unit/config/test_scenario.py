@@ -101,11 +101,11 @@ def test_seed_manifests_load_unchanged(tmp_path: Path) -> None:
 
 
 def test_json_schemas_are_written(tmp_path: Path) -> None:
-    """Scenario.model_json_schema() works; write_json_schemas writes both files."""
+    """Scenario.model_json_schema() works; write_json_schemas writes the three files."""
     schema = Scenario.model_json_schema()
     assert {"topology", "steps", "manifests"} <= set(schema["properties"])
     paths = write_json_schemas(tmp_path / "schemas")
-    assert sorted(p.name for p in paths) == ["scenario.schema.json", "topology.schema.json"]
+    assert sorted(p.name for p in paths) == ["results.schema.json", "scenario.schema.json", "topology.schema.json"]
     assert json.loads(paths[0].read_text())["title"] == "Scenario"
 
 

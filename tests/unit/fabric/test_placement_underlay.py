@@ -6,12 +6,14 @@ import pytest
 from emulator.fabric import underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
+from emulator.records.hosts import HostSpec
 
 pytestmark = pytest.mark.unit
 
-HOSTS = ([{"name": f"n{i}", "role": "node", "zone": z} for i, z in enumerate("aabbcc")]
+HOSTS = [HostSpec(**h, ip="-", gateway="-", fabric_port="-") for h in
+         [{"name": f"n{i}", "role": "node", "zone": z} for i, z in enumerate("aabbcc")]
          + [{"name": "inet", "role": "host", "zone": None}, {"name": "vm", "role": "host", "zone": "b"},
-            {"name": "prober", "role": "host", "zone": None}])
+            {"name": "prober", "role": "host", "zone": None}]]
 
 
 def test_spread_deals_nodes_and_hosts_in_turn() -> None:

@@ -2,24 +2,26 @@
 import pytest
 
 from emulator.config.impairments import Impairments
+from emulator.records.hosts import HostSpec
 from emulator.impair.render import (MARK_MASK, chain_names, delay_queues, host_classes, mangle_restore,
                                     mechanism_of, tc_batch)
 
 pytestmark = pytest.mark.unit
 
-HOSTS = [{"name": "a-1", "role": "node", "zone": "z-a", "ip": "10.128.0.2", "pod_cidr": "10.4.0.0/24"},
-         {"name": "a-2", "role": "node", "zone": "z-a", "ip": "10.128.0.3", "pod_cidr": "10.4.1.0/24"},
-         {"name": "b-1", "role": "node", "zone": "z-b", "ip": "10.128.0.4", "pod_cidr": "10.4.2.0/24"},
-         {"name": "inet", "role": "host", "kind": "internet", "ip": "198.51.100.2"},
-         {"name": "vm", "role": "host", "kind": "vm", "ip": "10.128.0.9"},
-         {"name": "gcp-prober", "role": "host", "kind": "prober", "ip": "35.191.0.2"}]
+HOSTS = [HostSpec(**h, gateway="-", fabric_port="-") for h in [
+    {"name": "a-1", "role": "node", "zone": "z-a", "ip": "10.128.0.2", "pod_cidr": "10.4.0.0/24"},
+    {"name": "a-2", "role": "node", "zone": "z-a", "ip": "10.128.0.3", "pod_cidr": "10.4.1.0/24"},
+    {"name": "b-1", "role": "node", "zone": "z-b", "ip": "10.128.0.4", "pod_cidr": "10.4.2.0/24"},
+    {"name": "inet", "role": "host", "kind": "internet", "ip": "198.51.100.2"},
+    {"name": "vm", "role": "host", "kind": "vm", "ip": "10.128.0.9"},
+    {"name": "gcp-prober", "role": "host", "kind": "prober", "ip": "35.191.0.2"}]]
 IMP = Impairments.model_validate({"inter_zone": {"delay": "5ms", "jitter": "1ms"},
                                   "inter_node": {"delay": "1ms", "loss": "2%"},
                                   "internet": {"delay": "10ms", "rate": "10mbit"}})
 
 
 def classes_of(name):
-    return {c.name: c for c in host_classes(IMP, next(h for h in HOSTS if h["name"] == name), HOSTS)}
+    return {c.name: c for c in host_classes(IMP, next(h for h in HOSTS if h.name == name), HOSTS)}
 
 
 def test_destinations_per_class():

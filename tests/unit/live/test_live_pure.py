@@ -67,10 +67,10 @@ def test_the_control_plane_host_joins_the_plan_outside_the_vpc():
     n = len(plan.hosts)
     LiveRun(_Scenario(), "ab12").extend_plan(plan)
     cp = plan.hosts[-1]
-    assert len(plan.hosts) == n + 1 and plan.probers[0]["name"] == "gcp-prober"
-    assert (cp["name"], cp["ip"], cp["kind"]) == ("gke-control-plane", "172.16.0.2", "prober")
-    assert cp["fabric_port"] == RunNames("ab12").fabric_port(n)
-    assert len({h["fabric_port"] for h in plan.hosts}) == len(plan.hosts)
+    assert len(plan.hosts) == n + 1 and plan.probers[0].name == "gcp-prober"
+    assert (cp.name, cp.ip, cp.kind) == ("gke-control-plane", "172.16.0.2", "prober")
+    assert cp.fabric_port == RunNames("ab12").fabric_port(n)
+    assert len({h.fabric_port for h in plan.hosts}) == len(plan.hosts)
 
 
 def test_a_topology_overlapping_the_control_plane_range_is_refused():

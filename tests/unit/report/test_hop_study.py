@@ -3,15 +3,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from emulator.records.results import TopologyClient, TopologyNode
 from emulator.report import hop_study, render
 from emulator.report.hops import entered_without_pod_ratio, extra_hop_penalty_ms
+from tests.run_results import results_from
 
 pytestmark = pytest.mark.unit
 
 NODES = [{"name": f"n{i}", "zone": f"z{i % 3}", "ip": f"10.128.0.{i + 2}", "pod_cidr": f"10.4.{i}.0/24"}
          for i in range(6)]
 CLIENTS = [{"name": "inet", "kind": "internet", "ip": "198.51.100.2"}]
-PLAN = SimpleNamespace(nodes=NODES)
+PLAN = SimpleNamespace(nodes=[TopologyNode(**n) for n in NODES])
 
 
 def cluster_records(extra_ms: float, direct_ms: float = 2.0) -> list[dict]:
@@ -40,22 +42,23 @@ def test_entered_without_pod_and_penalty_metrics():
     assert extra_hop_penalty_ms(local_records(), PLAN) != extra_hop_penalty_ms(local_records(), PLAN)  # nan
 
 
-def results_with(flows: list[str], impair_before: str) -> dict:
+def results_with(flows: list[str], impair_before: str):
     steps = []
     for name in flows:
         if name == impair_before:
             steps.append({"step": "impair", "mechanism": "nfqueue", "classes": {"inter_node": {
                 "config": "delay 1ms", "enforced_by": "nfqueue delay", "hosts": 6}}})
         steps.append({"step": "traffic", "flow": name, "from": "host/inet"})
-    return {"steps": steps, "impairments": {"mechanism": None, "classes": {}},
-            "topology": {"nodes": NODES, "clients": CLIENTS}, "flows": {}}
+    return results_from({"steps": steps, "impairments": {"mechanism": None, "classes": {}},
+                         "topology": {"nodes": NODES, "clients": CLIENTS}, "flows": {}})
 
 
 def test_study_rows_expectations_and_growth():
     records = {"c": cluster_records(3.0), "l": local_records(), "cd": cluster_records(7.0)}
     results = results_with(["c", "l", "cd"], impair_before="cd")
     flows = [render.flow_report(n, r, results) for n, r in records.items()]
-    rows = {r["flow"]: r for r in hop_study.study_rows(flows, records, NODES, CLIENTS)}
+    rows = {r["flow"]: r for r in hop_study.study_rows(flows, records, PLAN.nodes,
+                                                              [TopologyClient(**c) for c in CLIENTS])}
     c = rows["c"]
     assert c["no_pod"] == pytest.approx(4 / 6) and c["expected_no_pod"] == pytest.approx(4 / 6)
     # entered a pod node (2/6) and served by the other pod half the time: 4/6 + 1/6
@@ -74,5 +77,5 @@ def test_study_rows_expectations_and_growth():
 
 
 def test_no_sections_without_outside_flows_or_impairments():
-    results = {"steps": [], "topology": {"nodes": NODES}}
+    results = results_from({"steps": [], "topology": {"nodes": NODES}})
     assert hop_study.impairment_lines(results) == [] and hop_study.study_lines(results, [], {}) == []

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
+from emulator.records.results import TopologyNode
 from emulator.report import design, study
 
 pytestmark = pytest.mark.unit
@@ -91,8 +92,8 @@ def test_slope_fit_interval_from_point_draws():
     assert study.slope_fit([0, 1], ests[:2], expected=9)["ci_contains_expected"] is False
 
 
-NODES = [{"name": "n1", "ip": "10.0.0.1", "pod_cidr": "10.1.1.0/24"},
-         {"name": "n2", "ip": "10.0.0.2", "pod_cidr": "10.1.2.0/24"}]
+NODES = [TopologyNode(name="n1", zone=None, ip="10.0.0.1", pod_cidr="10.1.1.0/24"),
+         TopologyNode(name="n2", zone=None, ip="10.0.0.2", pod_cidr="10.1.2.0/24")]
 
 
 def rec(trial: int, ms: float, entered: str, served: str) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from emulator.report import chaos_md, plots
+from tests.run_results import results_from
 from emulator.report.compare_runs import compare_runs, table_rows
 from emulator.traffic import http_load
 
@@ -33,12 +34,12 @@ def test_compare_runs_matches_flows_by_name():
 
 
 def test_phase_bands_follow_the_node_lifecycle():
-    results = {"steps": [
+    results = results_from({"steps": [
         {"step": "fault", "name": "crash-b", "action": "crash", "t": 110.0},
         {"step": "availability", "fault_t": 110.0, "phases": {
             "node_not_ready_s": 4.0, "pods_evicted_s": 14.0,
             "services": {"web": {"lb_steered_s": 1.5, "endpoints_restored_s": 15.0}}}},
-        {"step": "fault", "name": "recover-b", "action": "recover", "t": 140.0}]}
+        {"step": "fault", "name": "recover-b", "action": "recover", "t": 140.0}]})
     ph = chaos_md.phase_bands(results, 100.0)
     assert ph["faults"] == [(10.0, "crash-b (crash)"), (40.0, "recover-b (recover)")]
     assert [(a, b) for a, b, _ in ph["bands"]] == [(10.0, 14.0), (14.0, 24.0), (24.0, 25.0), (25.0, None)]
@@ -90,7 +91,8 @@ def test_sweep_report_csv_and_plot_from_stored_records(tmp_path):
                        "in_force": "none", "compares": [{"step": "compare", "name": f"hop-v{i + 1}",
                                                          "from": "host/inet", "arms": arms,
                                                          "design": {"seed": 1, "trials": 3}}]})
-    results = {"scenario": "s", "run_id": "r", "ok": True, "topology": {"nodes": nodes, "clients": []},
+    results = {"scenario": "s", "run_id": "r", "run_dir": str(tmp_path), "started": 1000.0, "ok": True,
+               "topology": {"nodes": nodes, "clients": [], "fabric": {}},
                "steps": [{"step": "sweep", "name": "delay", "parameter": "inter_node.delay", "unit": "ms",
                           "points": points, "slope": {"flow": "hop-cluster", "metric": "extra_hop_penalty_ms",
                                                       "expected": 4}, "flow": "hop-cluster",
@@ -116,7 +118,9 @@ def test_kubemu_compare_prints_both_runs_and_refuses_a_non_run(tmp_path):
     for name, base in (("a", 1.0), ("b", 3.0)):
         d = tmp_path / name / "flows"
         d.mkdir(parents=True)
-        (tmp_path / name / "results.json").write_text(json.dumps({"flows": {"web": {}}}))
+        (tmp_path / name / "results.json").write_text(json.dumps({"scenario": "s", "run_id": name, "started": 0.0,
+                                                                  "run_dir": str(tmp_path / name),
+                                                                  "flows": {"web": {}}}))
         (d / "web.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flow([base + 0.1 * i for i in range(20)])))
     r = subprocess.run([sys.executable, "-m", "emulator.cli", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
                        capture_output=True, text=True, cwd=root, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
