@@ -26,7 +26,7 @@ from emulator.cloud import lbip
 from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
-from emulator.cloud.vpcstate import desired_vpc_state, node_ips
+from emulator.cloud.vpcstate import desired_vpc_state, lb_converged, node_ips
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +422,11 @@ class CloudController:
     def load_balancers(self) -> list[dict]:
         """Per LB Service: IP, scheme, policy, backends, per-node health (for `kubemu get`)."""
         return self.core.load_balancers()
+
+    def lb_converged(self, svc: dict, endpoint_nodes: list[str], down_nodes: list[str]) -> bool:
+        """Whether the state last pushed to the switches sends `svc`'s load balancer to exactly the
+        nodes it should (`vpcstate.lb_converged`): what the switches have, not what is about to be pushed."""
+        return lb_converged(self.core.last_pushed, svc, endpoint_nodes, down_nodes)
 
     def reconcile_now(self, force: bool = True) -> bool:
         """Run one pass at once (steps and tests); True when everything was written."""

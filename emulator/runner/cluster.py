@@ -17,6 +17,7 @@ import ray
 from emulator.errors import KubemuError, PrerequisiteError, Timeout
 from emulator.naming import RunNames
 from emulator.runner import cleanup, ray_local, signals
+from emulator.runner.client import ClusterClient
 from emulator.runner.plan import RunPlan, node_object, system_objects
 from emulator.config.timing import Timing
 
@@ -155,8 +156,8 @@ class Cluster:
             ray.get(self.api.apply.remote(obj))
         self.mark("nodes")
         self.progress("waiting for kube-dns")
-        from emulator.runner.steps import ready_check
-        self.wait_for(ready_check(self, "Deployment", "kube-system", "kube-dns"), 60, "kube-dns to be ready")
+        self.wait_for(ClusterClient(self).ready_check("Deployment", "kube-system", "kube-dns"), 60,
+                      "kube-dns to be ready")
         self.wait_proxies_synced(60)
         self.mark("dns")
 
