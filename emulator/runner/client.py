@@ -67,9 +67,17 @@ class ClusterClient:
                 for src, cmd in argv.items()}
         return {src: ray.get(ref) for src, ref in refs.items()}
 
+    def agent(self, host: str):
+        """The node agent of a host (a node, client or prober)."""
+        return self.cluster.agents[host]
+
+    def start_flow(self, agent, target: str, kind: str, params: dict, out_name: str) -> Any:
+        """Start a traffic generator on an agent; the pending call (see `result`)."""
+        return agent.run_flow.remote(target, kind, params, out_name)
+
     def run_flow(self, agent, target: str, kind: str, params: dict, out_name: str) -> list[dict]:
         """Run a traffic generator on an agent (in pod `target`, or its host when "") and wait; its records."""
-        return ray.get(agent.run_flow.remote(target, kind, params, out_name))
+        return self.result(self.start_flow(agent, target, kind, params, out_name))
 
     # --- readiness and typed waits ---
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:

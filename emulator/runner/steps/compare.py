@@ -68,7 +68,7 @@ def describe(s) -> str:
 def run_compare(s, ctx, suffix: str = "") -> dict[str, Any]:
     """The `compare` step (`suffix`: -v<i> inside a sweep): run the trials, write one flow per arm."""
     spec = s.compare
-    agent, target = flows.source_agent(spec.source, ctx.cluster)
+    agent, target = flows.source_agent(spec.source, ctx.client)
     arms = list(spec.arms)
     names = spec.flow_names(suffix)
     per_arm: dict[str, list[dict]] = {a: [] for a in arms}

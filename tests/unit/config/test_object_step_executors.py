@@ -57,7 +57,6 @@ OBJECTS = [
 def ctx(monkeypatch):
     fake_ray = SimpleNamespace(get=lambda ref: [r for r in ref] if isinstance(ref, list) else ref)
     monkeypatch.setattr(client, "ray", fake_ray)
-    monkeypatch.setattr(flows, "ray", fake_ray)
 
     def wait_for(check, timeout, what, interval=0.1):
         if not check():
@@ -97,11 +96,11 @@ def test_wait_until_on_merged_slices_and_gone(ctx) -> None:
 def test_traffic_from_deployment_sources(ctx) -> None:
     def spec(**kw):
         return TrafficSpec.model_validate({"name": "t", "from": "deployment/web", "tcp": {"target": "x:80"}, **kw})
-    every = flows.sources(spec(), ctx.cluster)
+    every = flows.sources(spec(), ctx.client)
     assert [(a.name, t, p) for a, t, p in every] == [("n1", "default/web-a", "web-a"), ("n2", "default/web-b", "web-b")]
-    assert [p for _, _, p in flows.sources(spec(pod=1), ctx.cluster)] == ["web-b"]
+    assert [p for _, _, p in flows.sources(spec(pod=1), ctx.client)] == ["web-b"]
     with pytest.raises(KubemuError, match="no pod 2"):
-        flows.sources(spec(pod=2), ctx.cluster)
+        flows.sources(spec(pod=2), ctx.client)
 
 
 def test_traffic_from_deployment_in_turn_at_once_and_one(ctx, monkeypatch) -> None:
