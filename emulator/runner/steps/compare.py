@@ -16,22 +16,25 @@ from typing import Any
 from emulator.config.impairments import Impairments
 from emulator.config.templates import render
 from emulator.impair.cluster import apply_impairments
-from emulator.report import design, stats, study
+from emulator.report import design, stats
 from emulator.runner import flows
 from emulator.runner.steps.registry import step
 
 CALIBRATION_DELAY_S = 1e-6   # the delay path (NFQUEUE) with a delay too small to matter
 
 
-def _seed(ctx) -> int:
+def run_seed(ctx) -> int:
+    """The scenario's seed (0 when it has none)."""
     return ctx.scenario.seed if ctx.scenario is not None and ctx.scenario.seed is not None else 0
 
 
-def _current(ctx) -> Impairments:
+def current_impairments(ctx) -> Impairments:
+    """The link impairments in force now."""
     return getattr(ctx.cluster, "link_impairments", None) or ctx.scenario.link_impairments()
 
 
-def _impair_text(imp: Impairments) -> str:
+def impair_text(imp: Impairments) -> str:
+    """`class config; ...` of the active impairment classes, or `none`."""
     return "; ".join(f"{k} {v.describe()}" for k, v in imp.active().items()) or "none"
 
 
@@ -46,7 +49,7 @@ def _trial_records(spec, ctx, arms: list[str], order: list[int], agent, target: 
     if not any(spec.arms[a].impair is not None for a in arms):
         return _run(ctx, agent, target, {**base, "url": urls[0], "urls": urls[1:], "requests": len(order),
                                     "schedule": "".join(map(str, order))}, raw)
-    start = _current(ctx)
+    start = current_impairments(ctx)
     out: list[dict] = []
     try:
         for j, (arm, n) in enumerate(design.blocks(order)):
@@ -75,7 +78,7 @@ def run_compare(s, ctx, suffix: str = "") -> dict[str, Any]:
     t0 = time.time()
     seeds = []
     for k in range(1, spec.trials + 1):
-        seed_text = f"{_seed(ctx)}:{spec.name}{suffix}:{k}"
+        seed_text = f"{run_seed(ctx)}:{spec.name}{suffix}:{k}"
         seeds.append(seed_text)
         order = design.schedule(len(arms), spec.requests, spec.interleave, spec.block, seed_text)
         recs = _trial_records(spec, ctx, arms, order, agent, target, f"interleaved/{spec.name}{suffix}-t{k}")
@@ -87,12 +90,12 @@ def run_compare(s, ctx, suffix: str = "") -> dict[str, Any]:
         _register(ctx, names[arm], recs, str(spec.source), t0)
     return {"step": "compare", "name": spec.name + suffix, "from": str(spec.source),
             "arms": {a: {"flow": names[a], "url": spec.arms[a].url,
-                         "impair": None if spec.arms[a].impair is None else _impair_text(spec.arms[a].impair)}
+                         "impair": None if spec.arms[a].impair is None else impair_text(spec.arms[a].impair)}
                      for a in arms},
             "design": {"interleave": spec.interleave, "block": spec.block if spec.interleave == "block" else 1,
                        "trials": spec.trials, "requests_per_arm": spec.requests, "concurrency": spec.concurrency,
-                       "seed": _seed(ctx), "order_seeds": seeds},
-            "impairments": _impair_text(_current(ctx)), "started": round(t0, 6),
+                       "seed": run_seed(ctx), "order_seeds": seeds},
+            "impairments": impair_text(current_impairments(ctx)), "started": round(t0, 6),
             "seconds": round(time.time() - t0, 3)}
 
 

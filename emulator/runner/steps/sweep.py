@@ -6,7 +6,8 @@ from typing import Any
 from emulator.config.impairments import Impairments, LinkImpairment
 from emulator.impair.cluster import apply_impairments
 from emulator.report import study
-from emulator.runner.steps.compare import CALIBRATION_DELAY_S, _current, _impair_text, _seed, run_compare
+from emulator.runner.steps.compare import (CALIBRATION_DELAY_S, current_impairments, impair_text, run_compare,
+                                           run_seed)
 from emulator.runner.steps.registry import step
 from emulator.runner.steps.scale import scale_deployment
 
@@ -18,7 +19,7 @@ def _apply_value(sw, ctx, base: Impairments, value: float) -> str:
         cur = getattr(base, cls) or LinkImpairment()
         imp = base.merged(Impairments(**{cls: cur.model_copy(update={field: value})}))
         apply_impairments(ctx.cluster, imp, ctx.cluster.progress)
-        return _impair_text(imp)
+        return impair_text(imp)
     name = sw.scale.partition("/")[2]
     client = ctx.client
     scale_deployment(client, "default", name, int(value))
@@ -39,7 +40,7 @@ def describe(s) -> str:
 def run_sweep(s, ctx) -> dict[str, Any]:
     """The `sweep` step: each value (after a calibration point when asked), the inner compares, the slope."""
     sw = s.sweep
-    base = _current(ctx)
+    base = current_impairments(ctx)
     points = ([("-cal", CALIBRATION_DELAY_S, "calibration")] if sw.calibrate else []) + \
         [(f"-v{i + 1}", v, f"{sw.shown(v):g} {sw.unit}") for i, v in enumerate(sw.values)]
     recs = []
@@ -66,7 +67,7 @@ def _slope_checks(sw, ctx, points: list[dict]) -> dict[str, Any]:
     nodes = ctx.cluster.plan.nodes
     pts = [p for p in points if p["suffix"] != "-cal"]
     ests = [study.estimate(ctx.records[sl.flow + p["suffix"]], nodes, sl.metric,
-                           f"{_seed(ctx)}:{sw.name}:{p['suffix']}") for p in pts]
+                           f"{run_seed(ctx)}:{sw.name}:{p['suffix']}") for p in pts]
     fit = study.slope_fit([p["shown"] for p in pts], ests, sl.expected)
     checks = []
     if sl.between is not None:
