@@ -35,15 +35,18 @@ class ClusterClient:
         return ray.get(self.cluster.api.list.remote(kind, namespace, selector))[0]
 
     def apply(self, obj: dict) -> Any:
+        """Create or update an object (`kubectl apply`)."""
         return ray.get(self.cluster.api.apply.remote(obj))
 
     def update(self, obj: dict) -> Any:
+        """Replace an object."""
         return ray.get(self.cluster.api.update.remote(obj))
 
     def delete(self, kind: str, namespace: str, name: str, grace: int | None = None) -> Any:
+        """Delete an object (`grace`: seconds of graceful termination, None: the pod's own)."""
         return ray.get(self.cluster.api.delete.remote(kind, namespace, name, grace))
 
-    def timed_events(self, kind: str, since: float) -> list[dict]:
+    def timed_events(self, kind: str, since: float) -> list[tuple[float, str, dict]]:
         """The API server's events of a kind since `since` (epoch seconds), with their times."""
         return ray.get(self.cluster.api.timed_events.remote(kind, since))
 
@@ -260,6 +263,7 @@ class ClusterClient:
         return ray.get(self.cluster.sdn.connected_datapaths.remote())
 
     def sdn_wait_connected(self, dpids: list[int], timeout: float) -> None:
+        """Wait until the SDN controller has these datapaths connected."""
         ray.get(self.cluster.sdn.wait_connected.remote(dpids, timeout))
 
     def sdn_flow_count(self, dpid: int) -> int:

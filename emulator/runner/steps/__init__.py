@@ -7,6 +7,7 @@ emulator/config/scenario.py); the modules are found by walking this package.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from typing import Any
@@ -17,10 +18,15 @@ from emulator.runner.steps.registry import REGISTRY, StepKind
 __all__ = ["StepContext", "REGISTRY", "StepKind", "executors", "run_step", "describe"]
 
 
-def executors() -> dict[str, StepKind]:
-    """Every registered step kind (importing each module of this package once)."""
+@functools.cache
+def _import_all() -> None:
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def executors() -> dict[str, StepKind]:
+    """Every registered step kind (each module of this package imported once)."""
+    _import_all()
     return REGISTRY
 
 
