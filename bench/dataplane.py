@@ -41,7 +41,8 @@ from emulator.report.hops import entered_node  # noqa: E402
 from emulator.runner import flows  # noqa: E402
 from emulator.runner.cluster import Cluster  # noqa: E402
 from emulator.runner.plan import make_plan  # noqa: E402
-from emulator.runner.steps import OVS_REVALIDATION_SECONDS, StepContext, ready_check  # noqa: E402
+from emulator.runner.client import ClusterClient  # noqa: E402
+from emulator.runner.steps import StepContext  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
@@ -151,9 +152,9 @@ def main() -> None:
                 ray.get(cluster.api.apply.remote(obj))
             for kind, name in (("Pod", "server"), ("Pod", "client"), ("Service", "srv"),
                                ("Service", "lb-cluster"), ("Service", "lb-local")):
-                cluster.wait_for(ready_check(cluster, kind, "default", name), 120, f"{kind} {name}")
+                cluster.wait_for(ClusterClient(cluster).ready_check(kind, "default", name), 120, f"{kind} {name}")
             cluster.wait_proxies_synced(60)
-            time.sleep(OVS_REVALIDATION_SECONDS)
+            ClusterClient(cluster).wait_revalidated()
             print(f"cluster of {len(topo.nodes())} nodes ready in {time.time() - t0:.1f}s; server pod on "
                   f"default-pool-c-1, client pod on default-pool-a-1; {args.requests} HTTP requests "
                   f"(new connection each) and {args.rounds} one-stream iperf3 tests of {args.seconds:g}s "

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from emulator.config.timing import timing_for  # noqa: E402
 from emulator.config.topology import Topology  # noqa: E402
 from emulator.naming import RunNames, new_run_id  # noqa: E402
-from emulator.netpol.steps import wait_policies_synced  # noqa: E402
+from emulator.runner.client import ClusterClient  # noqa: E402
 from emulator.runner.cluster import Cluster  # noqa: E402
 from emulator.runner.plan import make_plan  # noqa: E402
 
@@ -117,7 +117,7 @@ def main() -> None:
         print(f"{args.pods} pods running in {time.time() - t0:.1f}s")
         t0 = time.time()
         ray.get([api.apply.remote(policy(i, i + 1)) for i in range(args.policies)])
-        wait_policies_synced(cluster, 120)
+        ClusterClient(cluster).wait_policies_synced(120)
         print(f"{args.policies} policies created and enforced on {len(cluster.plan.nodes)} nodes "
               f"in {time.time() - t0:.1f}s")
         rules = ray.get(cluster.agents[cluster.plan.nodes[0].name].iptables_save.remote())
@@ -129,7 +129,7 @@ def main() -> None:
                 for k in range(args.repeat)]
         # Observed by traffic: p1 (g1) reaches p0 (g0) while np0 allows g1; switch np0 to g2.
         ray.get(api.apply.remote(policy(0, 1)))
-        wait_policies_synced(cluster, 60)
+        ClusterClient(cluster).wait_policies_synced(60)
         p0 = ray.get(api.get.remote("Pod", "default", "p0"))["status"]["podIP"]
         watcher = cluster.agent_of_pod("default", "p1").exec.remote(
             "default/p1", [sys.executable, "-c", BLOCKED_WATCH, p0], 60)
@@ -144,7 +144,7 @@ def main() -> None:
 
         for i in range(1, args.policies):
             ray.get(api.delete.remote("NetworkPolicy", "default", f"np{i}"))
-        wait_policies_synced(cluster, 60)
+        ClusterClient(cluster).wait_policies_synced(60)
         single = [timed_change(cluster, policy(0, 1 + (k % 2))) for k in range(2 * args.repeat)]
 
         print(f"policy edit, {args.policies} policies, {args.pods} pods: {median_ms(edits)}")

@@ -300,7 +300,7 @@ def iap_token(member: str, ttl: int, run_id: str | None) -> None:
 @click.option("--timeout", default=1.0, show_default=True, help="Seconds per probe.")
 def reach(run_id, pods, namespaces, ports, service, default_, deny, allow, timeout) -> None:
     """Probe every pod pair of a running run through its Services; print the reachability matrix."""
-    from emulator.netpol.reach_cli import reach_matrix
+    from emulator.runner.reach import reach_matrix
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     if not pods and not namespaces:
         _fail(KubemuError("give --pods or --namespaces"))

@@ -30,7 +30,7 @@ from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, 
 from emulator.cloud.ingress_setup import ingress_sync_for
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
-from emulator.cloud.vpcstate import desired_vpc_state, node_ips
+from emulator.cloud.vpcstate import desired_vpc_state, lb_converged, node_ips
 from emulator.control.events import EventRecorder
 from emulator.logs import setup_actor_logging
 from emulator.records.cloud import CloudFacts
@@ -415,6 +415,11 @@ class CloudController:
     def load_balancers(self) -> list[dict]:
         """Per LB Service: IP, scheme, policy, backends, per-node health (for `kubemu get`)."""
         return self.core.load_balancers()
+
+    def lb_converged(self, svc: dict, endpoint_nodes: list[str], down_nodes: list[str]) -> bool:
+        """Whether the state last pushed to the switches sends `svc`'s load balancer to exactly the
+        nodes it should (`vpcstate.lb_converged`): what the switches have, not what is about to be pushed."""
+        return lb_converged(self.core.last_pushed, svc, endpoint_nodes, down_nodes)
 
     def reconcile_now(self, force: bool = True) -> bool:
         """Run one pass at once (steps and tests); True when everything was written."""

@@ -298,3 +298,18 @@ def desired_vpc_state(plan_hosts: Iterable[CloudHost], host_macs: dict[str, str]
     for k, v in (extra or {}).items():
         state.setdefault(k, v)
     return state
+
+
+def lb_converged(state: dict | None, svc: dict, endpoint_nodes: Iterable[str], down_nodes: Iterable[str]) -> bool:
+    """Whether a state's load balancer entries of `svc` send to exactly the nodes that should pass
+    their health checks: the nodes with a ready endpoint (Local) or every targeted node that is up
+    (Cluster). False while the Service has no entry."""
+    key = names.service_key(svc)
+    lbs = [lb for lb in (state or {}).get("load_balancers", []) if lb["name"] == key or lb["name"].startswith(key + "/")]
+    if not lbs:
+        return False
+    if svc["spec"].get("externalTrafficPolicy") == "Local":
+        want = set(endpoint_nodes)
+    else:
+        want = set(lbs[0]["all_backends"]) - set(down_nodes)
+    return all(set(lb["backends"]) == want for lb in lbs)

@@ -171,6 +171,10 @@ class Machine:
         flows = self.ovs.ofctl("dump-flows", self.bridge)
         return {"machine": self.index, "online": up, "flows": sum(1 for ln in flows.splitlines() if "actions=" in ln)}
 
+    def wait_revalidated(self) -> None:
+        """Wait until the datapath caches reflect the flow tables (`ovs-appctl revalidator/wait`)."""
+        self.ovs.wait_revalidated()
+
     def tunnel_counters(self) -> dict[str, dict[str, int]]:
         """rx/tx packets and bytes of every tunnel port of this machine."""
         return underlay.tunnel_counters(self.ovs, self.bridge, self.tunnels)

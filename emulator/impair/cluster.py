@@ -44,9 +44,3 @@ def summarize(impairments: Impairments, infos: dict[str, dict]) -> dict:
     mechanisms = sorted({i["mechanism"] for i in infos.values() if i["classes"]})
     return {"mechanism": " | ".join(mechanisms) or None, "classes": classes}
 
-
-def run_impair(step, ctx) -> dict:
-    """The `impair:` step: merge the step's classes into the current impairments and apply."""
-    current = getattr(ctx.cluster, "link_impairments", None) or ctx.scenario.link_impairments()
-    record = apply_impairments(ctx.cluster, current.merged(step.impair), ctx.cluster.progress)
-    return {"step": "impair", **record}

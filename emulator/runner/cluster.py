@@ -27,9 +27,9 @@ from emulator.node.agent import NodeAgent
 from emulator.records.cloud import CloudFacts, CloudHost
 from emulator.records.hosts import HostInfo
 from emulator.runner import cleanup, ray_local, signals
+from emulator.runner.client import ClusterClient
 from emulator.runner.machines import Machines
 from emulator.runner.plan import RunPlan, node_object, system_objects
-from emulator.runner.steps import ready_check
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -159,7 +159,8 @@ class Cluster:
             ray.get(self.api.apply.remote(obj))
         self.mark("nodes")
         self.progress("waiting for kube-dns")
-        self.wait_for(ready_check(self, "Deployment", "kube-system", "kube-dns"), 60, "kube-dns to be ready")
+        self.wait_for(ClusterClient(self).ready_check("Deployment", "kube-system", "kube-dns"), 60,
+                      "kube-dns to be ready")
         self.wait_proxies_synced(60)
         self.mark("dns")
 

@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-
 from emulator.config.loads import split_target
 from emulator.config.templates import render
 from emulator.errors import KubemuError
@@ -98,50 +96,51 @@ def describe(spec) -> str:
 _IN_TURN = ThreadPoolExecutor(max_workers=8, thread_name_prefix="flow-in-turn")
 
 
-def deployment_pods(cluster, namespace: str, name: str) -> list[dict]:
+def deployment_pods(client, namespace: str, name: str) -> list[dict]:
     """A Deployment's running pods with an IP (not terminating), by name."""
-    dep = ray.get(cluster.api.get.remote("Deployment", namespace, name))
+    dep = client.get("Deployment", namespace, name)
     if dep is None:
         raise KubemuError(f"no Deployment {namespace}/{name}")
-    pods, _ = ray.get(cluster.api.list.remote("Pod", namespace))
+    pods = client.list("Pod", namespace)
     return sorted((p for p in pods if label_selector_matches(dep["spec"].get("selector"), p["metadata"].get("labels") or {})
                    and p.get("status", {}).get("podIP") and p["spec"].get("nodeName")
                    and not p["metadata"].get("deletionTimestamp")
                    and p.get("status", {}).get("phase") == "Running"), key=lambda p: p["metadata"]["name"])
 
 
-def sources(spec, cluster) -> list[tuple[Any, str, str]]:
+def sources(spec, client) -> list[tuple[Any, str, str]]:
     """(agent, target, pod name or "") of each place the flow starts from: one, or with
     `from: deployment/NAME` every pod of it (or the `pod:` N-th)."""
     src = spec.from_
     if src.kind == "pod":
         ns = src.namespace or "default"
-        return [(cluster.agent_of_pod(ns, src.name), f"{ns}/{src.name}", src.name)]
+        return [(client.agent_of_pod(ns, src.name), f"{ns}/{src.name}", src.name)]
     if src.kind != "deployment":
-        return [(cluster.agents[src.name], "", "")]
-    pods = deployment_pods(cluster, src.namespace, src.name)
+        return [(client.agent(src.name), "", "")]
+    pods = deployment_pods(client, src.namespace, src.name)
     if spec.pod is not None:
         if spec.pod >= len(pods):
             raise KubemuError(f"deployment/{src.name} has {len(pods)} running pods: no pod {spec.pod}")
         pods = [pods[spec.pod]]
     if not pods:
         raise KubemuError(f"deployment/{src.name} has no running pod")
-    return [(cluster.agents[p["spec"]["nodeName"]], f"{src.namespace}/{p['metadata']['name']}",
+    return [(client.agent(p["spec"]["nodeName"]), f"{src.namespace}/{p['metadata']['name']}",
              p["metadata"]["name"]) for p in pods]
 
 
-def source_agent(src, cluster) -> tuple[Any, str]:
+def source_agent(src, client) -> tuple[Any, str]:
     """The agent that runs a single source's generators and its target argument ("ns/pod" or "")."""
     if src.kind == "pod":
         ns = src.namespace or "default"
-        return cluster.agent_of_pod(ns, src.name), f"{ns}/{src.name}"
-    return cluster.agents[src.name], ""
+        return client.agent_of_pod(ns, src.name), f"{ns}/{src.name}"
+    return client.agent(src.name), ""
 
 
 def start(spec, ctx) -> FlowRun:
     """Resolve the spec and start the generator on the source's agent(s) (returns at once)."""
     src = spec.from_
-    where = sources(spec, ctx.cluster)
+    client = ctx.client
+    where = sources(spec, client)
     params = load_params(spec, ctx.resolve)
     t0 = time.time()
     rec = {"step": "traffic", "flow": spec.name, "kind": spec.protocol, "from": str(src),
@@ -150,17 +149,17 @@ def start(spec, ctx) -> FlowRun:
         rec["pods"] = [pod for _, _, pod in where]
     run = FlowRun(spec.name, spec.protocol, spec.background, t0, rec)
     if src.kind == "deployment" and (spec.pods == "all" or spec.pod is not None):
-        run.pod_refs = [(pod, agent.run_flow.remote(target, spec.protocol, params, f"{spec.name}--{pod}"))
+        run.pod_refs = [(pod, client.start_flow(agent, target, spec.protocol, params, f"{spec.name}--{pod}"))
                         for agent, target, pod in where]
     elif src.kind == "deployment":       # every pod in turn: one after the other, in a driver thread
         def in_turn() -> list[list[dict]]:
-            return [ray.get(agent.run_flow.remote(target, spec.protocol, params, f"{spec.name}--{pod}"))
+            return [client.run_flow(agent, target, spec.protocol, params, f"{spec.name}--{pod}")
                     for agent, target, pod in where]
         run.pod_refs = [(pod, None) for _, _, pod in where]
         run.ref = _IN_TURN.submit(in_turn)
     else:
         agent, target, _ = where[0]
-        run.ref = agent.run_flow.remote(target, spec.protocol, params, spec.name)
+        run.ref = client.start_flow(agent, target, spec.protocol, params, spec.name)
     ctx.flows.runs[spec.name] = run
     return run
 
@@ -169,8 +168,8 @@ def _collect(run: FlowRun, ctx) -> list[dict]:
     """The flow's records; from several pods: merged (each marked with `source_pod`) and
     written to flows/NAME.jsonl as one flow's are."""
     if run.pod_refs is None:
-        return ray.get(run.ref)
-    per_pod = run.ref.result() if run.ref is not None else ray.get([r for _, r in run.pod_refs])
+        return ctx.client.result(run.ref)
+    per_pod = run.ref.result() if run.ref is not None else ctx.client.result([r for _, r in run.pod_refs])
     records = []
     for pod, recs in zip([p for p, _ in run.pod_refs], per_pod):
         records += [{**r, "source_pod": pod} for r in recs]

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import os
 
-import ray
-
 from emulator.cloud.access_log import summarize
+from emulator.runner.client import ClusterClient
 
 
 def ingress_results(cluster) -> dict:
     """{ns/name: {ip, errors, backends: {name: {service, neg, servers}}, log: decisions}}; {} without Ingress."""
-    ings, _ = ray.get(cluster.api.list.remote("Ingress"))
+    client = ClusterClient(cluster)
+    ings = client.list("Ingress")
     if not ings or cluster.cloud is None:
         return {}
-    view = ray.get(cluster.cloud.ingresses.remote())
+    view = client.ingress_view()
     path = os.path.join(cluster.run_dir, "logs", "gfe-access.log")
     log = {}
     if os.path.exists(path):

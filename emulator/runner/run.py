@@ -22,9 +22,8 @@ from emulator.runner.plan import make_plan
 from emulator.runner.ingress_results import ingress_results
 from emulator.impair.cluster import apply_impairments
 from emulator.config.templates import render_values
-from emulator.runner.steps import EXECUTORS, StepContext
+from emulator.runner.steps import StepContext, describe, run_step
 from emulator.report import render as report_render
-from emulator.runner.chaos_steps import describe as chaos_describe
 from emulator.records.results import (SCHEMA_VERSION, ImpairmentsRecord, Results, RunTiming, RunTopology,
                                       TopologyClient, TopologyNode)
 
@@ -78,13 +77,13 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             progress(f"applying {len(scenario.objects)} manifest objects")
             ctx = StepContext(cluster, scenario)
             for mo in scenario.objects:   # placeholders ({node:N}, {host:H}, ...) rendered now
-                ray.get(cluster.api.apply.remote(render_values(mo.obj, ctx.resolve)))
+                ctx.client.apply(render_values(mo.obj, ctx.resolve))
             cluster.mark("manifests")
             for i, step in enumerate(scenario.steps if steps else []):
                 ctx.index = i
                 kind = step.KIND
                 progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
-                rec = EXECUTORS[kind](step, ctx)
+                rec = run_step(step, ctx)
                 results.record_step(rec)
                 results.flows.update(flows.new_results(ctx))
                 if kind == "wait" and "first_ready" not in cluster.timeline:
@@ -97,7 +96,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             results.ingresses = ingress_results(cluster)
             if machines[0] > 1:  # packets that crossed between machines
                 results.machines["tunnels"] = cluster.fleet.tunnel_counters()
-            results.iptables_backend = _backend(cluster)
+            results.iptables_backend = ctx.client.iptables_backend()
         results.seal_steps()
         results.ok = all(s.ok for s in results.steps)
     except KeyboardInterrupt:
@@ -136,48 +135,3 @@ def _last_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else type(e).__name__
 
-
-def _backend(cluster) -> str | None:
-    try:
-        return ray.get(next(iter(cluster.agents.values())).iptables_backend.remote())
-    except Exception:
-        return None
-
-
-def describe(step) -> str:
-    """A one-line description of a step for progress output."""
-    if step.KIND == "wait":
-        return f"wait until {step.wait.ready} is ready" if step.wait.ready is not None \
-            else f"wait until {step.wait.until.describe()}"
-    if step.KIND == "sleep":
-        return f"sleep {step.sleep:g}s"
-    if step.KIND == "traffic":
-        return flows.describe(step.traffic)
-    if step.KIND == "await":
-        return f"await {step.await_ if step.await_ == 'all' else ', '.join(step.await_)}"
-    if step.KIND == "assert":
-        return f"assert on {getattr(step.assert_, 'flow', None) or step.assert_.describe()}"
-    if step.KIND == "save":
-        return f"save {step.save.name}"
-    if step.KIND == "apply":
-        return f"apply {len(step.apply)} manifest entries"
-    if step.KIND == "delete":
-        return f"delete {step.delete.object}"
-    if step.KIND == "scale":
-        return f"scale deployment/{step.scale.deployment} to {step.scale.replicas}"
-    if step.KIND == "reachability":
-        r = step.reachability
-        return f"reachability {r.name or ''}: {len(r.pods)}x{len(r.pods)} pods on {', '.join(map(str, r.ports))}"
-    if step.KIND == "label":
-        return f"label {step.label.object}"
-    if step.KIND == "impair":
-        return "impair " + "; ".join(f"{k}: {v.describe() if v else 'none'}"
-                                     for k, v in step.impair if k in step.impair.model_fields_set)
-    if step.KIND == "compare":
-        c = step.compare
-        return f"compare {c.name}: {' / '.join(c.arms)} interleaved by {c.interleave}, {c.trials} trials x {c.requests}"
-    if step.KIND == "sweep":
-        return f"sweep {step.sweep.name}: {step.sweep.impair or step.sweep.scale} over {len(step.sweep.values)} values"
-    if step.KIND in ("fault", "availability"):
-        return chaos_describe(step)
-    return step.KIND

@@ -20,7 +20,7 @@ from emulator.config.timing import timing_for
 from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster
 from emulator.runner.plan import make_plan
-from emulator.runner.steps import ready_check
+from emulator.runner.client import ClusterClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOPOLOGIES = os.path.join(ROOT, "topologies")
@@ -52,7 +52,7 @@ class ClusterHandle:
 
     def wait_ready(self, kind: str, name: str, namespace: str = "default", timeout: float = 60) -> None:
         """Wait until ready, then until every node's kube-proxy has programmed it."""
-        self.cluster.wait_for(ready_check(self.cluster, kind, namespace, name), timeout, f"{kind} {name}")
+        self.cluster.wait_for(ClusterClient(self.cluster).ready_check(kind, namespace, name), timeout, f"{kind} {name}")
         self.cluster.wait_proxies_synced(timeout)
 
     def synced(self, timeout: float = 30) -> None:

@@ -15,7 +15,7 @@ import ray
 
 from conftest import ClusterHandle, cluster_from
 from emulator.config.chaos import FaultSpec, FaultStep
-from emulator.runner.chaos_steps import run_fault
+from emulator.runner.steps.fault import run_fault
 from emulator.runner.steps import StepContext
 from emulator.report.expected_phases import comparison
 from test_lifecycle import leftovers, start_run

@@ -14,7 +14,7 @@ from conftest import cluster_from
 from test_lifecycle import KUBEMU, ROOT
 from emulator.config.loader import load_manifest_file
 from emulator.errors import KubemuError
-from emulator.runner.ingress_wait import ingress_ip, wait_ingress
+from emulator.runner.client import ClusterClient
 
 pytestmark = pytest.mark.e2e
 GFE_IP = "35.191.0.2"
@@ -144,8 +144,8 @@ def guarded(tmp_path_factory):
         c.apply(*objs, *_guard_objects(crt, key))
         for pod in ("frontend-a", "frontend-b"):
             c.wait_ready("Pod", pod)
-        wait_ingress(c.cluster, "default", "guarded", 60)
-        yield c, ingress_ip(c.cluster, "default", "guarded"), crt_path
+        ClusterClient(c.cluster).wait_ingress("default", "guarded", 60)
+        yield c, ClusterClient(c.cluster).ingress_ip("default", "guarded"), crt_path
 
 
 def curl(c, host: str, url: str, *extra: str) -> tuple[int, str]:
@@ -191,6 +191,6 @@ def test_clusterip_backend_without_neg_is_an_error_in_status(guarded):
     c, _, _ = guarded
     c.cluster.wait_for(lambda: (c.get("Ingress", "bad").get("status") or {}).get("errors"), 30, "the error")
     with pytest.raises(KubemuError, match="is of type ClusterIP: an Ingress backend must be NodePort"):
-        wait_ingress(c.cluster, "default", "bad", 1)
+        ClusterClient(c.cluster).wait_ingress("default", "bad", 1)
     errors = c.get("Ingress", "bad")["status"]["errors"]
     assert len(errors) == 1 and "default/plain is of type ClusterIP" in errors[0]

@@ -13,7 +13,7 @@ import ray
 from conftest import cluster_from
 from emulator.config.manifests import load_manifest_file
 from emulator.naming import pod_veth_name
-from emulator.netpol.steps import wait_policies_synced
+from emulator.runner.client import ClusterClient
 from test_lifecycle import KUBEMU, ROOT
 from test_vpc import run_scenario
 
@@ -90,7 +90,7 @@ def check_kubemu_reach(c) -> None:
     assert before.returncode == 0 and "matches the expectation" in before.stdout, before.stdout + before.stderr
     c.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-b"},
              "spec": {"podSelector": {"matchLabels": {"app": "np-b"}}, "ingress": []}})
-    wait_policies_synced(c.cluster, 30)
+    ClusterClient(c.cluster).wait_policies_synced(30)
     after = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert after.returncode == 1 and "1 cells differ" in after.stdout, after.stdout + after.stderr
     expected = subprocess.run([*cmd, "--deny", "*/* -> default/np-b"], cwd=ROOT, capture_output=True, text=True)

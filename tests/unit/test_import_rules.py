@@ -30,9 +30,8 @@ NODE_PARTS = {"emulator.kubeproxy", "emulator.netpol", "emulator.impair", "emula
 BELOW_RUNNER = ({"emulator.node", "emulator.cloud", "emulator.fabric", "emulator.report", "controllers"}
                 | NODE_PARTS | CORE)
 
-# package -> the packages it may import (besides itself). Entries for packages that do not
-# exist (yet) are harmless: `emulator.kernel` and `emulator.runner.steps` arrive with the
-# kernel-layer and driver branches.
+# package -> the packages it may import (besides itself). An entry for a package that does not
+# exist (yet) is harmless: `emulator.kernel` arrives with the kernel-layer branch.
 ALLOWED: dict[str, set[str]] = {
     **{m: BASE for m in BASE},
     "emulator.kernel": BASE,
@@ -60,8 +59,6 @@ ALLOWED: dict[str, set[str]] = {
 MAPPED = {
     "emulator.netns": "emulator.kernel",            # entering namespaces: kernel access
     "emulator.node.kernel": "emulator.kernel",      # the kernel adapter (moves into emulator/kernel/)
-    "emulator.netpol.steps": "emulator.runner",     # driver code (moves under runner/)
-    "emulator.netpol.reach_cli": "emulator.runner",
     "emulator.live.commands": "emulator.cli",       # the CLI's live-run commands (click)
 }
 # Modules whose function-local imports need no comment: a CLI command imports what it needs
@@ -80,7 +77,7 @@ KERNEL_COMMANDS = {"ip", "iptables", "ip6tables", "iptables-restore", "iptables-
 # that branch does not fail this test; an entry for a module that is gone changes nothing).
 KERNEL_USERS_PENDING = {
     "emulator.node.host", "emulator.fabric.ovs", "emulator.cli", "emulator.fabric.underlay", "emulator.impair.host",
-    "emulator.kubeproxy.runner", "emulator.netpol.enforcer", "emulator.netpol.reach_cli", "emulator.node.agent",
+    "emulator.kubeproxy.runner", "emulator.netpol.enforcer", "emulator.runner.reach", "emulator.node.agent",
     "emulator.node.chaos", "emulator.node.podnet", "emulator.node.runtime", "emulator.node.sandbox",
     "emulator.runner.cleanup", "emulator.runner.cluster", "emulator.workloads.gfe_proxy"}
 

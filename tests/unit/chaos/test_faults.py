@@ -10,7 +10,7 @@ import pytest
 from emulator.api.server import ApiServer
 from emulator.config.chaos import FaultSpec
 from emulator.records.hosts import HostSpec
-from emulator.runner.chaos_steps import FaultRun, pick_nodes
+from emulator.runner.steps.fault import FaultRun, pick_nodes
 
 pytestmark = pytest.mark.unit
 

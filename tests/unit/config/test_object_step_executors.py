@@ -8,8 +8,11 @@ import pytest
 from emulator.config.object_steps import SaveStep
 from emulator.config.scenario import AssertStep, TrafficSpec, WaitStep
 from emulator.errors import KubemuError
-from emulator.runner import flows, object_steps
+from emulator.runner import client, flows
 from emulator.runner.steps import StepContext
+from emulator.runner.steps.assert_ import run_object_assert
+from emulator.runner.steps.save import run_save
+from emulator.runner.steps.wait import run_wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -53,10 +56,9 @@ OBJECTS = [
 @pytest.fixture
 def ctx(monkeypatch):
     fake_ray = SimpleNamespace(get=lambda ref: [r for r in ref] if isinstance(ref, list) else ref)
-    monkeypatch.setattr(object_steps, "ray", fake_ray)
-    monkeypatch.setattr(flows, "ray", fake_ray)
+    monkeypatch.setattr(client, "ray", fake_ray)
 
-    def wait_for(check, timeout, what):
+    def wait_for(check, timeout, what, interval=0.1):
         if not check():
             raise KubemuError(f"timed out waiting for {what}")
         return 0.0
@@ -66,39 +68,39 @@ def ctx(monkeypatch):
 
 
 def test_save_then_var_in_an_object_assertion(ctx) -> None:
-    rec = object_steps.run_save(SaveStep.model_validate(
+    rec = run_save(SaveStep.model_validate(
         {"save": {"name": "ip", "from": {"object": "service/web", "field": "spec.clusterIP"}}}), ctx)
     assert rec["value"] == "10.8.0.2" and ctx.vars == {"ip": "10.8.0.2"}
     ok = AssertStep.model_validate({"assert": {"object": "service/web", "field": "spec.clusterIP", "equals": "{var:ip}"}})
-    assert object_steps.run_object_assert(ok, ctx)["ok"]
+    assert run_object_assert(ok, ctx)["ok"]
     with pytest.raises(KubemuError, match="has no field"):
-        object_steps.run_save(SaveStep.model_validate(
+        run_save(SaveStep.model_validate(
             {"save": {"name": "x", "from": {"object": "service/web", "field": "spec.nope"}}}), ctx)
 
 
 def test_wait_until_on_merged_slices_and_gone(ctx) -> None:
     ready = WaitStep.model_validate({"wait": {"until": {"object": "endpointslices?service=web",
                                                         "field": "endpoints[*].conditions.ready", "equals": [False, True]}}})
-    assert object_steps.run_wait_until(ready, ctx)["until"].startswith("endpointslices?service=web")
+    assert run_wait_until(ready, ctx)["until"].startswith("endpointslices?service=web")
     never = WaitStep.model_validate({"wait": {"until": {"object": "endpointslices?service=web",
                                                         "field": "endpoints[*].conditions.ready", "equals": [True, True]}}})
     with pytest.raises(KubemuError, match=r"last seen: \[false, true\]"):
-        object_steps.run_wait_until(never, ctx)
+        run_wait_until(never, ctx)
     gone = WaitStep.model_validate({"wait": {"until": {"object": "pod/nope", "gone": True}}})
-    object_steps.run_wait_until(gone, ctx)
+    run_wait_until(gone, ctx)
     bad = AssertStep.model_validate({"assert": {"object": "pod/web-a", "gone": True}})
-    assert object_steps.run_object_assert(bad, ctx)["checks"][0] == {"metric": "gone", "expected": True,
+    assert run_object_assert(bad, ctx)["checks"][0] == {"metric": "gone", "expected": True,
                                                                     "actual": "exists", "ok": False}
 
 
 def test_traffic_from_deployment_sources(ctx) -> None:
     def spec(**kw):
         return TrafficSpec.model_validate({"name": "t", "from": "deployment/web", "tcp": {"target": "x:80"}, **kw})
-    every = flows.sources(spec(), ctx.cluster)
+    every = flows.sources(spec(), ctx.client)
     assert [(a.name, t, p) for a, t, p in every] == [("n1", "default/web-a", "web-a"), ("n2", "default/web-b", "web-b")]
-    assert [p for _, _, p in flows.sources(spec(pod=1), ctx.cluster)] == ["web-b"]
+    assert [p for _, _, p in flows.sources(spec(pod=1), ctx.client)] == ["web-b"]
     with pytest.raises(KubemuError, match="no pod 2"):
-        flows.sources(spec(pod=2), ctx.cluster)
+        flows.sources(spec(pod=2), ctx.client)
 
 
 def test_traffic_from_deployment_in_turn_at_once_and_one(ctx, monkeypatch) -> None:

@@ -13,7 +13,7 @@ from emulator.config.object_steps import ObjectCondition, ObjectTarget
 from emulator.config.scenario import TrafficSpec, WaitSpec
 from emulator.config.templates import Placeholder, render_values
 from emulator.errors import ConfigError
-from emulator.runner.object_steps import holds, merged_slices
+from emulator.runner.steps.objects import holds, merged_slices
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[3]

@@ -89,7 +89,7 @@ def test_background_flows_are_collected_by_await_assert_or_the_end(monkeypatch):
     """The flow table's bookkeeping, with an agent whose remote call returns records at once."""
     from types import SimpleNamespace
 
-    from emulator.runner import flows
+    from emulator.runner import client, flows
     from emulator.runner.steps import StepContext
 
     def records(n, t0):
@@ -97,7 +97,7 @@ def test_background_flows_are_collected_by_await_assert_or_the_end(monkeypatch):
     calls = []
     agent = SimpleNamespace(run_flow=SimpleNamespace(
         remote=lambda target, kind, params, name: calls.append((target, kind, name)) or records(3, 100.0)))
-    monkeypatch.setattr(flows, "ray", SimpleNamespace(get=lambda ref: ref))
+    monkeypatch.setattr(client, "ray", SimpleNamespace(get=lambda ref: ref))
     ctx = StepContext(SimpleNamespace(agents={"vm-1": agent}, agent_of_pod=lambda ns, name: agent))
     for name, bg in (("a", True), ("b", True), ("c", False)):
         rec = flows.run_traffic(SimpleNamespace(traffic=TrafficSpec.model_validate(

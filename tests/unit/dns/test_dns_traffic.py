@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from emulator.config.scenario import AssertSpec, TrafficSpec
 from emulator.runner.flows import describe, load_params
-from emulator.runner.steps import set_metric
+from emulator.runner.steps.assert_ import set_metric
 from emulator.traffic.dns_query import dig_argv, normalize, parse_dig
 from emulator.traffic.kinds import generator_argv
 

@@ -124,7 +124,7 @@ def test_assert_on_interval_ends_matches_the_report(tmp_path):
     from emulator.config.scenario import AssertStep
     from emulator.report import stats
     from emulator.report.study_md import compare_analysis
-    from emulator.runner.steps import run_assert
+    from emulator.runner.steps.assert_ import run_assert
     recs = [rec(t, 1.0 + 0.01 * k, "n1", "n1") for t in (1, 2, 3) for k in range(30)] + \
            [rec(t, 3.0 + 0.01 * k, "n1", "n2") for t in (1, 2, 3) for k in range(60)]
     ctx = SimpleNamespace(flows=SimpleNamespace(runs={}), records={"hop-a": recs},

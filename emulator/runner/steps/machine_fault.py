@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 
-import ray
-
 from emulator.errors import KubemuError
 
 RECONNECT_TIMEOUT = 30.0
@@ -32,39 +30,41 @@ def _check(cluster, machine: int) -> None:
                           "machine 0 runs the control plane)")
 
 
-def _datapath_gone(cluster, dpid: int, timeout: float = 10.0) -> float | None:
+def _datapath_gone(client, dpid: int, timeout: float = 10.0) -> float | None:
     """Seconds until the SDN controller no longer lists `dpid` as connected; None if it still does."""
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if dpid not in ray.get(cluster.sdn.connected_datapaths.remote()):
+        if dpid not in client.sdn_connected():
             return round(time.time() - t0, 3)
         time.sleep(0.1)
     return None
 
 
-def fail(cluster, machine: int) -> dict:
+def fail(client, machine: int) -> dict:
     """Take machine `machine` away: its hosts crash, its fabric is cut off and loses its flows."""
+    cluster = client.cluster
     _check(cluster, machine)
     hosts = cluster.fleet.hosts_on(machine)
     nodes = set(machine_nodes(cluster, machine))  # other hosts (clients) only lose their link
-    refs = [cluster.agents[h].chaos.remote("crash" if h in nodes else "partition") for h in hosts]
-    fabric = cluster.fleet.actors[machine].set_online.remote(False)
-    ray.get(refs)
-    out = ray.get(fabric)
+    refs = client.host_chaos_start({h: "crash" if h in nodes else "partition" for h in hosts})
+    fabric = client.set_machine_online(machine, False)   # at the same time as the hosts go down
+    client.result(refs)
+    out = client.result(fabric)
     dpid = cluster.fleet.infos[machine]["dpid"]
     return {"machine": machine, "hosts": hosts, "flows_left": out["flows"],
-            "datapath_disconnected_s": _datapath_gone(cluster, dpid)}
+            "datapath_disconnected_s": _datapath_gone(client, dpid)}
 
 
-def recover(cluster, machine: int) -> dict:
+def recover(client, machine: int) -> dict:
     """Bring machine `machine` back: fabric reprogrammed by the controller, then its hosts reboot."""
+    cluster = client.cluster
     _check(cluster, machine)
     t0 = time.time()
-    ray.get(cluster.fleet.actors[machine].set_online.remote(True))
+    client.result(client.set_machine_online(machine, True))
     dpid = cluster.fleet.infos[machine]["dpid"]
-    ray.get(cluster.sdn.wait_connected.remote([dpid], RECONNECT_TIMEOUT))
+    client.sdn_wait_connected([dpid], RECONNECT_TIMEOUT)
     reprogrammed = round(time.time() - t0, 3)
-    flows = len(ray.get(cluster.sdn.flow_stats.remote(dpid)))
+    flows = client.sdn_flow_count(dpid)
     hosts = cluster.fleet.hosts_on(machine)
-    ray.get([cluster.agents[h].chaos.remote("recover") for h in hosts])
+    client.node_chaos(hosts, "recover")
     return {"machine": machine, "hosts": hosts, "datapath_reprogrammed_s": reprogrammed, "flows": flows}
