@@ -112,6 +112,6 @@ def _sockets(netns: str | None, n: int) -> list[socket.socket]:
         return out
     if netns is None:
         return make()
-    from emulator.netns import entered
+    from emulator.kernel.netns import entered
     with entered(netns):
         return make()

@@ -1,15 +1,15 @@
 """kube-proxy in iptables mode for one emulated node.
 
 Layers: `model`/`tracker` (state from Service and EndpointSlice dicts), `names` and
-`render` (pure rule text), `runner` (the only kernel adapter), `proxier` and `worker`
-(sync logic and its thread), `health` (HTTP health checks), `ruleset`/`trace` (fake
+`render` (pure rule text), `proxier` and `worker`
+(sync logic and its thread; the kernel adapter is
+`emulator.kernel.iptables`), `health` (HTTP health checks), `ruleset`/`trace` (fake
 kernel and packet tracer for tests).
 """
 from emulator.kubeproxy.proxier import ProxyHealth, Proxier, SyncResult
-from emulator.kubeproxy.runner import IptablesRunner, choose_backend
 from emulator.kubeproxy.worker import KubeProxyWorker
 
-__all__ = ["Proxier", "ProxyHealth", "SyncResult", "IptablesRunner", "choose_backend", "KubeProxyWorker",
+__all__ = ["Proxier", "ProxyHealth", "SyncResult", "KubeProxyWorker",
            "HealthServer"]
 
 

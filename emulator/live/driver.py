@@ -181,7 +181,7 @@ class LiveRun:
     def _start_in_cluster(self) -> None:
         """Listen on the control-plane host's <ip>:443, forward to the endpoint; the `kubernetes` Service."""
         from emulator.live.forward import Forwarder
-        from emulator.netns import socket_in
+        from emulator.kernel.netns import socket_in
         port = urlsplit(self.endpoint.url).port
         self.forwarder = Forwarder(("127.0.0.1", port), name=f"{self.names.prefix}-forwarder")
         netns = self.names.host_netns(CONTROL_PLANE["name"])

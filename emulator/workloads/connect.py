@@ -11,7 +11,7 @@ import errno
 import ipaddress
 import socket
 
-from emulator import netns
+from emulator.kernel import netns
 from emulator.workloads.agnhost import ConnectConfig
 
 DEFAULT_CAP = 30.0   # no --timeout: bounded by the caller's (probe or exec) timeout, else this

@@ -16,7 +16,7 @@ from typing import Mapping
 
 from aiohttp import web
 
-from emulator import netns
+from emulator.kernel import netns
 from emulator.node.podnet import ETC_NETNS
 
 DIAL_TIMEOUT = 5.0   # agnhost's HTTP client and UDP read deadline
