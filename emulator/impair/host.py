@@ -36,7 +36,7 @@ class HostImpairer:
     """The impairments of one host's egress: rules, qdiscs and the delay process."""
 
     def __init__(self, ns: str, prefix: str, host: str, iptables, log_dir: str) -> None:
-        self.netns, self.prefix, self.host = netns, prefix, host
+        self.netns, self.prefix, self.host = ns, prefix, host
         self.iptables = iptables                 # an IptablesRunner for this namespace
         self.log_dir = log_dir
         self.mechanism: str | None = None
