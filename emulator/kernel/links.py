@@ -6,6 +6,7 @@ import fcntl
 import os
 import struct
 import subprocess
+from typing import Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -41,9 +42,12 @@ def add_veth(name: str, peer: str, netns: str | None, peer_netns: str | None, mt
          "peer", "name", peer, *(["netns", peer_netns] if peer_netns else []), *mtu_args])
 
 
-def _ipr(netns: str | None) -> IPRoute:
-    """A netlink socket in `netns` (None: the root namespace)."""
-    return IPRoute(netns=netns) if netns else IPRoute()
+@contextlib.contextmanager
+def _ipr(netns: str | None) -> Iterator[IPRoute]:
+    """A netlink socket in `netns` (None: the root namespace), made by this thread inside it:
+    `IPRoute(netns=...)` forks, which deadlocks in a multithreaded process such as a Ray actor."""
+    with entered(netns) if netns else contextlib.nullcontext(), IPRoute() as ipr:
+        yield ipr
 
 
 def delete_link(netns: str | None, ifname: str) -> None:
@@ -99,11 +103,11 @@ def disable_tx_offload(ifname: str, netns: str | None = None, check: bool = True
 
 def disable_peer_tx_offload(ifname: str, netns: str) -> None:
     """TX offload off on the other end (inside `netns`) of the root-namespace veth `ifname`."""
-    with IPRoute() as ipr:
+    with _ipr(None) as ipr:
         links = ipr.link("get", ifname=ifname)
         peer_index = links[0].get("link") if links else None
     if not peer_index:
         raise KernelError(f"{ifname} is not a veth with a peer", "ip link")
-    with IPRoute(netns=netns) as ipr:
+    with _ipr(netns) as ipr:
         peer = ipr.link("get", index=peer_index)[0].get("ifname")
     disable_tx_offload(peer, netns)

@@ -67,3 +67,20 @@ def test_a_socket_made_in_a_namespace_stays_there(names) -> None:
         assert f":{port:04X}" in netns.run_in(ns, ["cat", "/proc/net/tcp"]).stdout
     finally:
         sock.close()
+
+
+def test_single_link_operations_never_fork(names, monkeypatch) -> None:
+    """pyroute2 sockets are made by this thread inside the namespace: `IPRoute(netns=...)`
+    forks, and a fork without exec deadlocks in a multithreaded Ray actor."""
+    ns = names.host_netns("f")
+    netns.add(ns)
+    links.add_veth("a0", "b0", ns, ns)
+
+    def no_fork():
+        raise AssertionError("the kernel layer forked for a single link operation")
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert {"a0", "b0"} <= set(links.link_names(ns))
+    links.set_link_up(ns, "a0", True)
+    assert len(links.link_mac(ns, "a0").split(":")) == 6
+    links.delete_link(ns, "a0")
+    assert not {"a0", "b0"} & set(links.link_names(ns))
