@@ -21,9 +21,9 @@ from typing import Any, Iterator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from emulator.kubeproxy.proxier import Proxier  # noqa: E402
-from emulator.kubeproxy.runner import IptablesRunner, choose_backend  # noqa: E402
+from emulator.kernel.iptables import IptablesRunner, choose_backend  # noqa: E402
 from emulator.naming import new_run_id  # noqa: E402
-from emulator.netns import ns_exec_prefix  # noqa: E402
+from emulator.kernel.netns import ns_exec_prefix  # noqa: E402
 
 NODE, NODE_IP, CLUSTER_CIDR = "node-a", "10.128.0.2", "10.4.0.0/14"
 

@@ -1,10 +1,8 @@
 """The `kubemu` command line: run, check, clean, iptables."""
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -256,22 +254,20 @@ def compare_cmd(run_a: str, run_b: str) -> None:
 @click.option("--run", "run_id", default=None, help="The run's id (needed when several runs are up).")
 def iptables(node: str, table: str | None, run_id: str | None) -> None:
     """Print NODE's iptables rules (as iptables-save does on a GKE node) from a running run."""
-    found = sorted(glob.glob(f"/run/netns/kubemu{run_id or '*'}-node-{node}"))
-    if not found:
+    from emulator.kernel import netns
+    from emulator.kernel.iptables import IptablesRunner, backend_in_use
+    from emulator.naming import RunNames, run_id_of
+    runs = sorted({rid for n in netns.names() if (rid := run_id_of(n)) and (run_id in (None, rid))
+                   and n == RunNames(rid).node_netns(node)})
+    if not runs:
         _fail(KubemuError(f"no running node called {node!r} (is a run in progress?)"))
-    if len(found) > 1:
-        runs = ", ".join(os.path.basename(f)[6:10] for f in found)
-        _fail(KubemuError(f"node {node!r} exists in several runs ({runs}): choose one with --run"))
-    ns = os.path.basename(found[0])
-    save = "iptables-legacy-save" if _legacy_in_use(ns) else "iptables-nft-save"
-    cmd = ["ip", "netns", "exec", ns, save] + (["-t", table] if table else [])
-    sys.stdout.write(subprocess.run(cmd, capture_output=True, text=True).stdout)
-
-
-def _legacy_in_use(ns: str) -> bool:
-    out = subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy-save", "-t", "nat"],
-                         capture_output=True, text=True).stdout
-    return "KUBE-" in out
+    if len(runs) > 1:
+        _fail(KubemuError(f"node {node!r} exists in several runs ({', '.join(runs)}): choose one with --run"))
+    ns = RunNames(runs[0]).node_netns(node)
+    try:
+        sys.stdout.write(IptablesRunner.in_netns(ns, backend_in_use(ns)).save((table,) if table else ()))
+    except KubemuError as e:
+        _fail(e)
 
 
 @main.command("iap-token")

@@ -15,11 +15,12 @@ from typing import Any
 import ray
 
 from emulator.fabric import pki, underlay
-from emulator.fabric.ovs import OvsInstance, system_db_socket
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.fabric.udpwire import UdpWire
+from emulator.kernel import links, netns
+from emulator.kernel.ovs import OvsInstance, system_db_socket
+from emulator.kernel.sysctl import sysctl
 from emulator.naming import RunNames
-from emulator.node import kernel
 
 log = logging.getLogger(__name__)
 DPID_BASE = 0x6B75_0000  # "ku" + machine index
@@ -85,10 +86,10 @@ class Machine:
         run's switch certificate.
         """
         if self.netns:
-            kernel.netns_add(self.netns)
-            kernel.sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1",
-                                       "net.ipv6.conf.default.disable_ipv6": "1"})
-            kernel.ip_batch(self.netns, ["link set lo up"])
+            netns.add(self.netns)
+            sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1",
+                                "net.ipv6.conf.default.disable_ipv6": "1"})
+            links.ip_batch(self.netns, ["link set lo up"])
         self.ovs.start()
         address = _controller_address(controller)
         if address is None and str(controller).startswith("unix:"):
@@ -125,7 +126,7 @@ class Machine:
         self.underlay_ip = address
         bridge = underlay.underlay_bridge(self.names, self.index)
         underlay.attach_underlay(self.ovs, bridge, link, address, prefixlen, self.netns)
-        return {"machine": self.index, "underlay_ip": address, "underlay_mac": kernel.link_mac(self.netns, bridge),
+        return {"machine": self.index, "underlay_ip": address, "underlay_mac": links.link_mac(self.netns, bridge),
                 "node_ip": ray_node_ip()}
 
     def attach_udp_wire(self, address: str, prefixlen: int) -> dict:
@@ -156,7 +157,7 @@ class Machine:
     def set_underlay(self, up: bool) -> None:
         """Cut this machine off the others (every tunnel) by its underlay link, or reconnect it."""
         link = self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
-        kernel.ip_batch(self.netns, [f"link set {link} {'up' if up else 'down'}"])
+        links.set_link_up(self.netns, link, up)
 
     def set_online(self, up: bool) -> dict:
         """A machine failure's fabric half: off every tunnel, off the controller, flows gone (as a
@@ -217,7 +218,7 @@ class Machine:
         if self.wire is not None:
             self.wire.stop()
         if self.netns:
-            kernel.netns_delete(self.netns)
+            netns.delete(self.netns)
         if self.ovs.private:  # on another machine nobody else removes the instance's directory
             shutil.rmtree(self.ovs.run_dir, ignore_errors=True)
         return True

@@ -12,20 +12,15 @@ the outer datagram. The tap is not persistent: it disappears with the actor's pr
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import select
 import socket
-import struct
 import threading
 
-from emulator.netns import entered
-from emulator.node import kernel
+from emulator.kernel import links
 
 log = logging.getLogger(__name__)
-TUNSETIFF = 0x400454CA
-IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 _POLL = 0.5
 
@@ -48,11 +43,8 @@ class UdpWire:
 
     def start(self) -> tuple[str, int]:
         """Create the tap (in the fabric namespace) and the socket; returns the socket's address."""
-        with entered(self.netns):  # a tap is born in the namespace of the thread that asks
-            fd = os.open("/dev/net/tun", os.O_RDWR)
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", self.name.encode(), IFF_TAP | IFF_NO_PI))
-        self._fd = fd
-        kernel.ip_batch(self.netns, [f"link set {self.name} mtu {self.mtu} up"])
+        self._fd = links.open_tap(self.name, self.netns)
+        links.ip_batch(self.netns, [f"link set {self.name} mtu {self.mtu} up"])
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(self.bind)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -19,9 +19,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from emulator.fabric.ovs import OvsInstance, disable_tx_offload
+from emulator.kernel import links, netns
+from emulator.kernel.links import disable_tx_offload
+from emulator.kernel.ovs import OvsInstance
+from emulator.kernel.sysctl import sysctl
 from emulator.naming import RunNames
-from emulator.node import kernel
 
 UNDERLAY_RANGE = ipaddress.IPv4Network("198.18.0.0/24")
 UNDERLAY_MTU = 1600
@@ -77,16 +79,16 @@ def underlay_netns(names: RunNames) -> str:
 
 # --- kernel: one machine's side ---
 def attach_underlay(ovs: OvsInstance, bridge: str, link: str, address: str, prefixlen: int,
-                    netns: str | None) -> None:
+                    fabric_netns: str | None) -> None:
     """A standalone (MAC-learning) bridge with `link` as port and `address` on its internal port."""
     ovs.vsctl("--may-exist", "add-br", bridge, "--", "set", "Bridge", bridge,
               f"datapath_type={ovs.datapath_type}", "fail_mode=standalone",
               "--", "set", "Interface", bridge, f"mtu_request={UNDERLAY_MTU}",
               "--", "--may-exist", "add-port", bridge, link)
-    disable_tx_offload(link, netns)
-    kernel.ip_batch(netns, [f"link set {link} mtu {UNDERLAY_MTU} up",
-                            f"addr add {address}/{prefixlen} dev {bridge}",
-                            f"link set {bridge} mtu {UNDERLAY_MTU} up"])
+    disable_tx_offload(link, fabric_netns)
+    links.ip_batch(fabric_netns, [f"link set {link} mtu {UNDERLAY_MTU} up",
+                                  f"addr add {address}/{prefixlen} dev {bridge}",
+                                  f"link set {bridge} mtu {UNDERLAY_MTU} up"])
 
 
 def add_tunnels(ovs: OvsInstance, bridge: str, tunnels: list[TunnelSpec], local_ip: str) -> dict[str, int]:
@@ -131,21 +133,19 @@ class EmulatedUnderlay:
 
     def create(self) -> list[str]:
         """The namespace, bridge and wires; returns each machine's link name (in its fabric netns)."""
-        kernel.netns_add(self.netns)
-        kernel.sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1",
-                                   "net.ipv6.conf.default.disable_ipv6": "1"})
+        netns.add(self.netns)
+        sysctl(self.netns, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
         lines = ["link set lo up", f"link add {self.bridge} mtu {UNDERLAY_MTU} type bridge",
                  f"link set {self.bridge} up"]
-        links = []
+        wires = []
         for i in range(self.count):
             link, peer = underlay_link(self.names, i), self.names.ifname("w", i + 1)
-            kernel.run(["ip", "link", "add", link, "netns", self.names.fabric_netns(i), "mtu", str(UNDERLAY_MTU),
-                        "type", "veth", "peer", "name", peer, "netns", self.netns, "mtu", str(UNDERLAY_MTU)])
+            links.add_veth(link, peer, self.names.fabric_netns(i), self.netns, mtu=UNDERLAY_MTU)
             lines.append(f"link set {peer} master {self.bridge} up")
-            links.append(link)
-        kernel.ip_batch(self.netns, lines)
-        return links
+            wires.append(link)
+        links.ip_batch(self.netns, lines)
+        return wires
 
     def destroy(self) -> None:
         """Delete the namespace (its bridge and the veths with it)."""
-        kernel.netns_delete(self.netns)
+        netns.delete(self.netns)

@@ -16,36 +16,27 @@ from dataclasses import asdict
 from emulator.errors import KernelError
 from emulator.impair import render
 from emulator.impair.render import ClassRule
-from emulator.kubeproxy.runner import IptablesRunner
+from emulator.kernel import netns, tc
+from emulator.kernel.iptables import IptablesRunner
 from emulator.naming import PREFIX
-from emulator.node import kernel
 
 log = logging.getLogger(__name__)
 MECHANISM_ENV = "KUBEMU_IMPAIR_MECHANISM"   # force `nfqueue` (or `netem`) instead of probing
 
 
-def netem_available(netns: str) -> bool:
-    """True when a netem qdisc can be created (tried on the namespace's own lo, then removed)."""
-    ok = subprocess.run(["tc", "-n", netns, "qdisc", "add", "dev", "lo", "root", "handle", "9:", "netem",
-                         "delay", "0ms"], capture_output=True).returncode == 0
-    if ok:
-        subprocess.run(["tc", "-n", netns, "qdisc", "del", "dev", "lo", "root"], capture_output=True)
-    return ok
-
-
-def choose_mechanism(netns: str) -> str:
+def choose_mechanism(ns: str) -> str:
     """`netem` where the kernel has it, else `nfqueue`; KUBEMU_IMPAIR_MECHANISM overrides."""
     forced = os.environ.get(MECHANISM_ENV, "")
     if forced in ("netem", "nfqueue"):
         return forced
-    return "netem" if netem_available(netns) else "nfqueue"
+    return "netem" if tc.netem_available(ns) else "nfqueue"
 
 
 class HostImpairer:
     """The impairments of one host's egress: rules, qdiscs and the delay process."""
 
-    def __init__(self, netns: str, prefix: str, host: str, iptables, log_dir: str) -> None:
-        self.netns, self.prefix, self.host = netns, prefix, host
+    def __init__(self, ns: str, prefix: str, host: str, iptables, log_dir: str) -> None:
+        self.netns, self.prefix, self.host = ns, prefix, host
         self.iptables = iptables                 # an IptablesRunner for this namespace
         self.log_dir = log_dir
         self.mechanism: str | None = None
@@ -56,10 +47,9 @@ class HostImpairer:
         self.lock = threading.Lock()
 
     @classmethod
-    def for_host(cls, netns: str, prefix: str, host: str, backend: str, run_dir: str) -> "HostImpairer":
+    def for_host(cls, ns: str, prefix: str, host: str, backend: str, run_dir: str) -> "HostImpairer":
         """The impairer of a node agent's host, logging under the run's logs/."""
-        return cls(netns, prefix, host, IptablesRunner(["ip", "netns", "exec", netns], backend=backend),
-                   os.path.join(run_dir, "logs"))
+        return cls(ns, prefix, host, IptablesRunner.in_netns(ns, backend=backend), os.path.join(run_dir, "logs"))
 
     def apply_dicts(self, classes: list[dict]) -> dict:
         """`apply` with the classes as plain dicts (as they cross Ray)."""
@@ -83,10 +73,8 @@ class HostImpairer:
             self._stop_delayd()
             if queues:
                 self._start_delayd(queues)
-        kernel.run(["tc", "-n", self.netns, "qdisc", "del", "dev", render.DEV, "root"], check=False)
-        batch = render.tc_batch(classes, self.mechanism)
-        if batch:
-            kernel.run(["tc", "-n", self.netns, "-batch", "-"], "\n".join(batch) + "\n")
+        tc.del_root_qdisc(self.netns, render.DEV)
+        tc.batch(self.netns, render.tc_batch(classes, self.mechanism))
         self.iptables.restore(render.mangle_restore(self.prefix, classes, self.mechanism, not self.hooked))
         self.hooked = True
         return {"mechanism": self.mechanism,
@@ -95,20 +83,20 @@ class HostImpairer:
 
     def _start_delayd(self, queues: list[tuple[int, float, float]]) -> None:
         """Start the delay process in the namespace and wait for its `ready`."""
-        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-m", "emulator.impair.delayd",
+        argv = [sys.executable, "-m", "emulator.impair.delayd",
                 f"{self.prefix}-delayd-{self.host}"]
         for num, delay, jitter in queues:
             argv += ["--queue", f"{num}:{delay:g}:{jitter:g}"]
         os.makedirs(self.log_dir, exist_ok=True)
         err = open(os.path.join(self.log_dir, f"delayd-{self.host}.log"), "a")
         env = {**os.environ, "KUBEMU_RUN_ID": self.prefix[len(PREFIX):]}
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-                                start_new_session=True)
+        proc = netns.popen(self.netns, argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+                           start_new_session=True)
         err.close()
         if proc.stdout.readline().strip() != "ready":
             proc.kill()
             proc.wait()
-            raise KernelError("the delay process did not start", " ".join(argv[5:]),
+            raise KernelError("the delay process did not start", " ".join(argv[1:]),
                               f"see {self.log_dir}/delayd-{self.host}.log")
         self.proc, self.queues = proc, queues
         log.info("delay process %s serving queues %s", proc.pid, queues)
@@ -147,6 +135,6 @@ class HostImpairer:
         """Remove the impairments (rules emptied, qdisc removed, delay process stopped)."""
         if self.hooked:
             self.iptables.restore(render.mangle_restore(self.prefix, [], self.mechanism or "nfqueue", False))
-        kernel.run(["tc", "-n", self.netns, "qdisc", "del", "dev", render.DEV, "root"], check=False)
+        tc.del_root_qdisc(self.netns, render.DEV)
         with self.lock:
             self._stop_delayd()

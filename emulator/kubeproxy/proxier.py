@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from emulator.errors import KernelError
 from emulator.kubeproxy import names as n
@@ -23,11 +23,24 @@ from emulator.kubeproxy.hooks import JUMPS, KUBELET_JUMPS, missing_jumps, parse_
 from emulator.kubeproxy.model import NamespacedName, ServicePortName
 from emulator.kubeproxy.render import (LARGE_CLUSTER_ENDPOINTS, RenderConfig, ServiceRules,
                                        render_ruleset, render_service_port)
-from emulator.kubeproxy.runner import Runner
 from emulator.kubeproxy.tracker import (EndpointsChangeTracker, EndpointsMap,
                                         ServiceChangeTracker, ServicePortMap)
 
 log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What the proxier needs from an iptables adapter (emulator.kernel.iptables, or a fake)."""
+
+    backend: str
+
+    def restore(self, text: str) -> None: ...
+
+    def save(self, tables: Sequence[str] = ("filter", "nat")) -> str: ...
+
+    def chain_exists(self, table: str, chain: str) -> bool: ...
+
+    def clear_conntrack(self, filters: Sequence[Sequence[str]]) -> None: ...
 FULL_SYNC_PERIOD = 3600.0        # kube-proxy forces a full sync at least hourly
 
 

@@ -29,12 +29,12 @@ from ruamel.yaml import YAML
 from emulator.config.scenario import TrafficStep
 from emulator.control.events import expired
 from emulator.errors import KubemuError
+from emulator.kernel.netns import socket_in
 from emulator.live import registry
 from emulator.live.control import ControlServer
 from emulator.live.forward import Forwarder
 from emulator.live.podexec import ExecBackend, LogsBackend
 from emulator.naming import RunNames
-from emulator.netns import socket_in
 from emulator.node import serviceaccount
 from emulator.records.hosts import HostSpec
 from emulator.records.results import Results

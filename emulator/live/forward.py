@@ -2,7 +2,7 @@
 
 A socket belongs to the namespace it was created in, not to the thread or process that
 uses it: the live driver creates the listening socket inside the control-plane host's
-namespace (`emulator.netns.socket_in`), and accepts on it and connects onward from its
+namespace (`emulator.kernel.netns.socket_in`), and accepts on it and connects onward from its
 own (root) namespace, where the API endpoint listens on loopback. So in-cluster clients
 reach the endpoint through the emulated network, nothing listens on a root-namespace
 address other than loopback, and the bytes (TLS) pass through untouched.

@@ -14,12 +14,12 @@ from typing import Callable
 
 from emulator.api.client import Informer
 from emulator.errors import KernelError
-from emulator.kubeproxy.runner import IptablesRunner
 from emulator.boundedsync import BoundedSyncRunner
+from emulator.kernel import ipset
+from emulator.kernel.iptables import IptablesRunner
 from emulator.netpol.model import state_from
 from emulator.netpol.render import (SET_PREFIX, hook_state, ipset_create_payload, ipset_destroy_payload,
                                     iptables_payload, render_node, saved_chains)
-from emulator.node import kernel
 
 log = logging.getLogger(__name__)
 KINDS = ["NetworkPolicy", "Pod", "Namespace"]
@@ -51,7 +51,7 @@ class PolicyEnforcer:
 
     def _ipset(self, payload: str) -> None:
         if payload:
-            kernel.run(["ip", "netns", "exec", self.netns, "ipset", "restore", "-exist"], payload)
+            ipset.restore(self.netns, payload)
 
     def sync(self) -> bool:
         """Render and, when anything changed (or the hook moved), apply; True when applied."""
@@ -73,8 +73,7 @@ class PolicyEnforcer:
         self._verify = False
         hook = hook_state(saved)
         if self._sets is None:
-            out = kernel.run(["ip", "netns", "exec", self.netns, "ipset", "list", "-n"])
-            self._sets = {n for n in out.split() if n.startswith(SET_PREFIX)}
+            self._sets = {n for n in ipset.list_names(self.netns) if n.startswith(SET_PREFIX)}
         if not hook and rules.chains == self._chains and saved_chains(saved) == set(rules.chains):
             return False
         self._ipset(ipset_create_payload([s for n, s in sorted(rules.sets.items()) if n not in self._sets]))
@@ -97,7 +96,7 @@ class NodePolicyAgent:
 
     def __init__(self, api, node_name: str, netns: str, backend: str, min_sync_period: float,
                  sync_period: float) -> None:
-        runner = IptablesRunner(["ip", "netns", "exec", netns], backend=backend)
+        runner = IptablesRunner.in_netns(netns, backend=backend)
         self.informer = Informer(api, KINDS, self._on_event)
         self.enforcer = PolicyEnforcer(node_name, netns, runner, self._snapshot, min_sync_period, sync_period)
         self.seen_rv = 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 import uuid
 
@@ -20,16 +19,17 @@ from emulator.api.client import Informer
 from emulator.boundedsync import BoundedSyncRunner
 from emulator.config.timing import Timing
 from emulator.impair.host import HostImpairer
+from emulator.kernel import netns
+from emulator.kernel.host import FabricHost
+from emulator.kernel.iptables import IptablesRunner
+from emulator.kernel.sysctl import sysctl
 from emulator.kubeapi.discovery import GIT_VERSION
 from emulator.kubeproxy.health import HealthServer
 from emulator.kubeproxy.proxier import Proxier
-from emulator.kubeproxy.runner import IptablesRunner
 from emulator.logs import setup_actor_logging
 from emulator.naming import RunNames
-from emulator.netns import socket_in
 from emulator.netpol.enforcer import NodePolicyAgent
-from emulator.node import chaos, kernel
-from emulator.node.host import FabricHost
+from emulator.node import chaos
 from emulator.node.kubelet import Kubelet
 from emulator.node.lease import LeaseRenewer, sync_pod_status
 from emulator.node.podnet import PodNetwork
@@ -97,7 +97,7 @@ class NodeAgent:
         settings = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         if self.role == "node":
             settings.update({"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"})
-        kernel.sysctl(self.netns, settings)
+        sysctl(self.netns, settings)
         if self.role == "node":
             self.podnet = PodNetwork(self.netns, self.spec.pod_cidr, self.spec.network_mode)
             self.podnet.setup_node()
@@ -126,7 +126,7 @@ class NodeAgent:
     def start_kube_proxy(self) -> None:
         """A fresh kube-proxy (rules, health servers, watch) with a full sync; also after a crash."""
         t = self.timing
-        runner = IptablesRunner(["ip", "netns", "exec", self.netns], backend=self.spec.iptables_backend)
+        runner = IptablesRunner.in_netns(self.netns, backend=self.spec.iptables_backend)
         self.proxier = Proxier(self.name, [self.spec.ip], self.spec.cluster_cidr, runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
         self.seen_rv = 0
@@ -157,7 +157,7 @@ class NodeAgent:
 
     def _node_socket(self, port: int):
         """A listening TCP socket in the node's namespace (kube-proxy's health servers)."""
-        return socket_in(self.netns, bind=("0.0.0.0", port))
+        return netns.socket_in(self.netns, bind=("0.0.0.0", port))
 
     def _on_proxy_event(self, type_: str, obj: dict) -> None:
         if obj["kind"] == "Service":
@@ -197,7 +197,7 @@ class NodeAgent:
     def exec(self, target: str, argv: list[str], timeout: float = 30) -> dict:
         """Run a command in a pod's or this host's namespace (like kubectl exec)."""
         ns_name = self._netns_of(target)
-        p = subprocess.run(["ip", "netns", "exec", ns_name, *argv], capture_output=True, text=True, timeout=timeout)
+        p = netns.run_in(ns_name, argv, timeout=timeout)
         return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
 
     def pod_exec(self, target: str, argv: list[str], stdin: bytes | None = None, timeout: float = 30,
@@ -213,10 +213,10 @@ class NodeAgent:
         if not target:
             return self.netns
         ns, name = target.split("/", 1)
-        netns = self.kubelet.pod_netns(ns, name) if self.kubelet else None
-        if netns is None:
+        pod_netns = self.kubelet.pod_netns(ns, name) if self.kubelet else None
+        if pod_netns is None:
             raise KeyError(f"pod {target} is not running on {self.name}")
-        return netns
+        return pod_netns
 
     def http_probes(self, targets: list, timeout: float) -> list[bool]:
         """HTTP probes from this host (the GCP health-check prober): True for a 200 in time."""

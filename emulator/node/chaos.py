@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 
-from emulator.node import kernel
+from emulator.kernel import conntrack, links
 from emulator.node.kubelet import Kubelet
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,7 @@ def set_link(agent, up: bool) -> None:
     """The node's cable to the fabric: the fabric-side veth end up or down; the node's API
     clients lose (or regain) the API server with it."""
     h = agent.host
-    kernel.run(["ip", *(["-n", h.fabric_netns] if h.fabric_netns else []), "link", "set", h.fabric_port,
-                "up" if up else "down"])
+    links.set_link_up(h.fabric_netns, h.fabric_port, up)
     set_reachable = getattr(getattr(agent, "api", None), "set_reachable", None)
     if set_reachable is not None:
         set_reachable(up)
@@ -51,8 +50,8 @@ def stop_kube_proxy(agent) -> None:
 def forget_kernel_state(agent) -> None:
     """What a machine's kernel loses when it goes down: its conntrack table (so no connection
     tracked before the crash steers a reused 4-tuple afterwards) and its neighbour cache."""
-    kernel.run(["ip", "netns", "exec", agent.netns, "conntrack", "-F"], check=False)
-    kernel.run(["ip", "-n", agent.netns, "neigh", "flush", "all"], check=False)
+    conntrack.flush(agent.netns)
+    links.neigh_flush(agent.netns, "all", check=False)
 
 
 def crash(agent) -> dict:

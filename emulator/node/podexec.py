@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from typing import Iterator
 
-from emulator.netns import netns_path
+from emulator.kernel.netns import netns_path
 from emulator.paths import ETC_NETNS
 from emulator.node.sandbox import (ETC_SECRET_DIRS, ETC_SECRET_FILES, SYSTEM_DIRS, ExecResult,
                                    HostLayout, Identity, SandboxError, SandboxSpec, container_env,

@@ -13,8 +13,10 @@ import ipaddress
 import os
 import shutil
 
+from emulator.errors import KernelError
+from emulator.kernel import links, netns
+from emulator.kernel.sysctl import sysctl
 from emulator.naming import pod_veth_name
-from emulator.node import kernel
 from emulator.paths import ETC_NETNS
 
 CALICO_GATEWAY = "169.254.1.1"
@@ -37,7 +39,7 @@ class PodIpam:
             if s not in self._used:
                 self._used[s] = key
                 return s
-        raise kernel.KernelError(f"pod range {self.net} is full")
+        raise KernelError(f"pod range {self.net} is full")
 
     def release(self, ip: str | None) -> None:
         if ip:
@@ -55,7 +57,7 @@ class PodNetwork:
     def setup_node(self) -> None:
         """Per-node plumbing: cbr0 with the gateway address (native mode only)."""
         if self.mode == "native":
-            kernel.ip_batch(self.node_netns, [
+            links.ip_batch(self.node_netns, [
                 "link add cbr0 type bridge",
                 f"addr add {self.ipam.gateway}/{self.prefixlen} dev cbr0",
                 "link set cbr0 up",
@@ -63,23 +65,22 @@ class PodNetwork:
 
     def allow_unprivileged_ports(self, netns: str) -> None:
         """Low ports for unprivileged pod commands in `netns` (the node's, for hostNetwork pods)."""
-        kernel.sysctl(netns, UNPRIVILEGED_PORTS)
+        sysctl(netns, UNPRIVILEGED_PORTS)
 
     def add_pod(self, pod_netns: str, namespace: str, name: str, dns: dict | None = None) -> str:
         """Create the pod's namespace and veth; returns the pod IP."""
         ip = self.ipam.allocate(f"{namespace}/{name}")
         veth = pod_veth_name(namespace, name)
         try:
-            kernel.netns_add(pod_netns)
-            kernel.run(["ip", "-n", self.node_netns, "link", "add", veth, "type", "veth",
-                        "peer", "name", "eth0", "netns", pod_netns])
+            netns.add(pod_netns)
+            links.add_veth(veth, "eth0", self.node_netns, pod_netns)
             if self.mode == "native":
-                kernel.ip_batch(self.node_netns, [
+                links.ip_batch(self.node_netns, [
                     f"link set {veth} master cbr0",
                     f"link set {veth} type bridge_slave hairpin on",
                     f"link set {veth} up",
                 ])
-                kernel.ip_batch(pod_netns, [
+                links.ip_batch(pod_netns, [
                     "link set lo up", f"addr add {ip}/{self.prefixlen} dev eth0", "link set eth0 up",
                     f"route add default via {self.ipam.gateway} dev eth0",
                 ])
@@ -87,18 +88,18 @@ class PodNetwork:
                 # cbr0 (REACHABLE for up to ~45 s, kept alive by traffic), and would send
                 # the new pod's traffic to a MAC no port has. The CNI bridge plugin sends
                 # a gratuitous ARP here; forgetting the entry has the same effect.
-                kernel.run(["ip", "-n", self.node_netns, "neigh", "flush", "to", ip, "dev", "cbr0"])
+                links.neigh_flush(self.node_netns, "to", ip, "dev", "cbr0")
             else:
-                kernel.ip_batch(self.node_netns, [f"link set {veth} up",
-                                                  f"route add {ip}/32 dev {veth} scope link"])
-                kernel.sysctl(self.node_netns, {f"net.ipv4.conf.{veth}.proxy_arp": "1",
-                                                f"net.ipv4.neigh.{veth}.proxy_delay": "0"})
-                kernel.ip_batch(pod_netns, [
+                links.ip_batch(self.node_netns, [f"link set {veth} up",
+                                                 f"route add {ip}/32 dev {veth} scope link"])
+                sysctl(self.node_netns, {f"net.ipv4.conf.{veth}.proxy_arp": "1",
+                                         f"net.ipv4.neigh.{veth}.proxy_delay": "0"})
+                links.ip_batch(pod_netns, [
                     "link set lo up", f"addr add {ip}/32 dev eth0", "link set eth0 up",
                     f"route add {CALICO_GATEWAY}/32 dev eth0 scope link",
                     f"route add default via {CALICO_GATEWAY} dev eth0 onlink",
                 ])
-            kernel.sysctl(pod_netns, {"net.ipv6.conf.all.disable_ipv6": "1", **UNPRIVILEGED_PORTS})
+            sysctl(pod_netns, {"net.ipv6.conf.all.disable_ipv6": "1", **UNPRIVILEGED_PORTS})
             self._write_etc(pod_netns, name, ip, dns)
         except BaseException:
             self.remove_pod(pod_netns, ip)
@@ -107,12 +108,12 @@ class PodNetwork:
 
     def remove_pod(self, pod_netns: str, ip: str | None) -> None:
         """Kill the pod's processes, delete its namespace (the veth goes with it)."""
-        for pid in kernel.netns_pids(pod_netns):
+        for pid in netns.pids(pod_netns):
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
-        kernel.netns_delete(pod_netns)
+        netns.delete(pod_netns)
         shutil.rmtree(os.path.join(ETC_NETNS, pod_netns), ignore_errors=True)
         self.ipam.release(ip)
 

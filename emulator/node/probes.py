@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from emulator import netns
+from emulator.kernel import netns
 from emulator.node.podexec import exec_in_pod
 from emulator.node.sandbox import SandboxError, SandboxSpec
 

@@ -22,6 +22,7 @@ import time
 import threading
 from dataclasses import dataclass, field
 
+from emulator.kernel import netns
 from emulator.workloads.agnhost import agnhost_argv, parse_connect_args, parse_netexec_args
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,8 @@ def start_process(pod_netns: str, argv: list[str], log_path: str, env: dict | No
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     out = open(log_path, "ab")
     try:
-        return subprocess.Popen(["ip", "netns", "exec", pod_netns, *argv], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+        return netns.popen(pod_netns, argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           start_new_session=True, env={**os.environ, **(env or {})})
     finally:
         out.close()
 

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from emulator import netns
+from emulator.kernel import netns
 from emulator.node.podexec import exec_in_pod
 from emulator.node.sandbox import SandboxError, SandboxSpec
 

@@ -14,11 +14,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 
 from emulator.errors import ConfigError
+from emulator.kernel import links, netns
+from emulator.kernel.ovs_orphans import del_system_bridge, system_bridges
 from emulator.naming import PREFIX, owned_by, run_id_of, run_ids_in, valid_run_id
 from emulator import paths
 from emulator.paths import RUN_ENV, ray_temp_dir, state_dir  # noqa: F401 (the runner reads them as cleanup.X)
@@ -36,18 +37,6 @@ def parse_run_id(text: str) -> str:
 
 
 # --- what is on the machine ---
-def _netns_names() -> list[str]:
-    try:
-        return os.listdir("/run/netns")
-    except FileNotFoundError:
-        return []
-
-
-def _links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
-
-
 def _read(pid: int, what: str) -> bytes:
     try:
         with open(f"/proc/{pid}/{what}", "rb") as f:
@@ -93,7 +82,7 @@ def _ids_of(names) -> set[str]:
 
 def find_run_ids() -> set[str]:
     """Run ids that left something on this machine (or are running)."""
-    ids = _ids_of(_netns_names()) | _ids_of(_links())
+    ids = _ids_of(netns.names()) | _ids_of(links.link_names())
     ids |= _ids_of(os.listdir(paths.STATE_ROOT) if os.path.isdir(paths.STATE_ROOT) else [])
     ids |= _ids_of(os.path.basename(p) for p in glob.glob(f"/tmp/{PREFIX}*-ray"))
     ids |= _ids_of(os.path.basename(p) for p in glob.glob(f"/etc/netns/{PREFIX}*"))
@@ -182,7 +171,7 @@ def run_processes(run_id: str) -> list[int]:
     from whoever started it (its /proc environ keeps what it was started with)."""
     if not valid_run_id(run_id):
         return []
-    inodes = {i for i in (_netns_inode(n) for n in _netns_names() if owned_by(n, run_id)) if i}
+    inodes = {i for i in (_netns_inode(n) for n in netns.names() if owned_by(n, run_id)) if i}
     mine = driver_pid(run_id)
     others = live_drivers() - ({mine} if mine else set())
     out = []
@@ -193,13 +182,6 @@ def run_processes(run_id: str) -> list[int]:
         if env_id == run_id or run_id in run_ids_in(cmd) or (ns and ns in inodes):
             out.append(pid)
     return out
-
-
-def _system_bridges() -> list[str]:
-    if not os.path.exists("/var/run/openvswitch/db.sock"):
-        return []
-    res = subprocess.run(["ovs-vsctl", "--timeout=3", "list-br"], capture_output=True, text=True)
-    return res.stdout.split()
 
 
 def _dirs(run_id: str) -> list[str]:
@@ -214,10 +196,10 @@ def inventory(run_id: str) -> dict[str, list[str]]:
     """Everything of one run on this machine, by kind (processes as `pid name`)."""
     def comm(pid: int) -> str:
         return _read(pid, "comm").decode(errors="replace").strip() or "?"
-    return {"namespaces": sorted(n for n in _netns_names() if owned_by(n, run_id)),
+    return {"namespaces": sorted(n for n in netns.names() if owned_by(n, run_id)),
             "processes": [f"{p} {comm(p)}" for p in run_processes(run_id)],
-            "links": sorted(ln for ln in _links() if owned_by(ln, run_id)),
-            "bridges": sorted(b for b in _system_bridges() if owned_by(b, run_id)),
+            "links": sorted(ln for ln in links.link_names() if owned_by(ln, run_id)),
+            "bridges": sorted(b for b in system_bridges() if owned_by(b, run_id)),
             "dirs": _dirs(run_id)}
 
 
@@ -237,17 +219,17 @@ def clean_run(run_id: str) -> dict[str, int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-    for br in _system_bridges():   # a private OVS died with its processes; a system one did not
+    for br in system_bridges():   # a private OVS died with its processes; a system one did not
         if owned_by(br, run_id):
-            subprocess.run(["ovs-vsctl", "--timeout=3", "--if-exists", "del-br", br], capture_output=True)
+            del_system_bridge(br)
             counts["bridges"] += 1
-    for n in _netns_names():
+    for n in netns.names():
         if owned_by(n, run_id):
-            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+            netns.delete(n)
             counts["namespaces"] += 1
-    for link in _links():
+    for link in links.link_names():
         if owned_by(link, run_id):
-            subprocess.run(["ip", "link", "del", link], capture_output=True)
+            links.delete_link(None, link)
             counts["links"] += 1
     for d in _dirs(run_id):
         if os.path.islink(d):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from emulator.netns import ns_exec_prefix
+from emulator.kernel.netns import ns_exec_prefix
 
 
 def http_load_argv(url: str, out: str, requests: int | None = None, duration: float | None = None,

@@ -14,7 +14,7 @@ import socket
 import dns.exception
 import dns.resolver
 
-from emulator import netns
+from emulator.kernel import netns
 from emulator.workloads.agnhost import ConnectConfig
 
 DEFAULT_CAP = 30.0   # no --timeout: bounded by the caller's (probe or exec) timeout, else this

@@ -16,7 +16,7 @@ from typing import Mapping
 
 from aiohttp import web
 
-from emulator import netns
+from emulator.kernel import netns
 from emulator.paths import ETC_NETNS
 from emulator.workloads.connect import resolve
 

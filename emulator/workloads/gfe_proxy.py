@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from emulator.errors import KernelError
-from emulator.node import kernel
+from emulator.kernel import links, netns
 
 log = logging.getLogger(__name__)
 HAPROXY = "/usr/sbin/haproxy"
@@ -103,18 +103,18 @@ class HaproxyRunner:
     def _sync_addresses(self, want: set[str]) -> None:
         lines = [f"addr add {ip}/32 dev lo" for ip in sorted(want - self.addresses)]
         # Removed after the reload: the old workers may still answer on them.
-        kernel.ip_batch(self.netns, lines)
+        links.ip_batch(self.netns, lines)
         gone = self.addresses - want
         self.addresses = want
         if gone:
-            kernel.ip_batch(self.netns, [f"addr del {ip}/32 dev lo" for ip in sorted(gone)])
+            links.ip_batch(self.netns, [f"addr del {ip}/32 dev lo" for ip in sorted(gone)])
 
     def _start(self) -> None:
         env = {**os.environ, "KUBEMU_RUN_ID": self.run_id}
         out = open(os.path.join(self.log_dir, "gfe-access.log"), "ab")
         err = open(os.path.join(self.log_dir, "gfe-haproxy.log"), "ab")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, HAPROXY, "-W", "-C", self.dir, "-f", self.cfg],
-                                     stdout=out, stderr=err, env=env, start_new_session=True)
+        self.proc = netns.popen(self.netns, [HAPROXY, "-W", "-C", self.dir, "-f", self.cfg],
+                                stdout=out, stderr=err, env=env, start_new_session=True)
         out.close()
         err.close()
         t0 = time.time()

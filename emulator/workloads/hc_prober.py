@@ -19,7 +19,7 @@ import time
 from typing import Sequence
 
 from emulator.gke import HC_USER_AGENT
-from emulator.netns import entered
+from emulator.kernel.netns import entered
 
 _MAX_STATUS_LINE = 4096
 

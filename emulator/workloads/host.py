@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from emulator.errors import KubemuError
-from emulator.netns import socket_in
+from emulator.kernel.netns import socket_in
 from emulator.workloads.agnhost import NetexecConfig
 from emulator.workloads.netexec import NetexecServer
 

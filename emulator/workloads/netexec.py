@@ -1,7 +1,7 @@
 """A server compatible with agnhost `netexec`, serving one pod from sockets made in its namespace.
 
 The node agent creates each pod's listening sockets inside the pod's network namespace
-(`emulator.netns.socket_in`) and hands them here; every pod's server then runs on one
+(`emulator.kernel.netns.socket_in`) and hands them here; every pod's server then runs on one
 shared asyncio loop (see `WorkloadHost`). Behaviour follows agnhost netexec: HTTP `/`,
 `/hostname`, `/hostName`, `/clientip`, `/echo`, `/header`, `/healthz`, `/readyz`, `/redirect`,
 `/dial`, `/exit`, `/shutdown`; any other path answers like `/` (Go's ServeMux). UDP answers `hostname`, `echo X`, `clientip`, and

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from emulator.fabric.ovs import SCHEMA, system_db_socket
+from emulator.kernel.ovs import SCHEMA, system_db_socket
 
 from test_lifecycle import KUBEMU, QUICKSTART, ROOT, leftovers, start_run
 

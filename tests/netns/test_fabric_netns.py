@@ -20,11 +20,12 @@ from typing import Iterator
 
 import pytest
 
-from emulator.fabric.ovs import OvsInstance, find_private_daemons, kill_private_daemons
+from emulator.kernel.ovs import OvsInstance
+from emulator.kernel.ovs_orphans import find_private_daemons, kill_private_daemons
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames, new_run_id
 from fabric_helpers import free_port, leftovers, sh
-from emulator.netns import entered, socket_in
+from emulator.kernel.netns import entered, socket_in
 
 pytestmark = [
     pytest.mark.netns,

@@ -13,7 +13,7 @@ import pytest
 from emulator.config.impairments import Impairments
 from emulator.impair.host import HostImpairer
 from emulator.impair.render import host_classes
-from emulator.kubeproxy.runner import IptablesRunner
+from emulator.kernel.iptables import IptablesRunner
 from emulator.naming import new_run_id
 from emulator.runner.cleanup import run_processes
 from tests.netns.fabric_helpers import leftovers, sh

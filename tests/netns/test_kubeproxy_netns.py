@@ -20,9 +20,9 @@ import pytest
 
 from emulator.kubeproxy import names
 from emulator.kubeproxy.proxier import Proxier
-from emulator.kubeproxy.runner import IptablesRunner
+from emulator.kernel.iptables import IptablesRunner
 from emulator.naming import new_run_id
-from emulator.netns import entered, ns_exec_prefix, socket_in
+from emulator.kernel.netns import entered, ns_exec_prefix, socket_in
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

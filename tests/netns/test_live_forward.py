@@ -10,7 +10,7 @@ import pytest
 
 from emulator.live.forward import Forwarder
 from emulator.naming import new_run_id
-from emulator.netns import socket_in
+from emulator.kernel.netns import socket_in
 from tests.netns.fabric_helpers import leftovers, sh
 
 pytestmark = pytest.mark.netns

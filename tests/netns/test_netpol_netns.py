@@ -8,12 +8,12 @@ from typing import Iterator
 
 import pytest
 
-from emulator.kubeproxy.runner import IptablesRunner
+from emulator.kernel.iptables import IptablesRunner
 from emulator.naming import RunNames, new_run_id
-from emulator.netns import socket_in
+from emulator.kernel.netns import socket_in
 from emulator.netpol.enforcer import PolicyEnforcer
 from emulator.netpol.render import FORWARD_CHAIN, HOOK
-from emulator.node import kernel
+from emulator.kernel import links
 from emulator.node.podnet import PodNetwork
 from fabric_helpers import sh
 
@@ -49,7 +49,7 @@ def world() -> Iterator[World]:
         sh("ip", "netns", "exec", w.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         # A node NIC with the default route: proxy ARP answers for the pods' gateway only
         # when the node can route to it (as a real node, whose default route is on eth0).
-        kernel.ip_batch(w.node, ["link set lo up", "link add eth0 type veth peer name eth0p", "link set eth0p up", "addr add 10.128.0.2/32 dev eth0",
+        links.ip_batch(w.node, ["link set lo up", "link add eth0 type veth peer name eth0p", "link set eth0p up", "addr add 10.128.0.2/32 dev eth0",
                                  "link set eth0 up", "route add default dev eth0"])
         for name, labels in (("a", {"pod": "a"}), ("b", {"pod": "b"})):
             ns = w.names.pod_netns("x", name)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.naming import RunNames, new_run_id
-from emulator.node import kernel
+from emulator.kernel import netns as kernel_netns
 from emulator.node.podexec import container_sandbox, exec_in_pod, start_in_pod
 from emulator.node.podnet import PodNetwork
 from emulator.node.probes import check_probe
@@ -61,7 +61,7 @@ def pod(tmp_path):
     run_id = new_run_id()
     names = RunNames(run_id)
     node_ns, pod_ns = f"{names.prefix}-node", names.pod_netns("default", "web")
-    kernel.netns_add(node_ns)
+    kernel_netns.add(node_ns)
     podnet = PodNetwork(node_ns, POD_CIDR, "native")
     try:
         sh("ip", "-n", node_ns, "link", "set", "lo", "up")
@@ -71,9 +71,9 @@ def pod(tmp_path):
         yield names, node_ns, pod_ns, ip, podnet
     finally:
         podnet.remove_pod(pod_ns, None)
-        for pid in kernel.netns_pids(node_ns):
+        for pid in kernel_netns.pids(node_ns):
             os.kill(pid, 9)
-        kernel.netns_delete(node_ns)
+        kernel_netns.delete(node_ns)
 
 
 @pytest.fixture
@@ -143,14 +143,14 @@ def test_pod_command_is_contained_and_still_serves(pod, root_secret, tmp_path, u
         assert not check_probe({"exec": {"command": ["cat", f"/root/{root_secret}.secret"]}}, ip, {}, 5.0, web)
 
         # `kubemu clean` still finds the contained processes of the run
-        inside = kernel.netns_pids(pod_ns)
+        inside = kernel_netns.pids(pod_ns)
         found = set(cleanup.run_processes(names.run_id))
         assert inside and set(inside) <= found
         assert any(cleanup._proc_info(p)[1] == names.run_id for p in inside)
     finally:
         procs.stop()
     # stopping the bwrap pid stops everything inside (--die-with-parent: a SIGKILL on its way)
-    wait_for(lambda: kernel.netns_pids(pod_ns) == [], "the pod's processes to exit", 10)
+    wait_for(lambda: kernel_netns.pids(pod_ns) == [], "the pod's processes to exit", 10)
 
 
 def test_stop_sends_sigterm_to_the_contained_command(pod, tmp_path):
@@ -162,7 +162,7 @@ def test_stop_sends_sigterm_to_the_contained_command(pod, tmp_path):
     wait_for(lambda: "up" in (tmp_path / "c.log").read_text(), "the command to start")
     procs.stop(grace=10)
     assert (tmp_path / "c.log").read_text().split() == ["up", "got-term"]
-    assert kernel.netns_pids(pod_ns) == []
+    assert kernel_netns.pids(pod_ns) == []
 
 
 def test_host_network_pod_serves_on_the_node_address(pod, tmp_path):

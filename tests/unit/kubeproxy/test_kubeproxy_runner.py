@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from emulator.errors import KernelError
-from emulator.kubeproxy.runner import IptablesRunner, choose_backend, failing_line
+from emulator.kernel.iptables import IptablesRunner, choose_backend, failing_line
 
 pytestmark = pytest.mark.unit
 

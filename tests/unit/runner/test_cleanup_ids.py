@@ -8,7 +8,7 @@ def test_a_live_driver_that_inherited_a_dead_runs_id_is_not_that_runs_leftover(m
     """A driver started by a process that once ran run `dead` carries KUBEMU_RUN_ID=dead in
     its /proc environ: cleaning `dead` must not kill it while it drives its own run."""
     from emulator.runner import cleanup
-    monkeypatch.setattr(cleanup, "_netns_names", lambda: [])
+    monkeypatch.setattr(cleanup.netns, "names", lambda: [])
     monkeypatch.setattr(cleanup, "_pids", lambda: [101, 202])
     monkeypatch.setattr(cleanup, "_proc_info", lambda pid: ("python -m emulator.cli run x.yaml", "dead", None))
     monkeypatch.setattr(cleanup, "driver_pid", lambda run_id: None)

@@ -1,4 +1,4 @@
-"""Network-namespace helpers: enter a namespace in one thread, create sockets in it.
+"""Network namespaces: create, name, delete, enter (pyroute2 `setns`), and start programs in one.
 
 A socket belongs to the namespace it was created in, whatever the process does later,
 so one process can serve many pods: enter the pod's namespace in the calling thread,
@@ -8,14 +8,16 @@ calling thread).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import socket
+import subprocess
 from typing import Iterator
 
-CLONE_NEWNET = 0x40000000
+from pyroute2.netns import setns
+
+from emulator.kernel.command import run
+
 NETNS_RUN_DIR = "/run/netns"
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def netns_path(name_or_path: str) -> str:
@@ -23,23 +25,17 @@ def netns_path(name_or_path: str) -> str:
     return name_or_path if name_or_path.startswith("/") else os.path.join(NETNS_RUN_DIR, name_or_path)
 
 
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 @contextlib.contextmanager
 def entered(name_or_path: str) -> Iterator[None]:
     """Run the body of the `with` in the given network namespace (this thread only)."""
-    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(netns_path(name_or_path), os.O_RDONLY)
     try:
-        _setns(target)
+        setns(target, flags=0)
         try:
             yield
         finally:
-            _setns(own)
+            setns(own, flags=0)
     finally:
         os.close(target)
         os.close(own)
@@ -68,3 +64,42 @@ def socket_in(name_or_path: str, family: int = socket.AF_INET, type_: int = sock
 def ns_exec_prefix(name: str) -> list[str]:
     """Command prefix that runs a command in the named namespace (with its /etc/netns files)."""
     return ["ip", "netns", "exec", name]
+
+
+def popen(name: str, argv: list[str], **kwargs) -> subprocess.Popen:
+    """Start `argv` in the named namespace (`ip netns exec`: its /etc/netns files mounted)."""
+    return subprocess.Popen([*ns_exec_prefix(name), *argv], **kwargs)
+
+
+def run_in(name: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run `argv` in the named namespace and capture its text output (any exit code)."""
+    return subprocess.run([*ns_exec_prefix(name), *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def add(name: str) -> None:
+    """A new named namespace (`ip netns add`: the bind mount under /run/netns)."""
+    run(["ip", "netns", "add", name])
+
+
+def attach(name: str, pid: int) -> None:
+    """Give the network namespace of process `pid` a name (bind mount in /run/netns)."""
+    run(["ip", "netns", "attach", name, str(pid)])
+
+
+def delete(name: str) -> None:
+    """Remove a namespace's name (the namespace goes when nothing holds it); no error if gone."""
+    run(["ip", "netns", "del", name], check=False)
+
+
+def pids(name: str) -> list[int]:
+    """The processes inside a named namespace."""
+    out = run(["ip", "netns", "pids", name], check=False)
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def names() -> list[str]:
+    """Every named namespace on the machine."""
+    try:
+        return os.listdir(NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return []

@@ -23,55 +23,27 @@ private instance's userspace datapath runs with sequence checking off
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Iterable, Mapping, Sequence
 
 from emulator.errors import KernelError, PrerequisiteError
-from emulator.naming import IFNAMSIZ, is_kubemu_name
-from emulator.netns import entered
+from emulator.kernel.links import disable_peer_tx_offload, disable_tx_offload, ip_batch
+from emulator.kernel.netns import ns_exec_prefix
+from emulator.kernel.ovs_procs import DAEMONS, cmdline, ovs_tool, pid_alive, terminate
+from emulator.kernel.sysctl import disable_ipv6
+from emulator.naming import IFNAMSIZ
 
 LOG = logging.getLogger(__name__)
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 SYSTEM_RUNDIRS = ("/run/openvswitch", "/var/run/openvswitch")
-DAEMONS = ("ovsdb-server", "ovs-vswitchd")
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
 _TIMEOUT = 30.0
-
-
-def _which(cmd: str) -> str:
-    """Absolute path of an OVS command, or a PrerequisiteError naming the package."""
-    path = shutil.which(cmd) or shutil.which(cmd, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if path is None:
-        raise PrerequisiteError(f"{cmd} not found: install the Debian package openvswitch-switch")
-    return path
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _cmdline(pid: int) -> list[str]:
-    """A process's argv, or [] when it is gone."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
 def kernel_datapath_available() -> bool:
@@ -91,7 +63,7 @@ def system_db_socket() -> str | None:
         sock = os.path.join(rundir, "db.sock")
         if not os.path.exists(sock):
             continue
-        res = subprocess.run([_which("ovs-vsctl"), f"--db=unix:{sock}", "--timeout=3", "show"],
+        res = subprocess.run([ovs_tool("ovs-vsctl"), f"--db=unix:{sock}", "--timeout=3", "show"],
                              capture_output=True, text=True, check=False)
         if res.returncode == 0:
             return sock
@@ -162,7 +134,7 @@ class OvsInstance:
     def _start_private(self) -> None:
         """Create a fresh database and start ovsdb-server and ovs-vswitchd, detached."""
         for cmd in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl"):
-            _which(cmd)
+            ovs_tool(cmd)
         os.makedirs(self.run_dir, exist_ok=True)
         if len(self.path("x" * IFNAMSIZ + ".snoop")) > _SUN_PATH_MAX:
             raise PrerequisiteError(f"OVS run directory {self.run_dir} is too long for unix sockets")
@@ -178,16 +150,16 @@ class OvsInstance:
         for stale in ("conf.db", ".conf.db.~lock~", "db.sock"):
             if os.path.exists(self.path(stale)):
                 os.unlink(self.path(stale))
-        self._run([_which("ovsdb-tool"), "create", self.path("conf.db"), SCHEMA])
-        self._spawn([_which("ovsdb-server"), self.path("conf.db"),
+        self._run([ovs_tool("ovsdb-tool"), "create", self.path("conf.db"), SCHEMA])
+        self._spawn([ovs_tool("ovsdb-server"), self.path("conf.db"),
                      f"--remote=punix:{self.path('db.sock')}", *self._daemon_opts("ovsdb-server")])
         self.vsctl("--no-wait", "init")
         if self.userspace_tso and self.datapath_type == "netdev":
             # Packets keep their checksum/GSO metadata (virtio-net header) through the
             # userspace datapath, so veths with default offloads work and TCP is faster.
             self.vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        self._spawn([*prefix, _which("ovs-vswitchd"), self._db, *self._daemon_opts("ovs-vswitchd")])
+        prefix = ns_exec_prefix(self.netns) if self.netns else []
+        self._spawn([*prefix, ovs_tool("ovs-vswitchd"), self._db, *self._daemon_opts("ovs-vswitchd")])
         LOG.info("private Open vSwitch started in %s", self.run_dir)
 
     def _daemon_opts(self, daemon: str) -> list[str]:
@@ -212,8 +184,8 @@ class OvsInstance:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             return None
-        argv = _cmdline(pid)
-        if _pid_alive(pid) and argv and os.path.basename(argv[0]) == daemon \
+        argv = cmdline(pid)
+        if pid_alive(pid) and argv and os.path.basename(argv[0]) == daemon \
                 and any(self.run_dir in a for a in argv):
             return pid
         return None
@@ -223,7 +195,7 @@ class OvsInstance:
         for daemon in reversed(DAEMONS):
             pid = self._daemon_pid(daemon)
             if pid is not None:
-                _terminate([pid])
+                terminate([pid])
 
     def stop(self) -> None:
         """Remove our bridges; for a private instance, stop its daemons."""
@@ -242,7 +214,7 @@ class OvsInstance:
             if self.private:
                 ctl = self.path("ovs-vswitchd.ctl")
                 if self._daemon_pid("ovs-vswitchd") and os.path.exists(ctl):
-                    subprocess.run([_which("ovs-appctl"), "-t", ctl, "--timeout=5", "exit", "--cleanup"],
+                    subprocess.run([ovs_tool("ovs-appctl"), "-t", ctl, "--timeout=5", "exit", "--cleanup"],
                                    env=self._env, capture_output=True, check=False)
                 self._kill_daemons()
             self.started = False
@@ -268,17 +240,17 @@ class OvsInstance:
 
     def vsctl(self, *args: str, timeout: float = _TIMEOUT) -> str:
         """`ovs-vsctl` against this instance's database."""
-        return self._run([_which("ovs-vsctl"), f"--db={self._db}", f"--timeout={int(timeout)}", *args],
+        return self._run([ovs_tool("ovs-vsctl"), f"--db={self._db}", f"--timeout={int(timeout)}", *args],
                          timeout=timeout + 5)
 
     def ofctl(self, *args: str, timeout: float = _TIMEOUT) -> str:
         """`ovs-ofctl -O OpenFlow13` against this instance's bridges."""
-        return self._run([_which("ovs-ofctl"), "-O", "OpenFlow13", *args], timeout=timeout)
+        return self._run([ovs_tool("ovs-ofctl"), "-O", "OpenFlow13", *args], timeout=timeout)
 
     def appctl(self, *args: str, timeout: float = _TIMEOUT) -> str:
         """`ovs-appctl` against this instance's ovs-vswitchd."""
         target = ["-t", self.path("ovs-vswitchd.ctl")] if self.private else []
-        return self._run([_which("ovs-appctl"), *target, *args], timeout=timeout)
+        return self._run([ovs_tool("ovs-appctl"), *target, *args], timeout=timeout)
 
     def wait_revalidated(self) -> None:
         """Wait until datapath caches reflect the flow tables (an OpenFlow barrier does not)."""
@@ -362,7 +334,7 @@ class OvsInstance:
         self.vsctl(*args[1:])
         for ifname, _ in ports:
             disable_ipv6(ifname, self.netns)
-        _run_ip_batch([f"link set dev {ifname} up" for ifname, _ in ports], self.netns)
+        ip_batch(self.netns, [f"link set dev {ifname} up" for ifname, _ in ports])
         query: list[str] = []
         for ifname, _ in ports:
             query += ["--", "get", "Interface", ifname, "ofport"]
@@ -401,127 +373,3 @@ class OvsInstance:
             if name in names:
                 result[name] = int(num)
         return result
-
-
-def disable_tx_offload(ifname: str, netns: str | None = None) -> None:
-    """`ethtool -K IF tx off` (in `netns` if given): userspace OVS forwards partial checksums unfixed."""
-    ethtool = shutil.which("ethtool") or shutil.which("ethtool", path="/usr/sbin:/sbin")
-    if ethtool is None:
-        raise PrerequisiteError("ethtool not found: install the Debian package ethtool")
-    with entered(netns) if netns else contextlib.nullcontext():
-        # A child forked from this thread starts in the thread's namespace.
-        res = subprocess.run([ethtool, "-K", ifname, "tx", "off"], capture_output=True, text=True,
-                             check=False)
-    if res.returncode != 0:
-        raise KernelError(f"could not turn TX offload off on {ifname}", "ethtool -K", res.stderr)
-
-
-def disable_peer_tx_offload(ifname: str, netns: str) -> None:
-    """TX offload off on the other end (inside `netns`) of the root-namespace veth `ifname`."""
-    from pyroute2 import IPRoute   # imported late: only this helper uses netlink (moves to emulator/kernel/)
-    with IPRoute() as ipr:
-        links = ipr.link("get", ifname=ifname)
-        peer_index = links[0].get("link") if links else None
-    if not peer_index:
-        raise KernelError(f"{ifname} is not a veth with a peer", "ip link")
-    with entered(netns), IPRoute() as ipr:
-        peer = ipr.link("get", index=peer_index)[0].get("ifname")
-    disable_tx_offload(peer, netns)
-
-
-def disable_ipv6(ifname: str, netns: str | None = None) -> None:
-    """No address at all on a fabric port, not even an IPv6 link-local one."""
-    if netns:
-        subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
-                        f"net.ipv6.conf.{ifname}.disable_ipv6=1"], capture_output=True, check=False)
-        return
-    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
-    if os.path.exists(path):
-        with open(path, "w") as f:
-            f.write("1")
-
-
-def _run_ip_batch(lines: list[str], netns: str | None = None) -> None:
-    """Run `ip -batch -` in `netns` (default: the root namespace; the caller's own links only)."""
-    res = subprocess.run(["ip", *(["-n", netns] if netns else []), "-batch", "-"],
-                         input="\n".join(lines) + "\n", capture_output=True,
-                         text=True, check=False)
-    if res.returncode != 0:
-        raise KernelError("ip link failed", "ip -batch", res.stderr)
-
-
-# --- orphans, for `kubemu clean` ---
-@dataclass(frozen=True)
-class OvsDaemon:
-    """A running private OVS daemon of some kubemu run."""
-
-    pid: int
-    name: str
-    run_dir: str
-
-
-def find_private_daemons(run_prefix: str | None = None) -> list[OvsDaemon]:
-    """Private ovsdb-server/ovs-vswitchd whose run directory path has a kubemu run component.
-
-    With `run_prefix` (e.g. `kubemuq3zx`) only that run's; without, every kubemu run's. The
-    run directory must therefore contain a path component that starts with the run prefix.
-    """
-    found: list[OvsDaemon] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        argv = _cmdline(int(entry))
-        if not argv or os.path.basename(argv[0]) not in DAEMONS:
-            continue
-        pidfile = next((a.split("=", 1)[1] for a in argv if a.startswith("--pidfile=")), None)
-        if pidfile is None:
-            continue
-        run_dir = os.path.dirname(pidfile)
-        parts = [p for p in run_dir.split("/") if is_kubemu_name(p)]
-        if parts and (run_prefix is None or any(p.startswith(run_prefix) for p in parts)):
-            found.append(OvsDaemon(int(entry), os.path.basename(argv[0]), run_dir))
-    return found
-
-
-def kill_private_daemons(run_prefix: str | None = None) -> list[OvsDaemon]:
-    """Stop the private OVS instances `find_private_daemons` reports and remove their bridges.
-
-    Graceful first (`exit --cleanup` removes the bridges' devices), then SIGTERM/SIGKILL;
-    the netdev datapath's bridge taps are persistent, so any that survive are deleted by
-    the names the instance's own database listed.
-    """
-    daemons = find_private_daemons(run_prefix)
-    bridges: list[str] = []
-    for run_dir in sorted({d.run_dir for d in daemons}):
-        inst = OvsInstance(run_dir, prefer_system=False)
-        inst._db = f"unix:{inst.path('db.sock')}"
-        names = {d.name for d in daemons if d.run_dir == run_dir}
-        if "ovsdb-server" in names:
-            with contextlib.suppress(KernelError, OSError):
-                bridges += [b for b in inst.vsctl("list-br", timeout=3).split() if is_kubemu_name(b)]
-        if "ovs-vswitchd" in names:
-            subprocess.run([_which("ovs-appctl"), "-t", inst.path("ovs-vswitchd.ctl"), "--timeout=5",
-                            "exit", "--cleanup"], capture_output=True, check=False)
-    _terminate([d.pid for d in daemons])
-    for bridge in bridges:
-        if os.path.exists(f"/sys/class/net/{bridge}"):
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-    return daemons
-
-
-def _terminate(pids: list[int], grace: float = 3.0) -> None:
-    """SIGTERM, wait up to `grace` seconds, then SIGKILL what is left."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        if _pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

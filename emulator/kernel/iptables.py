@@ -1,6 +1,6 @@
-"""Thin adapter that runs iptables-restore / iptables-save inside a node's namespace.
+"""iptables of one namespace: iptables-restore / iptables-save / conntrack -D, and the backend.
 
-The only place kube-proxy code touches the kernel. One `restore` is one
+kube-proxy's and the NetworkPolicy enforcer's only kernel adapter. One `restore` is one
 `iptables-restore --noflush --counters` process fed on stdin. The backend is chosen
 explicitly: `legacy` (x_tables, ~50x faster at 10k Services), `nft` (nf_tables), or
 `auto` = legacy when `iptables-legacy-restore` is installed.
@@ -10,27 +10,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from typing import Protocol, Sequence
+from typing import Sequence
 
 from emulator.errors import KernelError, PrerequisiteError
+from emulator.kernel.netns import ns_exec_prefix
 
 BACKENDS = ("legacy", "nft")
 NO_FLOW_DELETED = "0 flow entries have been deleted"   # conntrack -D matched nothing (exit 1)
 _LINE_RE = re.compile(r"line:? (\d+)")
-
-
-class Runner(Protocol):
-    """What the proxier needs from an iptables adapter (real or fake)."""
-
-    backend: str
-
-    def restore(self, text: str) -> None: ...
-
-    def save(self, tables: Sequence[str] = ("filter", "nat")) -> str: ...
-
-    def chain_exists(self, table: str, chain: str) -> bool: ...
-
-    def clear_conntrack(self, filters: Sequence[Sequence[str]]) -> None: ...
 
 
 def choose_backend(backend: str = "auto") -> str:
@@ -40,6 +27,13 @@ def choose_backend(backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise ValueError(f"iptables backend must be auto, legacy or nft, not {backend!r}")
     return backend
+
+
+def backend_in_use(netns: str) -> str:
+    """The backend a running node's kube-proxy writes: `legacy` when its legacy nat table has KUBE- chains."""
+    proc = subprocess.run([*ns_exec_prefix(netns), "iptables-legacy-save", "-t", "nat"],
+                          capture_output=True, text=True)
+    return "legacy" if "KUBE-" in proc.stdout else "nft"
 
 
 def failing_line(text: str, output: str) -> str:
@@ -67,6 +61,11 @@ class IptablesRunner:
             if shutil.which(tool) is None:
                 raise PrerequisiteError(f"{tool} not found (iptables backend {self.backend})")
 
+    @classmethod
+    def in_netns(cls, netns: str, backend: str = "auto") -> "IptablesRunner":
+        """The runner of the named namespace."""
+        return cls(ns_exec_prefix(netns), backend=backend)
+
     def _tool(self, kind: str) -> str:
         return f"iptables-{self.backend}" + (f"-{kind}" if kind else "")
 
@@ -88,10 +87,10 @@ class IptablesRunner:
                               " ".join(argv), output)
 
     def save(self, tables: Sequence[str] = ("filter", "nat")) -> str:
-        """`iptables-save` of the given tables, concatenated."""
+        """`iptables-save` of the given tables, concatenated (no tables: one save of them all)."""
         parts = []
-        for table in tables:
-            argv = [self._tool("save"), "-t", table]
+        for table in tables or (None,):
+            argv = [self._tool("save"), *(["-t", table] if table else [])]
             proc = self._run(argv)
             if proc.returncode != 0:
                 raise KernelError("iptables-save failed", " ".join(argv), proc.stderr)
