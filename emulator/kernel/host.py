@@ -42,7 +42,8 @@ class FabricHost:
 
     def create(self) -> None:
         """Namespace (Mininet host), veth to the fabric, addresses and routes."""
-        from mininet.link import Intf  # imported late: needs mnexec on PATH
+        # imported late: mininet needs mnexec on PATH
+        from mininet.link import Intf
         from mininet.node import Host
         from mininet.util import makeIntfPair
         os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"

@@ -17,6 +17,7 @@ import pydantic
 
 from emulator.config.reachability import ReachabilitySpec
 from emulator.errors import ConfigError, KubemuError
+from emulator.kernel import netns
 from emulator.naming import PREFIX, RunNames
 from emulator.netpol.matrix import compare, probe_matrix
 from emulator.paths import STATE_ROOT
@@ -39,7 +40,7 @@ def namespace_pods(names: RunNames, namespaces: list[str]) -> list[str]:
     out = []
     for ns in namespaces:
         start = names.pod_netns(ns, "")
-        out += sorted(f"{ns}/{os.path.basename(p)[len(start):]}" for p in glob.glob(f"/run/netns/{start}*"))
+        out += sorted(f"{ns}/{n[len(start):]}" for n in netns.names() if n.startswith(start))
     return out
 
 
@@ -81,11 +82,10 @@ def reach_matrix(run_id: str | None, pods: list[str], namespaces: list[str], raw
     def run(reqs: dict[str, list[list]]) -> dict[str, list[str]]:
         procs = {}
         for src, targets in reqs.items():
-            netns = names.pod_netns(*src.split("/", 1))
             req = json.dumps({"timeout": spec.timeout, "targets": targets})
-            procs[src] = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m",
-                                           "emulator.netpol.probe", req], stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True)
+            procs[src] = netns.popen(names.pod_netns(*src.split("/", 1)),
+                                     [sys.executable, "-m", "emulator.netpol.probe", req],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out = {}
         for src, p in procs.items():
             stdout, stderr = p.communicate(timeout=30 + spec.timeout)

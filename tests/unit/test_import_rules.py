@@ -10,7 +10,6 @@ import ast
 import functools
 import pathlib
 import sys
-import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -30,8 +29,7 @@ NODE_PARTS = {"emulator.kubeproxy", "emulator.netpol", "emulator.impair", "emula
 BELOW_RUNNER = ({"emulator.node", "emulator.cloud", "emulator.fabric", "emulator.report", "controllers"}
                 | NODE_PARTS | CORE)
 
-# package -> the packages it may import (besides itself). An entry for a package that does not
-# exist (yet) is harmless: `emulator.kernel` arrives with the kernel-layer branch.
+# package -> the packages it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
     **{m: BASE for m in BASE},
     "emulator.kernel": BASE,
@@ -43,8 +41,8 @@ ALLOWED: dict[str, set[str]] = {
     "emulator.kubeproxy": KERNEL,
     "emulator.traffic": KERNEL,
     "emulator.workloads": KERNEL,
-    "emulator.impair": {"emulator.config", "emulator.kubeproxy"} | KERNEL,
-    "emulator.netpol": {"emulator.api", "emulator.kubeproxy"} | KERNEL,
+    "emulator.impair": {"emulator.config"} | KERNEL,
+    "emulator.netpol": {"emulator.api"} | KERNEL,
     "emulator.cloud": {"emulator.api", "emulator.control"} | KERNEL,
     "emulator.fabric": {"controllers"} | KERNEL,
     "emulator.node": NODE_PARTS | CORE,
@@ -57,29 +55,13 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Modules that belong to another package than their folder says.
 MAPPED = {
-    "emulator.netns": "emulator.kernel",            # entering namespaces: kernel access
-    "emulator.node.kernel": "emulator.kernel",      # the kernel adapter (moves into emulator/kernel/)
     "emulator.live.commands": "emulator.cli",       # the CLI's live-run commands (click)
 }
 # Modules whose function-local imports need no comment: a CLI command imports what it needs
 # when it runs, so `kubemu --help` and `kubemu check` stay fast and never load Ray.
 LATE_IMPORTS_BY_DESIGN = {"emulator.cli", "emulator.live.commands"}
-# Third-party libraries that touch the kernel: only the kernel layer imports them.
-KERNEL_LIBRARIES = ("pyroute2", "mininet")
-# Commands that change or read kernel state: only the kernel layer runs them.
-KERNEL_COMMANDS = {"ip", "iptables", "ip6tables", "iptables-restore", "iptables-save", "iptables-legacy",
-                   "iptables-legacy-restore", "iptables-legacy-save", "iptables-nft", "iptables-nft-restore",
-                   "ipset", "tc", "ethtool", "conntrack", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovsdb-server",
-                   "ovs-vswitchd", "ovsdb-tool", "sysctl", "nsenter", "mnexec", "bridge", "modprobe"}
-# Modules that still import a kernel library or run a kernel command themselves: the
-# kernel-layer branch moves these into emulator/kernel/ or makes them call it. Take a
-# module out once it no longer does (a stale entry is only a warning, so that merging
-# that branch does not fail this test; an entry for a module that is gone changes nothing).
-KERNEL_USERS_PENDING = {
-    "emulator.node.host", "emulator.fabric.ovs", "emulator.cli", "emulator.fabric.underlay", "emulator.impair.host",
-    "emulator.kubeproxy.runner", "emulator.netpol.enforcer", "emulator.runner.reach", "emulator.node.agent",
-    "emulator.node.chaos", "emulator.node.podnet", "emulator.node.runtime", "emulator.node.sandbox",
-    "emulator.runner.cleanup", "emulator.runner.cluster", "emulator.workloads.gfe_proxy"}
+# Which modules touch the kernel (pyroute2, mininet, ctypes, or running `ip`, iptables, tc,
+# ovs-*...) is checked once, by tests/unit/test_kernel_boundary.py.
 
 
 @dataclass(frozen=True)
@@ -131,7 +113,7 @@ def imports_of(path: pathlib.Path, known: set[str], source: str | None = None) -
                 pkg = source.split(".") if path.name == "__init__.py" else source.split(".")[:-1]
                 pkg = pkg[:len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([base] if base else []))
-            # `from emulator import netns` imports the module emulator.netns
+            # `from emulator import paths` imports the module emulator.paths
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
         for t in dict.fromkeys(targets):
             found.append(Import(source, t, f"{rel}:{node.lineno}", id(node) in local_ids))
@@ -166,9 +148,6 @@ def violations(imports: list[Import]) -> list[str]:
             out.append(f"{imp.where}: package {src} is not in the table (tests/unit/test_import_rules.py "
                        f"ALLOWED, docs/architecture.md)")
             continue
-        top = imp.target.split(".")[0]
-        if top in KERNEL_LIBRARIES and src != "emulator.kernel" and imp.source not in KERNEL_USERS_PENDING:
-            out.append(f"{imp.where}: {imp.source} imports {imp.target}: only emulator.kernel may")
         if dst is None or dst == src:
             continue
         if dst not in ALLOWED[src]:
@@ -203,17 +182,6 @@ def package_cycles(imports: list[Import]) -> list[str]:
     for start in sorted(edges):
         visit(start, [start])
     return cycles
-
-
-def kernel_commands_in(path: pathlib.Path) -> list[tuple[int, str]]:
-    """(line, command) of every argv-like list or tuple literal that starts with a kernel command."""
-    found = []
-    for node in ast.walk(_parsed(path)[1]):
-        if isinstance(node, (ast.List, ast.Tuple)) and node.elts and isinstance(node.elts[0], ast.Constant):
-            first = node.elts[0].value
-            if isinstance(first, str) and first.rsplit("/", 1)[-1] in KERNEL_COMMANDS:
-                found.append((node.lineno, first))
-    return sorted(found)
 
 
 def module_cycles(imports: list[Import], modules: set[str]) -> list[str]:
@@ -281,23 +249,6 @@ def test_no_import_cycle_between_packages():
     assert not cycles, "package import cycles:\n" + "\n".join(cycles)
 
 
-def test_only_the_kernel_layer_runs_kernel_commands():
-    bad, stale = [], []
-    for name, path in all_modules().items():
-        found = kernel_commands_in(path)
-        if package_of(name) == "emulator.kernel":
-            continue
-        if name in KERNEL_USERS_PENDING:
-            imports_kernel_library = any(i.target.split(".")[0] in KERNEL_LIBRARIES for i in imports_of(path, set()))
-            if not found and not imports_kernel_library:
-                stale.append(name)
-            continue
-        bad += [f"{path.relative_to(ROOT)}:{line}: runs {cmd}: only emulator.kernel may" for line, cmd in found]
-    if stale:
-        warnings.warn(f"no kernel access left in {', '.join(sorted(stale))}: take them out of KERNEL_USERS_PENDING")
-    assert not bad, "kernel commands outside emulator/kernel/:\n" + "\n".join(bad)
-
-
 def test_no_import_cycle_between_modules():
     cycles = module_cycles(_all_imports(), set(all_modules()))
     assert not cycles, "module import cycles (module level):\n" + "\n".join(cycles)
@@ -332,17 +283,10 @@ def test_imports_are_read_inside_functions_and_resolved(tmp_path):
     found = imports_of(mod, set(all_modules()))
     assert any(i.target == "emulator.api.apilink" and not i.local for i in found)
     path = tmp_path / "probe.py"
-    path.write_text("def f():\n    from emulator import netns\n")
-    (imp,) = imports_of(path, set(all_modules()) | {"emulator.netns"}, "emulator.api.probe")
-    assert (imp.target, imp.local, imp.where) == ("emulator.netns", True, "probe.py:2")
+    path.write_text("def f():\n    from emulator import kernel\n")
+    (imp,) = imports_of(path, set(all_modules()), "emulator.api.probe")
+    assert (imp.target, imp.local, imp.where) == ("emulator.kernel", True, "probe.py:2")
     assert package_of(imp.target) == "emulator.kernel"
-
-
-def test_a_kernel_command_is_found_in_an_argv(tmp_path):
-    path = tmp_path / "k.py"
-    path.write_text('import subprocess\nsubprocess.run(["ip", "link"])\nARGV = ("/usr/sbin/tc", "qdisc")\n'
-                    'NAMES = ["web", "ip"]\n')
-    assert kernel_commands_in(path) == [(2, "ip"), (3, "/usr/sbin/tc")]
 
 
 def test_a_late_import_without_a_reason_is_reported(tmp_path, monkeypatch):

@@ -24,9 +24,6 @@ SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output", "getou
 # Workload execution, not kernel configuration: the pod sandbox enters the pod's network
 # namespace with nsenter before dropping privileges (setpriv) and confining (bwrap).
 ALLOWED = {("emulator/node/sandbox.py", "nsenter")}
-# Driver code that helper "driver" moves out of netpol/ (issue 15); the integrator routes it
-# through emulator.kernel.netns after the merge and removes this entry (a stale entry fails).
-PENDING = {("emulator/netpol/reach_cli.py", "ip")}
 
 
 def is_kernel_tool(word: str) -> bool:
@@ -89,13 +86,10 @@ def scan() -> list[tuple[str, int, str, str]]:
 
 
 def test_no_module_outside_the_kernel_layer_touches_the_kernel() -> None:
-    """The boundary holds (PENDING entries aside), and every PENDING entry is still needed."""
-    found = scan()
-    bad = [v for v in found if (v[0], v[2]) not in PENDING]
+    """The boundary holds: no module outside emulator/kernel/ touches the kernel."""
+    bad = scan()
     assert not bad, "kernel access outside emulator/kernel/:\n" + "\n".join(
         f"{f}:{line}: {why} ({what})" for f, line, what, why in bad)
-    stale = PENDING - {(v[0], v[2]) for v in found}
-    assert not stale, f"PENDING entries no longer needed, remove them: {sorted(stale)}"
 
 
 @pytest.mark.parametrize("source,what", [
