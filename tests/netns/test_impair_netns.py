@@ -15,46 +15,49 @@ from emulator.impair.host import HostImpairer
 from emulator.impair.render import host_classes
 from emulator.kernel.iptables import IptablesRunner
 from emulator.naming import new_run_id
+from emulator.records.hosts import HostSpec
 from emulator.runner.cleanup import run_processes
 from tests.netns.fabric_helpers import leftovers, sh
 
 pytestmark = pytest.mark.netns
 
-HOSTS = [{"name": "a", "role": "node", "zone": "z-a", "ip": "10.0.0.1", "pod_cidr": "10.4.0.0/24"},
-         {"name": "b", "role": "node", "zone": "z-b", "ip": "10.0.0.2", "pod_cidr": "10.4.1.0/24"}]
+HOSTS = [HostSpec(name="a", role="node", zone="z-a", ip="10.0.0.1", pod_cidr="10.4.0.0/24", gateway="10.0.0.254",
+                  fabric_port="pa"),
+         HostSpec(name="b", role="node", zone="z-b", ip="10.0.0.2", pod_cidr="10.4.1.0/24", gateway="10.0.0.254",
+                  fabric_port="pb")]
 
 
 class Pair:
     """Two namespaces joined by a veth (eth0 on both sides), each with an impairer."""
 
-    def __init__(self, tmp_path, hosts: list[dict] = HOSTS) -> None:
+    def __init__(self, tmp_path, hosts: list[HostSpec] = HOSTS) -> None:
         self.hosts = hosts
         self.run_id = new_run_id()
         self.prefix = f"kubemu{self.run_id}"
-        self.ns = {h["name"]: f"{self.prefix}-node-{h['name']}" for h in hosts}
+        self.ns = {h.name: f"{self.prefix}-node-{h.name}" for h in hosts}
         for ns in self.ns.values():
             sh("ip", "netns", "add", ns)
         sh("ip", "-n", self.ns["a"], "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
            "netns", self.ns["b"])
         for h in hosts:
             other = next(o for o in hosts if o is not h)
-            for cmd in ("link set lo up", "link set eth0 up", f"addr add {h['ip']}/24 dev eth0",
-                        f"route add {other.get('pod_cidr', '10.5.0.0/24')} dev eth0"):
-                sh("ip", "-n", self.ns[h["name"]], *cmd.split())
-        self.imp = {h["name"]: HostImpairer(self.ns[h["name"]], self.prefix, h["name"],
-                                            IptablesRunner(["ip", "netns", "exec", self.ns[h["name"]]]),
-                                            str(tmp_path)) for h in hosts}
+            for cmd in ("link set lo up", "link set eth0 up", f"addr add {h.ip}/24 dev eth0",
+                        f"route add {other.pod_cidr or '10.5.0.0/24'} dev eth0"):
+                sh("ip", "-n", self.ns[h.name], *cmd.split())
+        self.imp = {h.name: HostImpairer(self.ns[h.name], self.prefix, h.name,
+                                         IptablesRunner.in_netns(self.ns[h.name]),
+                                         str(tmp_path)) for h in hosts}
 
     def impair(self, spec: dict, hosts=("a", "b")) -> dict:
         """Apply `spec` (an impairments mapping) on the given hosts' egress."""
         imp = Impairments.model_validate(spec)
-        return {h["name"]: self.imp[h["name"]].apply(host_classes(imp, h, self.hosts))
-                for h in self.hosts if h["name"] in hosts}
+        return {h.name: self.imp[h.name].apply(host_classes(imp, h, self.hosts))
+                for h in self.hosts if h.name in hosts}
 
     def ping(self, count: int, interval: float = 0.02) -> tuple[list[float], int]:
         """RTTs (ms) of the replies from a to b, and how many of `count` came back."""
         out = subprocess.run(["ip", "netns", "exec", self.ns["a"], "ping", "-n", "-c", str(count), "-i",
-                              str(interval), "-W", "1", self.hosts[1]["ip"]], capture_output=True, text=True).stdout
+                              str(interval), "-W", "1", self.hosts[1].ip], capture_output=True, text=True).stdout
         rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
         return rtts, len(rtts)
 
@@ -119,7 +122,8 @@ def test_jitter_spreads_rtts(pair):
 
 def test_internet_delay_on_both_ends(tmp_path):
     """An internet host delays all its egress, a node its egress to internet hosts."""
-    hosts = [HOSTS[0], {"name": "b", "role": "host", "kind": "internet", "ip": "10.0.0.2"}]
+    hosts = [HOSTS[0], HostSpec(name="b", role="host", kind="internet", ip="10.0.0.2", gateway="10.0.0.254",
+                                fabric_port="pb")]
     p = Pair(tmp_path, hosts)
     try:
         base, _ = p.ping(30)
