@@ -5,8 +5,11 @@ directory (`/run/kubemu/kubemu<id>/gfe/`, so the process's command line carries 
 run prefix and `kubemu clean` finds it), puts the Ingress addresses on the namespace's
 loopback (one `ip -batch`), starts HAProxy in master-worker mode (`-W`) and reloads it
 with SIGUSR2: the master starts new workers that take the listening sockets over
-(`expose-fd listeners`) while the old ones finish their connections. The access log
-(HAProxy's `log stdout`) goes to RUN_DIR/logs/gfe-access.log.
+(`expose-fd listeners`) while the old ones finish their connections. A reload counts only
+once the master has forked a new worker: the master re-executes itself on SIGUSR2 and a
+second signal in that window is lost, so reloads are serialized and each is confirmed
+(and sent again if the master let it pass). The access log (HAProxy's `log stdout`) goes
+to RUN_DIR/logs/gfe-access.log.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 from emulator.errors import KernelError
@@ -22,6 +26,8 @@ from emulator.kernel import links, netns
 
 log = logging.getLogger(__name__)
 HAPROXY = "/usr/sbin/haproxy"
+RELOAD_CONFIRM_SECONDS = 5.0   # per attempt: the master re-executes and forks within ~0.1 s when idle
+RELOAD_ATTEMPTS = 3
 
 
 class HaproxyRunner:
@@ -36,11 +42,16 @@ class HaproxyRunner:
         self.addresses: set[str] = set()
         self.config_text = ""
         self.reloads = 0
+        self._lock = threading.Lock()   # one apply at a time: a reload is confirmed before the next
         os.makedirs(self.cert_dir, mode=0o700, exist_ok=True)
         os.makedirs(log_dir, exist_ok=True)
 
     def apply(self, config: str, files: dict[str, str], addresses: list[str]) -> dict:
         """Install config, certificates and addresses; start or reload HAProxy when they changed."""
+        with self._lock:
+            return self._apply(config, files, addresses)
+
+    def _apply(self, config: str, files: dict[str, str], addresses: list[str]) -> dict:
         self._write_files(files)
         self._sync_addresses(set(addresses))
         if not config:   # the last Ingress is gone
@@ -62,10 +73,38 @@ class HaproxyRunner:
         if not self.running():
             self._start()
         else:
-            self.proc.send_signal(signal.SIGUSR2)
-            self.reloads += 1
-            log.info("HAProxy reloaded (%d)", self.reloads)
+            self._reload()
         return self.info()
+
+    def _reload(self) -> None:
+        """SIGUSR2 to the master until it forks a new worker (the reload took effect)."""
+        before = self._workers()
+        for attempt in range(1, RELOAD_ATTEMPTS + 1):
+            self.proc.send_signal(signal.SIGUSR2)
+            deadline = time.monotonic() + RELOAD_CONFIRM_SECONDS
+            while time.monotonic() < deadline:
+                if self._workers() - before:
+                    self.reloads += 1
+                    log.info("HAProxy reloaded (%d)%s", self.reloads, f" on attempt {attempt}" if attempt > 1 else "")
+                    return
+                if not self.running():
+                    raise KernelError("HAProxy exited on reload", self.cfg,
+                                      _tail(os.path.join(self.log_dir, "gfe-haproxy.log")))
+                time.sleep(0.02)
+            log.warning("HAProxy did not fork a new worker %.0f s after SIGUSR2 (attempt %d)",
+                        RELOAD_CONFIRM_SECONDS, attempt)
+        raise KernelError("HAProxy did not reload", self.cfg, _tail(os.path.join(self.log_dir, "gfe-haproxy.log")))
+
+    def _workers(self) -> set[int]:
+        """Pids of the master's children (its current and old workers)."""
+        if self.proc is None:
+            return set()
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return {int(x) for x in f.read().split()}
+        except OSError:
+            return set()
 
     def info(self) -> dict:
         return {"pid": self.proc.pid if self.proc else None, "reloads": self.reloads,

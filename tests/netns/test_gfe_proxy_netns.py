@@ -207,3 +207,22 @@ def test_reload_under_traffic_loses_nothing(net):
     runner.apply("", {}, [])   # no Ingress left: no proxy, no address
     assert not runner.running() and LB_IP not in sh("ip", "-n", gfe, "addr", "show", "dev", "lo")
     assert curl(client, f"http://{LB_IP}/hostname", "demo.example.com")[0] == 0
+
+
+def test_back_to_back_reloads_all_take_effect(net):
+    """Three configurations applied at once (as concurrent Ingress syncs do): HAProxy's
+    master re-executes on each SIGUSR2 and drops a signal that arrives meanwhile, so every
+    reload must be confirmed; the last configuration is the one that serves."""
+    gfe, client, runner, objs, tmp = net
+    apply(runner, objs, {"demo.example.com": ("frontend", 80)})
+    wait_up(runner, ["be_default_frontend_80"])
+    hosts = {"demo.example.com": ("frontend", 80)}
+    for i in range(3):
+        hosts[f"h{i}.example.com"] = ("users", 8080)
+        apply(runner, objs, dict(hosts))
+    assert runner.reloads == 3
+    wait_up(runner, ["be_default_users_8080"])
+    t0 = time.time()
+    while curl(client, f"http://{LB_IP}/hostname", "h2.example.com")[0] != 200:
+        assert time.time() - t0 < 10, f"the last host never started working: {runner.server_states()}"
+        time.sleep(0.1)
