@@ -13,7 +13,9 @@ def test_hostname_new_socket_each(netexec, tmp_path):
     recs, summary = run_tool(UDP, ["--host", "127.0.0.1", "--port", str(netexec.udp_ports[0]),
                                    "--requests", "50", "--concurrency", "4"], tmp_path)
     assert {r["outcome"] for r in recs} == {"ok"} and {r["pod"] for r in recs} == {"web-1"}
-    assert len({r["local_port"] for r in recs}) == 50
+    # A new socket per request gets a random ephemeral port; two of 50 may draw the same
+    # one (a few % of runs), while a reused socket would show at most 4 ports (concurrency).
+    assert len({r["local_port"] for r in recs}) >= 45
     assert all(r["ttfb_ms"] <= r["total_ms"] for r in recs)
     assert summary["ok"] == 50
 
