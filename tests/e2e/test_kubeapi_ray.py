@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -10,6 +11,9 @@ import ray
 
 from emulator.api.server import ApiServer
 from emulator.kubeapi.endpoint import KubeApiEndpoint
+from emulator.naming import new_run_id
+from emulator.paths import ray_temp_dir
+from emulator.runner import ray_local
 
 pytestmark = pytest.mark.e2e
 KUBECTL = "/usr/bin/kubectl"
@@ -20,8 +24,9 @@ def test_kubectl_through_a_ray_actor(tmp_path):
     if not os.path.exists(KUBECTL):
         pytest.skip("needs kubectl")
     started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    temp = ray_temp_dir(new_run_id())
+    if started:   # on loopback, as kubemu starts Ray (a plain ray.init listens on every address)
+        ray_local.init(None, temp, num_cpus=1, include_dashboard=False, log_to_driver=False)
     actor = ray.remote(ApiServer).remote("10.96.0.0/16")
     ep = KubeApiEndpoint(actor, run_id="e2e", state_dir=str(tmp_path / "state"))
     try:
@@ -47,3 +52,4 @@ def test_kubectl_through_a_ray_actor(tmp_path):
         ray.kill(actor)
         if started:
             ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
