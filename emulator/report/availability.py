@@ -10,7 +10,10 @@ kind and requests lost. Later failures that reuse the 4-tuple of an earlier fail
 within `SYN_SENT_S` are counted apart (`later_stale_conntrack`): the entry node's conntrack
 still holds that connect's UNREPLIED SYN_SENT entry, DNATed to an endpoint that has gone
 since; a SYN of the same 4-tuple counts as its retransmission and follows the old DNAT
-(Linux, and kube-proxy deletes stale entries of UDP only). `phases` reads the
+(Linux, and kube-proxy deletes stale entries of UDP only). Later failures that start while
+a load balancer's health check holds a node that did not fail as unhealthy (`flaps`: a
+busy machine answered its probes late) are counted apart too (`later_healthcheck_flap`):
+the run says the machine could not keep up instead of hiding it. `phases` reads the
 control plane's own records: the node lifecycle controller's events, the load
 balancer health-check transitions and the EndpointSlice changes with their times.
 """
@@ -80,8 +83,9 @@ def stale_conntrack(recs: Sequence[Mapping[str, Any]], window_s: float = SYN_SEN
 
 
 def analyze(records: Sequence[Mapping[str, Any]], fault_t: float, bin_s: float = BIN_S,
-            stable_s: float = 5.0) -> dict[str, Any]:
-    """Figures of one flow around a fault at `fault_t` (epoch s); times in seconds after the fault."""
+            stable_s: float = 5.0, flaps: Sequence[tuple[float, float]] = ()) -> dict[str, Any]:
+    """Figures of one flow around a fault at `fault_t` (epoch s); times in seconds after the fault.
+    `flaps`: (from, to) epoch windows in which a node that did not fail was held unhealthy."""
     recs = sorted((r for r in records if r.get("t_start") is not None), key=lambda r: r["t_start"])
     n = len(recs)
     failed_all = [r for r in recs if r.get("outcome") != "ok"]
@@ -90,7 +94,8 @@ def analyze(records: Sequence[Mapping[str, Any]], fault_t: float, bin_s: float =
                            "error_ratio": round(len(failed_all) / n, 6) if n else None,
                            "requests_lost": len(hit), "errors_by_kind": dict(Counter(r["outcome"] for r in hit)),
                            "detect_s": None, "recover_s": None, "downtime_s": 0.0, "recovered": True,
-                           "final_success_ratio": None, "later_failures": 0, "later_stale_conntrack": 0}
+                           "final_success_ratio": None, "later_failures": 0, "later_stale_conntrack": 0,
+                           "later_healthcheck_flap": 0}
     if recs:
         last = recs[-1]["t_start"]
         tail = [r for r in recs if r["t_start"] >= last - 1.0]
@@ -105,6 +110,9 @@ def analyze(records: Sequence[Mapping[str, Any]], fault_t: float, bin_s: float =
             out["later_failures"] = later
             stale = stale_conntrack(recs)
             out["later_stale_conntrack"] = sum(1 for i in stale if recs[i]["t_start"] > back)
+            out["later_healthcheck_flap"] = sum(
+                1 for i, r in enumerate(recs) if r["t_start"] > back and r.get("outcome") != "ok"
+                and i not in stale and any(a <= r["t_start"] <= b for a, b in flaps))
             out["requests_lost"] = len(hit) - later
             lost = [r for r in hit if r["t_start"] < back]
             out["errors_by_kind"] = dict(Counter(r["outcome"] for r in lost))
@@ -178,6 +186,23 @@ def health_phases(transitions: Sequence[Mapping[str, Any]], nodes: set[str], fau
         elif e["healthy"] and not e.get("first") and o["lb_healthy_again_s"] is None:
             o["lb_healthy_again_s"] = round(e["time"] - fault_t, 3)
     return {k: v for k, v in out.items() if any(x is not None for x in v.values())}
+
+
+def flap_windows(transitions: Sequence[Mapping[str, Any]], failed: set[str], fault_t: float
+                 ) -> list[tuple[float, float]]:
+    """(unhealthy, healthy again) epoch windows, after the fault, of health checks that held a
+    node that did not fail as unhealthy (open windows end at infinity)."""
+    down: dict[tuple[str, str], float] = {}
+    out: list[tuple[float, float]] = []
+    for e in sorted(transitions, key=lambda e: e["time"]):
+        if e["time"] < fault_t or e["node"] in failed:
+            continue
+        key = (e["service"], e["node"])
+        if not e["healthy"]:
+            down.setdefault(key, e["time"])
+        elif key in down:
+            out.append((down.pop(key), e["time"]))
+    return sorted(out + [(t, float("inf")) for t in down.values()])
 
 
 def lifecycle_phases(events: Sequence[Mapping[str, Any]], nodes: set[str], fault_t: float) -> dict[str, float]:

@@ -14,7 +14,9 @@ def _s(x: Any) -> str:
 
 def _later(f: Mapping[str, Any]) -> str:
     n, stale = f.get("later_failures", 0), f.get("later_stale_conntrack", 0)
-    return f"{n} ({stale})" if stale else str(n)
+    flap = f.get("later_healthcheck_flap", 0)
+    text = f"{n} ({stale})" if stale else str(n)
+    return f"{text} [{flap} in a health-check flap]" if flap else text
 
 
 def section(results: Results) -> list[str]:
@@ -34,6 +36,10 @@ def section(results: Results) -> list[str]:
             "a quiet stretch follows; *downtime*: first failure to recovery; *later*: failures after it, "
             "in brackets those that reused the source port of a failed connect (a stale conntrack entry "
             "on the node they entered still DNATs that 4-tuple to the gone endpoint, for 120 s).", ""]
+    if any((a.get("figures") or {}).get("later_healthcheck_flap") for a in avail):
+        out[-2] += (" In square brackets: later failures sent while a load balancer held a node that did "
+                    "not fail as unhealthy (its health checks were answered late: the machine could not "
+                    "keep up).")
     rows = []
     for a in avail:
         f = a.get("figures") or {}

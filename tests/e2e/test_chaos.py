@@ -255,8 +255,10 @@ def test_node_failure_scenario_passes_and_leaves_nothing(tmp_path):
     assert avail["probe-cluster"]["figures"]["requests_lost"] > 0
     for a in avail.values():   # back at 100% success for 5 s within 12 s of the crash
         assert a["ok"] and a["figures"]["recovered"] and a["figures"]["recover_s"] <= 12.0
-        # any later failure reused the source port of a connect that failed in the outage
-        assert a["figures"]["later_failures"] == a["figures"]["later_stale_conntrack"]
+        # any later failure reused the source port of a connect that failed in the outage, or
+        # was sent while a busy machine's late health-check answers flapped a surviving node
+        f = a["figures"]
+        assert f["later_failures"] == f["later_stale_conntrack"] + f["later_healthcheck_flap"], f
     ph = avail["probe-cluster"]["phases"]
     assert 5.0 <= ph["node_silent_s"] <= 6.0               # grace 5 s since the last lease, within 20%
     assert 10.0 <= ph["pods_evicted_s"] - ph["node_tainted_s"] <= 12.0   # tolerationSeconds 10 s

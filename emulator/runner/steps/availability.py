@@ -10,7 +10,7 @@ from emulator.runner.steps.fault import FaultRun, state
 from emulator.runner.steps.registry import step
 
 
-def phases(ctx, fault: FaultRun) -> dict[str, Any]:
+def phases(ctx, fault: FaultRun, health: list[dict] | None) -> dict[str, Any]:
     """The control plane's reaction to a fault, in seconds after it, per Service where it applies."""
     client = ctx.client
     nodes = set(fault.nodes)
@@ -22,7 +22,6 @@ def phases(ctx, fault: FaultRun) -> dict[str, Any]:
     events = client.timed_events("EndpointSlice", fault.t)
     for svc, v in availability.endpoint_phases(events, fault.slices_before, nodes, fault.t).items():
         per_svc.setdefault(svc, {}).update(v)
-    health = client.health_events()
     if health is not None:
         for key, v in availability.health_phases(health, nodes, fault.t).items():
             per_svc.setdefault(key.split("/", 1)[-1], {}).update(v)
@@ -45,7 +44,9 @@ def run_availability(s, ctx) -> dict:
         raise KubemuError(f"flow {a.flow} has not run")
     st = state(ctx)
     fault = st.faults[a.fault] if a.fault else next(iter(st.faults.values()))
-    figs = availability.analyze(records, fault.t, stable_s=a.stable)
+    health = ctx.client.health_events()
+    flaps = availability.flap_windows(health, set(fault.nodes), fault.t) if health is not None else []
+    figs = availability.analyze(records, fault.t, stable_s=a.stable, flaps=flaps)
     checks = []
     if a.recovered_within is not None:
         v = figs["recover_s"] if figs["recovered"] else float("inf")
@@ -62,5 +63,5 @@ def run_availability(s, ctx) -> dict:
             v = availability.metric(figs, m)
             checks.append({"metric": m, "expected": str(bound), "actual": v, "ok": bound.holds(v)})
     return {"step": "availability", "flow": a.flow, "fault": fault.name, "fault_action": fault.action,
-            "fault_t": round(fault.t, 6), "nodes": fault.nodes, "figures": figs, "phases": phases(ctx, fault),
+            "fault_t": round(fault.t, 6), "nodes": fault.nodes, "figures": figs, "phases": phases(ctx, fault, health),
             "checks": checks, "ok": all(c["ok"] for c in checks)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.report.availability import (
-    analyze, bins, endpoint_phases, health_phases, lifecycle_phases, metric, stale_conntrack,
+    analyze, bins, endpoint_phases, flap_windows, health_phases, lifecycle_phases, metric, stale_conntrack,
 )
 
 pytestmark = pytest.mark.unit
@@ -100,3 +100,19 @@ def test_later_failures_that_reuse_a_failed_connects_source_port_are_attributed_
     recs[85]["t_start"] = T0 + 8.5
     recs[3]["connect_ms"] = 1.0
     assert analyze(recs, T0 + 0.25, stable_s=5.0)["later_stale_conntrack"] == 0
+
+
+def test_later_failures_in_a_surviving_nodes_health_check_flap_are_counted_apart():
+    """As in a loaded CI run: a node that did not fail answered its Local health checks late,
+    was held unhealthy for 0.8 s, and the load balancer had no backend meanwhile."""
+    ev = [{"time": T0 + 0.3, "service": "default/web-local", "node": "b", "healthy": False},
+          {"time": T0 + 8.0, "service": "default/web-local", "node": "c", "healthy": False},
+          {"time": T0 + 8.8, "service": "default/web-local", "node": "c", "healthy": True},
+          {"time": T0 + 9.5, "service": "default/web-cluster", "node": "a", "healthy": False}]
+    flaps = flap_windows(ev, {"b"}, T0 + 0.25)
+    assert flaps == [(T0 + 8.0, T0 + 8.8), (T0 + 9.5, float("inf"))]   # b failed: not a flap
+    assert flap_windows(ev, {"b"}, T0 + 9.0) == [(T0 + 9.5, float("inf"))]
+    recs = flow("..." + "tt" + "." * 78 + "tt" + "." * 8 + "t" + "...")   # 10/s: 8.3, 8.4 and 9.3 s
+    f = analyze(recs, T0 + 0.25, stable_s=5.0, flaps=flaps)
+    assert f["later_failures"] == 3 and f["later_healthcheck_flap"] == 2 and f["later_stale_conntrack"] == 0
+    assert analyze(recs, T0 + 0.25, stable_s=5.0)["later_healthcheck_flap"] == 0
