@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass, field
 
 from emulator.kernel import netns
+from emulator.kernel.procs import children
 from emulator.workloads.agnhost import agnhost_argv, parse_connect_args, parse_netexec_args
 
 log = logging.getLogger(__name__)
@@ -107,20 +108,6 @@ class PodProcesses:
             except subprocess.TimeoutExpired:
                 log.warning("process %d did not end after SIGKILL", p.pid)
         self.procs.clear()
-
-
-def children(pids: list[int]) -> list[int]:
-    """The live children of `pids` (by parent pid, from /proc)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) in pids:
-                        out.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
 
 
 def start_process(pod_netns: str, argv: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:

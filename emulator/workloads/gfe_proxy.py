@@ -22,7 +22,7 @@ import threading
 import time
 
 from emulator.errors import KernelError
-from emulator.kernel import links, netns
+from emulator.kernel import links, netns, procs
 
 log = logging.getLogger(__name__)
 HAPROXY = "/usr/sbin/haproxy"
@@ -97,14 +97,7 @@ class HaproxyRunner:
 
     def _workers(self) -> set[int]:
         """Pids of the master's children (its current and old workers)."""
-        if self.proc is None:
-            return set()
-        pid = self.proc.pid
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                return {int(x) for x in f.read().split()}
-        except OSError:
-            return set()
+        return set(procs.children([self.proc.pid])) if self.proc is not None else set()
 
     def info(self) -> dict:
         return {"pid": self.proc.pid if self.proc else None, "reloads": self.reloads,
