@@ -209,6 +209,9 @@ class AssertSpec(StrictModel):
     SET_METRICS: ClassVar[tuple[str, ...]] = ("client_ips_seen", "nodes_served", "entered_nodes", "statuses_seen",
                                               "answers")
     flow: DnsLabel
+    minus: DnsLabel | None = Field(
+        default=None, description="another flow: each numeric bound holds for this flow's value minus that "
+                                  "flow's (e.g. the penalty with delay minus the one without)")
     success_ratio: ComparisonField | None = None
     refused_ratio: ComparisonField | None = None
     timeout_ratio: ComparisonField | None = None
@@ -259,12 +262,20 @@ class AssertSpec(StrictModel):
             for metric in getattr(self, key) or {}:
                 if metric not in self.SET_METRICS:
                     raise ValueError(f"{key}: {metric!r} is not a set metric ({', '.join(self.SET_METRICS)})")
+        if self.minus is not None:
+            other = [n for n in self.set_checks()] + (["contains"] if self.contains else []) + \
+                (["not_contains"] if self.not_contains else []) + [n for n in self.checks() if "_ci_" in n]
+            if other:
+                raise ValueError(f"minus compares point values only; it cannot go with {', '.join(other)} "
+                                 "(an interval's end minus another's means nothing)")
+            if self.minus == self.flow:
+                raise ValueError("minus names the flow itself")
         return self
 
     @classmethod
     def _metrics(cls) -> list[str]:
         """Names of the metric fields."""
-        return [n for n in cls.model_fields if n not in ("flow", "contains", "not_contains")]
+        return [n for n in cls.model_fields if n not in ("flow", "minus", "contains", "not_contains")]
 
     def checks(self) -> dict[str, Comparison]:
         """metric name -> bound, for the numeric metrics given."""

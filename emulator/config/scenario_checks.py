@@ -66,10 +66,12 @@ def scenario_problems(scenario: Scenario) -> list[tuple[Loc, str]]:
         elif isinstance(step, AssertStep) and isinstance(step.assert_, ObjectCondition):
             pass
         elif isinstance(step, AssertStep):
-            if step.assert_.flow not in flows:
-                known = ", ".join(sorted(flows)) or "none yet"
-                problems.append((("steps", i, "assert", "flow"),
-                                 f"no earlier traffic step named {step.assert_.flow!r} (flows: {known})"))
+            for field in ("flow", "minus"):
+                name = getattr(step.assert_, field)
+                if name is not None and name not in flows:
+                    known = ", ".join(sorted(flows)) or "none yet"
+                    problems.append((("steps", i, "assert", field),
+                                     f"no earlier traffic step named {name!r} (flows: {known})"))
             for j, ip in enumerate(step.assert_.client_ips_seen or []):
                 problems += [(("steps", i, "assert", "client_ips_seen", j), m)
                              for m in _placeholder_problems(scenario, ip)]

@@ -47,21 +47,19 @@ def run_assert(s, ctx) -> dict:
     summary = ctx.summaries.get(a.flow)
     if summary is None:
         raise KubemuError(f"flow {a.flow} has not run")
+    if a.minus is not None:
+        if a.minus in ctx.flows.runs:
+            flows.finish(a.minus, ctx)
+        if ctx.summaries.get(a.minus) is None:
+            raise KubemuError(f"flow {a.minus} has not run")
     checks = []
     for metric, bound in a.checks().items():
-        if metric == "extra_hop_ratio":
-            value = extra_hop_ratio(ctx.records[a.flow], ctx.cluster.plan)
-        elif metric == "entered_without_pod_ratio":
-            value = entered_without_pod_ratio(ctx.records[a.flow], ctx.cluster.plan)
-        elif metric == "extra_hop_penalty_ms":
-            value = extra_hop_penalty_ms(ctx.records[a.flow], ctx.cluster.plan)
-        elif metric.endswith(("_ci_low", "_ci_high")):   # seeded as the report's study section
-            base, end = metric.rsplit("_ci_", 1)
-            seed = f"{ctx.scenario.seed or 0}:{a.flow}" + (":p50" if base == "p50_ms" else "")
-            value = study.estimate(ctx.records[a.flow], ctx.cluster.plan.nodes, base, seed)["ci_" + end]
-        else:
-            value = metric_value(summary, metric)
-        checks.append({"metric": metric, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
+        value = flow_metric(a.flow, metric, ctx)
+        label = metric
+        if a.minus is not None:
+            value -= flow_metric(a.minus, metric, ctx)
+            label = f"{metric} minus {a.minus}'s"
+        checks.append({"metric": label, "expected": str(bound), "actual": value, "ok": bound.holds(value)})
     for metric, wanted in a.set_checks().items():
         want = sorted({_expected_value(w, ctx) for w in wanted})
         got = set_metric(metric, summary, ctx.records[a.flow], ctx.cluster.plan)
@@ -73,6 +71,22 @@ def run_assert(s, ctx) -> dict:
             checks.append({"metric": f"{metric} {key}", "expected": want, "actual": got,
                            "ok": holds_(set(want), set(got))})
     return {"step": "assert", "flow": a.flow, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+def flow_metric(flow: str, metric: str, ctx) -> float:
+    """The value of a numeric metric of a flow that has run."""
+    records = ctx.records[flow]
+    if metric == "extra_hop_ratio":
+        return extra_hop_ratio(records, ctx.cluster.plan)
+    if metric == "entered_without_pod_ratio":
+        return entered_without_pod_ratio(records, ctx.cluster.plan)
+    if metric == "extra_hop_penalty_ms":
+        return extra_hop_penalty_ms(records, ctx.cluster.plan)
+    if metric.endswith(("_ci_low", "_ci_high")):   # seeded as the report's study section
+        base, end = metric.rsplit("_ci_", 1)
+        seed = f"{ctx.scenario.seed or 0}:{flow}" + (":p50" if base == "p50_ms" else "")
+        return study.estimate(records, ctx.cluster.plan.nodes, base, seed)["ci_" + end]
+    return metric_value(ctx.summaries[flow], metric)
 
 
 def run_object_assert(s, ctx) -> dict:

@@ -140,3 +140,29 @@ def test_assert_on_interval_ends_matches_the_report(tmp_path):
     assert got["p50_ms_ci_high"]["actual"] == an["arms"]["a"]["p50"]["ci_high"]
     assert got["extra_hop_penalty_ms_ci_low"]["ok"] and not got["extra_hop_penalty_ms_ci_high"]["ok"]
     assert out["ok"] is False
+
+
+def test_assert_minus_bounds_the_difference_between_two_flows():
+    from types import SimpleNamespace
+
+    from emulator.config.scenario import AssertStep
+    from emulator.report import stats
+    from emulator.runner.steps.assert_ import run_assert
+    plain = [rec(t, 1.0, "n1", "n1") for t in (1, 2) for _ in range(10)] + \
+            [rec(t, 1.5, "n1", "n2") for t in (1, 2) for _ in range(30)]
+    delayed = [rec(t, 1.0, "n1", "n1") for t in (1, 2) for _ in range(10)] + \
+              [rec(t, 5.5, "n1", "n2") for t in (1, 2) for _ in range(30)]
+    flows = {"tog-plain": plain, "tog-delayed": delayed}
+    ctx = SimpleNamespace(flows=SimpleNamespace(runs={}), records=flows,
+                          summaries={k: stats.summarize(v) for k, v in flows.items()}, scenario=SimpleNamespace(seed=8),
+                          cluster=SimpleNamespace(plan=SimpleNamespace(nodes=NODES)))
+    step = AssertStep.model_validate({"assert": {"flow": "tog-delayed", "minus": "tog-plain",
+                                                 "extra_hop_penalty_ms": ">= 3.5", "p50_ms": ">= 5"}})
+    out = run_assert(step, ctx)
+    got = {c["metric"]: c for c in out["checks"]}
+    assert got["extra_hop_penalty_ms minus tog-plain's"]["actual"] == pytest.approx(4.0)
+    assert got["extra_hop_penalty_ms minus tog-plain's"]["ok"] is True
+    assert got["p50_ms minus tog-plain's"]["actual"] == pytest.approx(4.0) and out["ok"] is False
+    with pytest.raises(Exception, match="has not run"):
+        run_assert(AssertStep.model_validate({"assert": {"flow": "tog-plain", "minus": "other", "p50_ms": "> 0"}}),
+                   ctx)
