@@ -2,7 +2,10 @@
 
 Shared by the generators. A flow ends after `--requests` requests or `--duration`
 seconds, whichever comes first, or on SIGTERM/SIGINT; requests in flight always finish
-(each is bounded by its own timeout) so their records are written.
+(each is bounded by its own timeout) so their records are written. At a fixed rate the
+duration bounds the schedule: every request due in the first `--duration` seconds is
+sent, late if the generator fell behind (a stalled machine), so a flow of rate R over D
+seconds is R x D requests however busy the machine was; their start times show the lag.
 """
 from __future__ import annotations
 
@@ -68,13 +71,15 @@ async def drive(one: Callable[[int], Awaitable[None]], requests: int | None, dur
     if rate is not None:
         tasks: set[asyncio.Task] = set()
         for seq in counter:
+            if deadline is not None and start + seq / rate >= deadline:
+                break                    # due after the duration (sent late if we lag)
             delay = start + seq / rate - loop.time()
             if delay > 0:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
-            if not more(seq):
+            if (requests is not None and seq >= requests) or stop.is_set():
                 break
             task = loop.create_task(one(seq))
             tasks.add(task)

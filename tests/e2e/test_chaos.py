@@ -55,16 +55,18 @@ def lb_url(c: ClusterHandle, svc: str) -> str:
     return f"http://{s['status']['loadBalancer']['ingress'][0]['ip']}/hostname"
 
 
-def ok_ratio(c: ClusterHandle, svc: str, n: int = 40) -> float:
-    recs = c.http_load("host/inet-1", lb_url(c, svc), requests=n, timeout=1.0)
+def ok_ratio(c: ClusterHandle, svc: str, n: int = 40, timeout: float = 1.0) -> float:
+    recs = c.http_load("host/inet-1", lb_url(c, svc), requests=n, timeout=timeout)
     return sum(r["outcome"] == "ok" for r in recs) / len(recs)
 
 
-def back_to_full(c: ClusterHandle, timeout: float = 40) -> None:
-    """Both load balancers answer every request of a 40-request flow (retried until `timeout`)."""
+def back_to_full(c: ClusterHandle, timeout: float = 60) -> None:
+    """Both load balancers answer every request of a 40-request flow (retried until `timeout`;
+    each request may take 3 s, so that a SYN lost while a busy machine starves the datapath
+    is retransmitted rather than counted as no recovery)."""
     deadline = time.time() + timeout
     while True:
-        ratios = {svc: ok_ratio(c, svc) for svc in ("web-cluster", "web-local")}
+        ratios = {svc: ok_ratio(c, svc, timeout=3.0) for svc in ("web-cluster", "web-local")}
         if all(r == 1.0 for r in ratios.values()):
             return
         assert time.time() < deadline, f"traffic did not recover: {ratios}"

@@ -117,7 +117,9 @@ def test_jitter_spreads_rtts(pair):
     qs = statistics.quantiles(steady, n=4)
     # uniform ±2 ms: interquartile range ~2 ms, against ~0 without jitter
     assert q[2] - q[0] >= 1.0 and q[2] - q[0] > 3 * (qs[2] - qs[0]), (q, qs)
-    assert min(jittered) < min(steady) - 0.5 and max(jittered) > max(steady) + 0.5
+    # both tails spread (deciles, not min/max: one scheduling stall on a busy machine is a max)
+    d, ds = statistics.quantiles(jittered, n=10), statistics.quantiles(steady, n=10)
+    assert d[0] < ds[0] - 0.5 and d[8] > ds[8] + 0.5, (d, ds)
 
 
 def test_internet_delay_on_both_ends(tmp_path):

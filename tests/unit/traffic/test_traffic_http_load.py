@@ -113,10 +113,10 @@ def test_chunked_body_hostname_fallback_and_stale_keepalive_retry(tmp_path):
 def test_rate_and_duration(netexec, tmp_path):
     recs, _ = run_tool(HTTP, ["--url", f"http://127.0.0.1:{netexec.http_port}/hostname",
                               "--rate", "100", "--duration", "0.5"], tmp_path)
-    assert 40 <= len(recs) <= 52 and {r["outcome"] for r in recs} == {"ok"}
+    # exactly the 50 requests due in 0.5 s at 100/s, however busy the machine (late ones go late)
+    assert len(recs) == 50 and {r["outcome"] for r in recs} == {"ok"}
     starts = sorted(r["t_start"] for r in recs)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert 0.005 < sum(gaps) / len(gaps) < 0.015
+    assert starts[-1] - starts[0] >= 0.4      # paced over the duration, not sent at once
 
 
 def test_sigterm_stops_early_and_keeps_records(netexec, tmp_path):
@@ -124,7 +124,9 @@ def test_sigterm_stops_early_and_keeps_records(netexec, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", HTTP, "--url", f"http://127.0.0.1:{netexec.http_port}/",
                              "--duration", "30", "--rate", "50", "--out", str(out)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    deadline = time.time() + 60           # started and sending (however slow the machine): then stop it
+    while (not out.exists() or len(out.read_text().splitlines()) < 10) and time.time() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
