@@ -90,20 +90,20 @@ def test_live_run_serves_exec_logs_traffic_events_until_kubemu_down(tmp_path):
         wait_until(lambda: ready("Deployment", "web") and ready("Pod", "client"), 60, "web and client ready")
 
         # exec: the client pod asks the Service by its DNS name; stdout and the exit code come back
-        res = kubemu("exec", "client", "--", POD_PYTHON, "-c", IN_POD_GET,
+        res = kubemu("exec", "--run", run_id, "client", "--", POD_PYTHON, "-c", IN_POD_GET,
                      "http://web.default.svc.cluster.local/hostname")
         assert res.returncode == 0, res.stderr
         backend = res.stdout.strip()
         assert re.fullmatch(r"web-[0-9a-f]+-[a-z0-9]{5}", backend), res.stdout
-        assert kubemu("exec", "client", "--", "sh", "-c", "echo err >&2; exit 7").returncode == 7
+        assert kubemu("exec", "--run", run_id, "client", "--", "sh", "-c", "echo err >&2; exit 7").returncode == 7
 
         # logs: the netexec pod that answered logged the request
-        res = kubemu("logs", backend)
+        res = kubemu("logs", "--run", run_id, backend)
         assert res.returncode == 0 and re.search(r"^I\d{4} [\d:.]+ +1 netexec.go\] GET /hostname from 10\.",
                                                  res.stdout, re.M), res.stdout
 
         # traffic: an ad hoc flow run by the live driver, the scenario step's summary
-        res = kubemu("traffic", "--from", "pod/client", "http://web.default.svc.cluster.local/hostname",
+        res = kubemu("traffic", "--run", run_id, "--from", "pod/client", "http://web.default.svc.cluster.local/hostname",
                      "--requests", "200", "--concurrency", "4", timeout=120)
         assert res.returncode == 0, res.stdout + res.stderr
         assert re.search(r"adhoc-1 .*http .*200 .*100\.0% .*6 ", res.stdout), res.stdout
@@ -122,7 +122,7 @@ def test_live_run_serves_exec_logs_traffic_events_until_kubemu_down(tmp_path):
             warnings.warn("kubectl and in-cluster client checks skipped: emulator.kubeapi (the HTTPS API "
                           "endpoint) is not in this build")
 
-        res = kubemu("down", timeout=180)
+        res = kubemu("down", run_id, timeout=180)
         assert res.returncode == 0 and f"kubemu{run_id}: down" in res.stdout, res.stdout + res.stderr
         proc.wait(30)
         assert proc.returncode == 0, "".join(out.lines)
@@ -134,7 +134,7 @@ def test_live_run_serves_exec_logs_traffic_events_until_kubemu_down(tmp_path):
     assert "torn down" in "".join(out.lines)
     results = json.load(open(next(tmp_path.glob("*/results.json"))))
     assert results["flows"]["adhoc-1"]["success_ratio"] == 1.0
-    assert kubemu("ls").stdout.strip() == "no live runs"
+    assert run_id not in kubemu("ls").stdout   # (another live run on the machine may be listed)
     assert leftovers(run_id) == []
     assert root_namespace_state() == before
 
@@ -163,7 +163,7 @@ def _check_kubectl(tmp_path, run_id: str, backend: str) -> None:
                              capture_output=True, text=True, env=env, timeout=60)
         assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr
     # in-cluster clients: the token and CA at the usual path, the `kubernetes` Service
-    res = kubemu("exec", "client", "--", POD_PYTHON, "-c", IN_POD_API, SA)
+    res = kubemu("exec", "--run", run_id, "client", "--", POD_PYTHON, "-c", IN_POD_API, SA)
     assert res.returncode == 0 and int(res.stdout) >= 7, res.stdout + res.stderr
-    res = kubemu("exec", "client", "--", POD_PYTHON, "-c", IN_POD_CLIENT)   # the official client
+    res = kubemu("exec", "--run", run_id, "client", "--", POD_PYTHON, "-c", IN_POD_CLIENT)   # the official client
     assert res.returncode == 0 and int(res.stdout) >= 7, res.stdout + res.stderr
