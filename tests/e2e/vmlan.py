@@ -1,7 +1,7 @@
 """A LAN of "VMs" for tests: each machine a network namespace with its own address on a Linux bridge.
 
 `VmLan(3)` makes `kbvm<id>-lan` (the LAN's bridge) and `kbvm<id>-vm<i>` (one per machine,
-`eth0` = 198.51.100.<10+i>/24 with a default route, as a VM's NIC), all carrying the test
+`eth0` = 172.30.77.<10+i>/24 with a default route, as a VM's NIC; MTU 1500 unless told), all carrying the test
 prefix `kbvm<id>` and removed by `destroy`. On them a Ray cluster is started the way the
 README says for real VMs (`ray start --head` on the first, `ray start --address` on the
 others, RAY_AUTH_MODE=token), with two differences a shared host needs: each node keeps
@@ -37,9 +37,9 @@ def sh(*argv: str, check: bool = True, timeout: float = 60, env: dict | None = N
 class VmLan:
     """`count` machines on one bridge; `ray_up` starts a Ray node in each."""
 
-    def __init__(self, count: int, log_dir: str) -> None:
+    def __init__(self, count: int, log_dir: str, mtu: int = 1500) -> None:
         self.prefix = f"kbvm{new_run_id()}"
-        self.count, self.log_dir = count, log_dir
+        self.count, self.log_dir, self.mtu = count, log_dir, mtu
         self.lan = f"{self.prefix}-lan"
         self.vms = [f"{self.prefix}-vm{i}" for i in range(count)]
         self.addrs = [f"{SUBNET}.{10 + i}" for i in range(count)]
@@ -51,12 +51,12 @@ class VmLan:
 
     def create(self) -> "VmLan":
         sh("ip", "netns", "add", self.lan)
-        sh("ip", "-n", self.lan, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.lan, "link", "add", "br0", "mtu", str(self.mtu), "type", "bridge")
         sh("ip", "-n", self.lan, "link", "set", "br0", "up")
         for i, (vm, addr) in enumerate(zip(self.vms, self.addrs)):
             sh("ip", "netns", "add", vm)
-            sh("ip", "link", "add", "eth0", "netns", vm, "type", "veth", "peer", "name", f"{self.prefix}p{i}",
-               "netns", self.lan)
+            sh("ip", "link", "add", "eth0", "mtu", str(self.mtu), "netns", vm, "type", "veth", "peer", "name",
+               f"{self.prefix}p{i}", "mtu", str(self.mtu), "netns", self.lan)
             sh("ip", "-n", self.lan, "link", "set", f"{self.prefix}p{i}", "master", "br0", "up")
             for cmd in (["link", "set", "lo", "up"], ["addr", "add", f"{addr}/24", "dev", "eth0"],
                         ["link", "set", "eth0", "up"], ["route", "add", "default", "via", GATEWAY]):
