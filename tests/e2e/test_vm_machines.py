@@ -108,3 +108,21 @@ def test_cross_machine_iperf3_crosses_the_kernel_underlay(iperf) -> None:
 
 def test_nothing_left_on_the_machines(quickstart, iperf) -> None:
     assert quickstart["left"] == [] and iperf["left"] == []
+
+
+@pytest.fixture(scope="module")
+def outage(lan, tmp_path_factory) -> dict:
+    """scenarios/zone-outage.yaml on the VMs: machine 1's fabric fails (its kernel underlay link
+    goes down) under load-balanced probes, then recovers. Its Ray node stays up (not yet failed)."""
+    return run_on(lan, tmp_path_factory.mktemp("outage"), os.path.join(ROOT, "scenarios", "zone-outage.yaml"))
+
+
+def test_zone_outage_heals_and_recovers_on_vms(outage) -> None:
+    assert outage["rc"] == 0, outage["out"][-3000:] + outage["err"][-2000:]
+    res = outage["results"]
+    assert res["machines"]["underlay"]["kind"] == "kernel-vxlan"
+    [avail] = [s for s in res["steps"] if s["step"] == "availability"]
+    assert avail["ok"] and avail["figures"]["recovered"] and avail["figures"]["requests_lost"] > 0
+    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0   # over the recovered underlay link
+    assert res["machines"]["underlay"]["links"][1]["tx_packets"] > 0
+    assert outage["left"] == []
