@@ -23,8 +23,7 @@ from __future__ import annotations
 import json
 import re
 
-from emulator.kernel import links
-from emulator.kernel.command import run
+from emulator.kernel import links, vxlan
 from emulator.naming import RunNames
 
 UDP_PORT = 48479
@@ -41,13 +40,6 @@ def vni(run_id: str) -> int:
 def link_name(names: RunNames, machine: int) -> str:
     """Machine i's kernel VXLAN device."""
     return names.ifname("x", machine)
-
-
-def create_argv(name: str, run_id: str, local_ip: str, peers: int, mtu: int, host_netns: str | None) -> list[str]:
-    """`ip link add` of the device, in `host_netns` (None: this process's namespace)."""
-    return ["ip", *(["-n", host_netns] if host_netns else []), "link", "add", name, "mtu", str(mtu), "type",
-            "vxlan", "id", str(vni(run_id)), "local", local_ip, "dstport", str(UDP_PORT), "learning",
-            "maxaddress", str(peers + 1), "ttl", "64"]
 
 
 def fdb_lines(name: str, own_mac: str, peers: dict[str, str]) -> list[str]:
@@ -94,10 +86,10 @@ class KernelWire:
 
         Raises KernelError if the kernel cannot (no vxlan module, the UDP port taken, the VNI
         in use); the device is gone again then."""
-        run(create_argv(self.name, self.names.run_id, self.local_ip, self.peers, self.mtu, self.host_netns))
+        vxlan.add(self.name, vni(self.names.run_id), self.local_ip, UDP_PORT, self.peers + 1, self.mtu,
+                  self.host_netns)   # FDB: a permanent entry per other machine and the flood entry
         try:
-            run(["ip", *(["-n", self.host_netns] if self.host_netns else []), "link", "set", self.name,
-                 "netns", self.fabric_netns])
+            vxlan.move(self.name, self.host_netns, self.fabric_netns)
             links.ip_batch(self.fabric_netns, [f"link set {self.name} up"])  # binds the UDP socket
         except Exception:
             self.stop()
@@ -105,11 +97,10 @@ class KernelWire:
 
     def set_peers(self, own_mac: str, peers: dict[str, str]) -> None:
         """The FDB towards the other machines (see `fdb_lines`)."""
-        run(["bridge", "-n", self.fabric_netns, "-batch", "-"],
-            "\n".join(fdb_lines(self.name, own_mac, peers)) + "\n")
+        vxlan.fdb_batch(self.fabric_netns, fdb_lines(self.name, own_mac, peers))
 
     def counters(self) -> dict[str, int]:
-        return parse_link_stats(run(["ip", "-n", self.fabric_netns, "-s", "-j", "link", "show", self.name]))
+        return parse_link_stats(vxlan.stats_json(self.fabric_netns, self.name))
 
     def stop(self) -> None:
         """Delete the device wherever it is (it also goes with the fabric namespace)."""

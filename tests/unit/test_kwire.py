@@ -6,6 +6,7 @@ import json
 import pytest
 
 from emulator.fabric import kwire
+from emulator.kernel import vxlan
 from emulator.naming import RunNames
 
 pytestmark = pytest.mark.unit
@@ -35,12 +36,13 @@ def test_fdb_refuses_a_malformed_mac() -> None:
 def test_device_is_named_by_the_run_and_its_fdb_holds_only_the_static_entries() -> None:
     names = RunNames("q3zx")
     assert kwire.link_name(names, 2) == "kubemuq3zxx2"
-    argv = kwire.create_argv("kubemuq3zxx2", "q3zx", "10.0.0.3", 2, 1600, None)
+    argv = vxlan.create_argv("kubemuq3zxx2", kwire.vni("q3zx"), "10.0.0.3", kwire.UDP_PORT, 3, 1600, None)
     assert argv[:4] == ["ip", "link", "add", "kubemuq3zxx2"]
     assert argv[argv.index("maxaddress") + 1] == "3" and "learning" in argv
     assert argv[argv.index("local") + 1] == "10.0.0.3"
     assert argv[argv.index("id") + 1] == str(kwire.vni("q3zx"))
-    assert kwire.create_argv("d", "q3zx", "10.0.0.3", 2, 1600, "vm1")[:3] == ["ip", "-n", "vm1"]
+    assert argv[argv.index("dstport") + 1] == "48479"
+    assert vxlan.create_argv("d", 1, "10.0.0.3", 1, 3, 1600, "vm1")[:3] == ["ip", "-n", "vm1"]
 
 
 def test_filter_accepts_known_macs_from_the_device_and_drops_the_rest() -> None:
