@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import struct
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from emulator.fabric.machine import Machine
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames, new_run_id
 from emulator.kernel import netns as kns
+from emulator.kernel import vxlan
 from fabric_helpers import free_port, join_by_veth, leftovers, sh
 from test_fabric_netns import ROUTER_MAC, VPC_GW, ping, tcp_transfer
 
@@ -219,6 +221,24 @@ def test_kernel_wire_takes_frames_only_from_the_run_machines() -> None:
         send(VM_ADDRS[0], mac0)                    # the real machine 0
         assert settled(accepted, base + 1) == base + 1   # only this one reached the bridge
         assert m1.underlay_counters()["kind"] == "kernel-vxlan"
+
+
+def test_kubemu_clean_on_a_machine_removes_a_kernel_wire_left_in_its_namespace() -> None:
+    """A driver killed between creating a machine's device and moving it leaves it in the
+    machine's root namespace: `kubemu clean ID` run there (as on a VM) removes it."""
+    names = RunNames(new_run_id())
+    vm = f"kbvm{new_run_id()}-vm0"   # the "machine": not of the run, so clean leaves it
+    dev = kwire.link_name(names, 0)
+    sh("ip", "netns", "add", vm)
+    try:
+        vxlan.add(dev, kwire.vni(names.run_id), VM_ADDRS[0], kwire.UDP_PORT, 2, underlay.UNDERLAY_MTU, vm)
+        assert dev in sh("ip", "-n", vm, "-o", "link")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = sh("ip", "netns", "exec", vm, "env", f"PYTHONPATH={root}", sys.executable, "-m", "emulator.cli",
+                 "clean", names.run_id)
+        assert dev not in sh("ip", "-n", vm, "-o", "link"), out
+    finally:
+        sh("ip", "netns", "del", vm)
 
 
 @pytest.fixture(scope="module", params=["bridge", "udp", "kernel"])
