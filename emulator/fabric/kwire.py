@@ -90,7 +90,7 @@ class KernelWire:
                   self.host_netns)   # FDB: a permanent entry per other machine and the flood entry
         try:
             vxlan.move(self.name, self.host_netns, self.fabric_netns)
-            links.ip_batch(self.fabric_netns, [f"link set {self.name} up"])  # binds the UDP socket
+            links.set_link_up(self.fabric_netns, self.name, True)  # binds the UDP socket
         except Exception:
             self.stop()
             raise

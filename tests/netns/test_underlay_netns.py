@@ -241,6 +241,26 @@ def test_kubemu_clean_on_a_machine_removes_a_kernel_wire_left_in_its_namespace()
         sh("ip", "netns", "del", vm)
 
 
+def test_kernel_wire_refused_when_its_port_is_taken_leaves_no_device() -> None:
+    """UDP 48479 held by another program on the machine: the kernel path fails (the run falls
+    back to the relay) and neither namespace keeps the device."""
+    names = RunNames(new_run_id())
+    vm, fabric = f"kbvm{new_run_id()}-vm0", names.fabric_netns(0)
+    sh("ip", "netns", "add", vm)
+    sh("ip", "netns", "add", fabric)
+    try:
+        sh("ip", "-n", vm, "link", "set", "lo", "up")
+        with contextlib.closing(kns.socket_in(vm, socket.AF_INET, socket.SOCK_DGRAM,
+                                              bind=("0.0.0.0", kwire.UDP_PORT), reuse=False)):
+            wire = kwire.KernelWire(names, 0, fabric, "127.0.0.1", 1, underlay.UNDERLAY_MTU, host_netns=vm)
+            with pytest.raises(Exception, match="(?i)address already in use|in use"):
+                wire.start()
+        assert wire.name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabric, "-o", "link")
+    finally:
+        sh("ip", "netns", "del", fabric)
+        sh("ip", "netns", "del", vm)
+
+
 @pytest.fixture(scope="module", params=["bridge", "udp", "kernel"])
 def tm(request) -> Iterator[TwoMachines]:
     with two_machines(request.param) as t:
