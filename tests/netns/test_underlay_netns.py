@@ -261,6 +261,27 @@ def test_kernel_wire_refused_when_its_port_is_taken_leaves_no_device() -> None:
         sh("ip", "netns", "del", vm)
 
 
+def test_two_machines_sharing_one_address_get_no_kernel_wire() -> None:
+    """Two Ray nodes in one namespace (one address): the second device of the run is refused
+    (its VNI is taken there), so such a run falls back to the relay."""
+    names = RunNames(new_run_id())
+    vm, fabrics = f"kbvm{new_run_id()}-vm0", [names.fabric_netns(i) for i in range(2)]
+    for ns in (vm, *fabrics):
+        sh("ip", "netns", "add", ns)
+    try:
+        wires = [kwire.KernelWire(names, i, fabrics[i], "127.0.0.1", 1, underlay.UNDERLAY_MTU, host_netns=vm)
+                 for i in range(2)]
+        wires[0].start()
+        with pytest.raises(Exception, match="VNI"):
+            wires[1].start()
+        assert wires[1].name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabrics[1], "-o", "link")
+        wires[0].stop()
+        assert wires[0].name not in sh("ip", "-n", fabrics[0], "-o", "link")
+    finally:
+        for ns in (*fabrics, vm):
+            sh("ip", "netns", "del", ns)
+
+
 @pytest.fixture(scope="module", params=["bridge", "udp", "kernel"])
 def tm(request) -> Iterator[TwoMachines]:
     with two_machines(request.param) as t:
