@@ -178,16 +178,25 @@ class Machine:
             self.ovs.ofctl("add-flow", bridge, flow)
 
     def underlay_counters(self) -> dict:
-        """What crossed this machine's underlay link, and what it refused."""
+        """What crossed this machine's underlay link, what it refused, and what OVS read of it
+        (frames the link delivered that OVS never read are `lost_before_ovs`)."""
+        bridge = underlay.underlay_bridge(self.names, self.index)
         if self.kwire is not None:
-            bridge = underlay.underlay_bridge(self.names, self.index)
             refused = sum(int(m) for ln in self.ovs.ofctl("dump-flows", bridge).splitlines()
                           if "priority=90," in ln for m in re.findall(r"n_packets=(\d+)", ln))
-            return {"kind": self.kwire.kind, "link": self.kwire.name, **self.kwire.counters(),
-                    "refused_frames": refused}
+            ovs_rx = self._ovs_rx(bridge, self.kwire.name)   # first: OVS never reads ahead of the link
+            dev = self.kwire.counters()
+            return {"kind": self.kwire.kind, "link": self.kwire.name, **dev, "refused_frames": refused,
+                    "ovs_rx_packets": ovs_rx, "lost_before_ovs": max(0, dev["rx_packets"] - ovs_rx)}
         if self.wire is not None:
-            return {"kind": "udp-relay", "link": self.wire.name, **self.wire.frames}
+            ovs_rx = self._ovs_rx(bridge, self.wire.name)
+            return {"kind": "udp-relay", "link": self.wire.name, **self.wire.frames, "ovs_rx_packets": ovs_rx,
+                    "lost_before_ovs": max(0, self.wire.frames["to_tap"] - ovs_rx)}
         return {"kind": "emulated"}
+
+    def _ovs_rx(self, bridge: str, link: str) -> int:
+        """Packets OVS received on `link`, a port of `bridge`."""
+        return underlay.tunnel_counters(self.ovs, bridge, [link])[link].get("rx_packets", 0)
 
     def add_tunnels(self, tunnels: list[dict], neighbors: dict[str, str]) -> dict[str, int]:
         """VXLAN ports to the other machines on the VPC bridge; returns their OpenFlow ports.

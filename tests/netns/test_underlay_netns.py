@@ -317,6 +317,12 @@ def test_full_size_tcp_crosses_machines(tm: TwoMachines) -> None:
     out = tm.mesh[0][0].port_name
     after = tm.counters_once(lambda c: c[out]["tx_bytes"] - before[out]["tx_bytes"] >= nbytes, timeout=10)
     assert after[out]["tx_bytes"] - before[out]["tx_bytes"] >= nbytes
+    if tm.vms or any(m.wire for m in tm.machines):   # real machines' underlay links: what OVS read of them
+        into = tm.machines[1].underlay_counters()
+        delivered = into["rx_packets"] if tm.vms else into["to_tap"]
+        assert delivered >= (nbytes >> 11)   # >= 1 frame per 2 KiB of the transfer
+        assert 0 < into["ovs_rx_packets"] <= delivered
+        assert into["lost_before_ovs"] == delivered - into["ovs_rx_packets"]
 
 
 def test_cutting_a_machine_off_its_underlay_stops_cross_machine_traffic_only(tm: TwoMachines) -> None:
