@@ -6,6 +6,7 @@ the README says for VMs), and `kubemu run --address ... --machines 3 --placement
 runs from inside the first. A user sees: the quickstart passes, every machine's hosts ran
 on that machine's Ray node, the run says it joined the machines with the kernel VXLAN
 underlay and its counters show the requests and a cross-machine iperf3 flow crossed it,
+zone-outage heals and recovers with machine 1's underlay link cut (its Ray node stays up),
 and neither the machines nor this host keep anything of the run or of the test.
 """
 from __future__ import annotations
