@@ -1,8 +1,8 @@
 """A LAN of "VMs" for tests: each machine a network namespace with its own address on a Linux bridge.
 
 `VmLan(3)` makes `kbvm<id>-lan` (the LAN's bridge) and `kbvm<id>-vm<i>` (one per machine,
-`eth0` = 172.30.77.<10+i>/24 with a default route, as a VM's NIC; MTU 1500 unless told), all carrying the test
-prefix `kbvm<id>` and removed by `destroy`. On them a Ray cluster is started the way the
+`eth0` = 172.30.77.<10+i>/24 with a default route, as a VM's NIC; MTU 1500 unless told),
+all carrying the test prefix `kbvm<id>` and removed by `destroy`. On them a Ray cluster is started the way the
 README says for real VMs (`ray start --head` on the first, `ray start --address` on the
 others, RAY_AUTH_MODE=token), with two differences a shared host needs: each node keeps
 its own temp dir (a VM has its own /tmp), and `--block` keeps each node in a session of
@@ -27,7 +27,8 @@ RAY_PORT = 6379
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+def sh(*argv: str, check: bool = True, timeout: float = 60,
+       env: dict | None = None) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {res.stderr or res.stdout}")

@@ -2,10 +2,11 @@
 
 The underlay is the simulated machines' Linux bridge, the real machines' UDP relay, or the
 real machines' kernel VXLAN device (each "machine" then a namespace with its own address
-on a wire, where its device is born). One os-ken controller programs both bridges. Proves that a node on machine 0 reaches a
-node and its pod range on machine 1 (ping), that a multi-megabyte TCP transfer with
-full-size packets crosses (underlay MTU 1600), that the packets really went through the
-tunnel ports (their counters), and that teardown leaves no run-prefixed object behind.
+on a wire, where its device is born). One os-ken controller programs both bridges. Proves
+that a node on machine 0 reaches a node and its pod range on machine 1 (ping), that a
+multi-megabyte TCP transfer with full-size packets crosses (underlay MTU 1600), that the
+packets really went through the tunnel ports (their counters), and that teardown leaves
+no run-prefixed object behind.
 """
 from __future__ import annotations
 
