@@ -33,7 +33,6 @@ from emulator.kernel import links, vxlan
 from emulator.naming import RunNames
 
 UDP_PORT = 48479
-VXLAN_OVERHEAD = 50
 ZERO_MAC = "00:00:00:00:00:00"
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 

@@ -141,8 +141,12 @@ class Machine:
 
     def set_wire_peers(self, peers: dict[str, list]) -> None:
         """Underlay MAC -> [real IP, UDP port] of every machine's wire (this one is left out)."""
-        own = links.link_mac(self.netns, underlay.underlay_bridge(self.names, self.index)).lower()
+        own = self._underlay_mac()
         self.wire.set_peers({mac: (ip, port) for mac, (ip, port) in peers.items() if mac.lower() != own})
+
+    def _underlay_mac(self) -> str:
+        """This machine's MAC on the underlay (its underlay bridge's), lower case."""
+        return links.link_mac(self.netns, underlay.underlay_bridge(self.names, self.index)).lower()
 
     def open_kernel_wire(self, peers: int, local_ip: str | None = None, host_netns: str | None = None) -> str | None:
         """Real machines: the kernel VXLAN device (emulator/fabric/kwire.py) from this machine's
@@ -170,7 +174,7 @@ class Machine:
     def set_kernel_peers(self, peers: dict[str, str]) -> None:
         """Underlay MAC -> real address of every machine: the device's FDB, the bridge's filter."""
         bridge = underlay.underlay_bridge(self.names, self.index)
-        own = links.link_mac(self.netns, bridge).lower()
+        own = self._underlay_mac()
         self.kwire.set_peers(own, peers)
         port = self.ovs.ofports(bridge)[self.kwire.name]
         flows = filter_flows(port, [m for m in peers if m.lower() != own])
