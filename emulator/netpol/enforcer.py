@@ -95,8 +95,8 @@ class NodePolicyAgent:
     """Informer + enforcer + worker thread for one node; `stop()` ends them."""
 
     def __init__(self, api, node_name: str, netns: str, backend: str, min_sync_period: float,
-                 sync_period: float) -> None:
-        runner = IptablesRunner.in_netns(netns, backend=backend)
+                 sync_period: float, lock_file: str | None = None) -> None:
+        runner = IptablesRunner.in_netns(netns, backend=backend, lock_file=lock_file)
         self.informer = Informer(api, KINDS, self._on_event)
         self.enforcer = PolicyEnforcer(node_name, netns, runner, self._snapshot, min_sync_period, sync_period)
         self.seen_rv = 0
