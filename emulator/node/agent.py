@@ -86,6 +86,7 @@ class NodeAgent:
         self.gfe = None   # the Ingress proxy, on Google's front end (prober) host only
         # this host's own xtables lock: kube-proxy, the policy enforcer and impairments share it
         self.xtables_lock = node_lock_file(state_dir(run_id), self.netns)
+        self.informers = None   # the node host's SharedInformers, when it shares its watches
 
     # --- bring-up ---
     def create(self, fabric_netns: str | None) -> HostInfo:
@@ -133,7 +134,7 @@ class NodeAgent:
         self.proxier.sync_mark_fn = lambda: self.seen_rv
         self.proxy_worker = BoundedSyncRunner(self.proxier)
         self.health = HealthServer(self.workloads.loop, self._node_socket, self.proxier)
-        self.svc_informer = Informer(self.api, ["Service", "EndpointSlice"], self._on_proxy_event)
+        self.svc_informer = self._informer(["Service", "EndpointSlice"], self._on_proxy_event)
         self.svc_informer.start()
         self.svc_informer.synced.wait(30)
         self.proxy_worker.start()
@@ -145,8 +146,14 @@ class NodeAgent:
             return
         self.netpol = NodePolicyAgent(self.api, self.name, self.netns, self.spec.iptables_backend,
                                       self.timing.kube_proxy_min_sync_period, self.timing.kube_proxy_sync_period,
-                                      lock_file=self.xtables_lock)
+                                      lock_file=self.xtables_lock, informers=self.informers)
         self.netpol.start()
+
+    def _informer(self, kinds: list[str], handler):
+        """An informer of `kinds` for this node: on the node host's shared watch, or its own."""
+        if self.informers is not None:
+            return self.informers.subscribe(self.api, kinds, handler)
+        return Informer(self.api, kinds, handler)
 
     def netpol_synced_rv(self) -> int:
         """The API resourceVersion of the newest policy/pod/namespace change in the node's rules."""

@@ -9,13 +9,16 @@ on the agent object (emulator/node/chaos.py), so a crashed node leaves the other
 nodes of its process untouched; a machine failure crashes every node placed there.
 
 The driver groups the hosts and keeps a handle per host (emulator/runner/node_hosts.py).
-Each hosted node keeps its own log file (emulator/node/node_logs.py).
+Each hosted node keeps its own log file (emulator/node/node_logs.py). With shared
+informers, the nodes' kube-proxies and policy enforcers share one watch per kind set
+(emulator/api/shared_informer.py) instead of one each.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from emulator.api.shared_informer import SharedInformers
 from emulator.node import node_logs
 from emulator.node.agent import NodeAgent
 from emulator.records.hosts import HostSpec
@@ -24,14 +27,18 @@ from emulator.records.hosts import HostSpec
 class NodeHost:
     """The emulated hosts of one group: builds their agents and runs every call on the one it names."""
 
-    def __init__(self, run_id: str, specs: list[HostSpec], run_dir: str, label: str) -> None:
+    def __init__(self, run_id: str, specs: list[HostSpec], run_dir: str, label: str,
+                 shared_informers: bool = False) -> None:
         self.label = label
         self.logs = node_logs.setup_node_host_logging(run_dir, f"nodehost-{label}")
+        # one watch per kind set for all the nodes here (kube-proxy's, the policy enforcer's)
+        self.informers = SharedInformers() if shared_informers else None
         self.agents: dict[str, NodeAgent] = {}
         for spec in specs:
             self.logs.add_node(spec.name)
             with node_logs.tagged(spec.name):
                 self.agents[spec.name] = NodeAgent(run_id, spec, run_dir)
+                self.agents[spec.name].informers = self.informers
 
     def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run `method` of host `name`'s agent, its log records going to that host's file."""

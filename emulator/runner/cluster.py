@@ -30,7 +30,7 @@ from emulator.records.hosts import HostInfo
 from emulator.runner import cleanup, ray_local, signals
 from emulator.runner.client import ClusterClient
 from emulator.runner.machines import Machines
-from emulator.runner.node_hosts import HOSTS_PER_PROCESS, HostedAgent, max_calls, plan_groups
+from emulator.runner.node_hosts import HOSTS_PER_PROCESS, HostedAgent, max_calls, plan_groups, shared_informers_wanted
 from emulator.runner.plan import RunPlan, node_object, system_objects
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class Cluster:
 
     def __init__(self, run_id: str, run_dir: str, plan: RunPlan, timing: Timing,
                  progress: Progress = lambda s: None, ray_address: str | None = None,
-                 machines: tuple[int, str] | None = None, hosts_per_process: int = HOSTS_PER_PROCESS) -> None:
+                 machines: tuple[int, str] | None = None, hosts_per_process: int = HOSTS_PER_PROCESS,
+                 shared_informers: bool | None = None) -> None:
         self.run_id, self.run_dir, self.plan, self.timing = run_id, run_dir, plan, timing
         self.names = RunNames(run_id)
         self.progress = progress
@@ -64,6 +65,7 @@ class Cluster:
         self.machine_spec = machines or (1, "spread")  # machine count, placement policy
         self.fleet = None  # emulator.runner.machines.Machines
         self.hosts_per_process = hosts_per_process
+        self.shared_informers = shared_informers_wanted() if shared_informers is None else shared_informers
         self.node_hosts: list = []   # NodeHost actors
         self.agents: dict[str, HostedAgent] = {}   # host name -> its agent in its node host
         self.host_info: dict[str, HostInfo] = {}
@@ -173,7 +175,7 @@ class Cluster:
             label = f"{machine}-{k}"
             actor = host_cls.options(name=f"nodehost-{label}", num_cpus=0, max_concurrency=max_calls(len(names)),
                                      **self.fleet.options(machine)).remote(
-                self.run_id, [specs[n] for n in names], self.run_dir, label)
+                self.run_id, [specs[n] for n in names], self.run_dir, label, self.shared_informers)
             self.node_hosts.append(actor)
             self.agents.update({n: HostedAgent(actor, n) for n in names})
         self.agents = {s.name: self.agents[s.name] for s in self.plan.hosts}   # plan order

@@ -9,10 +9,12 @@ keeps working (it pickles, so other actors can hold it too: the cloud controller
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from emulator.fabric.placement import by_machine
 
+SHARED_INFORMERS_ENV = "KUBEMU_SHARED_INFORMERS"   # 1: a node host's nodes share their watches
 HOSTS_PER_PROCESS = 64   # default group size: the GIL, not memory, sets how many fit
 CALLS_PER_HOST = 16      # concurrent calls a host may have (flows, execs, probes, polls)
 MIN_CALLS, MAX_CALLS = 64, 1024
@@ -31,6 +33,11 @@ def plan_groups(placement: dict[str, int], machines: int,
         size = math.ceil(len(hosts) / math.ceil(len(hosts) / per_process))
         out.extend((machine, hosts[i:i + size]) for i in range(0, len(hosts), size))
     return out
+
+
+def shared_informers_wanted() -> bool:
+    """Whether node hosts share one watch per kind set among their nodes (KUBEMU_SHARED_INFORMERS=1)."""
+    return os.environ.get(SHARED_INFORMERS_ENV, "0") == "1"
 
 
 def max_calls(hosts: int) -> int:
