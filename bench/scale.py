@@ -4,19 +4,20 @@
 For each node count (2 netexec pods per node, one client pod) and each machine count (1
 = today's single fabric; 3 = simulated machines joined by VXLAN, placement `spread`),
 prints: seconds to the cluster being up and to the first successful request, the number
-of node host processes (each runs up to --per-process emulated hosts of a machine), memory
-per node counted apart: the run's processes (PSS: shared pages divided among the processes
-that map them; RSS, which counts them once per process, beside it, and with --breakdown the
-largest process kinds) and the kernel's objects (growth of unreclaimable slab, per-cpu and
-vmalloc memory over the run, machine-wide: other work meanwhile counts too), steady request throughput
+of node host processes (each runs up to --per-process emulated hosts of a machine),
+memory per node counted apart: the run's processes (PSS: shared pages divided among the
+processes that map them; RSS, which counts them once per process, beside it; the node
+hosts' PSS alone; with --breakdown the largest process kinds) and the kernel's objects
+(growth of unreclaimable slab, per-cpu and vmalloc memory over the run, machine-wide:
+other work meanwhile counts too), steady request throughput
 (HTTP through the ClusterIP from the client pod, 8 concurrent, new connection each), and,
 with several machines, the throughput and p50 latency of requests from a node to a pod on
 another machine divided by those to a pod on the node's own machine.
 
 Run as root: .venv/bin/python bench/scale.py [--nodes 10,50,100] [--machines 1,3] [--timing gke]
-[--per-process 64] [--shared-informers] [--breakdown] (--per-process 1: one process per host,
-kubemu's former layout). At 100 nodes on 2 cores the `fast` profile's 1 s leases and 5 s grace can
-lapse under load (nodes NotReady, pods evicted): use `--timing gke` there.
+[--per-process 64] [--shared-informers] [--breakdown] (--per-process 1: one process per
+host, kubemu's former layout). At 100 nodes on 2 cores the `fast` profile's 1 s leases and
+5 s grace can lapse under load (nodes NotReady, pods evicted): use `--timing gke` there.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from emulator.runner.node_hosts import HOSTS_PER_PROCESS  # noqa: E402
 from emulator.runner.plan import make_plan  # noqa: E402
 
 URL = "http://web.default.svc.cluster.local/hostname"
+HOST_KINDS = ("ray::NodeHost", "ray::NodeAgent")   # the processes that run emulated hosts (now, before)
 
 
 def load(agent, target: str, url: str, requests: int, concurrency: int = 8) -> dict:
@@ -101,6 +103,8 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             cluster.wait_proxies_synced(120)
             mem = run_memory(run_id)
             out["mib_per_node"], out["rss_per_node"] = mem["pss"] / out["nodes"], mem["rss"] / out["nodes"]
+            hosts = [v for k, v in mem["kinds"].items() if k in HOST_KINDS]
+            out["hosts_pss_per_node"] = sum(v[1] for v in hosts) / out["nodes"]
             kernel, stacks = kernel_growth(kernel0, kernel_memory())
             out["kernel_per_node"], out["stacks_per_node"] = kernel / out["nodes"], stacks / out["nodes"]
             out["kinds"] = format_kinds(mem)
@@ -123,17 +127,18 @@ def main() -> None:
     ap.add_argument("--shared-informers", action="store_true",
                     help="the nodes of a node host share one watch per kind set")
     args = ap.parse_args()
-    print("MiB/node: PSS and RSS of the run's processes; kernel: slab, per-cpu and vmalloc growth "
-          "(kernel objects); stacks: kernel stacks and page tables of processes")
+    print("MiB/node: PSS and RSS of the run's processes; host PSS: of the node host processes alone; "
+          "kernel: slab, per-cpu and vmalloc growth (kernel objects); stacks: kernel stacks and page tables")
     print(f"{'nodes':>5} {'machines':>8} {'host procs':>10} {'up s':>7} {'first req s':>11} {'PSS MiB/node':>12} "
-          f"{'RSS MiB/node':>12} {'kernel MiB/node':>15} {'stacks MiB/node':>15} {'req/s':>7} "
+          f"{'RSS MiB/node':>12} {'host PSS/node':>13} {'kernel MiB/node':>15} {'stacks MiB/node':>15} {'req/s':>7} "
           f"{'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
             r = measure(n, m, args.timing, args.per_process, args.shared_informers)
             first = r["first"] if r["first"] is not None else float("nan")
             print(f"{r['nodes']:>5} {m:>8} {r['hosts_procs']:>10} {r['up']:>7.1f} {first:>11.1f} "
-                  f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['kernel_per_node']:>15.2f} "
+                  f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['hosts_pss_per_node']:>13.1f} "
+                  f"{r['kernel_per_node']:>15.2f} "
                   f"{r['stacks_per_node']:>15.2f} {r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
                   flush=True)
             if args.breakdown:
