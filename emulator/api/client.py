@@ -20,6 +20,17 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, dict], None]
 
 
+def relist_events(old: dict, fresh: dict) -> list[tuple[str, dict]]:
+    """The events a relist emits: what left the cache, what came, what changed (by resourceVersion)."""
+    out = [("DELETED", o) for k, o in old.items() if k not in fresh]
+    for k, o in fresh.items():
+        if k not in old:
+            out.append(("ADDED", o))
+        elif old[k]["metadata"].get("resourceVersion") != o["metadata"].get("resourceVersion"):
+            out.append(("MODIFIED", o))
+    return out
+
+
 class Informer:
     """Keeps `cache[(kind, ns, name)] = obj` for the given kinds and calls `handler`."""
 
@@ -67,14 +78,8 @@ class Informer:
             old = self.cache
             self.cache = fresh
             self.rv = rv
-        for k, o in old.items():
-            if k not in fresh:
-                self._emit("DELETED", o)
-        for k, o in fresh.items():
-            if k not in old:
-                self._emit("ADDED", o)
-            elif old[k]["metadata"].get("resourceVersion") != o["metadata"].get("resourceVersion"):
-                self._emit("MODIFIED", o)
+        for type_, o in relist_events(old, fresh):
+            self._emit(type_, o)
 
     def _run(self) -> None:
         relist, failing = True, False

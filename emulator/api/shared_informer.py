@@ -15,7 +15,7 @@ import logging
 import threading
 
 from emulator.api.apilink import NodeApiClient
-from emulator.api.client import Handler, Informer
+from emulator.api.client import Handler, Informer, relist_events
 from emulator.api.store import key_of
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,8 @@ class Subscription:
         with self.lock:
             old, self.cache = self.cache, fresh
             self.rv = max(self.rv, rv)
-        for k, o in old.items():
-            if k not in fresh:
-                self._emit("DELETED", o)
-        for k, o in fresh.items():
-            if k not in old:
-                self._emit("ADDED", o)
-            elif _rv(old[k]) != _rv(o):
-                self._emit("MODIFIED", o)
+        for type_, o in relist_events(old, fresh):
+            self._emit(type_, o)
         self.stale = False
         self.synced.set()
 
