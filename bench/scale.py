@@ -15,7 +15,7 @@ with several machines, the throughput and p50 latency of requests from a node to
 another machine divided by those to a pod on the node's own machine.
 
 Run as root: .venv/bin/python bench/scale.py [--nodes 10,50,100] [--machines 1,3] [--timing gke]
-[--per-process 64] [--shared-informers] [--breakdown] (--per-process 1: one process per
+[--per-process 64] [--own-informers] [--breakdown] (--per-process 1: one process per
 host, kubemu's former layout). At 100 nodes on 2 cores the `fast` profile's 1 s leases and
 5 s grace can lapse under load (nodes NotReady, pods evicted): use `--timing gke` there.
 """
@@ -82,7 +82,7 @@ def cross_ratio(cluster: Cluster) -> tuple[float, float]:
 
 
 def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = HOSTS_PER_PROCESS,
-            shared_informers: bool = False) -> dict:
+            shared_informers: bool = True) -> dict:
     """One cluster: bring-up, memory, throughput and (several machines) the cross/same ratios."""
     topo = topology(nodes)
     run_id = new_run_id()
@@ -124,8 +124,8 @@ def main() -> None:
                     help="timing profile (gke: 10 s leases, 50 s grace; fast: 1 s and 5 s)")
     ap.add_argument("--per-process", type=int, default=HOSTS_PER_PROCESS,
                     help="emulated hosts per node host process (1: a process per host)")
-    ap.add_argument("--shared-informers", action="store_true",
-                    help="the nodes of a node host share one watch per kind set")
+    ap.add_argument("--own-informers", action="store_true",
+                    help="each node keeps its own watches (default: a node host's nodes share one per kind set)")
     args = ap.parse_args()
     print("MiB/node: PSS and RSS of the run's processes; host PSS: of the node host processes alone; "
           "kernel: slab, per-cpu and vmalloc growth (kernel objects); stacks: kernel stacks and page tables")
@@ -134,7 +134,7 @@ def main() -> None:
           f"{'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
-            r = measure(n, m, args.timing, args.per_process, args.shared_informers)
+            r = measure(n, m, args.timing, args.per_process, not args.own_informers)
             first = r["first"] if r["first"] is not None else float("nan")
             print(f"{r['nodes']:>5} {m:>8} {r['hosts_procs']:>10} {r['up']:>7.1f} {first:>11.1f} "
                   f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['hosts_pss_per_node']:>13.1f} "

@@ -10,8 +10,8 @@ nodes of its process untouched; a machine failure crashes every node placed ther
 
 The driver groups the hosts and keeps a handle per host (emulator/runner/node_hosts.py).
 Each hosted node keeps its own log file (emulator/node/node_logs.py). With shared
-informers, the nodes' kube-proxies and policy enforcers share one watch per kind set
-(emulator/api/shared_informer.py) instead of one each.
+informers (the default), the nodes' kube-proxies and policy enforcers share one watch per
+kind set (emulator/api/shared_informer.py) instead of one each.
 """
 from __future__ import annotations
 

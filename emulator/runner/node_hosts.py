@@ -14,7 +14,7 @@ from typing import Any
 
 from emulator.fabric.placement import by_machine
 
-SHARED_INFORMERS_ENV = "KUBEMU_SHARED_INFORMERS"   # 1: a node host's nodes share their watches
+SHARED_INFORMERS_ENV = "KUBEMU_SHARED_INFORMERS"   # 0: each node keeps its own watches
 HOSTS_PER_PROCESS = 64   # default group size: the GIL, not memory, sets how many fit
 CALLS_PER_HOST = 16      # concurrent calls a host may have (flows, execs, probes, polls)
 MIN_CALLS, MAX_CALLS = 64, 1024
@@ -36,8 +36,8 @@ def plan_groups(placement: dict[str, int], machines: int,
 
 
 def shared_informers_wanted() -> bool:
-    """Whether node hosts share one watch per kind set among their nodes (KUBEMU_SHARED_INFORMERS=1)."""
-    return os.environ.get(SHARED_INFORMERS_ENV, "0") == "1"
+    """Whether node hosts share one watch per kind set among their nodes (yes unless KUBEMU_SHARED_INFORMERS=0)."""
+    return os.environ.get(SHARED_INFORMERS_ENV, "1") != "0"
 
 
 def max_calls(hosts: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 from emulator.node import node_logs
 from emulator.node.host_process import NodeHost
 from emulator.records.hosts import HostSpec
-from emulator.runner.node_hosts import HostedAgent, max_calls, plan_groups
+from emulator.runner.node_hosts import SHARED_INFORMERS_ENV, HostedAgent, max_calls, plan_groups, shared_informers_wanted
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +105,10 @@ def test_calls_reach_the_named_agent_and_log_into_its_file(tmp_path, root_loggin
     assert "from a's thread" in a and "from a's call" in a and "from b" not in a
     assert "from b's thread" in b and "from a" not in b
     assert "from the process" in own and "from a" not in own and "from b" not in own
+
+
+def test_shared_informers_are_on_unless_turned_off(monkeypatch) -> None:
+    monkeypatch.delenv(SHARED_INFORMERS_ENV, raising=False)
+    assert shared_informers_wanted()
+    monkeypatch.setenv(SHARED_INFORMERS_ENV, "0")
+    assert not shared_informers_wanted()
