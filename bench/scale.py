@@ -9,7 +9,8 @@ memory per node counted apart: the run's processes (PSS: shared pages divided am
 processes that map them; RSS, which counts them once per process, beside it; the node
 hosts' PSS alone; with --breakdown the largest process kinds) and the kernel's objects
 (growth of unreclaimable slab, per-cpu and vmalloc memory over the run, machine-wide:
-other work meanwhile counts too), steady request throughput
+other work meanwhile counts too), how many node leases lapsed (NodeReady -> Unknown, up to
+the throughput measurement), steady request throughput
 (HTTP through the ClusterIP from the client pod, 8 concurrent, new connection each), and,
 with several machines, the throughput and p50 latency of requests from a node to a pod on
 another machine divided by those to a pod on the node's own machine.
@@ -38,6 +39,7 @@ from memory import format_kinds, kernel_growth, kernel_memory, run_memory  # noq
 from emulator.config.timing import timing_for  # noqa: E402
 from emulator.naming import RunNames, new_run_id  # noqa: E402
 from emulator.report.stats import summarize  # noqa: E402
+from emulator.runner.client import ClusterClient  # noqa: E402
 from emulator.runner.cluster import Cluster  # noqa: E402
 from emulator.runner.node_hosts import HOSTS_PER_PROCESS  # noqa: E402
 from emulator.runner.plan import make_plan  # noqa: E402
@@ -108,7 +110,13 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             kernel, stacks = kernel_growth(kernel0, kernel_memory())
             out["kernel_per_node"], out["stacks_per_node"] = kernel / out["nodes"], stacks / out["nodes"]
             out["kinds"] = format_kinds(mem)
-            out["rps"] = load(cluster.agent_of_pod("default", "client"), "default/client", URL, 2000)["rps"]
+            events = ClusterClient(cluster).lifecycle_events() or []
+            out["lapsed"] = sum(e["event"] == "node_not_ready" for e in events)   # leases that lapsed
+            try:
+                out["rps"] = load(cluster.agent_of_pod("default", "client"), "default/client", URL, 2000)["rps"]
+            except Exception as e:   # the client pod evicted meanwhile (lapsed leases), say
+                print(f"throughput load failed: {str(e).splitlines()[-1][:200]}", flush=True)
+                out["rps"] = float("nan")
             out["cross"] = cross_ratio(cluster) if machines > 1 else (float("nan"), float("nan"))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -130,7 +138,8 @@ def main() -> None:
     print("MiB/node: PSS and RSS of the run's processes; host PSS: of the node host processes alone; "
           "kernel: slab, per-cpu and vmalloc growth (kernel objects); stacks: kernel stacks and page tables")
     print(f"{'nodes':>5} {'machines':>8} {'host procs':>10} {'up s':>7} {'first req s':>11} {'PSS MiB/node':>12} "
-          f"{'RSS MiB/node':>12} {'host PSS/node':>13} {'kernel MiB/node':>15} {'stacks MiB/node':>15} {'req/s':>7} "
+          f"{'RSS MiB/node':>12} {'host PSS/node':>13} {'kernel MiB/node':>15} {'stacks MiB/node':>15} {'lapsed leases':>13} "
+          f"{'req/s':>7} "
           f"{'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
@@ -139,7 +148,7 @@ def main() -> None:
             print(f"{r['nodes']:>5} {m:>8} {r['hosts_procs']:>10} {r['up']:>7.1f} {first:>11.1f} "
                   f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['hosts_pss_per_node']:>13.1f} "
                   f"{r['kernel_per_node']:>15.2f} "
-                  f"{r['stacks_per_node']:>15.2f} {r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
+                  f"{r['stacks_per_node']:>15.2f} {r['lapsed']:>13} {r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
                   flush=True)
             if args.breakdown:
                 print(r["kinds"], flush=True)
