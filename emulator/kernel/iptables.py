@@ -7,7 +7,11 @@ explicitly: `legacy` (x_tables, ~50x faster at 10k Services), `nft` (nf_tables),
 
 Every emulated node is its own machine, so each has its own xtables lock file
 (`XTABLES_LOCKFILE`, honoured by the iptables tools): nodes never wait on each other's
-restores at the host's one /run/xtables.lock, and the tools of one node still do.
+restores at the host's one /run/xtables.lock, and the tools of one node still do. Such a
+runner waits for its lock without a limit (`-w`, bounded by the command's timeout): with
+`-w N` the tools arm `alarm(N)` when they take the lock and never cancel it, so a restore
+still reading its input N seconds later (a busy machine) has its read interrupted and
+fails with "COMMIT expected".
 """
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ def failing_line(text: str, output: str) -> str:
 class IptablesRunner:
     """Runs the iptables tools of one backend with a namespace-entering command prefix."""
 
-    def __init__(self, ns_exec: Sequence[str], backend: str = "auto", wait_seconds: int = 5,
+    def __init__(self, ns_exec: Sequence[str], backend: str = "auto", wait_seconds: int | None = 5,
                  timeout: float = 300.0, lock_file: str | None = None) -> None:
         self.ns_exec = list(ns_exec)
         self.backend = choose_backend(backend)
@@ -78,8 +82,14 @@ class IptablesRunner:
 
     @classmethod
     def in_netns(cls, netns: str, backend: str = "auto", lock_file: str | None = None) -> "IptablesRunner":
-        """The runner of the named namespace (with its own xtables lock file when given)."""
-        return cls(ns_exec_prefix(netns), backend=backend, lock_file=lock_file)
+        """The runner of the named namespace; with its own xtables lock file, it waits for it
+        without a limit (see the module docstring)."""
+        return cls(ns_exec_prefix(netns), backend=backend, lock_file=lock_file,
+                   wait_seconds=5 if lock_file is None else None)
+
+    def _wait(self) -> list[str]:
+        """`-w N`, or `-w` (no limit, no alarm) when wait_seconds is None."""
+        return ["-w"] if self.wait_seconds is None else ["-w", str(self.wait_seconds)]
 
     def _tool(self, kind: str) -> str:
         return f"iptables-{self.backend}" + (f"-{kind}" if kind else "")
@@ -93,7 +103,7 @@ class IptablesRunner:
 
     def restore(self, text: str) -> None:
         """Apply a payload in one `iptables-restore --noflush --counters` run."""
-        argv = [self._tool("restore"), "--noflush", "--counters", "-w", str(self.wait_seconds)]
+        argv = [self._tool("restore"), "--noflush", "--counters", *self._wait()]
         proc = self._run(argv, stdin=text)
         if proc.returncode != 0:
             output = (proc.stderr or "") + (proc.stdout or "")
@@ -114,7 +124,7 @@ class IptablesRunner:
 
     def chain_exists(self, table: str, chain: str) -> bool:
         """True when the chain exists (how the canary is watched)."""
-        argv = [self._tool(""), "-w", str(self.wait_seconds), "-t", table, "-S", chain, "1"]
+        argv = [self._tool(""), *self._wait(), "-t", table, "-S", chain, "1"]
         proc = self._run(argv)
         if proc.returncode == 0:
             return True

@@ -49,3 +49,23 @@ def test_a_held_node_lock_stalls_only_that_node(two_nodes, tmp_path) -> None:
             a.restore(PAYLOAD)
     a.restore(PAYLOAD)   # released: A goes through too
     assert ":KUBEMU-LOCKTEST" in a.save(("filter",))
+
+
+# A stand-in for a restore starved of CPU: its input arrives after a pause (`read` takes one line at a time).
+SLOW_INPUT = ["sh", "-c", '{ IFS= read -r a; IFS= read -r b; printf "%s\\n%s\\n" "$a" "$b"; sleep 2; cat; } | "$@"',
+              "sh", "ip", "netns", "exec"]
+
+
+def test_a_node_restore_slower_than_the_lock_wait_is_not_cut_short(two_nodes, tmp_path) -> None:
+    """`-w N` arms alarm(N) when the lock is taken: a restore still reading then fails
+    ("COMMIT expected"). A node's runner waits with plain `-w`: no alarm."""
+    ns = two_nodes[0]
+    lock = node_lock_file(str(tmp_path), ns)
+    timed = IptablesRunner([*SLOW_INPUT, ns], "legacy", lock_file=lock, wait_seconds=1)
+    with pytest.raises(KernelError, match="COMMIT expected"):
+        timed.restore(PAYLOAD + "*filter\n-A KUBEMU-LOCKTEST -j ACCEPT\nCOMMIT\n")
+    node = IptablesRunner.in_netns(ns, "legacy", lock_file=lock)
+    assert node.wait_seconds is None
+    node.ns_exec = [*SLOW_INPUT, ns]
+    node.restore(PAYLOAD + "*filter\n-A KUBEMU-LOCKTEST -j ACCEPT\nCOMMIT\n")
+    assert "-A KUBEMU-LOCKTEST -j ACCEPT" in IptablesRunner.in_netns(ns, "legacy", lock_file=lock).save(("filter",))
