@@ -138,9 +138,8 @@ def main() -> None:
     print("MiB/node: PSS and RSS of the run's processes; host PSS: of the node host processes alone; "
           "kernel: slab, per-cpu and vmalloc growth (kernel objects); stacks: kernel stacks and page tables")
     print(f"{'nodes':>5} {'machines':>8} {'host procs':>10} {'up s':>7} {'first req s':>11} {'PSS MiB/node':>12} "
-          f"{'RSS MiB/node':>12} {'host PSS/node':>13} {'kernel MiB/node':>15} {'stacks MiB/node':>15} {'lapsed leases':>13} "
-          f"{'req/s':>7} "
-          f"{'cross/same req/s':>16} {'cross/same p50':>14}")
+          f"{'RSS MiB/node':>12} {'host PSS/node':>13} {'kernel MiB/node':>15} {'stacks MiB/node':>15} "
+          f"{'lapsed leases':>13} {'req/s':>7} {'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
             r = measure(n, m, args.timing, args.per_process, not args.own_informers)
@@ -148,7 +147,8 @@ def main() -> None:
             print(f"{r['nodes']:>5} {m:>8} {r['hosts_procs']:>10} {r['up']:>7.1f} {first:>11.1f} "
                   f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['hosts_pss_per_node']:>13.1f} "
                   f"{r['kernel_per_node']:>15.2f} "
-                  f"{r['stacks_per_node']:>15.2f} {r['lapsed']:>13} {r['rps']:>7.0f} {r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
+                  f"{r['stacks_per_node']:>15.2f} {r['lapsed']:>13} {r['rps']:>7.0f} "
+                  f"{r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
                   flush=True)
             if args.breakdown:
                 print(r["kinds"], flush=True)

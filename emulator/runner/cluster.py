@@ -30,7 +30,8 @@ from emulator.records.hosts import HostInfo
 from emulator.runner import cleanup, ray_local, signals
 from emulator.runner.client import ClusterClient
 from emulator.runner.machines import Machines
-from emulator.runner.node_hosts import HOSTS_PER_PROCESS, HostedAgent, max_calls, plan_groups, shared_informers_wanted
+from emulator.runner.node_hosts import (HOSTS_PER_PROCESS, HostedAgent, max_calls, plan_groups,
+                                        shared_informers_wanted)
 from emulator.runner.plan import RunPlan, node_object, system_objects
 
 log = logging.getLogger(__name__)

@@ -58,6 +58,7 @@ def test_each_node_runs_iptables_with_its_own_lock_file(tmp_path):
         return err.value.output.strip()
     locks = [node_lock_file(str(tmp_path), ns) for ns in ("kubemu1a2b-n1", "kubemu1a2b-n2")]
     assert locks[0] != locks[1] and all(lk.startswith(str(tmp_path / "xtables")) for lk in locks)
-    assert [lock_seen(IptablesRunner(show_env, "legacy", lock_file=lk)) for lk in locks] == [f"lock={lk}" for lk in locks]
+    seen = [lock_seen(IptablesRunner(show_env, "legacy", lock_file=lk)) for lk in locks]
+    assert seen == [f"lock={lk}" for lk in locks]
     assert (tmp_path / "xtables").is_dir()
     assert lock_seen(IptablesRunner(show_env, "legacy")) == "lock=none"

@@ -11,7 +11,8 @@ import pytest
 from emulator.node import node_logs
 from emulator.node.host_process import NodeHost
 from emulator.records.hosts import HostSpec
-from emulator.runner.node_hosts import SHARED_INFORMERS_ENV, HostedAgent, max_calls, plan_groups, shared_informers_wanted
+from emulator.runner.node_hosts import (SHARED_INFORMERS_ENV, HostedAgent, max_calls, plan_groups,
+                                        shared_informers_wanted)
 
 pytestmark = pytest.mark.unit
 
