@@ -90,8 +90,13 @@ def test_calls_reach_the_named_agent_and_log_into_its_file(tmp_path, root_loggin
     with pytest.raises(AttributeError):
         host.call("a", "_netns_of", "")
 
-    def in_node(text: str) -> None:   # a thread a node's component starts logs with its node
-        t = threading.Thread(target=lambda: logging.getLogger("x").warning(text))
+    def in_node(text: str) -> None:   # a thread a node's component starts (and its threads) log with its node
+        def outer() -> None:
+            inner = threading.Thread(target=lambda: logging.getLogger("x").warning(text + " (inner)"))
+            inner.start()
+            inner.join()
+            logging.getLogger("x").warning(text)
+        t = threading.Thread(target=outer)
         t.start()
         t.join()
     with node_logs.tagged("a"):
@@ -103,7 +108,7 @@ def test_calls_reach_the_named_agent_and_log_into_its_file(tmp_path, root_loggin
     logs = tmp_path / "logs"
     a, b = (logs / "agent-a.log").read_text(), (logs / "agent-b.log").read_text()
     own = (logs / "nodehost-0-0.log").read_text()
-    assert "from a's thread" in a and "from a's call" in a and "from b" not in a
+    assert "from a's thread" in a and "from a's thread (inner)" in a and "from a's call" in a and "from b" not in a
     assert "from b's thread" in b and "from a" not in b
     assert "from the process" in own and "from a" not in own and "from b" not in own
 
