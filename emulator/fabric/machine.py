@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from typing import Any
 
 import ray
 
 from emulator.fabric import pki, underlay
+from emulator.fabric.kwire import KernelWire, filter_flows
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.fabric.udpwire import UdpWire
 from emulator.kernel import links, netns
@@ -62,7 +64,8 @@ class Machine:
         self.relay: UnixToTcpRelay | None = None
         self._system_link: str | None = None   # our controller symlink in a system OVS's run directory
         self.underlay_ip = ""
-        self.wire = None  # emulator.fabric.udpwire.UdpWire on real machines
+        self.wire = None  # emulator.fabric.udpwire.UdpWire on real machines (the fallback)
+        self.kwire: KernelWire | None = None  # the kernel VXLAN device on real machines
         self.tunnels: list[str] = []
         self.controller_target = ""
         self.system = use_system_ovs and system_db_socket() is not None
@@ -137,8 +140,63 @@ class Machine:
         return {**info, "wire": list(wire_addr)}
 
     def set_wire_peers(self, peers: dict[str, list]) -> None:
-        """Underlay MAC -> [real IP, UDP port] of every other machine's wire."""
-        self.wire.set_peers({mac: (ip, port) for mac, (ip, port) in peers.items()})
+        """Underlay MAC -> [real IP, UDP port] of every machine's wire (this one is left out)."""
+        own = links.link_mac(self.netns, underlay.underlay_bridge(self.names, self.index)).lower()
+        self.wire.set_peers({mac: (ip, port) for mac, (ip, port) in peers.items() if mac.lower() != own})
+
+    def open_kernel_wire(self, peers: int, local_ip: str | None = None, host_netns: str | None = None) -> str | None:
+        """Real machines: the kernel VXLAN device (emulator/fabric/kwire.py) from this machine's
+        address (default: its Ray node's); None, or why the kernel cannot make it."""
+        wire = KernelWire(self.names, self.index, self.netns, local_ip or ray_node_ip(), peers,
+                          underlay.UNDERLAY_MTU, host_netns)
+        try:
+            wire.start()
+        except Exception as e:  # KernelError: no vxlan module, UDP port or VNI taken
+            return f"{type(e).__name__}: {e}"
+        self.kwire = wire
+        return None
+
+    def close_kernel_wire(self) -> None:
+        """Remove the kernel device again (another machine could not make its own)."""
+        if self.kwire is not None:
+            self.kwire.stop()
+            self.kwire = None
+
+    def attach_kernel_wire(self, address: str, prefixlen: int) -> dict:
+        """The kernel device as the underlay bridge's port, the tunnel address on that bridge."""
+        info = self.attach_underlay(self.kwire.name, address, prefixlen)
+        return {**info, "local_ip": self.kwire.local_ip}
+
+    def set_kernel_peers(self, peers: dict[str, str]) -> None:
+        """Underlay MAC -> real address of every machine: the device's FDB, the bridge's filter."""
+        bridge = underlay.underlay_bridge(self.names, self.index)
+        own = links.link_mac(self.netns, bridge).lower()
+        self.kwire.set_peers(own, peers)
+        port = self.ovs.ofports(bridge)[self.kwire.name]
+        flows = filter_flows(port, [m for m in peers if m.lower() != own])
+        for flow in flows:
+            self.ovs.ofctl("add-flow", bridge, flow)
+
+    def underlay_counters(self) -> dict:
+        """What crossed this machine's underlay link, what it refused, and what OVS read of it
+        (frames the link delivered that OVS never read are `lost_before_ovs`)."""
+        bridge = underlay.underlay_bridge(self.names, self.index)
+        if self.kwire is not None:
+            refused = sum(int(m) for ln in self.ovs.ofctl("dump-flows", bridge).splitlines()
+                          if "priority=90," in ln for m in re.findall(r"n_packets=(\d+)", ln))
+            ovs_rx = self._ovs_rx(bridge, self.kwire.name)   # first: OVS never reads ahead of the link
+            dev = self.kwire.counters()
+            return {"kind": self.kwire.kind, "link": self.kwire.name, **dev, "refused_frames": refused,
+                    "ovs_rx_packets": ovs_rx, "lost_before_ovs": max(0, dev["rx_packets"] - ovs_rx)}
+        if self.wire is not None:
+            ovs_rx = self._ovs_rx(bridge, self.wire.name)
+            return {"kind": "udp-relay", "link": self.wire.name, **self.wire.frames, "ovs_rx_packets": ovs_rx,
+                    "lost_before_ovs": max(0, self.wire.frames["to_tap"] - ovs_rx)}
+        return {"kind": "emulated"}
+
+    def _ovs_rx(self, bridge: str, link: str) -> int:
+        """Packets OVS received on `link`, a port of `bridge`."""
+        return underlay.tunnel_counters(self.ovs, bridge, [link])[link].get("rx_packets", 0)
 
     def add_tunnels(self, tunnels: list[dict], neighbors: dict[str, str]) -> dict[str, int]:
         """VXLAN ports to the other machines on the VPC bridge; returns their OpenFlow ports.
@@ -156,7 +214,8 @@ class Machine:
 
     def set_underlay(self, up: bool) -> None:
         """Cut this machine off the others (every tunnel) by its underlay link, or reconnect it."""
-        link = self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
+        link = self.kwire.name if self.kwire is not None else \
+            self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
         links.set_link_up(self.netns, link, up)
 
     def set_online(self, up: bool) -> dict:
@@ -217,6 +276,8 @@ class Machine:
             self.relay.stop()
         if self.wire is not None:
             self.wire.stop()
+        if self.kwire is not None:
+            self.kwire.stop()
         if self.netns:
             netns.delete(self.netns)
         if self.ovs.private:  # on another machine nobody else removes the instance's directory

@@ -9,9 +9,10 @@ private OVS, VPC bridge), pinned to its Ray node with Ray's NodeAffinityScheduli
 as is every host's agent, by the placement policy. An emulated underlay joins the
 machines' fabric namespaces and every bridge gets a VXLAN port to every other bridge.
 With a Ray address, the machines are the cluster's nodes (the driver's first, the others
-by address) and the underlay is a tap per machine relayed over UDP between their real
-addresses (emulator/fabric/udpwire.py); the SDN controller then listens on the driver's
-address so every machine's OVS reaches it.
+by address) and the underlay is a kernel VXLAN device per machine between their real
+addresses (emulator/fabric/kwire.py), or, where a machine's kernel cannot make one (or
+KUBEMU_UNDERLAY=relay), a tap per machine relayed over UDP (emulator/fabric/udpwire.py);
+the SDN controller then listens on the driver's address so every machine's OVS reaches it.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from typing import Callable
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from emulator.errors import KubemuError
-from emulator.fabric import underlay
+from emulator.errors import ConfigError, KubemuError
+from emulator.fabric import kwire, underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
 from emulator.records.hosts import HostInfo, HostSpec
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 NODE_START_TIMEOUT = 90.0
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's minimum is 75 MiB; kubemu moves few objects
+UNDERLAY_ENV = "KUBEMU_UNDERLAY"  # real machines: auto (kernel, else the relay) | kernel | relay
+UNDERLAY_MODES = ("auto", "kernel", "relay")
 
 
 def machine_resource(run_id: str, machine: int) -> str:
@@ -60,6 +63,7 @@ class Machines:
         self.mesh: list[list[underlay.TunnelSpec]] = []
         self.wire: underlay.EmulatedUnderlay | None = None
         self._procs: list[subprocess.Popen] = []
+        self.underlay: dict = {"kind": "none" if count == 1 else "emulated-bridge"}
 
     # --- Ray nodes ---
     def start_ray_nodes(self, progress: Progress) -> None:
@@ -152,10 +156,8 @@ class Machines:
             return self.infos
         addrs = [underlay.tunnel_address(i) for i in range(self.count)]
         plen = underlay.UNDERLAY_RANGE.prefixlen
-        if self.real:  # a tap per machine, relayed over UDP between the machines' real addresses
-            attached = ray.get([m.attach_udp_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
-            peers = {a["underlay_mac"]: a["wire"] for a in attached}
-            ray.get([m.set_wire_peers.remote(peers) for m in self.actors])
+        if self.real:
+            attached = self._attach_real(addrs, plen)
         else:  # simulated: a Linux bridge in the underlay namespace, a veth per machine
             self.wire = underlay.EmulatedUnderlay(self.run_id, self.count)
             links = self.wire.create()
@@ -168,6 +170,46 @@ class Machines:
         for info, a in zip(self.infos, attached):
             info.update(underlay_ip=a["underlay_ip"], node_ip=a["node_ip"])
         return self.infos
+
+    def _attach_real(self, addrs: list[str], plen: int) -> list[dict]:
+        """Real machines: kernel VXLAN devices if every machine can make its own, else the UDP relay."""
+        mode = os.environ.get(UNDERLAY_ENV, "auto")
+        if mode not in UNDERLAY_MODES:
+            raise ConfigError(f"{UNDERLAY_ENV}={mode!r}: expected one of {', '.join(UNDERLAY_MODES)}")
+        reason = f"{UNDERLAY_ENV}=relay"
+        if mode != "relay":
+            errors = ray.get([m.open_kernel_wire.remote(self.count - 1) for m in self.actors])
+            if not any(errors):
+                attached = ray.get([m.attach_kernel_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
+                peers = {a["underlay_mac"]: a["local_ip"] for a in attached}
+                ray.get([m.set_kernel_peers.remote(peers) for m in self.actors])
+                self.underlay = {"kind": kwire.KernelWire.kind, "udp_port": kwire.UDP_PORT,
+                                 "vni": kwire.vni(self.run_id)}
+                return attached
+            ray.get([m.close_kernel_wire.remote() for m in self.actors])
+            reason = "; ".join(f"machine-{i}: {e}" for i, e in enumerate(errors) if e)
+            if mode == "kernel":
+                raise KubemuError(f"no kernel underlay ({UNDERLAY_ENV}=kernel): {reason}")
+            log.warning("kernel underlay impossible, falling back to the UDP relay: %s", reason)
+        # a tap per machine, relayed over UDP between the machines' real addresses
+        attached = ray.get([m.attach_udp_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
+        peers = {a["underlay_mac"]: a["wire"] for a in attached}
+        ray.get([m.set_wire_peers.remote(peers) for m in self.actors])
+        self.underlay = {"kind": "udp-relay", "fallback_reason": reason}
+        return attached
+
+    def describe_underlay(self) -> str:
+        """One line for the CLI: which underlay joins the machines."""
+        u = self.underlay
+        if u["kind"] == kwire.KernelWire.kind:
+            return f"underlay: kernel VXLAN (UDP {u['udp_port']}, VNI {u['vni']}) between machines"
+        if u["kind"] == "udp-relay":
+            return f"underlay: UDP relay (Python) between machines; no kernel path: {u['fallback_reason']}"
+        return f"underlay: {u['kind']}"
+
+    def underlay_counters(self) -> list[dict]:
+        """Per machine: what its underlay link carried and refused."""
+        return ray.get([m.underlay_counters.remote() for m in self.actors])
 
     def machine_of(self, host: str) -> int:
         return self.placement[host]
@@ -208,7 +250,7 @@ class Machines:
                                                  "ran_on")}, "ray_node_id": node, "hosts": hosts}
                     for info, node, hosts in zip(self.infos, self.node_ids, by_machine(self.placement, self.count))]
         return {"count": self.count, "placement": self.policy, "simulated": self.count > 1 and not self.real,
-                "machines": machines,
+                "underlay": dict(self.underlay), "machines": machines,
                 "hosts": {h: {"machine": m, "ran_on": host_info[h].ray_node_id if h in host_info else None}
                           for h, m in self.placement.items()}}
 

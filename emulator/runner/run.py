@@ -74,6 +74,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             if machines[0] > 1:
                 progress("placement: " + "; ".join(f"machine-{m['machine']}: {', '.join(m['hosts'])}"
                                                    for m in results.machines["machines"]))
+                progress(cluster.fleet.describe_underlay())
             progress(f"applying {len(scenario.objects)} manifest objects")
             ctx = StepContext(cluster, scenario)
             for mo in scenario.objects:   # placeholders ({node:N}, {host:H}, ...) rendered now
@@ -96,6 +97,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             results.ingresses = ingress_results(cluster)
             if machines[0] > 1:  # packets that crossed between machines
                 results.machines["tunnels"] = cluster.fleet.tunnel_counters()
+                results.machines["underlay"]["links"] = cluster.fleet.underlay_counters()
             results.iptables_backend = ctx.client.iptables_backend()
         results.seal_steps()
         results.ok = all(s.ok for s in results.steps)

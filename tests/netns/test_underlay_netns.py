@@ -1,15 +1,22 @@
 """Two simulated machines, each with its own private OVS, joined by VXLAN over an emulated underlay.
 
-One os-ken controller programs both bridges. Proves that a node on machine 0 reaches a
-node and its pod range on machine 1 (ping), that a multi-megabyte TCP transfer with
-full-size packets crosses (underlay MTU 1600), that the packets really went through the
-tunnel ports (their counters), and that teardown leaves no run-prefixed object behind.
+The underlay is the simulated machines' Linux bridge, the real machines' UDP relay, or the
+real machines' kernel VXLAN device (each "machine" then a namespace with its own address
+on a wire, where its device is born). One os-ken controller programs both bridges. Proves
+that a node on machine 0 reaches a node and its pod range on machine 1 (ping), that a
+multi-megabyte TCP transfer with full-size packets crosses (underlay MTU 1600), that the
+packets really went through the tunnel ports (their counters), and that teardown leaves
+no run-prefixed object behind.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
+import struct
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,11 +24,13 @@ from typing import Iterator
 
 import pytest
 
-from emulator.fabric import underlay
+from emulator.fabric import kwire, underlay
 from emulator.fabric.machine import Machine
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames, new_run_id
-from fabric_helpers import free_port, leftovers, sh
+from emulator.kernel import netns as kns
+from emulator.kernel import vxlan
+from fabric_helpers import free_port, join_by_veth, leftovers, sh
 from test_fabric_netns import ROUTER_MAC, VPC_GW, ping, tcp_transfer
 
 pytestmark = [
@@ -31,6 +40,8 @@ pytestmark = [
                        reason="needs Open vSwitch (Debian openvswitch-switch)"),
 ]
 
+VM_ADDRS = ["198.51.100.1", "198.51.100.2"]   # the kernel wire's "machines" (TEST-NET-2)
+STRANGER = "198.51.100.9"
 # name, machine, ip, routed range, address inside the range
 HOSTS = [("node-a", 0, "10.128.0.2", "10.4.0.0/24", "10.4.0.1"),
          ("node-b", 1, "10.128.0.3", "10.4.1.0/24", "10.4.1.1"),
@@ -47,6 +58,8 @@ class TwoMachines:
     controller: SdnController | None = None
     netns: dict[str, str] = field(default_factory=dict)
     mesh: list[list[underlay.TunnelSpec]] = field(default_factory=list)
+    vms: list[tuple[str, str]] = field(default_factory=list)   # kernel wire: (namespace, address) per machine
+    infos: list[dict] = field(default_factory=list)
 
     def counters(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -87,8 +100,9 @@ def add_host(tm: TwoMachines, i: int) -> dict:
 
 @contextlib.contextmanager
 def two_machines(wire: str = "bridge") -> Iterator[TwoMachines]:
-    """Build everything; ALWAYS tears it down. `wire`: the simulated machines' Linux bridge,
-    or the real machines' tap relayed over UDP between the machines' addresses."""
+    """Build everything; ALWAYS tears it down. `wire`: the simulated machines' Linux bridge ("bridge"),
+    the real machines' tap relayed over UDP between the machines' addresses ("udp"), or their
+    kernel VXLAN devices ("kernel"), born in two namespaces with their own addresses on a wire."""
     names = RunNames(new_run_id())
     state = tempfile.mkdtemp(prefix=f"/tmp/{names.prefix}-")
     tm = TwoMachines(names)
@@ -105,10 +119,18 @@ def two_machines(wire: str = "bridge") -> Iterator[TwoMachines]:
             tm.wire = underlay.EmulatedUnderlay(names.run_id, 2)
             links = tm.wire.create()
             infos = [m.attach_underlay(link, addr, plen) for m, link, addr in zip(tm.machines, links, addrs)]
+        elif wire == "kernel":
+            tm.vms = [(f"{names.prefix}-vm{i}", VM_ADDRS[i]) for i in range(2)]
+            join_by_veth(names.prefix, *tm.vms)
+            assert [m.open_kernel_wire(1, ip, ns) for m, (ns, ip) in zip(tm.machines, tm.vms)] == [None, None]
+            infos = [m.attach_kernel_wire(addr, plen) for m, addr in zip(tm.machines, addrs)]
+            for m in tm.machines:
+                m.set_kernel_peers({i["underlay_mac"]: i["local_ip"] for i in infos})
         else:
             infos = [m.attach_udp_wire(addr, plen) for m, addr in zip(tm.machines, addrs)]
             for m in tm.machines:
                 m.set_wire_peers({i["underlay_mac"]: i["wire"] for i in infos})
+        tm.infos = infos
         neighbors = {i["underlay_ip"]: i["underlay_mac"] for i in infos}
         for m, tunnels in zip(tm.machines, tm.mesh):
             assert all(p > 0 for p in m.add_tunnels([t.__dict__ for t in tunnels], neighbors).values())
@@ -127,6 +149,8 @@ def two_machines(wire: str = "bridge") -> Iterator[TwoMachines]:
             m.stop()
         if tm.wire is not None:
             tm.wire.destroy()
+        for ns, _ in tm.vms:
+            sh("ip", "netns", "del", ns)
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -138,7 +162,128 @@ def test_teardown_leaves_nothing() -> None:
     assert leftovers(prefix) == []
 
 
-@pytest.fixture(scope="module", params=["bridge", "udp"])
+def test_kernel_wire_teardown_leaves_nothing() -> None:
+    with two_machines("kernel") as t:
+        prefix = t.names.prefix
+        assert any("-vm0" in x for x in leftovers(prefix))
+        # the devices live in the fabric namespaces; their sockets in the machines' namespaces
+        assert kwire.link_name(t.names, 0) in sh("ip", "-n", t.names.fabric_netns(0), "-o", "link")
+        assert f":{kwire.UDP_PORT} " in sh("ip", "netns", "exec", t.vms[0][0], "ss", "-uan")
+    assert leftovers(prefix) == []
+
+
+def test_relay_peers_leave_out_the_machine_itself() -> None:
+    with two_machines("udp") as t:
+        assert all(len(m.wire.peers) == 1 for m in t.machines)
+        own = {m.index: i["underlay_mac"].lower() for m, i in zip(t.machines, t.infos)}
+        assert all(own[m.index] not in m.wire.peers for m in t.machines)
+
+
+def _vxlan(vni: int, src_mac: str, dst_mac: str) -> bytes:
+    """One VXLAN datagram's payload: header, then an Ethernet frame of a local experimental type."""
+    mac = lambda m: bytes(int(x, 16) for x in m.split(":"))  # noqa: E731
+    return struct.pack("!II", 0x08000000, vni << 8) + mac(dst_mac) + mac(src_mac) + b"\x88\xb5" + b"kubemu" * 10
+
+
+def _flow_packets(m: Machine, match: str) -> int:
+    bridge = underlay.underlay_bridge(m.names, m.index)
+    for ln in m.ovs.ofctl("dump-flows", bridge).splitlines():
+        if match in ln:
+            return int(re.search(r"n_packets=(\d+)", ln)[1])
+    raise AssertionError(f"no flow {match}")
+
+
+def test_kernel_wire_takes_frames_only_from_the_run_machines() -> None:
+    """Machine 1 refuses a frame sent from another address, with machine 0's MAC (the kernel
+    drops it) or an unknown MAC (the underlay bridge drops it); machine 0's frame gets in."""
+    with two_machines("kernel") as t:
+        vm0, m1 = t.vms[0][0], t.machines[1]
+        mac0, mac1 = t.infos[0]["underlay_mac"].lower(), t.infos[1]["underlay_mac"].lower()
+        sh("ip", "-n", vm0, "addr", "add", f"{STRANGER}/24", "dev", f"{t.names.prefix}va")
+        vni = kwire.vni(t.names.run_id)
+
+        def send(src_ip: str, src_mac: str) -> None:
+            with contextlib.closing(kns.socket_in(vm0, socket.AF_INET, socket.SOCK_DGRAM, bind=(src_ip, 0))) as s:
+                s.sendto(_vxlan(vni, src_mac, mac1), (VM_ADDRS[1], kwire.UDP_PORT))
+
+        def settled(read, want: int) -> int:
+            deadline = time.monotonic() + 5
+            while (got := read()) < want and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return got
+
+        accepted = lambda: _flow_packets(m1, f"dl_src={mac0}")  # noqa: E731
+        base, refused = accepted(), m1.underlay_counters()["refused_frames"]
+        send(STRANGER, mac0)                       # spoofed: machine 0's MAC from elsewhere
+        send(STRANGER, "02:00:00:00:00:99")        # a stranger's own MAC
+        assert settled(lambda: m1.underlay_counters()["refused_frames"], refused + 1) == refused + 1
+        m1.wait_revalidated()   # the spoofed frame, sent first, is counted by now if it got in
+        assert accepted() == base
+        send(VM_ADDRS[0], mac0)                    # the real machine 0
+        assert settled(accepted, base + 1) == base + 1   # only this one reached the bridge
+        assert m1.underlay_counters()["kind"] == "kernel-vxlan"
+
+
+def test_kubemu_clean_on_a_machine_removes_a_kernel_wire_left_in_its_namespace() -> None:
+    """A driver killed between creating a machine's device and moving it leaves it in the
+    machine's root namespace: `kubemu clean ID` run there (as on a VM) removes it."""
+    names = RunNames(new_run_id())
+    vm = f"kbvm{new_run_id()}-vm0"   # the "machine": not of the run, so clean leaves it
+    dev = kwire.link_name(names, 0)
+    sh("ip", "netns", "add", vm)
+    try:
+        vxlan.add(dev, kwire.vni(names.run_id), VM_ADDRS[0], kwire.UDP_PORT, 2, underlay.UNDERLAY_MTU, vm)
+        assert dev in sh("ip", "-n", vm, "-o", "link")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = sh("ip", "netns", "exec", vm, "env", f"PYTHONPATH={root}", sys.executable, "-m", "emulator.cli",
+                 "clean", names.run_id)
+        assert dev not in sh("ip", "-n", vm, "-o", "link"), out
+    finally:
+        sh("ip", "netns", "del", vm)
+
+
+def test_kernel_wire_refused_when_its_port_is_taken_leaves_no_device() -> None:
+    """UDP 48479 held by another program on the machine: the kernel path fails (the run falls
+    back to the relay) and neither namespace keeps the device."""
+    names = RunNames(new_run_id())
+    vm, fabric = f"kbvm{new_run_id()}-vm0", names.fabric_netns(0)
+    sh("ip", "netns", "add", vm)
+    sh("ip", "netns", "add", fabric)
+    try:
+        sh("ip", "-n", vm, "link", "set", "lo", "up")
+        with contextlib.closing(kns.socket_in(vm, socket.AF_INET, socket.SOCK_DGRAM,
+                                              bind=("0.0.0.0", kwire.UDP_PORT), reuse=False)):
+            wire = kwire.KernelWire(names, 0, fabric, "127.0.0.1", 1, underlay.UNDERLAY_MTU, host_netns=vm)
+            with pytest.raises(Exception, match="(?i)address already in use|in use"):
+                wire.start()
+        assert wire.name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabric, "-o", "link")
+    finally:
+        sh("ip", "netns", "del", fabric)
+        sh("ip", "netns", "del", vm)
+
+
+def test_two_machines_sharing_one_address_get_no_kernel_wire() -> None:
+    """Two Ray nodes in one namespace (one address): the second device of the run is refused
+    (its VNI is taken there), so such a run falls back to the relay."""
+    names = RunNames(new_run_id())
+    vm, fabrics = f"kbvm{new_run_id()}-vm0", [names.fabric_netns(i) for i in range(2)]
+    for ns in (vm, *fabrics):
+        sh("ip", "netns", "add", ns)
+    try:
+        wires = [kwire.KernelWire(names, i, fabrics[i], "127.0.0.1", 1, underlay.UNDERLAY_MTU, host_netns=vm)
+                 for i in range(2)]
+        wires[0].start()
+        with pytest.raises(Exception, match="VNI"):
+            wires[1].start()
+        assert wires[1].name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabrics[1], "-o", "link")
+        wires[0].stop()
+        assert wires[0].name not in sh("ip", "-n", fabrics[0], "-o", "link")
+    finally:
+        for ns in (*fabrics, vm):
+            sh("ip", "netns", "del", ns)
+
+
+@pytest.fixture(scope="module", params=["bridge", "udp", "kernel"])
 def tm(request) -> Iterator[TwoMachines]:
     with two_machines(request.param) as t:
         yield t
@@ -173,6 +318,12 @@ def test_full_size_tcp_crosses_machines(tm: TwoMachines) -> None:
     out = tm.mesh[0][0].port_name
     after = tm.counters_once(lambda c: c[out]["tx_bytes"] - before[out]["tx_bytes"] >= nbytes, timeout=10)
     assert after[out]["tx_bytes"] - before[out]["tx_bytes"] >= nbytes
+    if tm.vms or any(m.wire for m in tm.machines):   # real machines' underlay links: what OVS read of them
+        into = tm.machines[1].underlay_counters()
+        delivered = into["rx_packets"] if tm.vms else into["to_tap"]
+        assert delivered >= (nbytes >> 11)   # >= 1 frame per 2 KiB of the transfer
+        assert 0 < into["ovs_rx_packets"] <= delivered
+        assert into["lost_before_ovs"] == delivered - into["ovs_rx_packets"]
 
 
 def test_cutting_a_machine_off_its_underlay_stops_cross_machine_traffic_only(tm: TwoMachines) -> None:
@@ -187,4 +338,5 @@ def test_cutting_a_machine_off_its_underlay_stops_cross_machine_traffic_only(tm:
     while ping(tm.netns["node-a"], "10.128.0.3", count=1, timeout=1.0) != 1 and time.monotonic() < deadline:
         pass
     assert ping(tm.netns["node-a"], "10.128.0.3") == 3
+
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Cross-machine over same-machine traffic on machines with their own addresses: kernel underlay vs relay.
+
+Three "VMs" (namespaces with their own addresses on a LAN, a Ray node each started by
+`ray start`, tests/e2e/vmlan.py); from inside the first, `kubemu run
+scenarios/machines-iperf.yaml --address ...` (3 machines by zone) alternately with
+KUBEMU_UNDERLAY=kernel (a kernel VXLAN device per machine) and KUBEMU_UNDERLAY=relay (the
+Python UDP relay), `--repeat` times each, in the same Ray cluster. Per run it prints
+pod-to-pod iperf3 throughput from the client pod to a pod on another node of its own
+machine (near) and on another machine (far), HTTP p50 latency (one request at a time,
+new connection each) to both, the far/near ratios and TCP retransmits; then the median
+ratios per underlay. Goal for the kernel path: far/near >= 0.8x throughput, <= 1.3x p50.
+
+Run as root: .venv/bin/python bench/underlay.py [--repeat 2] [--modes kernel,relay] [--lan-mtu 1500]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+from vmlan import VmLan  # noqa: E402
+
+SCENARIO = os.path.join(ROOT, "scenarios", "machines-iperf.yaml")
+
+
+def one_run(lan: VmLan, mode: str, runs: str) -> dict:
+    """One run of the scenario with underlay `mode`; the figures of its flows."""
+    out_dir = tempfile.mkdtemp(prefix=f"{mode}-", dir=runs)
+    proc = subprocess.run(lan.argv(0, os.path.join(ROOT, ".venv", "bin", "python"), "-m", "emulator.cli", "run",
+                                   SCENARIO, "--address", lan.head, "--runs-dir", out_dir),
+                          cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env=lan.env(PYTHONPATH=ROOT, KUBEMU_UNDERLAY=mode))
+    dirs = os.listdir(out_dir)
+    if proc.returncode != 0 or not dirs:
+        raise RuntimeError(f"{mode} run failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+    with open(os.path.join(out_dir, dirs[0], "results.json")) as f:
+        res = json.load(f)
+    fl = res["flows"]
+    r = {"mode": res["machines"]["underlay"]["kind"],
+         "near_mbit": fl["iperf-near"]["bits_per_second"] / 1e6, "far_mbit": fl["iperf-far"]["bits_per_second"] / 1e6,
+         "near_retx": fl["iperf-near"].get("retransmits"), "far_retx": fl["iperf-far"].get("retransmits"),
+         "near_p50": fl["http-near"]["total_ms"]["p50"], "far_p50": fl["http-far"]["total_ms"]["p50"]}
+    r["tput_ratio"], r["p50_ratio"] = r["far_mbit"] / r["near_mbit"], r["far_p50"] / r["near_p50"]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--modes", default="kernel,relay")
+    ap.add_argument("--lan-mtu", type=int, default=1500, help="MTU of the LAN between the machines")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    runs = tempfile.mkdtemp(prefix="kubemu-bench-underlay-")
+    lan = VmLan(3, os.path.join(runs, "logs"), args.lan_mtu).create()
+    got: dict[str, list[dict]] = {m: [] for m in modes}
+    try:
+        lan.ray_up()
+        print(f"{'underlay':>13} {'near Mbit/s':>11} {'far Mbit/s':>10} {'far/near':>8} {'near p50 ms':>11} "
+              f"{'far p50 ms':>10} {'far/near':>8} {'retx near/far':>13}", flush=True)
+        for _ in range(args.repeat):
+            for mode in modes:   # alternated, so both see the same load of this machine
+                r = one_run(lan, mode, runs)
+                got[mode].append(r)
+                print(f"{r['mode']:>13} {r['near_mbit']:>11.0f} {r['far_mbit']:>10.0f} {r['tput_ratio']:>7.2f}x "
+                      f"{r['near_p50']:>11.2f} {r['far_p50']:>10.2f} {r['p50_ratio']:>7.2f}x "
+                      f"{r['near_retx']!s:>6}/{r['far_retx']!s:<6}", flush=True)
+    finally:
+        lan.destroy()
+        subprocess.run(["rm", "-rf", runs], check=False)
+    for mode, rs in got.items():
+        if rs:
+            t = statistics.median(r["tput_ratio"] for r in rs)
+            p = statistics.median(r["p50_ratio"] for r in rs)
+            print(f"median {rs[0]['mode']}: cross/same throughput {t:.2f}x (goal >= 0.8), p50 {p:.2f}x (goal <= 1.3)")
+    if all(got.values()) and len(modes) == 2:
+        a, b = (statistics.median(r["far_mbit"] for r in got[m]) for m in modes)
+        print(f"cross-machine throughput {modes[0]} / {modes[1]}: {a / b:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Linux VXLAN devices: created in one namespace (where their UDP socket stays), moved to another."""
+from __future__ import annotations
+
+from emulator.kernel.command import run
+
+
+def _ns(netns: str | None) -> list[str]:
+    return ["-n", netns] if netns else []
+
+
+def create_argv(name: str, vni: int, local_ip: str, port: int, maxaddress: int, mtu: int,
+                netns: str | None) -> list[str]:
+    """`ip link add` of a learning VXLAN device whose FDB holds at most `maxaddress` entries."""
+    return ["ip", *_ns(netns), "link", "add", name, "mtu", str(mtu), "type", "vxlan", "id", str(vni),
+            "local", local_ip, "dstport", str(port), "learning", "maxaddress", str(maxaddress), "ttl", "64"]
+
+
+def add(name: str, vni: int, local_ip: str, port: int, maxaddress: int, mtu: int, netns: str | None = None) -> None:
+    """Create the device in `netns` (None: this process's namespace)."""
+    run(create_argv(name, vni, local_ip, port, maxaddress, mtu, netns))
+
+
+def move(name: str, netns: str | None, to_netns: str) -> None:
+    """Move a link from `netns` (None: this process's) into `to_netns`."""
+    run(["ip", *_ns(netns), "link", "set", name, "netns", to_netns])
+
+
+def fdb_batch(netns: str, lines: list[str]) -> None:
+    """`bridge -batch` lines (fdb add/replace/append ...) in `netns`."""
+    run(["bridge", "-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
+
+
+def stats_json(netns: str, name: str) -> str:
+    """`ip -s -j link show NAME` in `netns`."""
+    return run(["ip", "-n", netns, "-s", "-j", "link", "show", name])
