@@ -10,7 +10,8 @@ processes that map them; RSS, which counts them once per process, beside it; the
 hosts' PSS alone; with --breakdown the largest process kinds) and the kernel's objects
 (growth of unreclaimable slab, per-cpu and vmalloc memory over the run, machine-wide:
 other work meanwhile counts too), how many node leases lapsed (NodeReady -> Unknown, up to
-the throughput measurement), steady request throughput
+the throughput measurement), how long a new Service takes to be programmed on the nodes
+(p50 and the last node, from its creation), steady request throughput
 (HTTP through the ClusterIP from the client pod, 8 concurrent, new connection each), and,
 with several machines, the throughput and p50 latency of requests from a node to a pod on
 another machine divided by those to a pod on the node's own machine.
@@ -83,6 +84,38 @@ def cross_ratio(cluster: Cluster) -> tuple[float, float]:
     return res[1]["rps"] / res[0]["rps"], res[1]["p50"] / res[0]["p50"]
 
 
+def service_change(cluster: Cluster, timeout: float = 300.0) -> tuple[float, float]:
+    """(p50, max) seconds from a new Service (and its EndpointSlice) to its rules on each node.
+
+    The Service selects the web pods; a node counts once its kube-proxy's sync mark reaches
+    the resourceVersions of both the Service and its first EndpointSlice with endpoints."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probe", "namespace": "default"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"port": 81, "targetPort": 8080}]}}
+    t0 = time.time()
+    ray.get(cluster.api.apply.remote(svc))
+    done: dict[str, float] = {}
+    want = None
+    while time.time() - t0 < timeout:
+        if want is None:
+            got, _ = ray.get(cluster.api.list.remote("Service", "default"))
+            slices, _ = ray.get(cluster.api.list.remote("EndpointSlice", "default",
+                                                       {"kubernetes.io/service-name": "probe"}))
+            ready = [sl for sl in slices if sl.get("endpoints")]
+            if ready:
+                want = max(int(o["metadata"]["resourceVersion"])
+                           for o in [*ready, *[g for g in got if g["metadata"]["name"] == "probe"]])
+        if want is not None:
+            now = time.time() - t0
+            for name, mark in cluster.proxy_marks().items():
+                if mark >= want and name not in done:
+                    done[name] = now
+            if len(done) == len(cluster.plan.nodes) - len(cluster.down_nodes):
+                times = sorted(done.values())
+                return times[len(times) // 2], times[-1]
+        time.sleep(0.05)
+    return float("nan"), float("nan")
+
+
 def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = HOSTS_PER_PROCESS,
             shared_informers: bool = True) -> dict:
     """One cluster: bring-up, memory, throughput and (several machines) the cross/same ratios."""
@@ -103,6 +136,7 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
                 ray.get(cluster.api.apply.remote(obj))
             out["first"] = wait_first_request(cluster, t0)
             cluster.wait_proxies_synced(120)
+            out["svc_p50"], out["svc_max"] = service_change(cluster)
             mem = run_memory(run_id)
             out["mib_per_node"], out["rss_per_node"] = mem["pss"] / out["nodes"], mem["rss"] / out["nodes"]
             hosts = [v for k, v in mem["kinds"].items() if k in HOST_KINDS]
@@ -139,7 +173,7 @@ def main() -> None:
           "kernel: slab, per-cpu and vmalloc growth (kernel objects); stacks: kernel stacks and page tables")
     print(f"{'nodes':>5} {'machines':>8} {'host procs':>10} {'up s':>7} {'first req s':>11} {'PSS MiB/node':>12} "
           f"{'RSS MiB/node':>12} {'host PSS/node':>13} {'kernel MiB/node':>15} {'stacks MiB/node':>15} "
-          f"{'lapsed leases':>13} {'req/s':>7} {'cross/same req/s':>16} {'cross/same p50':>14}")
+          f"{'lapsed leases':>13} {'svc->node p50/max s':>19} {'req/s':>7} {'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
             r = measure(n, m, args.timing, args.per_process, not args.own_informers)
@@ -147,7 +181,7 @@ def main() -> None:
             print(f"{r['nodes']:>5} {m:>8} {r['hosts_procs']:>10} {r['up']:>7.1f} {first:>11.1f} "
                   f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['hosts_pss_per_node']:>13.1f} "
                   f"{r['kernel_per_node']:>15.2f} "
-                  f"{r['stacks_per_node']:>15.2f} {r['lapsed']:>13} {r['rps']:>7.0f} "
+                  f"{r['stacks_per_node']:>15.2f} {r['lapsed']:>13} {r['svc_p50']:>9.2f}/{r['svc_max']:<9.2f} {r['rps']:>7.0f} "
                   f"{r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
                   flush=True)
             if args.breakdown:

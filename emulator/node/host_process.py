@@ -50,6 +50,10 @@ class NodeHost:
         with node_logs.tagged(name):
             return getattr(agent, method)(*args, **kwargs)
 
+    def proxy_synced_rvs(self) -> dict[str, int]:
+        """Each hosted host's kube-proxy sync mark (`NodeAgent.proxy_synced_rv`; 0 without one), in one call."""
+        return {name: agent.proxy_synced_rv() for name, agent in self.agents.items()}
+
     def hosts(self) -> list[str]:
         """The hosts this process runs."""
         return list(self.agents)

@@ -188,11 +188,18 @@ class Cluster:
         # The newest logged event counts too: a deletion shows in no listed object.
         last = ray.get(self.api.last_event_rv.remote(["Service", "EndpointSlice"]))
         want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
-        nodes = [self.agents[s.name] for s in self.plan.nodes if s.name not in self.down_nodes]
 
         def synced() -> bool:
-            return min(ray.get([a.proxy_synced_rv.remote() for a in nodes])) >= want
+            return min(self.proxy_marks().values(), default=want) >= want
         return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
+
+    def proxy_marks(self) -> dict[str, int]:
+        """Each up node's kube-proxy sync mark (the newest API change in its rules): one call per node host."""
+        up = {s.name for s in self.plan.nodes if s.name not in self.down_nodes}
+        marks: dict[str, int] = {}
+        for part in ray.get([h.proxy_synced_rvs.remote() for h in self.node_hosts]):
+            marks.update({n: m for n, m in part.items() if n in up})
+        return marks
 
     def start_cloud_controller(self) -> None:
         """The GCP side: load balancer IPs, health checks, firewall; it programs the VPC."""
