@@ -81,3 +81,35 @@ def kernel_growth(before: dict[str, float], after: dict[str, float]) -> tuple[fl
     (machine-wide, so other work on the machine meanwhile counts too)."""
     grown = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     return sum(grown.get(k, 0.0) for k in KERNEL_FIELDS), sum(grown.get(k, 0.0) for k in PROCESS_KERNEL_FIELDS)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads) so far; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS   # utime, stime (stat fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def run_cpu(run_id: str) -> dict[str, tuple[int, float]]:
+    """Per process kind: (processes, CPU seconds used so far), busiest first."""
+    kinds: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for pid in cleanup.run_processes(run_id):
+        k = kinds[_kind(pid)]
+        k[0] += 1
+        k[1] += _cpu_seconds(pid)
+    return {k: (int(n), s) for k, (n, s) in sorted(kinds.items(), key=lambda kv: -kv[1][1])}
+
+
+def mem_available_mib() -> float:
+    """MemAvailable of /proc/meminfo, MiB."""
+    with open("/proc/meminfo") as f:
+        for ln in f:
+            if ln.startswith("MemAvailable:"):
+                return int(ln.split()[1]) / 1024
+    return float("nan")

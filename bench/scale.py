@@ -14,7 +14,10 @@ the throughput measurement), how long a new Service takes to be programmed on th
 (p50 and the last node, from its creation), steady request throughput
 (HTTP through the ClusterIP from the client pod, 8 concurrent, new connection each), and,
 with several machines, the throughput and p50 latency of requests from a node to a pod on
-another machine divided by those to a pod on the node's own machine.
+another machine divided by those to a pod on the node's own machine. After each row, a
+"ceiling" line: how many nodes the machine's available memory allows at this row's cost per
+node, how many of the cores the run used (CPU seconds of its processes over the row's wall
+time), its busiest process kind, and which resource runs out first.
 
 Run as root: .venv/bin/python bench/scale.py [--nodes 10,50,100] [--machines 1,3] [--timing gke]
 [--per-process 64] [--own-informers] [--breakdown] (--per-process 1: one process per
@@ -36,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bringup import manifests, topology  # noqa: E402
-from memory import format_kinds, kernel_growth, kernel_memory, run_memory  # noqa: E402
+from memory import format_kinds, kernel_growth, kernel_memory, mem_available_mib, run_cpu, run_memory  # noqa: E402
 from emulator.config.timing import timing_for  # noqa: E402
 from emulator.naming import RunNames, new_run_id  # noqa: E402
 from emulator.report.stats import summarize  # noqa: E402
@@ -116,13 +119,29 @@ def service_change(cluster: Cluster, timeout: float = 300.0) -> tuple[float, flo
     return float("nan"), float("nan")
 
 
+def ceiling(nodes: int, mib_per_node: float, avail_mib: float, cpu: dict, wall: float) -> str:
+    """Where this size stands against the machine: the nodes memory allows, the cores the run
+    used, and the busiest process kind (a single-threaded one saturates at one core)."""
+    cores = os.cpu_count() or 1
+    used = sum(s for _, s in cpu.values()) / wall
+    kind, (procs, secs) = next(iter(cpu.items()), ("?", (0, 0.0)))
+    share = secs / wall / procs if procs else 0.0
+    mem_nodes = int(avail_mib / mib_per_node) if mib_per_node > 0 else 0
+    first = ("memory" if mem_nodes <= nodes else
+             f"CPU: {kind} at {share:.2f} of a core per process" if share >= 0.8 else
+             f"CPU: the run used {used:.1f} of {cores} cores" if used >= 0.8 * cores else "nothing yet")
+    return (f"ceiling at {nodes} nodes: memory allows ~{mem_nodes} nodes ({mib_per_node:.1f} MiB per node of "
+            f"{avail_mib / 1024:.1f} GiB available); the run used {used:.2f} of {cores} cores over {wall:.0f} s, "
+            f"busiest {kind} ({procs} process(es), {share:.2f} of a core each); first to run out: {first}")
+
+
 def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = HOSTS_PER_PROCESS,
             shared_informers: bool = True) -> dict:
     """One cluster: bring-up, memory, throughput and (several machines) the cross/same ratios."""
     topo = topology(nodes)
     run_id = new_run_id()
     run_dir = tempfile.mkdtemp(prefix=f"kubemu{run_id}-scale-")
-    kernel0 = kernel_memory()
+    kernel0, avail0 = kernel_memory(), mem_available_mib()
     t0 = time.time()
     out: dict = {"nodes": len(topo.nodes()), "machines": machines}
     try:
@@ -152,6 +171,9 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
                 print(f"throughput load failed: {str(e).splitlines()[-1][:200]}", flush=True)
                 out["rps"] = float("nan")
             out["cross"] = cross_ratio(cluster) if machines > 1 else (float("nan"), float("nan"))
+            out["cpu"], out["wall"] = run_cpu(run_id), time.time() - t0
+            per_node = out["mib_per_node"] + out["kernel_per_node"] + out["stacks_per_node"]
+            out["ceiling"] = ceiling(out["nodes"], per_node, avail0, out["cpu"], out["wall"])
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     return out
@@ -184,6 +206,7 @@ def main() -> None:
                   f"{r['stacks_per_node']:>15.2f} {r['lapsed']:>13} {r['svc_p50']:>9.2f}/{r['svc_max']:<9.2f} {r['rps']:>7.0f} "
                   f"{r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
                   flush=True)
+            print("   ", r["ceiling"], flush=True)
             if args.breakdown:
                 print(r["kinds"], flush=True)
 
