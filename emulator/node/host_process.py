@@ -21,6 +21,7 @@ from typing import Any
 from emulator.api.shared_informer import SharedInformers
 from emulator.node import node_logs
 from emulator.node.agent import NodeAgent
+from emulator.node.stall_watch import StallWatch
 from emulator.records.hosts import HostSpec
 
 
@@ -31,6 +32,8 @@ class NodeHost:
                  shared_informers: bool = False) -> None:
         self.label = label
         self.logs = node_logs.setup_node_host_logging(run_dir, f"nodehost-{label}")
+        # every thread's stack when the process stops running Python (all its nodes stop with it)
+        self.watch = StallWatch(os.path.join(run_dir, "logs", f"nodehost-{label}-stalls.txt")).start()
         # one watch per kind set for all the nodes here (kube-proxy's, the policy enforcer's)
         self.informers = SharedInformers() if shared_informers else None
         self.agents: dict[str, NodeAgent] = {}
@@ -53,6 +56,10 @@ class NodeHost:
     def proxy_synced_rvs(self) -> dict[str, int]:
         """Each hosted host's kube-proxy sync mark (`NodeAgent.proxy_synced_rv`; 0 without one), in one call."""
         return {name: agent.proxy_synced_rv() for name, agent in self.agents.items()}
+
+    def stalls(self) -> dict:
+        """How often this process ran no Python for 5 s or more, and the longest (StallWatch)."""
+        return self.watch.summary()
 
     def hosts(self) -> list[str]:
         """The hosts this process runs."""
