@@ -11,7 +11,7 @@ watch broke.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 
 class ApiUnreachable(ConnectionError):
@@ -41,6 +41,7 @@ class NodeApiClient:
         self.generation = 0          # bumped on every cut: a reply sent before it is lost
         self._up = threading.Event()
         self._up.set()
+        self._listeners: list[Callable[[bool], None]] = []   # told of each change (shared informers)
 
     @property
     def reachable(self) -> bool:
@@ -48,11 +49,23 @@ class NodeApiClient:
 
     def set_reachable(self, up: bool) -> None:
         """Link up (calls go through) or down (calls fail, replies in flight are lost)."""
+        changed = up != self._up.is_set()
         if up:
             self._up.set()
         elif self._up.is_set():
             self.generation += 1
             self._up.clear()
+        if changed:
+            for fn in list(self._listeners):
+                fn(up)
+
+    def add_link_listener(self, fn: Callable[[bool], None]) -> None:
+        """Call `fn(up)` after each change of the link (in the thread that changes it)."""
+        self._listeners.append(fn)
+
+    def remove_link_listener(self, fn: Callable[[bool], None]) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -20,13 +20,26 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, dict], None]
 
 
+def relist_events(old: dict, fresh: dict) -> list[tuple[str, dict]]:
+    """The events a relist emits: what left the cache, what came, what changed (by resourceVersion)."""
+    out = [("DELETED", o) for k, o in old.items() if k not in fresh]
+    for k, o in fresh.items():
+        if k not in old:
+            out.append(("ADDED", o))
+        elif old[k]["metadata"].get("resourceVersion") != o["metadata"].get("resourceVersion"):
+            out.append(("MODIFIED", o))
+    return out
+
+
 class Informer:
     """Keeps `cache[(kind, ns, name)] = obj` for the given kinds and calls `handler`."""
 
     def __init__(self, api, kinds: list[str], handler: Handler | None = None,
-                 node_name: str | None = None, poll_timeout: float = 2.0) -> None:
+                 node_name: str | None = None, poll_timeout: float = 2.0,
+                 on_round: Callable[[], None] | None = None) -> None:
         self.api, self.kinds, self.handler = api, kinds, handler
         self.node_name, self.poll_timeout = node_name, poll_timeout
+        self.on_round = on_round   # called after each list and each watch reply (shared informers)
         self.cache: dict[tuple[str, str, str], dict] = {}
         self.rv = 0
         self.synced = threading.Event()
@@ -65,14 +78,8 @@ class Informer:
             old = self.cache
             self.cache = fresh
             self.rv = rv
-        for k, o in old.items():
-            if k not in fresh:
-                self._emit("DELETED", o)
-        for k, o in fresh.items():
-            if k not in old:
-                self._emit("ADDED", o)
-            elif old[k]["metadata"].get("resourceVersion") != o["metadata"].get("resourceVersion"):
-                self._emit("MODIFIED", o)
+        for type_, o in relist_events(old, fresh):
+            self._emit(type_, o)
 
     def _run(self) -> None:
         relist, failing = True, False
@@ -83,6 +90,7 @@ class Informer:
                     self._relist()
                     self.synced.set()
                     relist = False
+                    self._round()
                 res = ray.get(self.api.watch.remote(self.kinds, self.rv, self.poll_timeout, self.node_name))
             except Exception as e:  # API server restarting or out of reach: retry
                 if self._stop.is_set():
@@ -99,6 +107,7 @@ class Informer:
                 continue
             if res.get("gone"):
                 self._relist()
+                self._round()
                 continue
             for ev in res["events"]:
                 with self.lock:
@@ -109,3 +118,11 @@ class Informer:
                         self.cache[k] = ev["obj"]
                 self._emit(ev["type"], ev["obj"])
             self.rv = res["rv"]
+            self._round()
+
+    def _round(self) -> None:
+        if self.on_round is not None:
+            try:
+                self.on_round()
+            except Exception:
+                log.exception("informer round hook failed")

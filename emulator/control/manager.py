@@ -40,6 +40,7 @@ class ControllerManager:
         self.min_interval = min_interval
         self.timing = timing   # None: no node lifecycle controller
         self.lifecycle_log: list[dict] = []
+        self.lease_clock = nodelifecycle.LeaseClock()   # when each node's renewals were seen
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self.informer = Informer(self.api, KINDS, self._on_event)
@@ -117,9 +118,9 @@ class ControllerManager:
     def _node_lifecycle(self, nodes: list[dict], pods: list[dict]) -> list[workloads.Action]:
         if self.timing is None:
             return []
-        res = nodelifecycle.evaluate(nodes, self.informer.list("Lease"), pods,
-                                     self.timing.node_monitor_grace_period,
-                                     self.timing.pod_eviction_timeout, time.time())
+        leases, now = self.informer.list("Lease"), time.time()
+        res = nodelifecycle.evaluate(nodes, leases, pods, self.timing.node_monitor_grace_period,
+                                     self.timing.pod_eviction_timeout, now, self.lease_clock.observe(leases, now))
         for e in res.events:
             log.info("node lifecycle: %s", e)
         self.lifecycle_log.extend(res.events)

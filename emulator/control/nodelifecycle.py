@@ -7,6 +7,11 @@ NoExecute taint; pods that do not tolerate the taint longer are evicted (gracefu
 deletion) after their tolerationSeconds (`pod_eviction_timeout`, as the
 DefaultTolerationSeconds admission plugin gives every pod). When the kubelet posts
 Ready=True again the taint goes. `now` is injected; no I/O.
+
+As the real controller does, the grace period runs from when the controller last *saw*
+a node's lease change (its probeTimestamp, `LeaseClock`), not from the renewTime the
+kubelet wrote: a controller that falls behind (its watch late, its passes slow on a
+busy machine) does not take the renewals it has not seen yet for silence.
 """
 from __future__ import annotations
 
@@ -48,6 +53,21 @@ def renew_times(leases: list[dict]) -> dict[str, float]:
     return out
 
 
+class LeaseClock:
+    """When the controller last saw each node's lease renewed: its probeTimestamp per node."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[float, float]] = {}   # node -> (renewTime, when first seen)
+
+    def observe(self, leases: list[dict], now: float) -> dict[str, float]:
+        """Note the renewals in `leases` seen at `now`; node -> when its newest renewal was seen."""
+        for node, renew in renew_times(leases).items():
+            prev = self.seen.get(node)
+            if prev is None or renew > prev[0]:
+                self.seen[node] = (renew, now)
+        return {node: seen for node, (_, seen) in self.seen.items()}
+
+
 def unreachable_taint(node: dict) -> dict | None:
     """The node's unreachable NoExecute taint, if it has one."""
     for t in node.get("spec", {}).get("taints", []) or []:
@@ -74,19 +94,23 @@ def _with_condition(obj: dict, status: str, reason: str, now: float, message: st
 
 
 def evaluate(nodes: list[dict], leases: list[dict], pods: list[dict], grace: float,
-             eviction_timeout: float, now: float) -> LifecycleResult:
-    """One pass over every node: the writes that bring health, taints and pods in line."""
+             eviction_timeout: float, now: float, observed: dict[str, float] | None = None) -> LifecycleResult:
+    """One pass over every node: the writes that bring health, taints and pods in line.
+
+    `observed`: node -> when the controller saw its lease renewed (`LeaseClock`); without
+    it, the leases' renewTimes."""
     out = LifecycleResult()
     renewed = renew_times(leases)
+    seen = renewed if observed is None else observed
     by_node: dict[str, list[dict]] = {}
     for p in pods:
         by_node.setdefault(p.get("spec", {}).get("nodeName") or "", []).append(p)
     for node in nodes:
         nm = name(node)
-        last = renewed.get(nm)
+        last, seen_at = renewed.get(nm), seen.get(nm)
         status = ready_status(node)
         taint = unreachable_taint(node)
-        silent = last is not None and now - last > grace
+        silent = last is not None and seen_at is not None and now - seen_at > grace
         cur = node
         if silent and status != "Unknown":
             cur = {**cur, "status": {**cur.get("status", {}), "conditions": _with_condition(

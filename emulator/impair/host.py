@@ -47,9 +47,11 @@ class HostImpairer:
         self.lock = threading.Lock()
 
     @classmethod
-    def for_host(cls, ns: str, prefix: str, host: str, backend: str, run_dir: str) -> "HostImpairer":
-        """The impairer of a node agent's host, logging under the run's logs/."""
-        return cls(ns, prefix, host, IptablesRunner.in_netns(ns, backend=backend), os.path.join(run_dir, "logs"))
+    def for_host(cls, ns: str, prefix: str, host: str, backend: str, run_dir: str,
+                 lock_file: str | None = None) -> "HostImpairer":
+        """The impairer of a node agent's host (its own xtables lock file), logging under the run's logs/."""
+        return cls(ns, prefix, host, IptablesRunner.in_netns(ns, backend=backend, lock_file=lock_file),
+                   os.path.join(run_dir, "logs"))
 
     def apply_dicts(self, classes: list[dict]) -> dict:
         """`apply` with the classes as plain dicts (as they cross Ray)."""

@@ -46,7 +46,9 @@ class FabricHost:
         from mininet.link import Intf
         from mininet.node import Host
         from mininet.util import makeIntfPair
-        os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+        path = os.environ.get("PATH", "")
+        if "/usr/sbin" not in path.split(":"):   # once per process: a node host builds many hosts
+            os.environ["PATH"] = path + ":/usr/sbin:/sbin"
         self.host = Host(self.mininet_name)
         netns.attach(self.netns, self.host.pid)
         # Both ends are born in their namespaces (with a system OVS, the fabric end stays

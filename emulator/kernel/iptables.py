@@ -4,9 +4,18 @@ kube-proxy's and the NetworkPolicy enforcer's only kernel adapter. One `restore`
 `iptables-restore --noflush --counters` process fed on stdin. The backend is chosen
 explicitly: `legacy` (x_tables, ~50x faster at 10k Services), `nft` (nf_tables), or
 `auto` = legacy when `iptables-legacy-restore` is installed.
+
+Every emulated node is its own machine, so each has its own xtables lock file
+(`XTABLES_LOCKFILE`, honoured by the iptables tools): nodes never wait on each other's
+restores at the host's one /run/xtables.lock, and the tools of one node still do. Such a
+runner waits for its lock without a limit (`-w`, bounded by the command's timeout): with
+`-w N` the tools arm `alarm(N)` when they take the lock and never cancel it, so a restore
+still reading its input N seconds later (a busy machine) has its read interrupted and
+fails with "COMMIT expected".
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +27,12 @@ from emulator.kernel.netns import ns_exec_prefix
 BACKENDS = ("legacy", "nft")
 NO_FLOW_DELETED = "0 flow entries have been deleted"   # conntrack -D matched nothing (exit 1)
 _LINE_RE = re.compile(r"line:? (\d+)")
+LOCK_ENV = "XTABLES_LOCKFILE"
+
+
+def node_lock_file(state_dir: str, netns: str) -> str:
+    """The xtables lock file of the node (or host) whose namespace is `netns`, in the run's state dir."""
+    return os.path.join(state_dir, "xtables", f"{netns}.lock")
 
 
 def choose_backend(backend: str = "auto") -> str:
@@ -51,20 +66,30 @@ def failing_line(text: str, output: str) -> str:
 class IptablesRunner:
     """Runs the iptables tools of one backend with a namespace-entering command prefix."""
 
-    def __init__(self, ns_exec: Sequence[str], backend: str = "auto", wait_seconds: int = 5,
-                 timeout: float = 300.0) -> None:
+    def __init__(self, ns_exec: Sequence[str], backend: str = "auto", wait_seconds: int | None = 5,
+                 timeout: float = 300.0, lock_file: str | None = None) -> None:
         self.ns_exec = list(ns_exec)
         self.backend = choose_backend(backend)
         self.wait_seconds = wait_seconds
         self.timeout = timeout
+        self.lock_file = lock_file   # None: the host's /run/xtables.lock
+        self.env = None if lock_file is None else {**os.environ, LOCK_ENV: lock_file}
+        if lock_file is not None:
+            os.makedirs(os.path.dirname(lock_file), exist_ok=True)
         for tool in (self._tool("restore"), self._tool("save"), self._tool("")):
             if shutil.which(tool) is None:
                 raise PrerequisiteError(f"{tool} not found (iptables backend {self.backend})")
 
     @classmethod
-    def in_netns(cls, netns: str, backend: str = "auto") -> "IptablesRunner":
-        """The runner of the named namespace."""
-        return cls(ns_exec_prefix(netns), backend=backend)
+    def in_netns(cls, netns: str, backend: str = "auto", lock_file: str | None = None) -> "IptablesRunner":
+        """The runner of the named namespace; with its own xtables lock file, it waits for it
+        without a limit (see the module docstring)."""
+        return cls(ns_exec_prefix(netns), backend=backend, lock_file=lock_file,
+                   wait_seconds=5 if lock_file is None else None)
+
+    def _wait(self) -> list[str]:
+        """`-w N`, or `-w` (no limit, no alarm) when wait_seconds is None."""
+        return ["-w"] if self.wait_seconds is None else ["-w", str(self.wait_seconds)]
 
     def _tool(self, kind: str) -> str:
         return f"iptables-{self.backend}" + (f"-{kind}" if kind else "")
@@ -72,13 +97,13 @@ class IptablesRunner:
     def _run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(self.ns_exec + argv, input=stdin, capture_output=True, text=True,
-                                  timeout=self.timeout, check=False)
+                                  timeout=self.timeout, check=False, env=self.env)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise KernelError(f"{argv[0]} could not run", " ".join(argv), str(exc)) from exc
 
     def restore(self, text: str) -> None:
         """Apply a payload in one `iptables-restore --noflush --counters` run."""
-        argv = [self._tool("restore"), "--noflush", "--counters", "-w", str(self.wait_seconds)]
+        argv = [self._tool("restore"), "--noflush", "--counters", *self._wait()]
         proc = self._run(argv, stdin=text)
         if proc.returncode != 0:
             output = (proc.stderr or "") + (proc.stdout or "")
@@ -99,7 +124,7 @@ class IptablesRunner:
 
     def chain_exists(self, table: str, chain: str) -> bool:
         """True when the chain exists (how the canary is watched)."""
-        argv = [self._tool(""), "-w", str(self.wait_seconds), "-t", table, "-S", chain, "1"]
+        argv = [self._tool(""), *self._wait(), "-t", table, "-S", chain, "1"]
         proc = self._run(argv)
         if proc.returncode == 0:
             return True

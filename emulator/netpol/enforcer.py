@@ -95,9 +95,11 @@ class NodePolicyAgent:
     """Informer + enforcer + worker thread for one node; `stop()` ends them."""
 
     def __init__(self, api, node_name: str, netns: str, backend: str, min_sync_period: float,
-                 sync_period: float) -> None:
-        runner = IptablesRunner.in_netns(netns, backend=backend)
-        self.informer = Informer(api, KINDS, self._on_event)
+                 sync_period: float, lock_file: str | None = None, informers=None) -> None:
+        runner = IptablesRunner.in_netns(netns, backend=backend, lock_file=lock_file)
+        # the node host's shared watch (emulator/api/shared_informer.py) when it has one
+        self.informer = (informers.subscribe(api, KINDS, self._on_event) if informers is not None
+                         else Informer(api, KINDS, self._on_event))
         self.enforcer = PolicyEnforcer(node_name, netns, runner, self._snapshot, min_sync_period, sync_period)
         self.seen_rv = 0
         self.enforcer.mark_fn = lambda: self.seen_rv

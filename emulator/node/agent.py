@@ -1,4 +1,4 @@
-"""The node agent actor: one emulated machine (cluster node or client host).
+"""The node agent: one emulated machine (cluster node or client host), hosted by a NodeHost.
 
 A cluster node runs a Mininet host on the fabric, cbr0 and pods (kubelet), the
 kube-proxy worker and the built-in workload servers; a client host (internet host,
@@ -21,12 +21,11 @@ from emulator.config.timing import Timing
 from emulator.impair.host import HostImpairer
 from emulator.kernel import netns
 from emulator.kernel.host import FabricHost
-from emulator.kernel.iptables import IptablesRunner
+from emulator.kernel.iptables import IptablesRunner, node_lock_file
 from emulator.kernel.sysctl import sysctl
 from emulator.kubeapi.discovery import GIT_VERSION
 from emulator.kubeproxy.health import HealthServer
 from emulator.kubeproxy.proxier import Proxier
-from emulator.logs import setup_actor_logging
 from emulator.naming import RunNames
 from emulator.netpol.enforcer import NodePolicyAgent
 from emulator.node import chaos
@@ -85,7 +84,9 @@ class NodeAgent:
         self.lease = None
         self.netpol = None
         self.gfe = None   # the Ingress proxy, on Google's front end (prober) host only
-        setup_actor_logging(run_dir, f"agent-{self.name}")
+        # this host's own xtables lock: kube-proxy, the policy enforcer and impairments share it
+        self.xtables_lock = node_lock_file(state_dir(run_id), self.netns)
+        self.informers = None   # the node host's SharedInformers, when it shares its watches
 
     # --- bring-up ---
     def create(self, fabric_netns: str | None) -> HostInfo:
@@ -126,14 +127,14 @@ class NodeAgent:
     def start_kube_proxy(self) -> None:
         """A fresh kube-proxy (rules, health servers, watch) with a full sync; also after a crash."""
         t = self.timing
-        runner = IptablesRunner.in_netns(self.netns, backend=self.spec.iptables_backend)
+        runner = IptablesRunner.in_netns(self.netns, backend=self.spec.iptables_backend, lock_file=self.xtables_lock)
         self.proxier = Proxier(self.name, [self.spec.ip], self.spec.cluster_cidr, runner,
                                min_sync_period=t.kube_proxy_min_sync_period, sync_period=t.kube_proxy_sync_period)
         self.seen_rv = 0
         self.proxier.sync_mark_fn = lambda: self.seen_rv
         self.proxy_worker = BoundedSyncRunner(self.proxier)
         self.health = HealthServer(self.workloads.loop, self._node_socket, self.proxier)
-        self.svc_informer = Informer(self.api, ["Service", "EndpointSlice"], self._on_proxy_event)
+        self.svc_informer = self._informer(["Service", "EndpointSlice"], self._on_proxy_event)
         self.svc_informer.start()
         self.svc_informer.synced.wait(30)
         self.proxy_worker.start()
@@ -144,8 +145,15 @@ class NodeAgent:
         if not self.spec.network_policy:
             return
         self.netpol = NodePolicyAgent(self.api, self.name, self.netns, self.spec.iptables_backend,
-                                      self.timing.kube_proxy_min_sync_period, self.timing.kube_proxy_sync_period)
+                                      self.timing.kube_proxy_min_sync_period, self.timing.kube_proxy_sync_period,
+                                      lock_file=self.xtables_lock, informers=self.informers)
         self.netpol.start()
+
+    def _informer(self, kinds: list[str], handler):
+        """An informer of `kinds` for this node: on the node host's shared watch, or its own."""
+        if self.informers is not None:
+            return self.informers.subscribe(self.api, kinds, handler)
+        return Informer(self.api, kinds, handler)
 
     def netpol_synced_rv(self) -> int:
         """The API resourceVersion of the newest policy/pod/namespace change in the node's rules."""
@@ -248,7 +256,7 @@ class NodeAgent:
         """Impair this host's egress as `classes` say (emulator.impair); returns what enforces each."""
         if self.impairer is None:
             self.impairer = HostImpairer.for_host(self.netns, self.names.prefix, self.name,
-                                                  self.spec.iptables_backend, self.run_dir)
+                                                  self.spec.iptables_backend, self.run_dir, self.xtables_lock)
         return self.impairer.apply_dicts(classes)
 
     # --- teardown ---

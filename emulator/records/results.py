@@ -106,6 +106,8 @@ class Results(BaseModel):
     timeline: dict[str, float] | None = Field(default=None, description="bring-up milestone -> seconds")
     ingresses: dict[str, dict[str, Any]] | None = None
     iptables_backend: str | None = None
+    load: dict[str, Any] | None = Field(default=None, description="leases that lapsed with no fault: "
+                                        "the machine did not keep up with the timing (emulator/report/load_lapses.py)")
     interrupted: bool | None = None
     error: str | None = None
     seconds: float | None = None

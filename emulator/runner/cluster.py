@@ -1,7 +1,8 @@
 """Bring an emulated cluster up from a run plan, and take it down again.
 
 The `Cluster` owns the run's Ray session and every actor: API server, controller
-manager, SDN controller, one fabric per machine, one agent per node or client host.
+manager, SDN controller, one fabric per machine, and node hosts: processes that each run
+the agents of many nodes and client hosts of one machine (emulator/node/host_process.py).
 Used as a context manager so teardown runs on success, failure and Ctrl-C alike.
 """
 from __future__ import annotations
@@ -23,12 +24,14 @@ from emulator.fabric.machine import Machine
 from emulator.fabric.pki import make_pki
 from emulator.fabric.sdn import SdnController
 from emulator.naming import RunNames
-from emulator.node.agent import NodeAgent
+from emulator.node.host_process import NodeHost
 from emulator.records.cloud import CloudFacts, CloudHost
 from emulator.records.hosts import HostInfo
 from emulator.runner import cleanup, ray_local, signals
 from emulator.runner.client import ClusterClient
 from emulator.runner.machines import Machines
+from emulator.runner.node_hosts import (HOSTS_PER_PROCESS, HostedAgent, max_calls, plan_groups,
+                                        shared_informers_wanted)
 from emulator.runner.plan import RunPlan, node_object, system_objects
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,8 @@ class Cluster:
 
     def __init__(self, run_id: str, run_dir: str, plan: RunPlan, timing: Timing,
                  progress: Progress = lambda s: None, ray_address: str | None = None,
-                 machines: tuple[int, str] | None = None) -> None:
+                 machines: tuple[int, str] | None = None, hosts_per_process: int = HOSTS_PER_PROCESS,
+                 shared_informers: bool | None = None) -> None:
         self.run_id, self.run_dir, self.plan, self.timing = run_id, run_dir, plan, timing
         self.names = RunNames(run_id)
         self.progress = progress
@@ -61,7 +65,10 @@ class Cluster:
         self.machines: list = []
         self.machine_spec = machines or (1, "spread")  # machine count, placement policy
         self.fleet = None  # emulator.runner.machines.Machines
-        self.agents: dict[str, object] = {}
+        self.hosts_per_process = hosts_per_process
+        self.shared_informers = shared_informers_wanted() if shared_informers is None else shared_informers
+        self.node_hosts: list = []   # NodeHost actors
+        self.agents: dict[str, HostedAgent] = {}   # host name -> its agent in its node host
         self.host_info: dict[str, HostInfo] = {}
         self.timeline: dict[str, float] = {}
         self.down_nodes: set[str] = set()   # crashed or partitioned by a fault step
@@ -92,7 +99,7 @@ class Cluster:
         # A local Ray listens on loopback only and asks no cloud metadata server (ray_local).
         ray_local.init(self.ray_address, cleanup.ray_temp_dir(self.run_id), include_dashboard=False,
                        log_to_driver=False,
-                       # one actor per emulated host: let them all start at once
+                       # the node hosts (and control plane actors): let them all start at once
                        _system_config={"worker_maximum_startup_concurrency": 16} if local else None,
                        configure_logging=False, namespace=f"kubemu{self.run_id}")
         self.mark("ray")
@@ -121,11 +128,7 @@ class Cluster:
         controller = "sdn" if self.fleet.remote_controller else ray.get(self.sdn.address.remote())["target"]
         self.machines = self.fleet.create_actors(ray.remote(Machine), opts)
         self.progress("starting Open vSwitch and the SDN controller")
-        agent_cls = ray.remote(NodeAgent)
-        for spec in self.plan.hosts:
-            self.agents[spec.name] = agent_cls.options(
-                name=f"agent-{spec.name}", **opts, **self.fleet.host_options(spec.name)).remote(
-                self.run_id, spec, self.run_dir)
+        self.start_node_hosts()
         fabric = self.fleet.start(controller, tls)[0]
         self.fabric_info = fabric
         self.mark("fabric")
@@ -164,6 +167,20 @@ class Cluster:
         self.wait_proxies_synced(60)
         self.mark("dns")
 
+    def start_node_hosts(self) -> None:
+        """One NodeHost actor per group of hosts of a machine, pinned to it; a handle per host."""
+        specs = {s.name: s for s in self.plan.hosts}
+        host_cls = ray.remote(NodeHost)
+        groups = plan_groups(self.fleet.placement, self.fleet.count, self.hosts_per_process)
+        for k, (machine, names) in enumerate(groups):
+            label = f"{machine}-{k}"
+            actor = host_cls.options(name=f"nodehost-{label}", num_cpus=0, max_concurrency=max_calls(len(names)),
+                                     **self.fleet.options(machine)).remote(
+                self.run_id, [specs[n] for n in names], self.run_dir, label, self.shared_informers)
+            self.node_hosts.append(actor)
+            self.agents.update({n: HostedAgent(actor, n) for n in names})
+        self.agents = {s.name: self.agents[s.name] for s in self.plan.hosts}   # plan order
+
     def wait_proxies_synced(self, timeout: float) -> float:
         """Wait until every node's kube-proxy has programmed every Service/EndpointSlice change so far."""
         svcs, _ = ray.get(self.api.list.remote("Service"))
@@ -171,11 +188,18 @@ class Cluster:
         # The newest logged event counts too: a deletion shows in no listed object.
         last = ray.get(self.api.last_event_rv.remote(["Service", "EndpointSlice"]))
         want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
-        nodes = [self.agents[s.name] for s in self.plan.nodes if s.name not in self.down_nodes]
 
         def synced() -> bool:
-            return min(ray.get([a.proxy_synced_rv.remote() for a in nodes])) >= want
+            return min(self.proxy_marks().values(), default=want) >= want
         return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
+
+    def proxy_marks(self) -> dict[str, int]:
+        """Each up node's kube-proxy sync mark (the newest API change in its rules): one call per node host."""
+        up = {s.name for s in self.plan.nodes if s.name not in self.down_nodes}
+        marks: dict[str, int] = {}
+        for part in ray.get([h.proxy_synced_rvs.remote() for h in self.node_hosts]):
+            marks.update({n: m for n, m in part.items() if n in up})
+        return marks
 
     def start_cloud_controller(self) -> None:
         """The GCP side: load balancer IPs, health checks, firewall; it programs the VPC."""

@@ -3,8 +3,8 @@
 A flow is one remote call to the source's node agent (`NodeAgent.run_flow`), which runs
 the generator as a real process in the source's namespace and returns its records. A
 foreground flow waits for that call; a background flow keeps the ObjectRef and the step
-returns at once (agents take up to 64 calls at a time). `await`, an `assert` on the
-flow and the end of the scenario collect it. If the run fails or is interrupted, the
+returns at once (a node host takes 16 calls per host at a time, at least 64). `await`, an
+`assert` on the flow and the end of the scenario collect it. If the run fails or is interrupted, the
 cluster teardown kills the generator processes with the run's namespaces and processes.
 """
 from __future__ import annotations

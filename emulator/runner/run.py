@@ -23,7 +23,7 @@ from emulator.runner.ingress_results import ingress_results
 from emulator.impair.cluster import apply_impairments
 from emulator.config.templates import render_values
 from emulator.runner.steps import StepContext, describe, run_step
-from emulator.report import render as report_render
+from emulator.report import load_lapses, render as report_render
 from emulator.records.results import (SCHEMA_VERSION, ImpairmentsRecord, Results, RunTiming, RunTopology,
                                       TopologyClient, TopologyNode)
 
@@ -99,6 +99,9 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 results.machines["tunnels"] = cluster.fleet.tunnel_counters()
                 results.machines["underlay"]["links"] = cluster.fleet.underlay_counters()
             results.iptables_backend = ctx.client.iptables_backend()
+            results.load = _load_lapses(ctx, results)
+            if results.load:
+                progress(load_lapses.warning(results.load))
         results.seal_steps()
         results.ok = all(s.ok for s in results.steps)
     except KeyboardInterrupt:
@@ -125,6 +128,14 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         if not results.interrupted:   # a failed run's report shows its error too
             report_render.report_after_run(run_dir, progress)  # report.md + plots; never raises
     return results
+
+
+def _load_lapses(ctx, results: Results) -> dict | None:
+    """results.json's `load`: leases that lapsed with no fault to explain them (None if none)."""
+    events = ctx.client.lifecycle_events() or []
+    faults = [r for r in results._step_records if r.get("step") == "fault"]
+    return load_lapses.summary(load_lapses.unexplained_lapses(events, faults), results.started,
+                               results.timing.profile if results.timing else None)
 
 
 def _unwrap(e: BaseException) -> BaseException:

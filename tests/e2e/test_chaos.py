@@ -216,6 +216,8 @@ def test_node_crash_endpoints_leave_and_traffic_recovers(lb):
     assert any(c["type"] == "Ready" and c["status"] == "Unknown" for c in node_obj["status"]["conditions"])
     assert any(t["key"] == "node.kubernetes.io/unreachable" for t in node_obj["spec"]["taints"])
     up = [n for n in NODES if n != node]
+    # the crashed node shared its process with the others, which kept serving and syncing
+    assert {lb.cluster.agents[n].host for n in NODES} == {lb.cluster.agents[node].host}
     back_to_full(lb)
     no_stale_rules(lb, up)
     fault(lb, action="recover", node=node)

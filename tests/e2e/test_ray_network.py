@@ -58,7 +58,7 @@ def test_the_runs_ray_listens_on_loopback_only(cluster):
     pids = set(cleanup.run_processes(run_id)) | {os.getpid()}   # this test process is the run's driver
     socks = listening(pids)
     names = {n for _, n in socks}
-    assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::NodeAgent") for n in names), socks
+    assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::NodeHost") for n in names), socks
     raylets = {p for p in pids if open(f"/proc/{p}/comm").read().strip() == "raylet"}
     assert len(raylets) == 2                                     # the driver's node and machine 1's
     assert len(socks) >= 10, socks

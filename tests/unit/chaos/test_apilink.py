@@ -101,3 +101,70 @@ def test_informer_stalls_while_cut_off_and_relists_when_the_link_is_back():
         assert [n for _, n in seen].count("a") == 1                # a was not emitted again
     finally:
         inf.stop()
+
+
+def test_shared_informer_fans_one_watch_out_and_keeps_each_nodes_partition():
+    """Nodes of one process share one list+watch; a cut-off node hears nothing, and lists
+    again (from the shared cache) once its link is back, as its own informer would."""
+    from emulator.api.shared_informer import SharedInformers
+    fake = FakeApi()
+    fake.put("a")
+    links = {n: NodeApiClient(fake, n) for n in ("n1", "n2")}
+    seen: dict[str, list[tuple[str, str]]] = {n: [] for n in links}
+    hub = SharedInformers()
+    subs = {n: hub.subscribe(api, ["Service"], lambda t, o, n=n: seen[n].append((t, o["metadata"]["name"])))
+            for n, api in links.items()}
+    for s in subs.values():
+        s.shared.informer.poll_timeout = 0.01
+        s.start()
+    try:
+        assert len(hub.by_kinds) == 1
+        for s in subs.values():
+            assert s.synced.wait(5)
+        wait(lambda: all(("ADDED", "a") in v for v in seen.values()))
+        assert fake.lists == 1                                     # one list for both nodes
+        links["n1"].set_reachable(False)
+        fake.put("b")
+        wait(lambda: ("ADDED", "b") in seen["n2"])
+        time.sleep(0.1)
+        assert ("ADDED", "b") not in seen["n1"]                   # cut off: b never arrived
+        assert [o["metadata"]["name"] for o in subs["n1"].list("Service")] == ["a"]
+        links["n1"].set_reachable(True)
+        wait(lambda: ("ADDED", "b") in seen["n1"])                # listed again when the link came back
+        assert seen["n1"] == seen["n2"] == [("ADDED", "a"), ("ADDED", "b")]
+        assert sorted(o["metadata"]["name"] for o in subs["n1"].list("Service")) == ["a", "b"]
+        subs["n2"].stop()
+        fake.put("c")
+        wait(lambda: ("ADDED", "c") in seen["n1"])
+        time.sleep(0.1)
+        assert ("ADDED", "c") not in seen["n2"]                   # a stopped informer hears nothing
+        assert fake.lists == 1
+    finally:
+        for s in subs.values():
+            s.stop()
+        hub.stop()
+
+
+def test_shared_informer_cut_and_back_between_events_lists_again():
+    """A cut that ends before the next event still breaks the node's watch: it lists again."""
+    from emulator.api.shared_informer import SharedInformers
+    fake = FakeApi()
+    api = NodeApiClient(fake, "n1")
+    seen: list[tuple[str, str]] = []
+    hub = SharedInformers()
+    sub = hub.subscribe(api, ["Service"], lambda t, o: seen.append((t, o["metadata"]["name"])))
+    sub.shared.informer.poll_timeout = 0.01
+    sub.start()
+    try:
+        assert sub.synced.wait(5)
+        api.remove_link_listener(sub._link_changed)   # no relist at link-up: the rounds must notice
+        api.set_reachable(False)
+        api.set_reachable(True)
+        assert sub.needs_catch_up()
+        fake.put("x")
+        wait(lambda: ("ADDED", "x") in seen)
+        wait(lambda: not sub.needs_catch_up())
+        assert seen == [("ADDED", "x")]
+    finally:
+        sub.stop()
+        hub.stop()

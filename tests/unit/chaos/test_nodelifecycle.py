@@ -100,3 +100,18 @@ def test_kubelet_status_sync_posts_only_what_the_api_server_has_wrong():
     sync_pod_status(kubelet)
     assert posted == ["default/p"]
     sync_pod_status(None)
+
+
+def test_grace_runs_from_when_the_controller_saw_the_renewal():
+    from emulator.control.nodelifecycle import LeaseClock
+    clock, nodes, pods = LeaseClock(), [node("a")], [pod("p", "a")]
+    # first seen at 100 with a renewal written at 90 (the controller just started): not silent yet
+    res = evaluate(nodes, [lease("a", 90.0)], pods, GRACE, EVICT, 100.0, clock.observe([lease("a", 90.0)], 100.0))
+    assert res.actions == []
+    # the controller fell behind: its next pass is at 108 and only now sees the renewal of 104
+    seen = clock.observe([lease("a", 104.0)], 108.0)
+    assert evaluate(nodes, [lease("a", 104.0)], pods, GRACE, EVICT, 108.0, seen).actions == []
+    # no renewal seen since 108: silent after the grace period, and the event tells the kubelet's silence
+    seen = clock.observe([lease("a", 104.0)], 113.5)
+    res = evaluate(nodes, [lease("a", 104.0)], pods, GRACE, EVICT, 113.5, seen)
+    assert [e["event"] for e in res.events][:1] == ["node_not_ready"] and res.events[0]["silent_s"] == 9.5

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from emulator.errors import KernelError
-from emulator.kernel.iptables import IptablesRunner, choose_backend, failing_line
+from emulator.kernel.iptables import IptablesRunner, choose_backend, failing_line, node_lock_file
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +43,22 @@ def test_chain_exists_reads_the_exit_status():
     assert not IptablesRunner(["sh", "-c", "exit 1", "sh"], "legacy").chain_exists("mangle", "X")
     with pytest.raises(KernelError):
         IptablesRunner(["sh", "-c", "exit 4", "sh"], "legacy").chain_exists("mangle", "X")
+
+
+
+@pytest.mark.skipif(shutil.which("iptables-legacy") is None, reason="needs iptables-legacy")
+def test_each_node_runs_iptables_with_its_own_lock_file(tmp_path):
+    """XTABLES_LOCKFILE reaches the tools, one file per node; without one, the host's lock."""
+    # A stand-in for `ip netns exec NS`: report the lock file the tool would use.
+    show_env = ["sh", "-c", 'cat >/dev/null; echo "lock=${XTABLES_LOCKFILE:-none}" >&2; exit 1', "sh"]
+
+    def lock_seen(runner: IptablesRunner) -> str:
+        with pytest.raises(KernelError) as err:
+            runner.restore("*filter\nCOMMIT\n")
+        return err.value.output.strip()
+    locks = [node_lock_file(str(tmp_path), ns) for ns in ("kubemu1a2b-n1", "kubemu1a2b-n2")]
+    assert locks[0] != locks[1] and all(lk.startswith(str(tmp_path / "xtables")) for lk in locks)
+    seen = [lock_seen(IptablesRunner(show_env, "legacy", lock_file=lk)) for lk in locks]
+    assert seen == [f"lock={lk}" for lk in locks]
+    assert (tmp_path / "xtables").is_dir()
+    assert lock_seen(IptablesRunner(show_env, "legacy")) == "lock=none"
