@@ -15,8 +15,8 @@ MAX_TOTAL_BYTES = 4 << 20         # a scenario and every file it names, together
 MAX_PARSE_SECONDS = 30.0          # reading a scenario and every file it names
 
 # --- cluster size (topology) ---
-MAX_NODES = 500                   # nodes of a topology (all pools and zones)
-MAX_NODES_PER_ZONE = 100          # a node pool's nodes_per_zone
+MAX_NODES = 1000                  # nodes of a topology (all pools and zones; node hosts run them)
+MAX_NODES_PER_ZONE = 1000         # a node pool's nodes_per_zone
 MAX_CLIENTS = 100                 # client hosts
 
 # --- workloads (manifests and scale steps) ---
@@ -35,7 +35,7 @@ MAX_DURATION_SECONDS = 86_400.0   # any duration (a day)
 MAX_TARGET_CHARS = 2048           # a traffic target, host or URL
 
 # --- the machine (estimates for the memory check) ---
-NODE_MEMORY_MIB = 40              # one emulated node: namespaces, kubelet, kube-proxy, iptables
+NODE_MEMORY_MIB = 15              # one emulated node: kernel objects, its share of a node host, its shell
 POD_MEMORY_MIB = 2                # one pod: namespace, veth, its share of the netexec server
 HOST_MEMORY_MIB = 20              # one client host
 
