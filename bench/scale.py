@@ -61,9 +61,9 @@ def load(agent, target: str, url: str, requests: int, concurrency: int = 8) -> d
             "ok": s.success_ratio}
 
 
-def wait_first_request(cluster: Cluster, t0: float) -> float | None:
-    """Seconds from `t0` to the first successful request of the client pod."""
-    while time.time() - t0 < 600:
+def wait_first_request(cluster: Cluster, t0: float, limit: float = 600.0) -> float | None:
+    """Seconds from `t0` to the first successful request of the client pod (None after `limit` s)."""
+    while time.time() - t0 < limit:
         try:
             if load(cluster.agent_of_pod("default", "client"), "default/client", URL, 1, 1)["ok"] == 1.0:
                 return time.time() - t0
@@ -153,8 +153,9 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             out["hosts_procs"] = len(cluster.node_hosts)
             for obj in manifests(2 * len(topo.nodes())):
                 ray.get(cluster.api.apply.remote(obj))
-            out["first"] = wait_first_request(cluster, t0)
-            cluster.wait_proxies_synced(120)
+            big = max(1.0, out["nodes"] / 100)   # a thousand nodes take longer than a hundred
+            out["first"] = wait_first_request(cluster, t0, 600 * big)
+            cluster.wait_proxies_synced(120 * big)
             out["svc_p50"], out["svc_max"] = service_change(cluster)
             mem = run_memory(run_id)
             out["mib_per_node"], out["rss_per_node"] = mem["pss"] / out["nodes"], mem["rss"] / out["nodes"]
