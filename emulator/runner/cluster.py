@@ -35,6 +35,7 @@ from emulator.runner.node_hosts import (HOSTS_PER_PROCESS, HostedAgent, max_call
 from emulator.runner.plan import RunPlan, node_object, system_objects
 
 log = logging.getLogger(__name__)
+SDN_CONNECT_TIMEOUT = 60.0   # seconds for every machine's bridge to connect to the SDN controller at bring-up
 Progress = Callable[[str], None]
 
 
@@ -142,7 +143,9 @@ class Cluster:
             ray.get(self.api.create.remote(node_object(spec, info.mac, f"machine-{self.fleet.machine_of(spec.name)}",
                                                        info.node_info)))
         self.start_cloud_controller()
-        ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], 20.0))
+        # OVS retries a failed controller connection with a backoff growing to 8 s: on a busy
+        # machine (load average 30) the first TLS handshakes can fail for 20 s and more
+        ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], SDN_CONNECT_TIMEOUT))
         self.mark("sdn")
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
