@@ -224,10 +224,12 @@ def firewall_flows(rules: tuple[FirewallRule, ...] | None,
         table = TABLE_FW_EGRESS if rule.direction == "egress" else TABLE_FW_INGRESS
         reg = REG_SRC if rule.direction == "egress" else REG_DST
         actions = _allow_actions(rule.direction) if rule.action == "allow" else ()
+        # the rule's matches are the same for every target: computed once (1000 nodes: minutes otherwise)
+        srcs, dsts, l4s = _ranges(rule.source_ranges), _ranges(rule.destination_ranges), _l4_matches(rule.protocols)
         for ep, ep_id in targets:
-            for src in _ranges(rule.source_ranges):
-                for dst in _ranges(rule.destination_ranges):
-                    for l4 in _l4_matches(rule.protocols):
+            for src in srcs:
+                for dst in dsts:
+                    for l4 in l4s:
                         match: dict[str, Any] = {"eth_type": ETH_TYPE_IP, "ct_state": NEW, reg: ep_id, **l4}
                         if src:
                             match["ipv4_src"] = src
