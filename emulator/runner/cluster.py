@@ -158,16 +158,16 @@ class Cluster:
                  for s in self.plan.nodes])
         backend = ray.get(self.agents[self.plan.nodes[0].name].iptables_backend.remote())
         self.progress(f"kubelet and kube-proxy running on every node (iptables backend: {backend})")
-        for spec in self.plan.nodes:
-            ray.get(self.api.patch_status.remote("Node", "", spec.name, {"conditions": [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}))
+        ray.get([self.api.patch_status.remote("Node", "", spec.name, {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}) for spec in self.plan.nodes])
         for obj in system_objects(self.plan.dns_ip):
             ray.get(self.api.apply.remote(obj))
         self.mark("nodes")
         self.progress("waiting for kube-dns")
-        self.wait_for(ClusterClient(self).ready_check("Deployment", "kube-system", "kube-dns"), 60,
+        big = max(1.0, len(self.plan.nodes) / 100)   # a thousand nodes take longer than three
+        self.wait_for(ClusterClient(self).ready_check("Deployment", "kube-system", "kube-dns"), 60 * big,
                       "kube-dns to be ready")
-        self.wait_proxies_synced(60)
+        self.wait_proxies_synced(60 * big)
         self.mark("dns")
 
     def start_node_hosts(self) -> None:
