@@ -106,7 +106,11 @@ class Cluster:
         self.mark("ray")
         opts = {"num_cpus": 0, "max_concurrency": 64}
         # Durable (a journal in the state dir) and restarted by Ray after a crash.
-        self.api = ray.remote(ApiServer).options(name="api", num_cpus=0, max_restarts=-1, max_task_retries=-1).remote(
+        # every node keeps a long-poll watch open (its kubelet's), plus its calls: an async actor's
+        # default of 1000 concurrent calls queued every other call behind watches at 1000 nodes
+        calls = 1000 + 4 * len(self.plan.hosts)
+        self.api = ray.remote(ApiServer).options(name="api", num_cpus=0, max_restarts=-1, max_task_retries=-1,
+                                                 max_concurrency=calls).remote(
             self.plan.service_range, os.path.join(state, "api-journal.jsonl"))
         self.fleet = Machines(self.run_id, state, os.path.join(self.run_dir, "logs"), self.plan.hosts,
                               *self.machine_spec, ray_address=self.ray_address)
