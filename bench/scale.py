@@ -100,13 +100,12 @@ def service_change(cluster: Cluster, timeout: float = 300.0) -> tuple[float, flo
     want = None
     while time.time() - t0 < timeout:
         if want is None:
-            got, _ = ray.get(cluster.api.list.remote("Service", "default"))
+            created = ray.get(cluster.api.get.remote("Service", "default", "probe"))
             slices, _ = ray.get(cluster.api.list.remote("EndpointSlice", "default",
                                                        {"kubernetes.io/service-name": "probe"}))
             ready = [sl for sl in slices if sl.get("endpoints")]
             if ready:
-                want = max(int(o["metadata"]["resourceVersion"])
-                           for o in [*ready, *[g for g in got if g["metadata"]["name"] == "probe"]])
+                want = max(int(o["metadata"]["resourceVersion"]) for o in [*ready, created])
         if want is not None:
             now = time.time() - t0
             for name, mark in cluster.proxy_marks().items():
@@ -153,9 +152,8 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             out["hosts_procs"] = len(cluster.node_hosts)
             for obj in manifests(2 * len(topo.nodes())):
                 ray.get(cluster.api.apply.remote(obj))
-            big = max(1.0, out["nodes"] / 100)   # a thousand nodes take longer than a hundred
-            out["first"] = wait_first_request(cluster, t0, 600 * big)
-            cluster.wait_proxies_synced(120 * big)
+            out["first"] = wait_first_request(cluster, t0, 600 * cluster.wait_scale)
+            cluster.wait_proxies_synced(120 * cluster.wait_scale)
             out["svc_p50"], out["svc_max"] = service_change(cluster)
             mem = run_memory(run_id)
             out["mib_per_node"], out["rss_per_node"] = mem["pss"] / out["nodes"], mem["rss"] / out["nodes"]

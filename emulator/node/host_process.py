@@ -57,10 +57,6 @@ class NodeHost:
         """Each hosted host's kube-proxy sync mark (`NodeAgent.proxy_synced_rv`; 0 without one), in one call."""
         return {name: agent.proxy_synced_rv() for name, agent in self.agents.items()}
 
-    def stalls(self) -> dict:
-        """How often this process ran no Python for 5 s or more, and the longest (StallWatch)."""
-        return self.watch.summary()
-
     def hosts(self) -> list[str]:
         """The hosts this process runs."""
         return list(self.agents)

@@ -5,7 +5,7 @@ long C call, a vfork'ed child that does not exec) stops every node's servers, le
 kube-proxy at once. A watcher thread re-arms `faulthandler.dump_traceback_later` every
 `tick`; the dump comes from faulthandler's own C thread, which needs no GIL, so it is
 written while the stall lasts. The watcher also counts stalls (ticks that came more than
-`limit` late) for the run's report.
+`limit` late) and logs each one as a warning in the node host's log.
 """
 from __future__ import annotations
 

@@ -168,10 +168,9 @@ class Cluster:
             ray.get(self.api.apply.remote(obj))
         self.mark("nodes")
         self.progress("waiting for kube-dns")
-        big = max(1.0, len(self.plan.nodes) / 100)   # a thousand nodes take longer than three
-        self.wait_for(ClusterClient(self).ready_check("Deployment", "kube-system", "kube-dns"), 60 * big,
-                      "kube-dns to be ready")
-        self.wait_proxies_synced(60 * big)
+        self.wait_for(ClusterClient(self).ready_check("Deployment", "kube-system", "kube-dns"),
+                      60 * self.wait_scale, "kube-dns to be ready")
+        self.wait_proxies_synced(60 * self.wait_scale)
         self.mark("dns")
 
     def start_node_hosts(self) -> None:
@@ -199,6 +198,11 @@ class Cluster:
         def synced() -> bool:
             return min(self.proxy_marks().values(), default=want) >= want
         return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
+
+    @property
+    def wait_scale(self) -> float:
+        """How much longer than at 100 nodes or fewer a cluster-wide wait may take (a thousand nodes: 10x)."""
+        return max(1.0, len(self.plan.nodes) / 100)
 
     def proxy_marks(self) -> dict[str, int]:
         """Each up node's kube-proxy sync mark (the newest API change in its rules): one call per node host."""
