@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from emulator.api.apilink import NodeApiClient
 from emulator.api.client import Informer
@@ -110,7 +110,7 @@ class ClusterNode(EmulatedHost):
         self.kubelet.start()
         self.lease = self.parts.lease(self).start()
 
-    def informer(self, kinds: list[str], handler) -> Any:
+    def informer(self, kinds: list[str], handler: Callable[[str, dict], None]) -> Any:
         """An informer of `kinds` for this node: on the node host's shared watch, or its own."""
         if self.informers is not None:
             return self.informers.subscribe(self.api, kinds, handler)
