@@ -4,11 +4,8 @@
 `GET path HTTP/1.1` like Google's health checkers (`User-Agent: GoogleHC/1.0`), and
 counts a probe as passed when the status line says 200 within the timeout. All probes of
 a batch run concurrently on non-blocking sockets in the calling thread (no thread per
-probe). The prober host's NodeAgent exposes it as a method:
-
-    def http_probes(self, targets, timeout):
-        from emulator.workloads.hc_prober import probe_batch
-        return probe_batch(self.netns, targets, timeout)
+probe). The prober host's role object exposes it as a method (`ProberHost.http_probes`,
+emulator/node/roles.py), which the cloud controller calls through the host's NodeAgent.
 """
 from __future__ import annotations
 
