@@ -35,7 +35,6 @@ import json
 import re
 
 from emulator.kernel import links, vxlan
-from emulator.kernel.links import disable_tx_offload
 
 UDP_PORT = 48479
 KIND = "kernel-vxlan"
@@ -99,7 +98,7 @@ class KernelTunnel:
 
     def start(self, router_mac: str) -> None:
         """Create the device where the machine's address is, move it into the fabric namespace,
-        its FDB, TX offload off (userspace OVS reads and writes it), up.
+        its FDB, up (plugging it into the bridge turns its TX offload off, `OvsInstance.add_ports`).
 
         Raises KernelError if the kernel cannot (no vxlan module, the UDP port taken, the VNI
         in use); the device is gone again then."""
@@ -108,7 +107,6 @@ class KernelTunnel:
         try:
             vxlan.move(self.name, self.host_netns, self.fabric_netns)
             vxlan.fdb_batch(self.fabric_netns, fdb_lines(self.name, router_mac, self.remote_ip))
-            disable_tx_offload(self.name, self.fabric_netns)
             links.set_link_up(self.fabric_netns, self.name, True)  # binds the UDP socket
         except Exception:
             self.stop()
