@@ -164,7 +164,7 @@ class Machine:
         its tunnel port, from this machine's address (default: its Ray node's) to the tunnel's
         `remote_ip`; None, or why the kernel cannot make them (then none is left)."""
         local = local_ip or ray_node_ip()
-        for t in map(lambda d: underlay.TunnelSpec(**d), tunnels):
+        for t in [underlay.TunnelSpec(**d) for d in tunnels]:
             tunnel = KernelTunnel(self.names.run_id, t.port_name, self.index, t.remote, self.netns, local,
                                   t.remote_ip, KERNEL_MTU, host_netns)
             try:
@@ -220,7 +220,8 @@ class Machine:
         specs = [underlay.TunnelSpec(**t) for t in tunnels]
         self.tunnels = [t.port_name for t in specs]
         if self.ktunnels:
-            assert sorted(self.tunnels) == sorted(t.name for t in self.ktunnels), "tunnels differ from the devices"
+            if sorted(self.tunnels) != sorted(t.name for t in self.ktunnels):
+                raise ValueError(f"tunnels {self.tunnels} are not the kernel devices {[t.name for t in self.ktunnels]}")
             return self.add_ports(self.tunnels)
         ports = underlay.add_tunnels(self.ovs, self.bridge, specs, self.underlay_ip)
         bridge = underlay.underlay_bridge(self.names, self.index)
