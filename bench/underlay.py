@@ -4,7 +4,7 @@
 Three "VMs" (namespaces with their own addresses on a LAN, a Ray node each started by
 `ray start`, tests/e2e/vmlan.py); from inside the first, `kubemu run
 scenarios/machines-iperf.yaml --address ...` (3 machines by zone) alternately with
-KUBEMU_UNDERLAY=kernel (a kernel VXLAN device per machine) and KUBEMU_UNDERLAY=relay (the
+KUBEMU_UNDERLAY=kernel (kernel VXLAN devices as the tunnels) and KUBEMU_UNDERLAY=relay (the
 Python UDP relay), `--repeat` times each, in the same Ray cluster. Per run it prints
 pod-to-pod iperf3 throughput from the client pod to a pod on another node of its own
 machine (near) and on another machine (far), HTTP p50 latency (one request at a time,

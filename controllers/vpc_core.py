@@ -14,7 +14,8 @@ Pipeline (one table per concern). Every endpoint has a stable id (1..65535, from
 that is its conntrack zone, its ct_mark value as a load-balancer backend and its register
 value; the sender's id is in reg6, the receiver's in reg5, a chosen backend's in reg7.
   0  CLASSIFY    ARP responder; IPv4 from a local endpoint: reg6 := id, ct(zone=id) -> 10;
-                 from tunnels -> 40 (the sender's bridge already did 10..30)
+                 from tunnels, the VPC router's frames -> 40 (the sender's bridge already did
+                 10..30), anything else from a tunnel dropped by a flow that counts it
   10 FW_EGRESS   sender's egress rules (stateful; vpc_firewall) -> commit -> 20
   20 LB          forwarding rules: recorded backend (ct_mark) or SELECT group -> 25 (vpc_lb)
   25 LB_BACKEND  reg7 = backend id -> router hop to that endpoint (dest IP unchanged)
@@ -47,6 +48,8 @@ PRIO_INGRESS = 100
 PRIO_ARP = 200
 PRIO_ROUTE_BASE = 100  # + prefix length: longest prefix wins
 PRIO_DELIVER = 100
+PRIO_TUNNEL = 300            # above the ARP responder: a tunnel carries only the router's IPv4 frames
+PRIO_TUNNEL_REFUSED = 299    # the rest from a tunnel port: dropped, counted (the underlay's refused_frames)
 
 _ENDPOINT_KEYS = {"name", "ip", "mac", "port_name", "ofport", "routes", "dpid", "gateway", "kind", "tags"}
 _STATE_KEYS = {"router_mac", "gateways", "endpoints", "tunnels", "vpc_ranges", "load_balancers", "firewall"}
@@ -228,8 +231,11 @@ def compute(state: VpcState, dpid: int = 1, ports: Mapping[str, int] | None = No
         if t.dpid != dpid or port is None:
             continue
         tunnel_to[t.remote_dpid] = port
-        flows.append(FlowSpec(TABLE_CLASSIFY, PRIO_INGRESS, {"in_port": port, "eth_type": ETH_TYPE_IP},
-                              (("goto", TABLE_CT_INGRESS),), note=f"from tunnel {t.port_name}"))
+        flows += [FlowSpec(TABLE_CLASSIFY, PRIO_TUNNEL,
+                           {"in_port": port, "eth_type": ETH_TYPE_IP, "eth_src": state.router_mac},
+                           (("goto", TABLE_CT_INGRESS),), note=f"from tunnel {t.port_name}"),
+                  FlowSpec(TABLE_CLASSIFY, PRIO_TUNNEL_REFUSED, {"in_port": port}, (),
+                           note=f"from tunnel {t.port_name}: not the VPC router's, refused")]
 
     local: list[tuple[Endpoint, int]] = []
     hops: dict[str, tuple[Action, ...]] = {}  # endpoint name -> router hop actions from here

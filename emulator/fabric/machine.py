@@ -15,8 +15,10 @@ from typing import Any
 
 import ray
 
+from controllers.vpc_core import PRIO_TUNNEL_REFUSED
+from controllers.vpc_types import DEFAULT_ROUTER_MAC
 from emulator.fabric import pki, underlay
-from emulator.fabric.kwire import KernelWire, filter_flows
+from emulator.fabric.kwire import KIND as KERNEL_KIND, KernelTunnel, sum_counters
 from emulator.fabric.relay import UnixToTcpRelay
 from emulator.fabric.udpwire import UdpWire
 from emulator.kernel import links, netns
@@ -26,6 +28,13 @@ from emulator.naming import RunNames
 
 log = logging.getLogger(__name__)
 DPID_BASE = 0x6B75_0000  # "ku" + machine index
+KERNEL_MTU = 1500   # the kernel tunnels carry the VPC's frames (its MTU), fragmented outside if need be
+_REFUSED_RE = re.compile(rf"n_packets=(\d+),.*priority={PRIO_TUNNEL_REFUSED},in_port=(\d+) actions=drop")
+
+
+def refused_by_port(dump: str) -> dict[int, int]:
+    """OpenFlow port -> frames the VPC bridge refused from that tunnel port (`dump-flows --no-names`)."""
+    return {int(m[2]): int(m[1]) for m in _REFUSED_RE.finditer(dump)}
 
 
 def _ray_node_id() -> str | None:
@@ -65,7 +74,7 @@ class Machine:
         self._system_link: str | None = None   # our controller symlink in a system OVS's run directory
         self.underlay_ip = ""
         self.wire = None  # emulator.fabric.udpwire.UdpWire on real machines (the fallback)
-        self.kwire: KernelWire | None = None  # the kernel VXLAN device on real machines
+        self.ktunnels: list[KernelTunnel] = []  # real machines: a kernel VXLAN device per other machine
         self.tunnels: list[str] = []
         self.controller_target = ""
         self.system = use_system_ovs and system_db_socket() is not None
@@ -118,7 +127,8 @@ class Machine:
         self.ovs.add_bridge(self.bridge, self.dpid, controller_target=target)
         return {"bridge": self.bridge, "dpid": self.dpid, "datapath_type": self.ovs.datapath_type,
                 "private_ovs": self.ovs.private, "machine": self.index, "netns": self.netns,
-                "ovs_start_seconds": round(self.ovs.start_seconds, 3), "ran_on": _ray_node_id()}
+                "ovs_start_seconds": round(self.ovs.start_seconds, 3), "ran_on": _ray_node_id(),
+                "node_ip": ray_node_ip()}
 
     def add_ports(self, ifnames: list[str]) -> dict[str, int]:
         """Plug root-namespace veth ends into the bridge; returns their OpenFlow ports."""
@@ -148,55 +158,54 @@ class Machine:
         """This machine's MAC on the underlay (its underlay bridge's), lower case."""
         return links.link_mac(self.netns, underlay.underlay_bridge(self.names, self.index)).lower()
 
-    def open_kernel_wire(self, peers: int, local_ip: str | None = None, host_netns: str | None = None) -> str | None:
-        """Real machines: the kernel VXLAN device (emulator/fabric/kwire.py) from this machine's
-        address (default: its Ray node's); None, or why the kernel cannot make it."""
-        wire = KernelWire(self.names, self.index, self.netns, local_ip or ray_node_ip(), peers,
-                          underlay.UNDERLAY_MTU, host_netns)
-        try:
-            wire.start()
-        except Exception as e:  # KernelError: no vxlan module, UDP port or VNI taken
-            return f"{type(e).__name__}: {e}"
-        self.kwire = wire
+    def open_kernel_tunnels(self, tunnels: list[dict], local_ip: str | None = None, host_netns: str | None = None,
+                            router_mac: str = DEFAULT_ROUTER_MAC) -> str | None:
+        """Real machines: a kernel VXLAN device per other machine (emulator/fabric/kwire.py), named as
+        its tunnel port, from this machine's address (default: its Ray node's) to the tunnel's
+        `remote_ip`; None, or why the kernel cannot make them (then none is left)."""
+        local = local_ip or ray_node_ip()
+        for t in [underlay.TunnelSpec(**d) for d in tunnels]:
+            tunnel = KernelTunnel(self.names.run_id, t.port_name, self.index, t.remote, self.netns, local,
+                                  t.remote_ip, KERNEL_MTU, host_netns)
+            try:
+                tunnel.start(router_mac)
+            except Exception as e:  # KernelError: no vxlan module, UDP port or VNI taken
+                self.close_kernel_tunnels()
+                return f"{type(e).__name__}: {e}"
+            self.ktunnels.append(tunnel)
         return None
 
-    def close_kernel_wire(self) -> None:
-        """Remove the kernel device again (another machine could not make its own)."""
-        if self.kwire is not None:
-            self.kwire.stop()
-            self.kwire = None
-
-    def attach_kernel_wire(self, address: str, prefixlen: int) -> dict:
-        """The kernel device as the underlay bridge's port, the tunnel address on that bridge."""
-        info = self.attach_underlay(self.kwire.name, address, prefixlen)
-        return {**info, "local_ip": self.kwire.local_ip}
-
-    def set_kernel_peers(self, peers: dict[str, str]) -> None:
-        """Underlay MAC -> real address of every machine: the device's FDB, the bridge's filter."""
-        bridge = underlay.underlay_bridge(self.names, self.index)
-        own = self._underlay_mac()
-        self.kwire.set_peers(own, peers)
-        port = self.ovs.ofports(bridge)[self.kwire.name]
-        flows = filter_flows(port, [m for m in peers if m.lower() != own])
-        for flow in flows:
-            self.ovs.ofctl("add-flow", bridge, flow)
+    def close_kernel_tunnels(self) -> None:
+        """Remove the kernel devices again (another machine could not make its own)."""
+        for tunnel in self.ktunnels:
+            tunnel.stop()
+        self.ktunnels = []
 
     def underlay_counters(self) -> dict:
-        """What crossed this machine's underlay link, what it refused, and what OVS read of it
-        (frames the link delivered that OVS never read are `lost_before_ovs`)."""
+        """What crossed this machine's underlay links, what was refused, and what OVS read of them
+        (frames a link delivered that OVS never read are `lost_before_ovs`)."""
+        if self.ktunnels:
+            return self._kernel_counters()
         bridge = underlay.underlay_bridge(self.names, self.index)
-        if self.kwire is not None:
-            refused = sum(int(m) for ln in self.ovs.ofctl("dump-flows", bridge).splitlines()
-                          if "priority=90," in ln for m in re.findall(r"n_packets=(\d+)", ln))
-            ovs_rx = self._ovs_rx(bridge, self.kwire.name)   # first: OVS never reads ahead of the link
-            dev = self.kwire.counters()
-            return {"kind": self.kwire.kind, "link": self.kwire.name, **dev, "refused_frames": refused,
-                    "ovs_rx_packets": ovs_rx, "lost_before_ovs": max(0, dev["rx_packets"] - ovs_rx)}
         if self.wire is not None:
             ovs_rx = self._ovs_rx(bridge, self.wire.name)
             return {"kind": "udp-relay", "link": self.wire.name, **self.wire.frames, "ovs_rx_packets": ovs_rx,
                     "lost_before_ovs": max(0, self.wire.frames["to_tap"] - ovs_rx)}
         return {"kind": "emulated"}
+
+    def _kernel_counters(self) -> dict:
+        """Per kernel device and summed: its counters, what OVS read of it, what the VPC bridge refused."""
+        names = [t.name for t in self.ktunnels]
+        numbers = self.ovs.ofports(self.bridge)
+        refused = refused_by_port(self.ovs.ofctl("-O", "OpenFlow13", "--no-names", "dump-flows", self.bridge,
+                                                 "table=0"))
+        ovs = underlay.tunnel_counters(self.ovs, self.bridge, names)   # first: OVS never reads ahead of a link
+        devices = {}
+        for t in self.ktunnels:
+            dev, ovs_rx = t.counters(), ovs[t.name].get("rx_packets", 0)
+            devices[t.name] = {**dev, "refused_frames": refused.get(numbers.get(t.name, -1), 0),
+                               "ovs_rx_packets": ovs_rx, "lost_before_ovs": max(0, dev["rx_packets"] - ovs_rx)}
+        return {"kind": KERNEL_KIND, "links": names, **sum_counters(list(devices.values())), "devices": devices}
 
     def _ovs_rx(self, bridge: str, link: str) -> int:
         """Packets OVS received on `link`, a port of `bridge`."""
@@ -205,10 +214,15 @@ class Machine:
     def add_tunnels(self, tunnels: list[dict], neighbors: dict[str, str]) -> dict[str, int]:
         """VXLAN ports to the other machines on the VPC bridge; returns their OpenFlow ports.
 
-        `neighbors` (underlay IP -> MAC) go into OVS's tunnel neighbour cache, so the first
-        packet towards a machine is not lost to address resolution."""
+        Real machines with kernel tunnels: their devices are the ports. Else OVS's own VXLAN
+        ports; `neighbors` (underlay IP -> MAC) go into OVS's tunnel neighbour cache, so the
+        first packet towards a machine is not lost to address resolution."""
         specs = [underlay.TunnelSpec(**t) for t in tunnels]
         self.tunnels = [t.port_name for t in specs]
+        if self.ktunnels:
+            if sorted(self.tunnels) != sorted(t.name for t in self.ktunnels):
+                raise ValueError(f"tunnels {self.tunnels} are not the kernel devices {[t.name for t in self.ktunnels]}")
+            return self.add_ports(self.tunnels)
         ports = underlay.add_tunnels(self.ovs, self.bridge, specs, self.underlay_ip)
         bridge = underlay.underlay_bridge(self.names, self.index)
         for ip, mac in neighbors.items():
@@ -217,9 +231,13 @@ class Machine:
         return ports
 
     def set_underlay(self, up: bool) -> None:
-        """Cut this machine off the others (every tunnel) by its underlay link, or reconnect it."""
-        link = self.kwire.name if self.kwire is not None else \
-            self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
+        """Cut this machine off the others (every tunnel) by its underlay link (real machines' kernel
+        tunnels: every device), or reconnect it."""
+        if self.ktunnels:
+            for t in self.ktunnels:
+                links.set_link_up(self.netns, t.name, up)
+            return
+        link = self.wire.name if self.wire is not None else underlay.underlay_link(self.names, self.index)
         links.set_link_up(self.netns, link, up)
 
     def set_online(self, up: bool) -> dict:
@@ -280,8 +298,7 @@ class Machine:
             self.relay.stop()
         if self.wire is not None:
             self.wire.stop()
-        if self.kwire is not None:
-            self.kwire.stop()
+        self.close_kernel_tunnels()
         if self.netns:
             netns.delete(self.netns)
         if self.ovs.private:  # on another machine nobody else removes the instance's directory

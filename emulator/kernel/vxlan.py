@@ -9,15 +9,20 @@ def _ns(netns: str | None) -> list[str]:
 
 
 def create_argv(name: str, vni: int, local_ip: str, port: int, maxaddress: int, mtu: int,
-                netns: str | None) -> list[str]:
-    """`ip link add` of a learning VXLAN device whose FDB holds at most `maxaddress` entries."""
+                netns: str | None, remote_ip: str | None = None) -> list[str]:
+    """`ip link add` of a learning VXLAN device whose FDB holds at most `maxaddress` entries;
+    with `remote_ip`, point to point (its default entry sends every frame there). Outer UDP
+    checksum zero, as RFC 7348 recommends (the inner packets carry their own)."""
+    remote = ["remote", remote_ip] if remote_ip else []
     return ["ip", *_ns(netns), "link", "add", name, "mtu", str(mtu), "type", "vxlan", "id", str(vni),
-            "local", local_ip, "dstport", str(port), "learning", "maxaddress", str(maxaddress), "ttl", "64"]
+            "local", local_ip, *remote, "dstport", str(port), "learning", "maxaddress", str(maxaddress),
+            "noudpcsum", "ttl", "64"]
 
 
-def add(name: str, vni: int, local_ip: str, port: int, maxaddress: int, mtu: int, netns: str | None = None) -> None:
+def add(name: str, vni: int, local_ip: str, port: int, maxaddress: int, mtu: int, netns: str | None = None,
+        remote_ip: str | None = None) -> None:
     """Create the device in `netns` (None: this process's namespace)."""
-    run(create_argv(name, vni, local_ip, port, maxaddress, mtu, netns))
+    run(create_argv(name, vni, local_ip, port, maxaddress, mtu, netns, remote_ip))
 
 
 def move(name: str, netns: str | None, to_netns: str) -> None:

@@ -9,10 +9,11 @@ private OVS, VPC bridge), pinned to its Ray node with Ray's NodeAffinityScheduli
 as is every host's agent, by the placement policy. An emulated underlay joins the
 machines' fabric namespaces and every bridge gets a VXLAN port to every other bridge.
 With a Ray address, the machines are the cluster's nodes (the driver's first, the others
-by address) and the underlay is a kernel VXLAN device per machine between their real
-addresses (emulator/fabric/kwire.py), or, where a machine's kernel cannot make one (or
-KUBEMU_UNDERLAY=relay), a tap per machine relayed over UDP (emulator/fabric/udpwire.py);
-the SDN controller then listens on the driver's address so every machine's OVS reaches it.
+by address) and each tunnel is a kernel VXLAN device between two machines' real addresses,
+the VPC bridge's tunnel port itself (emulator/fabric/kwire.py), or, where a machine's kernel
+cannot make them (or KUBEMU_UNDERLAY=relay), OVS's VXLAN ports over a tap per machine
+relayed over UDP (emulator/fabric/udpwire.py); the SDN controller then listens on the
+driver's address so every machine's OVS reaches it.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class Machines:
         self.wire: underlay.EmulatedUnderlay | None = None
         self._procs: list[subprocess.Popen] = []
         self.underlay: dict = {"kind": "none" if count == 1 else "emulated-bridge"}
+        self._fallback_reason = ""
 
     # --- Ray nodes ---
     def start_ray_nodes(self, progress: Progress) -> None:
@@ -154,55 +156,67 @@ class Machines:
         self.infos = ray.get([m.start.remote(controller, tls) for m in self.actors])
         if self.count == 1:
             return self.infos
-        addrs = [underlay.tunnel_address(i) for i in range(self.count)]
-        plen = underlay.UNDERLAY_RANGE.prefixlen
-        if self.real:
-            attached = self._attach_real(addrs, plen)
-        else:  # simulated: a Linux bridge in the underlay namespace, a veth per machine
-            self.wire = underlay.EmulatedUnderlay(self.run_id, self.count)
-            links = self.wire.create()
-            attached = ray.get([m.attach_underlay.remote(link, addr, plen)
-                                for m, link, addr in zip(self.actors, links, addrs)])
-        neighbors = {a["underlay_ip"]: a["underlay_mac"] for a in attached}
-        self.mesh = underlay.tunnel_mesh(self.names, addrs)
+        neighbors: dict[str, str] = {}
+        if not (self.real and self._open_kernel_tunnels()):
+            addrs = [underlay.tunnel_address(i) for i in range(self.count)]
+            plen = underlay.UNDERLAY_RANGE.prefixlen
+            if self.real:
+                attached = self._attach_relay(addrs, plen)
+            else:  # simulated: a Linux bridge in the underlay namespace, a veth per machine
+                self.wire = underlay.EmulatedUnderlay(self.run_id, self.count)
+                links = self.wire.create()
+                attached = ray.get([m.attach_underlay.remote(link, addr, plen)
+                                    for m, link, addr in zip(self.actors, links, addrs)])
+            neighbors = {a["underlay_ip"]: a["underlay_mac"] for a in attached}
+            self.mesh = underlay.tunnel_mesh(self.names, addrs)
+            for info, a in zip(self.infos, attached):
+                info.update(underlay_ip=a["underlay_ip"], node_ip=a["node_ip"])
         ray.get([m.add_tunnels.remote([t.__dict__ for t in tunnels], neighbors)
                  for m, tunnels in zip(self.actors, self.mesh)])
-        for info, a in zip(self.infos, attached):
-            info.update(underlay_ip=a["underlay_ip"], node_ip=a["node_ip"])
         return self.infos
 
-    def _attach_real(self, addrs: list[str], plen: int) -> list[dict]:
-        """Real machines: kernel VXLAN devices if every machine can make its own, else the UDP relay."""
+    def _open_kernel_tunnels(self) -> bool:
+        """Real machines: a kernel VXLAN device per pair of machines, if every machine can make its
+        own; else none is left, and the reason is kept for the relay (or raised: =kernel)."""
         mode = os.environ.get(UNDERLAY_ENV, "auto")
         if mode not in UNDERLAY_MODES:
             raise ConfigError(f"{UNDERLAY_ENV}={mode!r}: expected one of {', '.join(UNDERLAY_MODES)}")
-        reason = f"{UNDERLAY_ENV}=relay"
-        if mode != "relay":
-            errors = ray.get([m.open_kernel_wire.remote(self.count - 1) for m in self.actors])
-            if not any(errors):
-                attached = ray.get([m.attach_kernel_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
-                peers = {a["underlay_mac"]: a["local_ip"] for a in attached}
-                ray.get([m.set_kernel_peers.remote(peers) for m in self.actors])
-                self.underlay = {"kind": kwire.KernelWire.kind, "udp_port": kwire.UDP_PORT,
-                                 "vni": kwire.vni(self.run_id)}
-                return attached
-            ray.get([m.close_kernel_wire.remote() for m in self.actors])
-            reason = "; ".join(f"machine-{i}: {e}" for i, e in enumerate(errors) if e)
-            if mode == "kernel":
-                raise KubemuError(f"no kernel underlay ({UNDERLAY_ENV}=kernel): {reason}")
-            log.warning("kernel underlay impossible, falling back to the UDP relay: %s", reason)
-        # a tap per machine, relayed over UDP between the machines' real addresses
+        self._fallback_reason = f"{UNDERLAY_ENV}=relay"
+        if mode == "relay":
+            return False
+        mesh = underlay.tunnel_mesh(self.names, [i["node_ip"] for i in self.infos])   # between real addresses
+        errors = ray.get([m.open_kernel_tunnels.remote([t.__dict__ for t in tunnels])
+                          for m, tunnels in zip(self.actors, mesh)])
+        if not any(errors):
+            self.mesh = mesh
+            for info in self.infos:
+                info["underlay_ip"] = info["node_ip"]   # the tunnels run between the machines' own addresses
+            self.underlay = {"kind": kwire.KIND, "udp_port": kwire.UDP_PORT,
+                             "vnis": sorted({kwire.vni(self.run_id, t.machine, t.remote) for per in mesh for t in per})}
+            return True
+        ray.get([m.close_kernel_tunnels.remote() for m in self.actors])
+        self._fallback_reason = "; ".join(f"machine-{i}: {e}" for i, e in enumerate(errors) if e)
+        if mode == "kernel":
+            raise KubemuError(f"no kernel underlay ({UNDERLAY_ENV}=kernel): {self._fallback_reason}")
+        log.warning("kernel underlay impossible, falling back to the UDP relay: %s", self._fallback_reason)
+        return False
+
+    def _attach_relay(self, addrs: list[str], plen: int) -> list[dict]:
+        """Real machines without kernel tunnels: a tap per machine, relayed over UDP between the
+        machines' real addresses, under OVS's own VXLAN ports."""
         attached = ray.get([m.attach_udp_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
         peers = {a["underlay_mac"]: a["wire"] for a in attached}
         ray.get([m.set_wire_peers.remote(peers) for m in self.actors])
-        self.underlay = {"kind": "udp-relay", "fallback_reason": reason}
+        self.underlay = {"kind": "udp-relay", "fallback_reason": self._fallback_reason}
         return attached
 
     def describe_underlay(self) -> str:
         """One line for the CLI: which underlay joins the machines."""
         u = self.underlay
-        if u["kind"] == kwire.KernelWire.kind:
-            return f"underlay: kernel VXLAN (UDP {u['udp_port']}, VNI {u['vni']}) between machines"
+        if u["kind"] == kwire.KIND:
+            vnis = ", ".join(map(str, u["vnis"]))
+            return f"underlay: kernel VXLAN (UDP {u['udp_port']}, a device per pair of machines, VNI {vnis}) " \
+                   "as the tunnels between machines"
         if u["kind"] == "udp-relay":
             return f"underlay: UDP relay (Python) between machines; no kernel path: {u['fallback_reason']}"
         return f"underlay: {u['kind']}"

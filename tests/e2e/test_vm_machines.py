@@ -6,7 +6,7 @@ the README says for VMs), and `kubemu run --address ... --machines 3 --placement
 runs from inside the first. A user sees: the quickstart passes, every machine's hosts ran
 on that machine's Ray node, the run says it joined the machines with the kernel VXLAN
 underlay and its counters show the requests and a cross-machine iperf3 flow crossed it,
-zone-outage heals and recovers with machine 1's underlay link cut (its Ray node stays up),
+zone-outage heals and recovers with machine 1's tunnel devices cut (its Ray node stays up),
 and neither the machines nor this host keep anything of the run or of the test.
 """
 from __future__ import annotations
@@ -91,6 +91,10 @@ def test_kernel_underlay_ran_and_carried_the_requests(quickstart) -> None:
     assert "underlay: kernel VXLAN (UDP 48479" in quickstart["out"]
     links = underlay["links"]
     assert [ln["kind"] for ln in links] == ["kernel-vxlan"] * 3
+    # one device per other machine, the VPC bridge's tunnel ports; a VNI per pair of machines
+    assert [sorted(ln["devices"]) for ln in links] == [sorted(ln["links"]) for ln in links]
+    assert all(len(ln["links"]) == 2 for ln in links) and len(set(underlay["vnis"])) == 3
+    assert sorted(n for ln in links for n in ln["links"]) == sorted(quickstart["results"]["machines"]["tunnels"])
     # ~2/3 of the 1000 requests went to pods on the other machines, several packets each way
     assert sum(ln["tx_packets"] for ln in links) >= 2000 and sum(ln["rx_packets"] for ln in links) >= 2000
     assert sum(ln["refused_frames"] for ln in links) == 0
@@ -113,8 +117,8 @@ def test_nothing_left_on_the_machines(quickstart, iperf) -> None:
 
 @pytest.fixture(scope="module")
 def outage(lan, tmp_path_factory) -> dict:
-    """scenarios/zone-outage.yaml on the VMs: machine 1's fabric fails (its kernel underlay link
-    goes down) under load-balanced probes, then recovers. Its Ray node stays up (not yet failed)."""
+    """scenarios/zone-outage.yaml on the VMs: machine 1's fabric fails (its kernel tunnel devices
+    go down) under load-balanced probes, then recovers. Its Ray node stays up (not yet failed)."""
     return run_on(lan, tmp_path_factory.mktemp("outage"), os.path.join(ROOT, "scenarios", "zone-outage.yaml"))
 
 
@@ -124,6 +128,6 @@ def test_zone_outage_heals_and_recovers_on_vms(outage) -> None:
     assert res["machines"]["underlay"]["kind"] == "kernel-vxlan"
     [avail] = [s for s in res["steps"] if s["step"] == "availability"]
     assert avail["ok"] and avail["figures"]["recovered"] and avail["figures"]["requests_lost"] > 0
-    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0   # over the recovered underlay link
+    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0   # over the recovered tunnels
     assert res["machines"]["underlay"]["links"][1]["tx_packets"] > 0
     assert outage["left"] == []

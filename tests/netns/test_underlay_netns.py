@@ -1,8 +1,9 @@
-"""Two simulated machines, each with its own private OVS, joined by VXLAN over an emulated underlay.
+"""Two simulated machines, each with its own private OVS, joined by VXLAN tunnels.
 
-The underlay is the simulated machines' Linux bridge, the real machines' UDP relay, or the
-real machines' kernel VXLAN device (each "machine" then a namespace with its own address
-on a wire, where its device is born). One os-ken controller programs both bridges. Proves
+The tunnels are OVS's VXLAN ports over the simulated machines' Linux bridge or over the
+real machines' UDP relay, or the real machines' kernel VXLAN devices, one per pair of
+machines as the tunnel ports themselves (each "machine" then a namespace with its own
+address on a wire, where its devices are born). One os-ken controller programs both bridges. Proves
 that a node on machine 0 reaches a node and its pod range on machine 1 (ping), that a
 multi-megabyte TCP transfer with full-size packets crosses (underlay MTU 1600), that the
 packets really went through the tunnel ports (their counters), and that teardown leaves
@@ -102,7 +103,7 @@ def add_host(tm: TwoMachines, i: int) -> dict:
 def two_machines(wire: str = "bridge") -> Iterator[TwoMachines]:
     """Build everything; ALWAYS tears it down. `wire`: the simulated machines' Linux bridge ("bridge"),
     the real machines' tap relayed over UDP between the machines' addresses ("udp"), or their
-    kernel VXLAN devices ("kernel"), born in two namespaces with their own addresses on a wire."""
+    kernel VXLAN tunnels ("kernel"), born in two namespaces with their own addresses on a wire."""
     names = RunNames(new_run_id())
     state = tempfile.mkdtemp(prefix=f"/tmp/{names.prefix}-")
     tm = TwoMachines(names)
@@ -115,6 +116,7 @@ def two_machines(wire: str = "bridge") -> Iterator[TwoMachines]:
         addrs = [underlay.tunnel_address(i) for i in range(2)]
         tm.mesh = underlay.tunnel_mesh(names, addrs)
         plen = underlay.UNDERLAY_RANGE.prefixlen
+        infos: list[dict] = []
         if wire == "bridge":
             tm.wire = underlay.EmulatedUnderlay(names.run_id, 2)
             links = tm.wire.create()
@@ -122,10 +124,9 @@ def two_machines(wire: str = "bridge") -> Iterator[TwoMachines]:
         elif wire == "kernel":
             tm.vms = [(f"{names.prefix}-vm{i}", VM_ADDRS[i]) for i in range(2)]
             join_by_veth(names.prefix, *tm.vms)
-            assert [m.open_kernel_wire(1, ip, ns) for m, (ns, ip) in zip(tm.machines, tm.vms)] == [None, None]
-            infos = [m.attach_kernel_wire(addr, plen) for m, addr in zip(tm.machines, addrs)]
-            for m in tm.machines:
-                m.set_kernel_peers({i["underlay_mac"]: i["local_ip"] for i in infos})
+            tm.mesh = underlay.tunnel_mesh(names, VM_ADDRS)   # between the machines' own addresses
+            assert [m.open_kernel_tunnels([t.__dict__ for t in per], ip, ns, ROUTER_MAC)
+                    for m, per, (ns, ip) in zip(tm.machines, tm.mesh, tm.vms)] == [None, None]
         else:
             infos = [m.attach_udp_wire(addr, plen) for m, addr in zip(tm.machines, addrs)]
             for m in tm.machines:
@@ -162,13 +163,19 @@ def test_teardown_leaves_nothing() -> None:
     assert leftovers(prefix) == []
 
 
-def test_kernel_wire_teardown_leaves_nothing() -> None:
+def test_kernel_tunnels_teardown_leaves_nothing() -> None:
     with two_machines("kernel") as t:
         prefix = t.names.prefix
         assert any("-vm0" in x for x in leftovers(prefix))
-        # the devices live in the fabric namespaces; their sockets in the machines' namespaces
-        assert kwire.link_name(t.names, 0) in sh("ip", "-n", t.names.fabric_netns(0), "-o", "link")
+        # the devices are the VPC bridges' tunnel ports in the fabric namespaces; their sockets
+        # in the machines' namespaces; no underlay bridge, no tunnel address (one encapsulation)
+        dev = t.mesh[0][0].port_name
+        assert dev in sh("ip", "-n", t.names.fabric_netns(0), "-o", "link")
         assert f":{kwire.UDP_PORT} " in sh("ip", "netns", "exec", t.vms[0][0], "ss", "-uan")
+        m0 = t.machines[0]
+        assert m0.ovs.vsctl("list-br").split() == [m0.bridge]
+        assert m0.ovs.vsctl("get", "Interface", dev, "type").strip() in ("", '""', "system")
+        assert "tx-checksumming: off" in sh("ip", "netns", "exec", t.names.fabric_netns(0), "ethtool", "-k", dev)
     assert leftovers(prefix) == []
 
 
@@ -180,31 +187,45 @@ def test_relay_peers_leave_out_the_machine_itself() -> None:
 
 
 def _vxlan(vni: int, src_mac: str, dst_mac: str) -> bytes:
-    """One VXLAN datagram's payload: header, then an Ethernet frame of a local experimental type."""
+    """One VXLAN datagram's payload: header, then an Ethernet frame with an IPv4 packet (ICMP echo)."""
     mac = lambda m: bytes(int(x, 16) for x in m.split(":"))  # noqa: E731
-    return struct.pack("!II", 0x08000000, vni << 8) + mac(dst_mac) + mac(src_mac) + b"\x88\xb5" + b"kubemu" * 10
+    payload = b"\x08\x00\x00\x00" + b"kubemu" * 8
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 1, 0,
+                     socket.inet_aton("10.128.0.2"), socket.inet_aton("10.128.0.99"))
+    csum = sum(struct.unpack("!10H", ip))
+    csum = ~((csum & 0xFFFF) + (csum >> 16)) & 0xFFFF
+    ip = ip[:10] + struct.pack("!H", csum) + ip[12:]
+    return struct.pack("!II", 0x08000000, vni << 8) + mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + payload
 
 
-def _flow_packets(m: Machine, match: str) -> int:
-    bridge = underlay.underlay_bridge(m.names, m.index)
-    for ln in m.ovs.ofctl("dump-flows", bridge).splitlines():
-        if match in ln:
-            return int(re.search(r"n_packets=(\d+)", ln)[1])
-    raise AssertionError(f"no flow {match}")
+def _flow_packets(m: Machine, match: str, timeout: float = 10.0) -> int:
+    """Packets of the flow of table 0 whose line has `match` (waited for: the controller programs
+    the bridge a moment after it connected)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for ln in m.ovs.ofctl("-O", "OpenFlow13", "--no-names", "dump-flows", m.bridge, "table=0").splitlines():
+            if match in ln:
+                return int(re.search(r"n_packets=(\d+)", ln)[1])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no flow {match}")
+        time.sleep(0.05)
 
 
-def test_kernel_wire_takes_frames_only_from_the_run_machines() -> None:
-    """Machine 1 refuses a frame sent from another address, with machine 0's MAC (the kernel
-    drops it) or an unknown MAC (the underlay bridge drops it); machine 0's frame gets in."""
+def test_kernel_tunnel_takes_frames_only_from_its_peer() -> None:
+    """Machine 1's tunnel from machine 0 refuses a datagram of its VNI sent from another address
+    with the VPC router's MAC (the kernel drops it) or with another MAC (the VPC bridge drops and
+    counts it); machine 0's frame gets in."""
     with two_machines("kernel") as t:
         vm0, m1 = t.vms[0][0], t.machines[1]
-        mac0, mac1 = t.infos[0]["underlay_mac"].lower(), t.infos[1]["underlay_mac"].lower()
+        dev = t.mesh[1][0].port_name   # machine 1's device towards machine 0
+        port = m1.ovs.ofports(m1.bridge)[dev]
+        node_b_mac = sh("ip", "-n", t.netns["node-b"], "-o", "link", "show", "eth0").split("link/ether ")[1].split()[0]
         sh("ip", "-n", vm0, "addr", "add", f"{STRANGER}/24", "dev", f"{t.names.prefix}va")
-        vni = kwire.vni(t.names.run_id)
+        vni = kwire.vni(t.names.run_id, 0, 1)
 
         def send(src_ip: str, src_mac: str) -> None:
             with contextlib.closing(kns.socket_in(vm0, socket.AF_INET, socket.SOCK_DGRAM, bind=(src_ip, 0))) as s:
-                s.sendto(_vxlan(vni, src_mac, mac1), (VM_ADDRS[1], kwire.UDP_PORT))
+                s.sendto(_vxlan(vni, src_mac, node_b_mac), (VM_ADDRS[1], kwire.UDP_PORT))
 
         def settled(read, want: int) -> int:
             deadline = time.monotonic() + 5
@@ -212,27 +233,29 @@ def test_kernel_wire_takes_frames_only_from_the_run_machines() -> None:
                 time.sleep(0.05)
             return got
 
-        accepted = lambda: _flow_packets(m1, f"dl_src={mac0}")  # noqa: E731
-        base, refused = accepted(), m1.underlay_counters()["refused_frames"]
-        send(STRANGER, mac0)                       # spoofed: machine 0's MAC from elsewhere
+        accepted = lambda: _flow_packets(m1, f"priority=300,ip,in_port={port},dl_src={ROUTER_MAC}")  # noqa: E731
+        refused = lambda: m1.underlay_counters()["devices"][dev]["refused_frames"]  # noqa: E731
+        base, base_refused = accepted(), refused()
+        send(STRANGER, ROUTER_MAC)                 # spoofed: the router's MAC from elsewhere
         send(STRANGER, "02:00:00:00:00:99")        # a stranger's own MAC
-        assert settled(lambda: m1.underlay_counters()["refused_frames"], refused + 1) == refused + 1
+        assert settled(refused, base_refused + 1) == base_refused + 1
         m1.wait_revalidated()   # the spoofed frame, sent first, is counted by now if it got in
         assert accepted() == base
-        send(VM_ADDRS[0], mac0)                    # the real machine 0
-        assert settled(accepted, base + 1) == base + 1   # only this one reached the bridge
+        send(VM_ADDRS[0], ROUTER_MAC)              # the real machine 0
+        assert settled(accepted, base + 1) == base + 1   # only this one reached the VPC's pipeline
+        assert refused() == base_refused + 1
         assert m1.underlay_counters()["kind"] == "kernel-vxlan"
 
 
-def test_kubemu_clean_on_a_machine_removes_a_kernel_wire_left_in_its_namespace() -> None:
+def test_kubemu_clean_on_a_machine_removes_a_kernel_tunnel_left_in_its_namespace() -> None:
     """A driver killed between creating a machine's device and moving it leaves it in the
     machine's root namespace: `kubemu clean ID` run there (as on a VM) removes it."""
     names = RunNames(new_run_id())
     vm = f"kbvm{new_run_id()}-vm0"   # the "machine": not of the run, so clean leaves it
-    dev = kwire.link_name(names, 0)
+    dev = names.tunnel(1)
     sh("ip", "netns", "add", vm)
     try:
-        vxlan.add(dev, kwire.vni(names.run_id), VM_ADDRS[0], kwire.UDP_PORT, 2, underlay.UNDERLAY_MTU, vm)
+        vxlan.add(dev, kwire.vni(names.run_id, 0, 1), VM_ADDRS[0], kwire.UDP_PORT, 2, 1500, vm, VM_ADDRS[1])
         assert dev in sh("ip", "-n", vm, "-o", "link")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         out = sh("ip", "netns", "exec", vm, "env", f"PYTHONPATH={root}", sys.executable, "-m", "emulator.cli",
@@ -242,7 +265,12 @@ def test_kubemu_clean_on_a_machine_removes_a_kernel_wire_left_in_its_namespace()
         sh("ip", "netns", "del", vm)
 
 
-def test_kernel_wire_refused_when_its_port_is_taken_leaves_no_device() -> None:
+def _tunnel(names: RunNames, machine: int, remote: int, fabric: str, vm: str) -> kwire.KernelTunnel:
+    return kwire.KernelTunnel(names.run_id, names.tunnel(machine * 100 + remote), machine, remote, fabric,
+                              "127.0.0.1", "127.0.0.2", 1500, host_netns=vm)
+
+
+def test_kernel_tunnel_refused_when_its_port_is_taken_leaves_no_device() -> None:
     """UDP 48479 held by another program on the machine: the kernel path fails (the run falls
     back to the relay) and neither namespace keeps the device."""
     names = RunNames(new_run_id())
@@ -253,31 +281,35 @@ def test_kernel_wire_refused_when_its_port_is_taken_leaves_no_device() -> None:
         sh("ip", "-n", vm, "link", "set", "lo", "up")
         with contextlib.closing(kns.socket_in(vm, socket.AF_INET, socket.SOCK_DGRAM,
                                               bind=("0.0.0.0", kwire.UDP_PORT), reuse=False)):
-            wire = kwire.KernelWire(names, 0, fabric, "127.0.0.1", 1, underlay.UNDERLAY_MTU, host_netns=vm)
+            tunnel = _tunnel(names, 0, 1, fabric, vm)
             with pytest.raises(Exception, match="(?i)address already in use|in use"):
-                wire.start()
-        assert wire.name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabric, "-o", "link")
+                tunnel.start(ROUTER_MAC)
+        assert tunnel.name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabric, "-o", "link")
     finally:
         sh("ip", "netns", "del", fabric)
         sh("ip", "netns", "del", vm)
 
 
-def test_two_machines_sharing_one_address_get_no_kernel_wire() -> None:
-    """Two Ray nodes in one namespace (one address): the second device of the run is refused
-    (its VNI is taken there), so such a run falls back to the relay."""
+def test_tunnels_of_one_machine_coexist_but_two_machines_sharing_an_address_get_none() -> None:
+    """One machine's devices towards machines 1 and 2 share its socket (distinct VNIs). Two Ray nodes
+    in one namespace (one address): machine 1's device towards machine 0 is refused there (the
+    pair's VNI is taken by machine 0's), so such a run falls back to the relay."""
     names = RunNames(new_run_id())
     vm, fabrics = f"kbvm{new_run_id()}-vm0", [names.fabric_netns(i) for i in range(2)]
     for ns in (vm, *fabrics):
         sh("ip", "netns", "add", ns)
     try:
-        wires = [kwire.KernelWire(names, i, fabrics[i], "127.0.0.1", 1, underlay.UNDERLAY_MTU, host_netns=vm)
-                 for i in range(2)]
-        wires[0].start()
+        ours = [_tunnel(names, 0, j, fabrics[0], vm) for j in (1, 2)]
+        for tunnel in ours:
+            tunnel.start(ROUTER_MAC)
+        assert all(t.name in sh("ip", "-n", fabrics[0], "-o", "link") for t in ours)
+        other = _tunnel(names, 1, 0, fabrics[1], vm)
         with pytest.raises(Exception, match="VNI"):
-            wires[1].start()
-        assert wires[1].name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabrics[1], "-o", "link")
-        wires[0].stop()
-        assert wires[0].name not in sh("ip", "-n", fabrics[0], "-o", "link")
+            other.start(ROUTER_MAC)
+        assert other.name not in sh("ip", "-n", vm, "-o", "link") + sh("ip", "-n", fabrics[1], "-o", "link")
+        for tunnel in ours:
+            tunnel.stop()
+        assert not any(t.name in sh("ip", "-n", fabrics[0], "-o", "link") for t in ours)
     finally:
         for ns in (*fabrics, vm):
             sh("ip", "netns", "del", ns)
@@ -293,7 +325,10 @@ def test_underlay_addresses_only_inside_kubemu_namespaces(tm: TwoMachines) -> No
     root = sh("ip", "-o", "addr")
     assert "198.18." not in root
     fabric0 = sh("ip", "-n", tm.names.fabric_netns(0), "-o", "addr")
-    assert f"{underlay.tunnel_address(0)}/24" in fabric0
+    if tm.vms:   # kernel tunnels: no tunnel address at all, the devices use the machines' own
+        assert "198.18." not in fabric0
+    else:
+        assert f"{underlay.tunnel_address(0)}/24" in fabric0
 
 
 def test_cross_machine_ping_and_pod_range_through_the_tunnel(tm: TwoMachines) -> None:

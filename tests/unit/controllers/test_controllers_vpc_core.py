@@ -137,6 +137,20 @@ def test_remote_endpoint_goes_through_tunnel_and_is_delivered_there() -> None:
     assert t2.path[-1].table == TABLE_DELIVER
 
 
+def test_a_tunnel_delivers_only_the_vpc_routers_frames() -> None:
+    """Real machines' kernel tunnels take datagrams of their VNI from anywhere the kernel lets
+    through: the bridge refuses (and counts) a frame whose source is not the VPC router."""
+    data = state_dict(tunnels=[{"dpid": 2, "remote_dpid": 1, "port_name": "kubemuabcdt100", "ofport": 60}])
+    data["endpoints"][1].update(dpid=2, ofport=4)
+    on2 = compute_flows(VpcState.from_dict(data), 2, {})
+    routed = dict(ip_packet(60, ROUTER, "10.128.0.2", "10.128.0.3"), eth_dst=MAC_B)
+    assert [p for p, _ in trace(on2, routed).outputs] == [4]
+    stranger = trace(on2, dict(routed, eth_src="02:00:00:00:00:99"))
+    assert stranger.dropped and "refused" in stranger.notes[0]
+    arp = trace(on2, arp_request(60, "02:00:00:00:00:99", "10.128.0.9", "10.128.0.1"))
+    assert arp.dropped and "refused" in arp.notes[0]   # no ARP answers into a tunnel
+
+
 def test_state_round_trips_through_json() -> None:
     state = VpcState.from_dict(state_dict())
     assert VpcState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
