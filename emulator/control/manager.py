@@ -20,10 +20,12 @@ from emulator.control.events import EventRecorder
 from emulator.control import nodelifecycle
 from emulator.control import workloads
 from emulator.control.objects import is_terminating, labels, name, namespace
-from emulator.control.scheduler import choose_node
+from emulator.control.scheduler import Placement
 from emulator.records.timing import Timing
 
 log = logging.getLogger(__name__)
+# A pass of every controller at least this often (seconds), events or not.
+RESYNC_PERIOD = 5.0
 KINDS = ["Node", "Pod", "Service", "EndpointSlice", "Deployment", "ReplicaSet", "Lease"]
 
 
@@ -61,47 +63,70 @@ class ControllerManager:
         self._stop.set()
         self.informer.stop()
 
-    def _on_event(self, _type: str, _obj: dict) -> None:
-        self._dirty.set()
+    def _on_event(self, _type: str, obj: dict) -> None:
+        # A renewed Lease is for the node lifecycle controller alone, which looks on its own
+        # period: at 1000 nodes the renewals alone would keep every controller busy.
+        if obj.get("kind") != "Lease":
+            self._dirty.set()
 
     def _loop(self) -> None:
         self.informer.synced.wait()
+        period = self.timing.node_monitor_period if self.timing else None
+        next_look = next_resync = time.monotonic()
         while not self._stop.is_set():
-            self._dirty.wait(min(1.0, self.timing.node_monitor_period if self.timing else 1.0))
+            due = next_resync if period is None else min(next_resync, next_look)
+            dirty = self._dirty.wait(max(0.0, due - time.monotonic()))
             if self._stop.is_set():
                 return
             self._dirty.clear()
+            now = time.monotonic()
+            look = period is not None and now >= next_look
+            if look:
+                next_look = now + period
+            if now >= next_resync:
+                dirty, next_resync = True, now + RESYNC_PERIOD
             try:
-                self.reconcile()
+                self.reconcile(controllers=dirty, lifecycle=look)
             except Exception:
                 log.exception("reconcile pass failed")
                 self._dirty.set()
             self._stop.wait(self.min_interval)
 
     # --- one pass ---
-    def reconcile(self) -> None:
-        """One pass of every controller over the cached state."""
+    def reconcile(self, controllers: bool = True, lifecycle: bool = True) -> None:
+        """One pass of the workload controllers (scheduler, Deployment, ReplicaSet,
+        EndpointSlice) and of the node lifecycle controller, or of either alone."""
+        if not (controllers or lifecycle):
+            return
         inf = self.informer
         nodes, pods = inf.list("Node"), inf.list("Pod")
         self.passes += 1
         writes = []
+        if controllers:
+            writes.extend(self._workloads(pods))
+            writes.extend(self._schedule(nodes, pods))
+            self._record(workload_events(writes, self._cached))
+        if lifecycle:
+            writes.extend(self._node_lifecycle(nodes, pods))
+        if controllers:
+            writes.extend(self._endpointslices(pods))
+        self._apply(writes)
+
+    def _workloads(self, pods: list[dict]) -> list[workloads.Action]:
+        inf, writes = self.informer, []
+        replicasets = inf.list("ReplicaSet")
         for dep in inf.list("Deployment"):
-            rss = [r for r in inf.list("ReplicaSet") if namespace(r) == namespace(dep)]
-            for a in workloads.reconcile_deployment(dep, rss, pods):
-                writes.append(a)
+            rss = [r for r in replicasets if namespace(r) == namespace(dep)]
+            writes.extend(workloads.reconcile_deployment(dep, rss, pods))
             status = workloads.deployment_status(dep, rss, pods)
             if dep.get("status") != status:
                 writes.append(workloads.Action("status", {**dep, "status": status}))
-        for rs in inf.list("ReplicaSet"):
+        for rs in replicasets:
             writes.extend(workloads.reconcile_replicaset(rs, pods))
             status = workloads.replicaset_status(rs, pods)
             if rs.get("status") != status:
                 writes.append(workloads.Action("status", {**rs, "status": status}))
-        writes.extend(self._schedule(nodes, pods))
-        self._record(workload_events(writes, self._cached))
-        writes.extend(self._node_lifecycle(nodes, pods))
-        writes.extend(self._endpointslices(pods))
-        self._apply(writes)
+        return writes
 
     def _cached(self, kind: str, ns: str, nm: str) -> dict | None:
         with self.informer.lock:
@@ -133,15 +158,15 @@ class ControllerManager:
 
     def _schedule(self, nodes: list[dict], pods: list[dict]) -> list[workloads.Action]:
         out = []
-        placed = list(pods)
+        placement = Placement(nodes, pods)
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", 0)):
             if pod["spec"].get("nodeName") or is_terminating(pod):
                 continue
-            node = choose_node(pod, nodes, placed)
+            node = placement.choose(pod)
             if node is None:
                 continue
             bound = {**pod, "spec": {**pod["spec"], "nodeName": node}}
-            placed = [p for p in placed if p is not pod] + [bound]
+            placement.bind(bound, node)
             out.append(workloads.Action("bind", bound))
         return out
 

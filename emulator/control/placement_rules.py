@@ -58,30 +58,45 @@ def placed_pods(pods: list[dict], by_name: dict[str, dict]) -> list[tuple[dict, 
             if (p.get("spec") or {}).get("nodeName") in by_name]
 
 
-def anti_affinity_allows(pod: dict, node: dict, placed: list[tuple[dict, dict]]) -> bool:
-    """False when a required anti-affinity term (the pod's or a running pod's) forbids `node`."""
-    for term in _anti(pod).get("requiredDuringSchedulingIgnoredDuringExecution") or []:
-        here = domain(node, term["topologyKey"])
-        if here is not None and any(domain(n, term["topologyKey"]) == here and _term_matches(term, pod, p)
-                                    for p, n in placed):
-            return False
-    for p, n in placed:
-        for term in _anti(p).get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+def required_anti(pod: dict) -> list[dict]:
+    """The pod's required anti-affinity terms."""
+    return _anti(pod).get("requiredDuringSchedulingIgnoredDuringExecution") or []
+
+
+def _domains_selected(term: dict, owner: dict, placed: list[tuple[dict, dict]]) -> set[str]:
+    """The domains of the term's topologyKey where a pod the term selects runs."""
+    key = term.get("topologyKey", "")
+    found = {domain(n, key) for p, n in placed if _term_matches(term, owner, p)}
+    found.discard(None)
+    return found
+
+
+def _outside(node: dict, rules: list[tuple[str, set[str]]]) -> bool:
+    return not any((d := domain(node, key)) is not None and d in doms for key, doms in rules)
+
+
+def anti_affinity_filter(pod: dict, nodes: list[dict], placed: list[tuple[dict, dict]],
+                         placed_anti: list[tuple[dict, dict]]) -> list[dict]:
+    """The nodes no required anti-affinity term forbids: the pod's own terms (over `placed`)
+    and those of the running pods that have any (`placed_anti`, a part of `placed`)."""
+    blocked = [(t["topologyKey"], _domains_selected(t, pod, placed)) for t in required_anti(pod)]
+    for p, n in placed_anti:
+        for term in required_anti(p):
             here = domain(n, term["topologyKey"])
-            if here is not None and domain(node, term["topologyKey"]) == here and _term_matches(term, p, pod):
-                return False
-    return True
+            if here is not None and _term_matches(term, p, pod):
+                blocked.append((term["topologyKey"], {here}))
+    return [n for n in nodes if _outside(n, blocked)] if blocked else list(nodes)
 
 
-def anti_affinity_penalty(pod: dict, node: dict, placed: list[tuple[dict, dict]]) -> int:
-    """Sum of the weights of preferred anti-affinity terms that `node` would break."""
-    total = 0
+def anti_affinity_penalties(pod: dict, nodes: list[dict], placed: list[tuple[dict, dict]]) -> dict[str, int]:
+    """Per node name: the sum of the weights of preferred anti-affinity terms it would break."""
+    total = {n["metadata"]["name"]: 0 for n in nodes}
     for weighted in _anti(pod).get("preferredDuringSchedulingIgnoredDuringExecution") or []:
         term = weighted.get("podAffinityTerm") or {}
-        here = domain(node, term.get("topologyKey", ""))
-        if here is not None and any(domain(n, term["topologyKey"]) == here and _term_matches(term, pod, p)
-                                    for p, n in placed):
-            total += int(weighted.get("weight", 1))
+        rule = [(term.get("topologyKey", ""), _domains_selected(term, pod, placed))]
+        for n in nodes:
+            if not _outside(n, rule):
+                total[n["metadata"]["name"]] += int(weighted.get("weight", 1))
     return total
 
 
@@ -95,12 +110,15 @@ def _spread_counts(pod: dict, c: dict, fits: list[dict], placed: list[tuple[dict
     return counts
 
 
+def _constraints(pod: dict, when: str) -> list[dict]:
+    return [c for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []
+            if c.get("whenUnsatisfiable", "DoNotSchedule") == when]
+
+
 def spread_filter(pod: dict, fits: list[dict], placed: list[tuple[dict, dict]]) -> list[dict]:
     """The nodes of `fits` that keep every DoNotSchedule constraint within maxSkew."""
     out = fits
-    for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []:
-        if c.get("whenUnsatisfiable", "DoNotSchedule") != "DoNotSchedule":
-            continue
+    for c in _constraints(pod, "DoNotSchedule"):
         counts = _spread_counts(pod, c, fits, placed)
         if not counts:
             return []
@@ -110,10 +128,11 @@ def spread_filter(pod: dict, fits: list[dict], placed: list[tuple[dict, dict]]) 
     return out
 
 
-def spread_penalty(pod: dict, node: dict, fits: list[dict], placed: list[tuple[dict, dict]]) -> int:
-    """For ScheduleAnyway constraints: the matching pods already in the node's domains."""
-    total = 0
-    for c in (pod.get("spec") or {}).get("topologySpreadConstraints") or []:
-        if c.get("whenUnsatisfiable", "DoNotSchedule") == "ScheduleAnyway":
-            total += _spread_counts(pod, c, fits, placed).get(domain(node, c["topologyKey"]), 0)
+def spread_penalties(pod: dict, fits: list[dict], placed: list[tuple[dict, dict]]) -> dict[str, int]:
+    """Per node name, for ScheduleAnyway constraints: the matching pods already in its domains."""
+    total = {n["metadata"]["name"]: 0 for n in fits}
+    for c in _constraints(pod, "ScheduleAnyway"):
+        counts = _spread_counts(pod, c, fits, placed)
+        for n in fits:
+            total[n["metadata"]["name"]] += counts.get(domain(n, c["topologyKey"]), 0)
     return total

@@ -1,6 +1,8 @@
 """The scheduler's pure core: pick a node for a pod, spreading across zones and nodes."""
 from __future__ import annotations
 
+from collections import Counter
+
 from emulator.control import placement_rules as rules
 from emulator.control.objects import condition, labels
 
@@ -15,6 +17,60 @@ def schedulable(node: dict) -> bool:
                    for t in node.get("spec", {}).get("taints", []) or [])
 
 
+class Placement:
+    """What a scheduling pass knows: the nodes and the bound pods, with the counts the
+    scores use, kept up to date as the pass binds pods (so a pass over P pending pods on N
+    nodes costs about P x N, not P x N x bound pods)."""
+
+    def __init__(self, nodes: list[dict], pods: list[dict]) -> None:
+        self.nodes = nodes
+        self.by_name = {n["metadata"]["name"]: n for n in nodes}
+        self.zone_of = {nm: labels(n).get(ZONE_LABEL, "") for nm, n in self.by_name.items()}
+        self.ready = [n for n in nodes if schedulable(n)]
+        self.placed: list[tuple[dict, dict]] = []
+        self.placed_anti: list[tuple[dict, dict]] = []   # the placed pods with required anti-affinity
+        self.total: Counter[str] = Counter()
+        self.owner_node: Counter[tuple[str, str]] = Counter()
+        self.owner_zone: Counter[tuple[str, str]] = Counter()
+        for p in pods:
+            node = p.get("spec", {}).get("nodeName")
+            if node:
+                self._count(p, node)
+
+    def _count(self, pod: dict, node: str) -> None:
+        self.total[node] += 1
+        owner = _owner_uid(pod)
+        if owner:
+            self.owner_node[owner, node] += 1
+            self.owner_zone[owner, self.zone_of.get(node, "")] += 1
+        if node in self.by_name:
+            self.placed.append((pod, self.by_name[node]))
+            if rules.required_anti(pod):
+                self.placed_anti.append((pod, self.by_name[node]))
+
+    def bind(self, pod: dict, node: str) -> None:
+        """Count `pod` (bound to `node`) for the rest of the pass."""
+        self._count(pod, node)
+
+    def choose(self, pod: dict) -> str | None:
+        """Node name for `pod` (not yet counted), or None when no node fits."""
+        want = pod.get("spec", {}).get("nodeSelector") or {}
+        fits = [n for n in self.ready if all(labels(n).get(k) == v for k, v in want.items())]
+        fits = rules.spread_filter(pod, rules.anti_affinity_filter(pod, fits, self.placed, self.placed_anti),
+                                   self.placed)
+        if not fits:
+            return None
+        owner = _owner_uid(pod)
+        anti = rules.anti_affinity_penalties(pod, fits, self.placed)
+        spread = rules.spread_penalties(pod, fits, self.placed)
+
+        def score(n: dict) -> tuple:
+            nm = n["metadata"]["name"]
+            return (anti[nm] + spread[nm], self.owner_zone[owner, self.zone_of[nm]] if owner else 0,
+                    self.owner_node[owner, nm] if owner else 0, self.total[nm], nm)
+        return min(fits, key=score)["metadata"]["name"]
+
+
 def choose_node(pod: dict, nodes: list[dict], pods: list[dict]) -> str | None:
     """Node name for `pod`, or None when no node fits.
 
@@ -24,34 +80,7 @@ def choose_node(pod: dict, nodes: list[dict], pods: list[dict]) -> str | None:
     with the fewest pods of the same owner (spreading replicas), then the fewest pods
     overall, then the name.
     """
-    want = pod.get("spec", {}).get("nodeSelector") or {}
-    fits = [n for n in nodes if schedulable(n)
-            and all(labels(n).get(k) == v for k, v in want.items())]
-    by_name = {n["metadata"]["name"]: n for n in nodes}
-    placed = rules.placed_pods([p for p in pods if p is not pod], by_name)
-    fits = rules.spread_filter(pod, [n for n in fits if rules.anti_affinity_allows(pod, n, placed)], placed)
-    if not fits:
-        return None
-    owner = _owner_uid(pod)
-    zone_of = {n["metadata"]["name"]: labels(n).get(ZONE_LABEL, "") for n in nodes}
-    same_zone: dict[str, int] = {}
-    same_node: dict[str, int] = {}
-    total: dict[str, int] = {}
-    for p in pods:
-        node = p.get("spec", {}).get("nodeName")
-        if not node:
-            continue
-        total[node] = total.get(node, 0) + 1
-        if owner and _owner_uid(p) == owner:
-            same_node[node] = same_node.get(node, 0) + 1
-            z = zone_of.get(node, "")
-            same_zone[z] = same_zone.get(z, 0) + 1
-
-    def score(n: dict) -> tuple:
-        nm = n["metadata"]["name"]
-        return (rules.anti_affinity_penalty(pod, n, placed) + rules.spread_penalty(pod, n, fits, placed),
-                same_zone.get(zone_of[nm], 0), same_node.get(nm, 0), total.get(nm, 0), nm)
-    return min(fits, key=score)["metadata"]["name"]
+    return Placement(nodes, [p for p in pods if p is not pod]).choose(pod)
 
 
 def _owner_uid(pod: dict) -> str | None:
