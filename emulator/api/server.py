@@ -13,6 +13,7 @@ from emulator.api.admission import ServiceAdmission, admit_namespace
 from emulator.api.deletion import graceful_delete
 from emulator.api.journal import Journal
 from emulator.api.store import ApiError, Gone, ObjectStore
+from emulator.api.waiters import Waiters, wait_keys
 
 
 class ApiServer:
@@ -20,7 +21,7 @@ class ApiServer:
 
     def __init__(self, service_range: str, journal_path: str | None = None) -> None:
         self.admission = ServiceAdmission(service_range)
-        self._cond: asyncio.Condition | None = None
+        self.waiters = Waiters()
         self.restarts = 0
         if journal_path is None:
             self.store = ObjectStore()
@@ -35,15 +36,8 @@ class ApiServer:
                 self.admission.restore(o)
         self.restarts = 1 if rv else 0
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
-
-    async def _notify(self) -> None:
-        cond = self._condition()
-        async with cond:
-            cond.notify_all()
+    def _notify(self, obj: dict | None) -> None:
+        self.waiters.wake(obj)
 
     async def create(self, obj: dict) -> dict:
         """Create an object (Services are admitted: ClusterIP, node ports)."""
@@ -52,7 +46,7 @@ class ApiServer:
         elif obj.get("kind") == "Namespace":
             admit_namespace(obj)
         out = self.store.create(obj)
-        await self._notify()
+        self._notify(out)
         return out
 
     async def apply(self, obj: dict) -> dict:
@@ -68,12 +62,12 @@ class ApiServer:
         elif obj["kind"] == "Namespace":
             admit_namespace(obj)
         out = self.store.update(obj)
-        await self._notify()
+        self._notify(out)
         return out
 
     async def update(self, obj: dict, expect_rv: str | None = None) -> dict:
         out = self.store.update(obj, expect_rv)
-        await self._notify()
+        self._notify(out)
         return out
 
     async def _patch(self, kind: str, namespace: str, name: str, fn) -> dict | None:
@@ -84,7 +78,7 @@ class ApiServer:
             if e.code == 404:
                 return None
             raise
-        await self._notify()
+        self._notify(out)
         return out
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
@@ -110,12 +104,12 @@ class ApiServer:
             kept = None if pod is None else graceful_delete(pod, grace_period_seconds, time.time())
             if kept is not None:
                 out = kept if kept == pod else self.store.update(kept)
-                await self._notify()
+                self._notify(out)
                 return out
         out = self.store.delete(kind, namespace, name)
         if out is not None and kind == "Service":
             self.admission.release(out)
-        await self._notify()
+        self._notify(out)
         return out
 
     async def get(self, kind: str, namespace: str, name: str) -> dict | None:
@@ -143,8 +137,8 @@ class ApiServer:
     async def watch(self, kinds: list[str], rv: int, timeout: float = 5.0,
                     node_name: str | None = None) -> dict[str, Any]:
         """Events after `rv` (waiting up to `timeout`): {"events": [...], "rv": int} or {"gone": True}."""
-        cond = self._condition()
         deadline = asyncio.get_running_loop().time() + timeout
+        keys = wait_keys(kinds, node_name)
         while True:
             try:
                 events = self.store.events_since(rv, kinds)
@@ -158,11 +152,7 @@ class ApiServer:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return {"events": [], "rv": self.store.resource_version}
-            async with cond:
-                try:
-                    await asyncio.wait_for(cond.wait(), remaining)
-                except asyncio.TimeoutError:
-                    pass
+            await self.waiters.wait(keys, remaining)
 
     async def ping(self) -> bool:
         return True
