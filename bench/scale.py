@@ -163,7 +163,8 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             out["kernel_per_node"], out["stacks_per_node"] = kernel / out["nodes"], stacks / out["nodes"]
             out["kinds"] = format_kinds(mem)
             events = ClusterClient(cluster).lifecycle_events() or []
-            out["lapsed"] = sum(e["event"] == "node_not_ready" for e in events)   # leases that lapsed
+            lapses = [e for e in events if e["event"] == "node_not_ready"]   # leases that lapsed
+            out["lapsed"], out["lapse_detail"] = len(lapses), lapse_detail(lapses, timing_for(timing))
             try:
                 out["rps"] = load(cluster.agent_of_pod("default", "client"), "default/client", URL, 2000)["rps"]
             except Exception as e:   # the client pod evicted meanwhile (lapsed leases), say
@@ -176,6 +177,18 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     return out
+
+
+def lapse_detail(lapses: list[dict], timing) -> str:
+    """Whose clock was late when leases lapsed: the age of the kubelet's last renewal when the
+    controller marked the node (about the grace period: the kubelet stopped renewing; less:
+    the controller did not see renewals that were made)."""
+    if not lapses:
+        return ""
+    ages = sorted(e.get("silent_s", float("nan")) for e in lapses)
+    return (f"lapsed: {len(lapses)} on {len({e['node'] for e in lapses})} nodes; the last renewal was "
+            f"p50 {ages[len(ages) // 2]:.1f} s, max {ages[-1]:.1f} s old when the node was marked "
+            f"(grace {timing.node_monitor_grace_period:g} s, renewals every {timing.node_lease_interval:g} s)")
 
 
 def main() -> None:
@@ -206,6 +219,8 @@ def main() -> None:
                   f"{r['cross'][0]:>16.2f} {r['cross'][1]:>14.2f}",
                   flush=True)
             print("   ", r["ceiling"], flush=True)
+            if r["lapse_detail"]:
+                print("   ", r["lapse_detail"], flush=True)
             if args.breakdown:
                 print(r["kinds"], flush=True)
 
