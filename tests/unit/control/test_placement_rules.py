@@ -84,3 +84,30 @@ def test_topology_spread_do_not_schedule_and_schedule_anyway() -> None:
     # a label-less node is out for DoNotSchedule on that key
     bare = {**node("x1", "x"), "metadata": {"name": "x1", "labels": {}}}
     assert place([pod("w1", spread=zone_spread)], nodes=[bare]) == [None]
+
+
+def place_in_one_pass(pods_to_place, nodes=NODES):
+    """As the controller manager does: one Placement, counting each pod as it binds."""
+    from emulator.control.scheduler import Placement
+    placement, out = Placement(nodes, []), []
+    for p in pods_to_place:
+        n = placement.choose(p)
+        out.append(n)
+        if n:
+            placement.bind({**p, "spec": {**p["spec"], "nodeName": n}}, n)
+    return out
+
+
+@pytest.mark.parametrize("make", [
+    lambda i: pod(f"w{i}"),
+    lambda i: pod(f"w{i}", anti=[term("kubernetes.io/hostname")]),
+    lambda i: pod(f"w{i}", anti=[term(ZONE)]),
+    lambda i: pod(f"w{i}", preferred=[{"weight": 10, "podAffinityTerm": term("kubernetes.io/hostname")}]),
+    lambda i: pod(f"w{i}", spread=[{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+                                    "labelSelector": {"matchLabels": {"app": "web"}}}]),
+    lambda i: pod(f"w{i}", spread=[{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "ScheduleAnyway",
+                                    "labelSelector": {"matchLabels": {"app": "web"}}}]),
+])
+def test_one_pass_binds_as_pod_by_pod_scheduling_does(make) -> None:
+    pods = [make(i) for i in range(5)]
+    assert place_in_one_pass(pods) == place(pods)
