@@ -49,6 +49,28 @@ def _run_probes(client, spec, reqs: dict[str, list[list]]) -> dict[str, list[str
     return out
 
 
+MAX_TRACED = 3   # differences whose conntrack entries the record keeps
+
+
+def _conntrack(client, diff: dict) -> dict[str, list[str]]:
+    """The conntrack entries between a differing cell's two pods, on the source's and the
+    target's node (a flow that outlived a policy change shows up here)."""
+    pods = {k: client.get("Pod", *diff[k].split("/", 1)) for k in ("from", "to")}
+    ips = {k: ((p or {}).get("status") or {}).get("podIP") for k, p in pods.items()}
+    out: dict[str, list[str]] = {}
+    for k, p in pods.items():
+        node = ((p or {}).get("spec") or {}).get("nodeName")
+        if not node or not all(ips.values()) or node in out:
+            continue
+        try:
+            res = client.exec_on_node(node, ["conntrack", "-L", "-s", ips["from"]], 10)
+        except Exception as e:  # diagnostics only
+            out[node] = [f"conntrack failed: {e}"]
+            continue
+        out[node] = [ln for ln in res["stdout"].splitlines() if ips["to"] in ln][:20]
+    return out
+
+
 @step("reachability", describe)
 def run_reachability(s, ctx) -> dict:
     """Probe the matrix, print it next to the expectation, record it."""
@@ -62,6 +84,8 @@ def run_reachability(s, ctx) -> dict:
     outcome = probe_matrix(spec.pods, spec.ports, lambda d, port: targets[(d, port)],
                            lambda reqs: _run_probes(client, spec, reqs))
     rec = compare(spec.name or "reachability", spec.pods, spec.ports, outcome, spec.expect.allows)
+    for diff in rec["differences"][:MAX_TRACED]:
+        diff["conntrack"] = _conntrack(client, diff)
     print(rec["text"], flush=True)
     return {"step": "reachability", "name": spec.name, "pods": spec.pods, **rec,
             "policy_sync_wait_s": round(waited, 3), "seconds": round(time.time() - t0, 3)}
