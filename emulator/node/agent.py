@@ -113,6 +113,10 @@ class NodeAgent:
         """Run a command in a pod's or this host's namespace (like kubectl exec)."""
         return self.host.exec(target, argv, timeout)
 
+    def conntrack_from(self, source_ip: str) -> list[str]:
+        """This host's conntrack entries of flows `source_ip` started."""
+        return self.host.conntrack_from(source_ip)
+
     def pod_exec(self, target: str, argv: list[str], stdin: bytes | None = None, timeout: float = 30,
                  container: str | None = None) -> dict:
         """Run an untrusted command in a pod, contained as its container is (kubectl exec)."""

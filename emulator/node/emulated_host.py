@@ -185,6 +185,10 @@ class EmulatedHost:
         p = netns.run_in(self.netns_of(target), argv, timeout=timeout)
         return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
 
+    def conntrack_from(self, source_ip: str) -> list[str]:
+        """This host's conntrack entries of flows `source_ip` started (diagnostics)."""
+        return conntrack.entries_from(self.netns, source_ip)
+
     def impair(self, classes: list[dict]) -> dict:
         """Impair this host's egress as `classes` say (emulator.impair); returns what enforces each."""
         if self.impairer is None:

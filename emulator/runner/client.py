@@ -70,9 +70,9 @@ class ClusterClient:
                 for src, cmd in argv.items()}
         return {src: ray.get(ref) for src, ref in refs.items()}
 
-    def exec_on_node(self, host: str, argv: list[str], timeout: float) -> dict:
-        """Run a command in a host's own namespace; {rc, stdout, stderr}."""
-        return ray.get(self.cluster.agents[host].exec.remote("", argv, timeout))
+    def conntrack_from(self, host: str, source_ip: str) -> list[str]:
+        """A host's conntrack entries of flows `source_ip` started."""
+        return ray.get(self.cluster.agents[host].conntrack_from.remote(source_ip))
 
     def agent(self, host: str):
         """The node agent of a host (a node, client or prober)."""

@@ -63,11 +63,11 @@ def _conntrack(client, diff: dict) -> dict[str, list[str]]:
         if not node or not all(ips.values()) or node in out:
             continue
         try:
-            res = client.exec_on_node(node, ["conntrack", "-L", "-s", ips["from"]], 10)
+            lines = client.conntrack_from(node, ips["from"])
         except Exception as e:  # diagnostics only
             out[node] = [f"conntrack failed: {e}"]
             continue
-        out[node] = [ln for ln in res["stdout"].splitlines() if ips["to"] in ln][:20]
+        out[node] = [ln for ln in lines if ips["to"] in ln][:20]
     return out
 
 

@@ -15,12 +15,12 @@ class FakeClient:
         ip, node = self.pods[(ns, name)]
         return {"spec": {"nodeName": node}, "status": {"podIP": ip}}
 
-    def exec_on_node(self, node, argv, timeout):
-        self.calls.append((node, argv))
+    def conntrack_from(self, node, source_ip):
+        self.calls.append((node, source_ip))
         lines = {"n1": "udp 17 28 src=10.4.1.5 dst=10.96.0.20 sport=40001 dport=80 src=10.4.2.7 dst=10.4.1.5\n"
                        "udp 17 20 src=10.4.1.5 dst=10.96.0.10 sport=5353 dport=53 src=10.4.0.3 dst=10.4.1.5\n",
                  "n2": "udp 17 28 src=10.4.1.5 dst=10.4.2.7 sport=40001 dport=80 src=10.4.2.7 dst=10.4.1.5\n"}
-        return {"rc": 0, "stdout": lines[node], "stderr": "conntrack v1.4.7: 2 flow entries have been shown.\n"}
+        return lines[node].splitlines()
 
 
 def test_entries_between_the_two_pods_on_both_nodes():
@@ -28,4 +28,4 @@ def test_entries_between_the_two_pods_on_both_nodes():
     got = _conntrack(client, {"from": "z/b", "to": "y/c", "port": "80/udp"})
     assert list(got) == ["n1", "n2"]
     assert all("10.4.2.7" in ln for lines in got.values() for ln in lines) and len(got["n1"]) == 1
-    assert client.calls[0] == ("n1", ["conntrack", "-L", "-s", "10.4.1.5"])
+    assert client.calls[0] == ("n1", "10.4.1.5")
