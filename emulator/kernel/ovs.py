@@ -42,6 +42,8 @@ LOG = logging.getLogger(__name__)
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 SYSTEM_RUNDIRS = ("/run/openvswitch", "/var/run/openvswitch")
+# Where to look for a running OVS instead: a run directory, or "off" to always start a private one.
+SYSTEM_OVS_ENV = "KUBEMU_SYSTEM_OVS_RUNDIR"
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
 _TIMEOUT = 30.0
 
@@ -57,9 +59,18 @@ def kernel_datapath_available() -> bool:
     return os.path.isdir("/sys/module/openvswitch")
 
 
+def system_rundirs() -> tuple[str, ...]:
+    """The run directories where a running OVS is looked for: $KUBEMU_SYSTEM_OVS_RUNDIR alone
+    when set ("off": none), else the standard ones."""
+    chosen = os.environ.get(SYSTEM_OVS_ENV, "")
+    if not chosen:
+        return SYSTEM_RUNDIRS
+    return () if chosen == "off" else (chosen,)
+
+
 def system_db_socket() -> str | None:
     """The db socket of a running system OVS (one that answers), else None."""
-    for rundir in SYSTEM_RUNDIRS:
+    for rundir in system_rundirs():
         sock = os.path.join(rundir, "db.sock")
         if not os.path.exists(sock):
             continue
@@ -123,7 +134,8 @@ class OvsInstance:
         if sock is not None:
             self.private = False
             self._db = f"unix:{sock}"
-            self._env = {k: v for k, v in os.environ.items() if not k.startswith("OVS_")}
+            self._env = {**{k: v for k, v in os.environ.items() if not k.startswith("OVS_")},
+                         "OVS_RUNDIR": os.path.dirname(sock)}   # its ovs-appctl targets
             LOG.info("using the running system Open vSwitch (%s)", sock)
         else:
             self._start_private()

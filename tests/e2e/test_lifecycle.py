@@ -45,11 +45,13 @@ def leftovers(run_id: str) -> list[str]:
     return found
 
 
-def start_run(tmp_path, scenario: str = QUICKSTART, **popen) -> tuple[subprocess.Popen, str]:
-    """`kubemu run` in the background; returns the process and its run id (from its first line)."""
+def start_run(tmp_path, scenario: str = QUICKSTART, env: dict | None = None,
+              **popen) -> tuple[subprocess.Popen, str]:
+    """`kubemu run` in the background (`env`: more environment); returns the process and its
+    run id (from its first line)."""
     proc = subprocess.Popen([*KUBEMU, "run", scenario, "--runs-dir", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"}, **popen)
+                            env={**os.environ, "COLUMNS": "200", **(env or {})}, **popen)
     first = proc.stdout.readline()
     m = re.search(r"run kubemu([a-z0-9]{4})", first)
     assert m, first
