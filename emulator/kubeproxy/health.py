@@ -47,7 +47,7 @@ class _Listener:
 
     @classmethod
     async def open(cls, handler: Callable[[web.BaseRequest], object], sock: socket.socket) -> "_Listener":
-        runner = web.ServerRunner(web.Server(handler), handle_signals=False,  # type: ignore[arg-type]
+        runner = web.ServerRunner(web.Server(handler, access_log=None), handle_signals=False,  # type: ignore[arg-type]
                                   shutdown_timeout=1.0)
         await runner.setup()
         site = web.SockSite(runner, sock)
