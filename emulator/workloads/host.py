@@ -70,7 +70,12 @@ class WorkloadHost:
         if self._loop.is_closed():
             coro.close()
             raise RuntimeError("WorkloadHost is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.call_timeout)
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result(self.call_timeout)
+        except TimeoutError:
+            fut.cancel()   # the coroutine must not finish later, unseen (a server bound, never stopped)
+            raise TimeoutError(f"the node's event loop did not answer within {self.call_timeout:g}s") from None
 
     def add_pod_server(self, pod_ns: str | None, pod_name: str, node_name: str,
                        config: NetexecConfig, bind_ip: str = "0.0.0.0",
@@ -115,11 +120,19 @@ class WorkloadHost:
                                pod_ns=pod_ns, on_exit=on_exit, log_path=log_path)
         try:
             self._call(server.start())
-        except OSError as exc:
-            raise WorkloadError(pod_ns, f"cannot start server for {pod_name}: {exc}") from exc
+        except BaseException as exc:
+            self._discard(server)    # its sockets closed: a retry can bind the same ports
+            if isinstance(exc, OSError):
+                raise WorkloadError(pod_ns, f"cannot start server for {pod_name}: {exc}") from exc
+            raise
         with self._lock:
             self._servers.setdefault(pod_ns, []).append(server)
         return PodServerInfo(pod_ns, pod_name, server.http_port, tuple(server.udp_ports))
+
+    def _discard(self, server: NetexecServer) -> None:
+        """Stop a server that failed to start, on the loop, without waiting for it."""
+        if not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(server.stop(), self._loop)
 
     @staticmethod
     def _socket(pod_ns: str | None, family: int, type_: int, bind: tuple[str, int]) -> socket.socket:
