@@ -62,8 +62,9 @@ class WorkloadHost:
         """Run a coroutine on the loop from another thread and wait for its result."""
         return self._call(coro)
 
-    def _call(self, coro) -> object:
-        """Run a coroutine on the loop and wait for its result."""
+    def _call(self, coro, cancel_late: bool = False) -> object:
+        """Run a coroutine on the loop and wait for its result; past `call_timeout`, a
+        TimeoutError (the coroutine cancelled when `cancel_late`, else left to finish)."""
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("WorkloadHost methods must not be called from its own loop thread")
@@ -74,7 +75,8 @@ class WorkloadHost:
         try:
             return fut.result(self.call_timeout)
         except TimeoutError:
-            fut.cancel()   # the coroutine must not finish later, unseen (a server bound, never stopped)
+            if cancel_late:
+                fut.cancel()
             raise TimeoutError(f"the node's event loop did not answer within {self.call_timeout:g}s") from None
 
     def add_pod_server(self, pod_ns: str | None, pod_name: str, node_name: str,
@@ -119,7 +121,7 @@ class WorkloadHost:
         server = NetexecServer(pod_name, node_name, http_sock, udp_socks, config, tcp_sock=tcp_sock,
                                pod_ns=pod_ns, on_exit=on_exit, log_path=log_path)
         try:
-            self._call(server.start())
+            self._call(server.start(), cancel_late=True)   # not serving later, unseen, on bound ports
         except BaseException as exc:
             self._discard(server)    # its sockets closed: a retry can bind the same ports
             if isinstance(exc, OSError):
