@@ -369,9 +369,11 @@ def test_cutting_a_machine_off_its_underlay_stops_cross_machine_traffic_only(tm:
         assert ping(tm.netns["node-b"], "10.128.0.4", count=2, timeout=1.0) == 2  # inside machine 1
     finally:
         tm.machines[1].set_underlay(True)
-    deadline = time.monotonic() + 10
-    while ping(tm.netns["node-a"], "10.128.0.3", count=1, timeout=1.0) != 1 and time.monotonic() < deadline:
-        pass
-    assert ping(tm.netns["node-a"], "10.128.0.3") == 3
+    # Back: three pings in a row answered, within 20 s (a lone loss on a loaded machine is not
+    # the link staying down; a link that stays down answers none).
+    deadline, answered = time.monotonic() + 20, 0
+    while answered < 3 and time.monotonic() < deadline:
+        answered = answered + 1 if ping(tm.netns["node-a"], "10.128.0.3", count=1, timeout=1.0) == 1 else 0
+    assert answered == 3
 
 
