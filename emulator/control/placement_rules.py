@@ -52,12 +52,6 @@ def _anti(pod: dict) -> dict[str, Any]:
     return ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
 
 
-def placed_pods(pods: list[dict], by_name: dict[str, dict]) -> list[tuple[dict, dict]]:
-    """(pod, node) of the pods bound to a known node."""
-    return [(p, by_name[p["spec"]["nodeName"]]) for p in pods
-            if (p.get("spec") or {}).get("nodeName") in by_name]
-
-
 def required_anti(pod: dict) -> list[dict]:
     """The pod's required anti-affinity terms."""
     return _anti(pod).get("requiredDuringSchedulingIgnoredDuringExecution") or []

@@ -23,7 +23,6 @@ class Placement:
     nodes costs about P x N, not P x N x bound pods)."""
 
     def __init__(self, nodes: list[dict], pods: list[dict]) -> None:
-        self.nodes = nodes
         self.by_name = {n["metadata"]["name"]: n for n in nodes}
         self.zone_of = {nm: labels(n).get(ZONE_LABEL, "") for nm, n in self.by_name.items()}
         self.ready = [n for n in nodes if schedulable(n)]
@@ -35,9 +34,10 @@ class Placement:
         for p in pods:
             node = p.get("spec", {}).get("nodeName")
             if node:
-                self._count(p, node)
+                self.bind(p, node)
 
-    def _count(self, pod: dict, node: str) -> None:
+    def bind(self, pod: dict, node: str) -> None:
+        """Count `pod`, bound to `node` (already, or by this pass)."""
         self.total[node] += 1
         owner = _owner_uid(pod)
         if owner:
@@ -47,10 +47,6 @@ class Placement:
             self.placed.append((pod, self.by_name[node]))
             if rules.required_anti(pod):
                 self.placed_anti.append((pod, self.by_name[node]))
-
-    def bind(self, pod: dict, node: str) -> None:
-        """Count `pod` (bound to `node`) for the rest of the pass."""
-        self._count(pod, node)
 
     def choose(self, pod: dict) -> str | None:
         """Node name for `pod` (not yet counted), or None when no node fits."""
