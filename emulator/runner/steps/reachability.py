@@ -58,16 +58,19 @@ def _conntrack(client, diff: dict) -> dict[str, list[str]]:
     pods = {k: client.get("Pod", *diff[k].split("/", 1)) for k in ("from", "to")}
     ips = {k: ((p or {}).get("status") or {}).get("podIP") for k, p in pods.items()}
     out: dict[str, list[str]] = {}
-    for k, p in pods.items():
+    if not all(ips.values()):
+        return out
+    to = f"={ips['to']}"   # an entry's src=/dst= field, not a longer address it prefixes
+    for p in pods.values():
         node = ((p or {}).get("spec") or {}).get("nodeName")
-        if not node or not all(ips.values()) or node in out:
+        if not node or node in out:
             continue
         try:
             lines = client.conntrack_from(node, ips["from"])
         except Exception as e:  # diagnostics only
             out[node] = [f"conntrack failed: {e}"]
             continue
-        out[node] = [ln for ln in lines if ips["to"] in ln][:20]
+        out[node] = [ln for ln in lines if any(f.endswith(to) for f in ln.split())][:20]
     return out
 
 

@@ -18,7 +18,8 @@ class FakeClient:
     def conntrack_from(self, node, source_ip):
         self.calls.append((node, source_ip))
         lines = {"n1": "udp 17 28 src=10.4.1.5 dst=10.96.0.20 sport=40001 dport=80 src=10.4.2.7 dst=10.4.1.5\n"
-                       "udp 17 20 src=10.4.1.5 dst=10.96.0.10 sport=5353 dport=53 src=10.4.0.3 dst=10.4.1.5\n",
+                       "udp 17 20 src=10.4.1.5 dst=10.96.0.10 sport=5353 dport=53 src=10.4.0.3 dst=10.4.1.5\n"
+                       "tcp 6 80 src=10.4.1.5 dst=10.4.2.70 sport=4000 dport=80 src=10.4.2.70 dst=10.4.1.5\n",
                  "n2": "udp 17 28 src=10.4.1.5 dst=10.4.2.7 sport=40001 dport=80 src=10.4.2.7 dst=10.4.1.5\n"}
         return lines[node].splitlines()
 
