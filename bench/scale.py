@@ -141,10 +141,11 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
     run_id = new_run_id()
     run_dir = tempfile.mkdtemp(prefix=f"kubemu{run_id}-scale-")
     kernel0, avail0 = kernel_memory(), mem_available_mib()
+    profile = timing_for(timing)
     t0 = time.time()
     out: dict = {"nodes": len(topo.nodes()), "machines": machines}
     try:
-        with Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), timing_for(timing),
+        with Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), profile,
                      machines=(machines, "spread"), hosts_per_process=per_process,
                      shared_informers=shared_informers) as cluster:
             cluster.up()
@@ -164,7 +165,7 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             out["kinds"] = format_kinds(mem)
             events = ClusterClient(cluster).lifecycle_events() or []
             lapses = [e for e in events if e["event"] == "node_not_ready"]   # leases that lapsed
-            out["lapsed"], out["lapse_detail"] = len(lapses), lapse_detail(lapses, timing_for(timing))
+            out["lapsed"], out["lapse_detail"] = len(lapses), lapse_detail(lapses, profile)
             try:
                 out["rps"] = load(cluster.agent_of_pod("default", "client"), "default/client", URL, 2000)["rps"]
             except Exception as e:   # the client pod evicted meanwhile (lapsed leases), say
