@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from emulator.api.admission import ServiceAdmission, admit_namespace
+from emulator.api.conditions import ready_status
 from emulator.api.deletion import graceful_delete
 from emulator.api.journal import Journal
 from emulator.api.store import ApiError, Gone, ObjectStore
@@ -63,6 +64,18 @@ class ApiServer:
             admit_namespace(obj)
         out = self.store.update(obj)
         self._notify(out)
+        return out
+
+    async def renew_leases(self, leases: list[dict]) -> dict[str, str]:
+        """Apply node Leases in one call (a node host's heartbeats); returns each existing
+        Node's Ready status ("" without one), for the kubelets to post theirs."""
+        out: dict[str, str] = {}
+        for lease in leases:
+            await self.apply(lease)
+            name = lease["metadata"]["name"]
+            node = self.store.get("Node", "", name)
+            if node is not None:
+                out[name] = ready_status(node) or ""
         return out
 
     async def update(self, obj: dict, expect_rv: str | None = None) -> dict:

@@ -7,12 +7,15 @@ view (a cache of the shared objects) and keeps a node's partition semantics
 (emulator/api/apilink.py): while the node's link is down nothing reaches it, and once the
 link is back it lists again, from the shared cache, emitting the differences as the
 node's own informer would after its broken watch. A subscription answers the
-`Informer` calls its users make: `start`, `stop`, `list`, `synced`, `rv`.
+`Informer` calls its users make: `start`, `stop`, `list`, `synced`, `rv`. A subscription
+may keep only some objects (a kubelet's: the Pods bound to its node), as a field selector
+on the node's own watch would.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from emulator.api.apilink import NodeApiClient
 from emulator.api.client import Handler, Informer, relist_events
@@ -29,8 +32,9 @@ def _rv(obj: dict) -> str | None:
 class Subscription:
     """One node's view of a shared informer: its cache, its handler, its link."""
 
-    def __init__(self, shared: "SharedInformer", api, handler: Handler | None) -> None:
-        self.shared, self.api, self.handler = shared, api, handler
+    def __init__(self, shared: "SharedInformer", api, handler: Handler | None,
+                 accept: Callable[[dict], bool] | None = None) -> None:
+        self.shared, self.api, self.handler, self.accept = shared, api, handler, accept
         self.kinds = shared.kinds
         self.cache: dict[Key, dict] = {}
         self.lock = threading.RLock()
@@ -75,6 +79,8 @@ class Subscription:
         if self.stale:
             self.catch_up()         # the shared cache already holds this event
             return
+        if self.accept is not None and not self.accept(obj):
+            return
         k = key_of(obj)
         with self.lock:
             old = self.cache.get(k)
@@ -99,6 +105,8 @@ class Subscription:
                 return
             self.generation = self.api.generation
         rv, fresh = self.shared.snapshot()
+        if self.accept is not None:
+            fresh = {k: o for k, o in fresh.items() if self.accept(o)}
         with self.lock:
             old, self.cache = self.cache, fresh
             self.rv = max(self.rv, rv)
@@ -178,15 +186,17 @@ class SharedInformers:
         self.by_kinds: dict[tuple[str, ...], SharedInformer] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self, api, kinds: list[str], handler: Handler | None) -> Subscription:
+    def subscribe(self, api, kinds: list[str], handler: Handler | None,
+                  accept: Callable[[dict], bool] | None = None) -> Subscription:
         """A node's informer of `kinds` (not yet started) on the process's shared watch;
-        `api`: the node's NodeApiClient (its link) or a plain ApiServer handle."""
+        `api`: the node's NodeApiClient (its link) or a plain ApiServer handle; `accept`:
+        which objects the node's view keeps (all without it)."""
         raw = api.api if isinstance(api, NodeApiClient) else api
         with self._lock:
             shared = self.by_kinds.get(tuple(kinds))
             if shared is None:
                 shared = self.by_kinds[tuple(kinds)] = SharedInformer(raw, kinds)
-        return Subscription(shared, api, handler)
+        return Subscription(shared, api, handler, accept)
 
     def stop(self) -> None:
         for shared in self.by_kinds.values():

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.api.conditions import ready_status  # noqa: F401 (its callers import it from here)
 from emulator.control.objects import is_terminating, name
 from emulator.control.workloads import Action
 
@@ -31,14 +32,6 @@ class LifecycleResult:
 
     actions: list[Action] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-
-
-def ready_status(obj: dict) -> str | None:
-    """The Ready condition's status ("True", "False", "Unknown") or None."""
-    for c in obj.get("status", {}).get("conditions", []) or []:
-        if c.get("type") == "Ready":
-            return c.get("status")
-    return None
 
 
 def renew_times(leases: list[dict]) -> dict[str, float]:

@@ -40,6 +40,7 @@ class NodeAgent:
         self.name = spec.name
         self.host = host_for(RunNames(run_id), spec, run_dir)
         self.informers = None   # the node host's SharedInformers, when it shares its watches
+        self.leases = None      # the node host's LeaseGroups (its nodes' heartbeats in one call per interval)
 
     @property
     def netns(self) -> str:
@@ -63,7 +64,7 @@ class NodeAgent:
         """Start kubelet, kube-proxy, the policy enforcer and the lease (cluster nodes only)."""
         node = self._node()
         if node is not None:
-            node.start(api, timing, dns, self.informers)
+            node.start(api, timing, dns, self.informers, self.leases)
         return True
 
     def chaos(self, action: str, **params: Any) -> dict:

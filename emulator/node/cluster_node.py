@@ -47,7 +47,8 @@ class NodeParts:
         """A fresh kubelet; its DNS zone reads kube-proxy's Services and EndpointSlices."""
         return Kubelet(node.api, node.name, node.spec.ip, node.names, node.podnet, node.workloads, node.timing,
                        node.run_dir, node.dns, services=lambda: node.kube_proxy.list("Service"),
-                       slices=lambda: node.kube_proxy.list("EndpointSlice"))
+                       slices=lambda: node.kube_proxy.list("EndpointSlice"),
+                       watch=lambda handler: node.informer(["Pod"], handler, bound_here=True))
 
     def policy(self, node: "ClusterNode") -> NodePolicyAgent | None:
         """The NetworkPolicy enforcer (Calico's role), when the cluster enables network policy."""
@@ -60,8 +61,10 @@ class NodeParts:
 
     def lease(self, node: "ClusterNode") -> LeaseRenewer:
         """The heartbeat; its status sync re-posts the kubelet's pod readiness."""
-        return LeaseRenewer(node.api, node.name, node.timing.node_lease_interval,
-                            status_sync=lambda: sync_pod_status(node.kubelet))
+        interval = node.timing.node_lease_interval
+        group = node.leases.group(node.api, interval) if node.leases is not None else None
+        return LeaseRenewer(node.api, node.name, interval, status_sync=lambda: sync_pod_status(node.kubelet),
+                            group=group)
 
 
 class ClusterNode(EmulatedHost):
@@ -77,6 +80,7 @@ class ClusterNode(EmulatedHost):
         self.timing: Timing | None = None
         self.dns: dict | None = None
         self.informers = None        # the node host's SharedInformers, when it shares its watches
+        self.leases = None           # the node host's LeaseGroups, when its nodes renew together
         self.workloads: WorkloadHost | None = None
         self.kube_proxy: KubeProxy | None = None
         self.kubelet: Kubelet | None = None
@@ -92,10 +96,11 @@ class ClusterNode(EmulatedHost):
         self.podnet = PodNetwork(self.netns, self.spec.pod_cidr, self.spec.network_mode)
         self.podnet.setup_node()
 
-    def start(self, api: Any, timing: Timing, dns: dict | None, informers: Any = None) -> None:
-        """Start kubelet, kube-proxy, the policy enforcer and the lease, talking to `api`."""
+    def start(self, api: Any, timing: Timing, dns: dict | None, informers: Any = None, leases: Any = None) -> None:
+        """Start kubelet, kube-proxy, the policy enforcer and the lease, talking to `api`
+        (`informers`, `leases`: what the node host's nodes share, if anything)."""
         self.api = NodeApiClient(api, self.name)   # cut off while the node's link is down
-        self.timing, self.dns, self.informers = timing, dns, informers
+        self.timing, self.dns, self.informers, self.leases = timing, dns, informers, leases
         self.workloads = self.parts.workloads(self)
         self.kube_proxy = self.parts.kube_proxy(self)
         self.boot()
@@ -110,11 +115,14 @@ class ClusterNode(EmulatedHost):
         self.kubelet.start()
         self.lease = self.parts.lease(self).start()
 
-    def informer(self, kinds: list[str], handler: Callable[[str, dict], None]) -> Any:
-        """An informer of `kinds` for this node: on the node host's shared watch, or its own."""
+    def informer(self, kinds: list[str], handler: Callable[[str, dict], None], bound_here: bool = False) -> Any:
+        """An informer of `kinds` for this node: on the node host's shared watch, or its own;
+        `bound_here`: of the Pods only those bound to this node (the kubelet's field selector)."""
         if self.informers is not None:
-            return self.informers.subscribe(self.api, kinds, handler)
-        return Informer(self.api, kinds, handler)
+            name = self.name
+            accept = (lambda o: o["kind"] != "Pod" or o.get("spec", {}).get("nodeName") == name) if bound_here else None
+            return self.informers.subscribe(self.api, kinds, handler, accept)
+        return Informer(self.api, kinds, handler, node_name=self.name if bound_here else None)
 
     def services_changed(self) -> None:
         """kube-proxy saw a Service or EndpointSlice change: the cluster DNS zone follows."""

@@ -11,7 +11,8 @@ nodes of its process untouched; a machine failure crashes every node placed ther
 The driver groups the hosts and keeps a handle per host (emulator/runner/node_hosts.py).
 Each hosted node keeps its own log file (emulator/node/node_logs.py). With shared
 informers (the default), the nodes' kube-proxies and policy enforcers share one watch per
-kind set (emulator/api/shared_informer.py) instead of one each.
+kind set (emulator/api/shared_informer.py) instead of one each, and their leases are
+renewed together, in one API call per interval (emulator/node/lease.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 from emulator.api.shared_informer import SharedInformers
 from emulator.node import node_logs
 from emulator.node.agent import NodeAgent
+from emulator.node.lease import LeaseGroups
 from emulator.node.stall_watch import StallWatch
 from emulator.records.hosts import HostSpec
 
@@ -36,12 +38,14 @@ class NodeHost:
         self.watch = StallWatch(os.path.join(run_dir, "logs", f"nodehost-{label}-stalls.txt")).start()
         # one watch per kind set for all the nodes here (kube-proxy's, the policy enforcer's)
         self.informers = SharedInformers() if shared_informers else None
+        self.leases = LeaseGroups()   # every node's lease renewed in one call per interval
         self.agents: dict[str, NodeAgent] = {}
         for spec in specs:
             self.logs.add_node(spec.name)
             with node_logs.tagged(spec.name):
                 self.agents[spec.name] = NodeAgent(run_id, spec, run_dir)
                 self.agents[spec.name].informers = self.informers
+                self.agents[spec.name].leases = self.leases
 
     def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run `method` of host `name`'s agent, its log records going to that host's file."""

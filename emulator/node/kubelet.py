@@ -57,12 +57,14 @@ class Kubelet:
 
     def __init__(self, api, node_name: str, node_ip: str, names, podnet: PodNetwork,
                  workloads, timing: Timing, run_dir: str, dns: dict | None,
-                 services: "callable", slices: "callable" = list) -> None:
+                 services: "callable", slices: "callable" = list, watch: "callable | None" = None) -> None:
         self.api, self.node_name, self.node_ip, self.names = api, node_name, node_ip, names
         self.podnet, self.workloads, self.timing = podnet, workloads, timing
         self.run_dir, self.dns, self.services, self.slices = run_dir, dns, services, slices
         self.pods: dict[str, LocalPod] = {}
-        self.informer = Informer(api, ["Pod"], self._on_event, node_name=node_name)
+        # the Pods bound here: `watch(handler)` gives the node host's shared view, else its own watch
+        self.informer = (watch(self._on_event) if watch is not None
+                         else Informer(api, ["Pod"], self._on_event, node_name=node_name))
         self.probes = ProbeRunner(podnet.node_netns, self._on_probe)
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._workers = [threading.Thread(target=self._work, name=f"kubelet-{i}", daemon=True) for i in range(2)]

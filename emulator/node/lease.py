@@ -6,6 +6,11 @@ status manager, posts again any pod readiness the API server has wrong (the node
 lifecycle controller marks pods not ready while the node is silent). `pause()` stops the
 heartbeat without stopping the thread (a network partition: the kubelet lives but cannot
 reach the API server); `resume()` starts it again.
+
+Renewals of the nodes of one process go together: a `LeaseGroup` renews every due lease
+of its nodes in one API call per interval (each Lease still carries its own node's
+renewTime), instead of a thread and two calls per node, so a process holding a hundred
+nodes keeps their clocks on a busy machine. A renewer without a group keeps its own thread.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Callable
 
 import ray
 
+from emulator.api.apilink import NodeApiClient, answered, generation_of
 from emulator.control.nodelifecycle import LEASE_NAMESPACE, ready_status
 
 log = logging.getLogger(__name__)
@@ -29,12 +35,18 @@ def lease_object(node: str, interval: float, now: float) -> dict:
                      "renewTime": now}}
 
 
-class LeaseRenewer:
-    """A thread renewing one node's Lease until stopped; pausable."""
+def _ready_condition() -> dict:
+    return {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": time.time()}
 
-    def __init__(self, api, node: str, interval: float, status_sync: Callable[[], None] | None = None) -> None:
+
+class LeaseRenewer:
+    """Renews one node's Lease until stopped (in its group's thread, or its own); pausable."""
+
+    def __init__(self, api, node: str, interval: float, status_sync: Callable[[], None] | None = None,
+                 group: "LeaseGroup | None" = None) -> None:
         self.api, self.node, self.interval = api, node, interval
         self.status_sync = status_sync
+        self.group = group
         self.renewals = 0
         self._paused = threading.Event()
         self._stop = threading.Event()
@@ -42,11 +54,21 @@ class LeaseRenewer:
 
     def start(self) -> "LeaseRenewer":
         self.renew_once()
-        self._thread.start()
+        if self.group is not None:
+            self.group.add(self)
+        else:
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        if self.group is not None:
+            self.group.remove(self)
+
+    @property
+    def due(self) -> bool:
+        """Renewed by the next round: running, not paused, its node reaching the API server."""
+        return not self._stop.is_set() and not self._paused.is_set() and getattr(self.api, "reachable", True)
 
     def pause(self) -> None:
         self._paused.set()
@@ -62,14 +84,19 @@ class LeaseRenewer:
 
     def renew_once(self) -> None:
         """Renew the Lease and post Ready=True if the Node says otherwise."""
-        ray.get(self.api.apply.remote(lease_object(self.node, self.interval, time.time())))
+        ready = ray.get(self.api.renew_leases.remote([lease_object(self.node, self.interval, time.time())]))
+        self.renewed(ready.get(self.node))
+
+    def renewed(self, ready: str | None) -> None:
+        """After a renewal: post Ready=True if the Node says otherwise (`ready`: its Ready status,
+        "" without one, None without a Node), then sync the pods' readiness."""
         self.renewals += 1
-        node = ray.get(self.api.get.remote("Node", "", self.node))
-        if node is not None and ready_status(node) != "True":
-            conds = [c for c in node.get("status", {}).get("conditions", []) if c.get("type") != "Ready"]
-            ray.get(self.api.patch_status.remote("Node", "", self.node, {"conditions": conds + [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                 "lastTransitionTime": time.time()}]}))
+        if ready is not None and ready != "True":
+            node = ray.get(self.api.get.remote("Node", "", self.node))
+            if node is not None and ready_status(node) != "True":
+                conds = [c for c in node.get("status", {}).get("conditions", []) if c.get("type") != "Ready"]
+                ray.get(self.api.patch_status.remote("Node", "", self.node,
+                                                     {"conditions": conds + [_ready_condition()]}))
         if self.status_sync is not None:
             self.status_sync()
 
@@ -81,6 +108,86 @@ class LeaseRenewer:
                 self.renew_once()
             except Exception as e:  # API server restarting: next interval
                 log.warning("lease renewal failed: %s", e)
+
+
+class LeaseGroup:
+    """The lease renewals of one process's nodes: every `interval`, one API call renews each due lease.
+
+    The thread runs while the group has renewers. A failed call (API server restarting)
+    is retried at the next round; a renewer whose node was cut off while the call was in
+    flight does not count its renewal (the reply never reached it).
+    """
+
+    def __init__(self, api, interval: float) -> None:
+        self.api, self.interval = api, interval
+        self.rounds = 0
+        self._renewers: list[LeaseRenewer] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, renewer: LeaseRenewer) -> None:
+        with self._lock:
+            self._renewers.append(renewer)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+                self._thread.start()
+
+    def remove(self, renewer: LeaseRenewer) -> None:
+        with self._lock:
+            if renewer in self._renewers:
+                self._renewers.remove(renewer)
+
+    def renew_due(self) -> list[LeaseRenewer]:
+        """One round: renew every due lease in one call; returns the renewers renewed."""
+        with self._lock:
+            due = [r for r in self._renewers if r.due]
+        if not due:
+            return []
+        gens = [generation_of(r.api) for r in due]
+        now = time.time()
+        ready = ray.get(self.api.renew_leases.remote([lease_object(r.node, r.interval, now) for r in due]))
+        self.rounds += 1
+        done = [r for r, g in zip(due, gens) if answered(r.api, g) and r.due]
+        for r in done:
+            try:
+                r.renewed(ready.get(r.node))
+            except Exception as e:  # one node's status post must not stop the others' heartbeat
+                log.warning("%s: node status after renewal failed: %s", r.node, e)
+        return done
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while True:
+            due += self.interval
+            now = time.monotonic()
+            if due < now:   # a round took longer than an interval: the next one at once, not a burst
+                due = now
+            time.sleep(due - now)
+            with self._lock:
+                if not self._renewers:
+                    self._thread = None
+                    return
+            try:
+                self.renew_due()
+            except Exception as e:  # API server restarting: next round
+                log.warning("lease renewals failed: %s", e)
+
+
+class LeaseGroups:
+    """The lease groups of one process, one per interval, made on first use."""
+
+    def __init__(self) -> None:
+        self.by_interval: dict[float, LeaseGroup] = {}
+        self._lock = threading.Lock()
+
+    def group(self, api, interval: float) -> LeaseGroup:
+        """The group renewing every `interval` (`api`: a node's NodeApiClient or the ApiServer handle)."""
+        raw = api.api if isinstance(api, NodeApiClient) else api
+        with self._lock:
+            found = self.by_interval.get(interval)
+            if found is None:
+                found = self.by_interval[interval] = LeaseGroup(raw, interval)
+            return found
 
 
 def sync_pod_status(kubelet) -> None:

@@ -168,3 +168,31 @@ def test_shared_informer_cut_and_back_between_events_lists_again():
     finally:
         sub.stop()
         hub.stop()
+
+
+def test_a_filtered_subscription_keeps_only_its_objects_in_its_list_and_its_events():
+    """A kubelet's view of the shared Pod watch: only what its filter accepts, listed or watched."""
+    from emulator.api.shared_informer import SharedInformers
+    fake = FakeApi()
+    fake.put("a1")
+    fake.put("b1")
+    links = {n: NodeApiClient(fake, n) for n in ("a", "b")}
+    seen: dict[str, list[str]] = {n: [] for n in links}
+    hub = SharedInformers()
+    subs = {n: hub.subscribe(api, ["Service"], lambda t, o, n=n: seen[n].append(o["metadata"]["name"]),
+                             accept=lambda o, n=n: o["metadata"]["name"].startswith(n)).start()
+            for n, api in links.items()}
+    try:
+        for s in subs.values():
+            s.shared.informer.poll_timeout = 0.01
+            assert s.synced.wait(5)
+        fake.put("a2")
+        fake.put("b2")
+        wait(lambda: "a2" in seen["a"] and "b2" in seen["b"])
+        assert seen == {"a": ["a1", "a2"], "b": ["b1", "b2"]}
+        assert sorted(o["metadata"]["name"] for o in subs["a"].list("Service")) == ["a1", "a2"]
+        assert len(hub.by_kinds) == 1 and fake.lists == 1
+    finally:
+        for s in subs.values():
+            s.stop()
+        hub.stop()
