@@ -135,7 +135,7 @@ def ceiling(nodes: int, mib_per_node: float, avail_mib: float, cpu: dict, wall: 
 
 
 def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = HOSTS_PER_PROCESS,
-            shared_informers: bool = True) -> dict:
+            shared_informers: bool = True, keep: bool = False) -> dict:
     """One cluster: bring-up, memory, throughput and (several machines) the cross/same ratios."""
     topo = topology(nodes)
     run_id = new_run_id()
@@ -176,7 +176,10 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             per_node = out["mib_per_node"] + out["kernel_per_node"] + out["stacks_per_node"]
             out["ceiling"] = ceiling(out["nodes"], per_node, avail0, out["cpu"], out["wall"])
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if keep:
+            print(f"run directory kept: {run_dir}", flush=True)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
 
@@ -203,6 +206,7 @@ def main() -> None:
                     help="emulated hosts per node host process (1: a process per host)")
     ap.add_argument("--own-informers", action="store_true",
                     help="each node keeps its own watches (default: a node host's nodes share one per kind set)")
+    ap.add_argument("--keep-logs", action="store_true", help="keep each row's run directory (logs) and print it")
     args = ap.parse_args()
     print("MiB/node: PSS and RSS of the run's processes; host PSS: of the node host processes alone; "
           "kernel: slab, per-cpu and vmalloc growth (kernel objects); stacks: kernel stacks and page tables")
@@ -211,7 +215,7 @@ def main() -> None:
           f"{'lapsed leases':>13} {'svc->node p50/max s':>19} {'req/s':>7} {'cross/same req/s':>16} {'cross/same p50':>14}")
     for n in [int(x) for x in args.nodes.split(",")]:
         for m in [int(x) for x in args.machines.split(",")]:
-            r = measure(n, m, args.timing, args.per_process, not args.own_informers)
+            r = measure(n, m, args.timing, args.per_process, not args.own_informers, args.keep_logs)
             first = r["first"] if r["first"] is not None else float("nan")
             print(f"{r['nodes']:>5} {m:>8} {r['hosts_procs']:>10} {r['up']:>7.1f} {first:>11.1f} "
                   f"{r['mib_per_node']:>12.1f} {r['rss_per_node']:>12.1f} {r['hosts_pss_per_node']:>13.1f} "

@@ -22,7 +22,7 @@ from emulator.netpol.enforcer import NodePolicyAgent
 from emulator.node.emulated_host import HOST_SYSCTLS, EmulatedHost, stop_each
 from emulator.node.kube_proxy import KubeProxy
 from emulator.node.kubelet import Kubelet
-from emulator.node.lease import LeaseRenewer, sync_pod_status
+from emulator.node.lease import LeaseRenewer
 from emulator.node.podnet import PodNetwork
 from emulator.records.hosts import HostSpec
 from emulator.workloads.host import WorkloadHost
@@ -63,8 +63,8 @@ class NodeParts:
         """The heartbeat; its status sync re-posts the kubelet's pod readiness."""
         interval = node.timing.node_lease_interval
         group = node.leases.group(node.api, interval) if node.leases is not None else None
-        return LeaseRenewer(node.api, node.name, interval, status_sync=lambda: sync_pod_status(node.kubelet),
-                            group=group)
+        return LeaseRenewer(node.api, node.name, interval, status_sync=lambda: node.kubelet and
+                            node.kubelet.request_status_sync(), group=group)
 
 
 class ClusterNode(EmulatedHost):

@@ -19,6 +19,7 @@ import ray
 
 from emulator.api.client import Informer
 from emulator.control.events import EventRecorder, involved_ref
+from emulator.control.nodelifecycle import ready_status
 from emulator.errors import KubemuError
 from emulator.node import containers, podexec, runtime, sandbox, serviceaccount, termination
 from emulator.node.podnet import PodNetwork
@@ -31,6 +32,23 @@ from emulator.node import resolvconf
 from emulator.node.dns_records import build_zone
 
 log = logging.getLogger(__name__)
+STATUS_SYNC = "status-sync"   # a worker queue item: post the pod readiness the API server has wrong
+
+
+def sync_pod_status(kubelet) -> None:
+    """Post the status of every local pod whose stored Ready condition differs from the kubelet's
+    (the node lifecycle controller marks pods not ready while the node is silent). A cached pod
+    older than the kubelet's own last post of it is not the API server's: the watch is behind."""
+    if kubelet is None:
+        return
+    for key, local in list(kubelet.pods.items()):
+        ns, name = key.split("/", 1)
+        with kubelet.informer.lock:
+            pod = kubelet.informer.cache.get(("Pod", ns, name))
+        if pod is None or int(pod["metadata"].get("resourceVersion") or 0) <= getattr(local, "posted_rv", 0):
+            continue
+        if ready_status(pod) != kubelet.ready_of(local):
+            kubelet.post_status(local)
 
 
 class LocalPod:
@@ -50,6 +68,7 @@ class LocalPod:
         self.policy = "Always"                     # restartPolicy
         self.term_deadline: float | None = None   # monotonic end of the grace period once terminating
         self.wake = threading.Event()              # set when the grace period shortens or the pod goes
+        self.posted_rv = 0                         # resourceVersion of the kubelet's last status post
 
 
 class Kubelet:
@@ -70,6 +89,7 @@ class Kubelet:
         self._workers = [threading.Thread(target=self._work, name=f"kubelet-{i}", daemon=True) for i in range(2)]
         self._busy: set[str] = set()
         self._lock = threading.Lock()
+        self._status_pending = False
         self.events = EventRecorder(api, "kubelet", node_name)
         self._stopped = threading.Event()
         self._monitor = threading.Thread(target=self._watch_containers, name="kubelet-containers", daemon=True)
@@ -97,11 +117,28 @@ class Kubelet:
     def _key(pod: dict) -> str:
         return f"{pod['metadata'].get('namespace', 'default')}/{pod['metadata']['name']}"
 
+    def request_status_sync(self) -> None:
+        """Have a worker post again every pod readiness the API server has wrong (after each
+        renewal of the node's lease), unless one such sync is still waiting."""
+        with self._lock:
+            if self._status_pending:
+                return
+            self._status_pending = True
+        self._queue.put(STATUS_SYNC)
+
     def _work(self) -> None:
         while True:
             key = self._queue.get()
             if key is None:
                 return
+            if key == STATUS_SYNC:
+                with self._lock:
+                    self._status_pending = False
+                try:
+                    sync_pod_status(self)
+                except Exception as e:   # cut off or API server restarting: the next renewal asks again
+                    log.warning("pod status sync failed: %s", e)
+                continue
             with self._lock:
                 if key in self._busy:  # another worker has it: retry shortly
                     threading.Timer(0.05, self._queue.put, (key,)).start()
@@ -321,7 +358,9 @@ class Kubelet:
         """Send the pod's containerStatuses and conditions to the API server."""
         ns, name = local.key.split("/", 1)
         try:
-            ray.get(self.api.patch_status.remote("Pod", ns, name, self._status(local)))
+            out = ray.get(self.api.patch_status.remote("Pod", ns, name, self._status(local)))
+            if out is not None:
+                local.posted_rv = max(local.posted_rv, int(out["metadata"].get("resourceVersion") or 0))
         except ConnectionError as e:   # cut off from the API server: the status sync posts it later
             log.warning("pod %s status not posted: %s", local.key, e)
 

@@ -146,6 +146,7 @@ class LeaseGroup:
         gens = [generation_of(r.api) for r in due]
         now = time.time()
         ready = ray.get(self.api.renew_leases.remote([lease_object(r.node, r.interval, now) for r in due]))
+        called = time.time()
         self.rounds += 1
         done = [r for r, g in zip(due, gens) if answered(r.api, g) and r.due]
         for r in done:
@@ -153,6 +154,10 @@ class LeaseGroup:
                 r.renewed(ready.get(r.node))
             except Exception as e:  # one node's status post must not stop the others' heartbeat
                 log.warning("%s: node status after renewal failed: %s", r.node, e)
+        took = time.time() - now
+        if took > self.interval:   # the machine cannot keep this clock: say so
+            log.warning("lease renewal round of %d nodes took %.2f s (API call %.2f s), longer than the "
+                        "%g s interval", len(due), took, called - now, self.interval)
         return done
 
     def _run(self) -> None:
@@ -188,15 +193,3 @@ class LeaseGroups:
             if found is None:
                 found = self.by_interval[interval] = LeaseGroup(raw, interval)
             return found
-
-
-def sync_pod_status(kubelet) -> None:
-    """Post the status of every local pod whose stored Ready condition differs from the kubelet's."""
-    if kubelet is None:
-        return
-    for key, local in list(kubelet.pods.items()):
-        ns, name = key.split("/", 1)
-        with kubelet.informer.lock:
-            pod = kubelet.informer.cache.get(("Pod", ns, name))
-        if pod is not None and ready_status(pod) != kubelet.ready_of(local):
-            kubelet.post_status(local)

@@ -89,16 +89,18 @@ def test_kubelet_status_sync_posts_only_what_the_api_server_has_wrong():
     import threading
     from types import SimpleNamespace
 
-    from emulator.node.lease import sync_pod_status
+    from emulator.node.kubelet import sync_pod_status
     posted = []
-    cache = {("Pod", "default", "p"): pod("p", "a", "False"), ("Pod", "default", "q"): pod("q", "a", "True")}
+    cache = {("Pod", "default", k): pod(k, "a", ready) for k, ready in (("p", "False"), ("q", "True"), ("r", "False"))}
+    for i, o in enumerate(cache.values()):
+        o["metadata"]["resourceVersion"] = str(10 + i)
     kubelet = SimpleNamespace(
-        pods={"default/p": SimpleNamespace(key="default/p"), "default/q": SimpleNamespace(key="default/q")},
+        pods={f"default/{k}": SimpleNamespace(key=f"default/{k}", posted_rv=rv) for k, rv in (("p", 5), ("q", 0), ("r", 12))},
         informer=SimpleNamespace(lock=threading.Lock(), cache=cache),
         ready_of=lambda local: "True",
         post_status=lambda local: posted.append(local.key))
     sync_pod_status(kubelet)
-    assert posted == ["default/p"]
+    assert posted == ["default/p"]   # r: the cache (rv 12) is not newer than the kubelet's own post of it
     sync_pod_status(None)
 
 
