@@ -177,7 +177,8 @@ class Cluster:
         """One NodeHost actor per group of hosts of a machine, pinned to it; a handle per host."""
         specs = {s.name: s for s in self.plan.hosts}
         host_cls = ray.remote(NodeHost)
-        groups = plan_groups(self.fleet.placement, self.fleet.count, self.hosts_per_process)
+        groups = plan_groups(self.fleet.placement, self.fleet.count, self.hosts_per_process,
+                             alone=frozenset(s.name for s in self.plan.probers))
         for k, (machine, names) in enumerate(groups):
             label = f"{machine}-{k}"
             actor = host_cls.options(name=f"nodehost-{label}", num_cpus=0, max_concurrency=max_calls(len(names)),

@@ -16,18 +16,24 @@ from emulator.fabric.placement import by_machine
 
 SHARED_INFORMERS_ENV = "KUBEMU_SHARED_INFORMERS"   # 0: each node keeps its own watches
 HOSTS_PER_PROCESS = 64   # default group size: the GIL, not memory, sets how many fit
+ALONE_FROM = 16          # a machine with this many other hosts gives the `alone` hosts a process each
 CALLS_PER_HOST = 16      # concurrent calls a host may have (flows, execs, probes, polls)
 MIN_CALLS, MAX_CALLS = 64, 1024
 
 
-def plan_groups(placement: dict[str, int], machines: int,
-                per_process: int = HOSTS_PER_PROCESS) -> list[tuple[int, list[str]]]:
+def plan_groups(placement: dict[str, int], machines: int, per_process: int = HOSTS_PER_PROCESS,
+                alone: frozenset[str] = frozenset()) -> list[tuple[int, list[str]]]:
     """(machine, hosts) of each node host: every machine's hosts in placement order, cut into
-    as few groups of at most `per_process` as fit, of even size."""
+    as few groups of at most `per_process` as fit, of even size. A host of `alone` (the
+    health-check prober, whose probe timeouts run on its own thread) gets a process of its
+    own on a machine with at least ALONE_FROM other hosts, away from their threads."""
     if per_process < 1:
         raise ValueError("at least one host per process")
     out: list[tuple[int, list[str]]] = []
     for machine, hosts in enumerate(by_machine(placement, machines)):
+        apart = [h for h in hosts if h in alone] if len(hosts) - len(alone & set(hosts)) >= ALONE_FROM else []
+        out.extend((machine, [h]) for h in apart)
+        hosts = [h for h in hosts if h not in apart]
         if not hosts:
             continue
         size = math.ceil(len(hosts) / math.ceil(len(hosts) / per_process))

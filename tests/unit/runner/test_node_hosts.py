@@ -34,6 +34,14 @@ def test_one_group_per_machine_by_default_and_empty_machines_have_none() -> None
         plan_groups(placement, 3, per_process=0)
 
 
+def test_the_prober_gets_a_process_of_its_own_beside_many_hosts_only() -> None:
+    many = {f"n{i}": 0 for i in range(40)} | {"prober": 0, "far": 1}
+    groups = plan_groups(many, 2, alone=frozenset({"prober"}))
+    assert groups[0] == (0, ["prober"]) and [(m, len(h)) for m, h in groups[1:]] == [(0, 40), (1, 1)]
+    few = {f"n{i}": 0 for i in range(3)} | {"prober": 0}
+    assert plan_groups(few, 1, alone=frozenset({"prober"})) == [(0, ["n0", "n1", "n2", "prober"])]
+
+
 def test_concurrency_grows_with_hosts_within_bounds() -> None:
     assert max_calls(1) == 64 and max_calls(10) == 160 and max_calls(500) == 1024
 
