@@ -17,8 +17,12 @@ from emulator.fabric.placement import by_machine
 SHARED_INFORMERS_ENV = "KUBEMU_SHARED_INFORMERS"   # 0: each node keeps its own watches
 HOSTS_PER_PROCESS = 64   # default group size: the GIL, not memory, sets how many fit
 ALONE_FROM = 16          # a machine with this many other hosts gives the `alone` hosts a process each
-CALLS_PER_HOST = 16      # concurrent calls a host may have (flows, execs, probes, polls)
-MIN_CALLS, MAX_CALLS = 64, 1024
+# Concurrent calls of a node host: its hosts' long calls (flows, execs, chaos waits) must not
+# starve the others. Ray starts every one of an actor's max_concurrency threads at once (a
+# 1024-call actor has 1045 threads, idle or not), and a machine's pid_max (32768 here) counts
+# threads: 1000 nodes in 16 processes of 1024 would hold half of it in idle threads.
+CALLS_PER_HOST = 4
+MIN_CALLS, MAX_CALLS = 64, 256
 
 
 def plan_groups(placement: dict[str, int], machines: int, per_process: int = HOSTS_PER_PROCESS,

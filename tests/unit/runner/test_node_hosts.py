@@ -43,7 +43,7 @@ def test_the_prober_gets_a_process_of_its_own_beside_many_hosts_only() -> None:
 
 
 def test_concurrency_grows_with_hosts_within_bounds() -> None:
-    assert max_calls(1) == 64 and max_calls(10) == 160 and max_calls(500) == 1024
+    assert max_calls(1) == 64 and max_calls(40) == 160 and max_calls(500) == 256
 
 
 class FakeActor:
