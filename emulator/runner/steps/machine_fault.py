@@ -59,8 +59,9 @@ def fail(client, machine: int) -> dict:
     hosts = cluster.fleet.hosts_on(machine)
     dpid = cluster.fleet.infos[machine]["dpid"]
     if cluster.fleet.own_ray_nodes:
+        node_id = cluster.fleet.node_ids[machine]
         lost = client.lose_machine(machine)
-        return {"machine": machine, "hosts": hosts, "ray_node": STOPPED, **lost,
+        return {"machine": machine, "hosts": hosts, "ray_node": STOPPED, "ray_node_id": node_id, **lost,
                 "datapath_disconnected_s": _datapath_gone(client, dpid, RECONNECT_TIMEOUT)}
     nodes = set(machine_nodes(cluster, machine))  # other hosts (clients) only lose their link
     refs = client.host_chaos_start({h: "crash" if h in nodes else "partition" for h in hosts})
@@ -79,7 +80,8 @@ def recover(client, machine: int) -> dict:
     dpid = cluster.fleet.infos[machine]["dpid"]
     hosts = cluster.fleet.hosts_on(machine)
     if machine in cluster.fleet.lost:   # its Ray node failed: a new one, the machine built again
-        rec = {"ray_node": REJOINED, "ray_node_wait_s": client.wait_machine_rejoined(machine)}
+        rec = {"ray_node": REJOINED, "ray_node_wait_s": client.wait_machine_rejoined(machine),
+               "ray_node_id": cluster.fleet.node_ids[machine], "node_ip": cluster.fleet.infos[machine]["node_ip"]}
         rec.update(client.rebuild_machine(machine))
         client.sdn_wait_connected([dpid], RECONNECT_TIMEOUT)
         return {"machine": machine, "hosts": hosts, **rec, "datapath_reprogrammed_s": round(time.time() - t0, 3),
