@@ -36,6 +36,8 @@ def machine_nodes(cluster, machine: int) -> list[str]:
 
 def _check(cluster, machine: int) -> None:
     count = cluster.fleet.count
+    if machine == 0:
+        raise KubemuError("fault: machine 0 cannot fail: it runs the driver and the control plane")
     if not 1 <= machine < count:
         raise KubemuError(f"fault: no machine {machine} to fail (this run has {count} machine(s); "
                           "machine 0 runs the control plane)")
