@@ -6,7 +6,9 @@ worker), starts a reaper in a session of its own (so killing the raylet's proces
 spares it) and returns; the reaper (`python -m emulator.fabric.poweroff`) does what a VM
 losing its power does to the run: SIGKILL to the raylet's process group, the raylet and
 every process under it (the machine's actors: node hosts, the fabric actor), and every
-process living in one of the run's namespaces mounted on this machine (pods, OVS); then
+process living in one of the run's namespaces mounted on this machine (pods,
+ovs-vswitchd) or naming the machine's OVS directory (ovsdb-server, in the machine's own
+namespace, detached from Ray); then
 the run's namespaces and links of this machine are gone and so is the machine's OVS
 directory (/run is a tmpfs a rebooted VM gets back empty). Only this machine's objects:
 names are matched by the exact run id, namespaces only if their bind mount lives in this
@@ -55,9 +57,17 @@ def run_namespaces(run_id: str) -> dict[str, str]:
     return {n: ino for n, ino in found.items() if ino}
 
 
-def doomed(run_id: str, raylet: int) -> set[int]:
-    """The processes a failure of this machine ends: the raylet's group and tree, the run's namespaces'."""
+def ovs_dir(state_dir: str, machine: int) -> str:
+    """The machine's private OVS directory (emulator/fabric/machine.py)."""
+    return os.path.join(state_dir, f"ovs{machine}")
+
+
+def doomed(run_id: str, raylet: int, ovs: str) -> set[int]:
+    """The processes a failure of this machine ends: the raylet's group and tree, the run's namespaces',
+    those naming the machine's OVS directory `ovs`."""
     out = {raylet, *procs.descendants(raylet)}
+    out |= {p for p in _pids() if any(a.startswith(ovs + os.sep) or f"={ovs}{os.sep}" in a
+                                      for a in procs.command(p))}
     try:
         pgid = os.getpgid(raylet)
     except ProcessLookupError:
@@ -86,7 +96,7 @@ def power_off(run_id: str, machine: int, state_dir: str, raylet: int) -> dict[st
     """Kill the machine's processes, then remove the run's kernel objects on it; counts of each."""
     counts = {"processes": 0, "namespaces": 0, "links": 0}
     for _ in range(KILL_ROUNDS):   # children forked while their parents died
-        pids = doomed(run_id, raylet)
+        pids = doomed(run_id, raylet, ovs_dir(state_dir, machine))
         if not pids:
             break
         for pid in pids:
@@ -103,7 +113,7 @@ def power_off(run_id: str, machine: int, state_dir: str, raylet: int) -> dict[st
         if owned_by(link, run_id):
             links.delete_link(None, link)
             counts["links"] += 1
-    shutil.rmtree(os.path.join(state_dir, f"ovs{machine}"), ignore_errors=True)
+    shutil.rmtree(ovs_dir(state_dir, machine), ignore_errors=True)
     return counts
 
 
