@@ -195,9 +195,17 @@ def test_machine_failure_took_its_ray_node_down_and_recover_rejoined_it(outage) 
     # the driver saw the machine's actors die: its fabric and its node host
     assert "machine-1" in down["actors_lost"] and any(a.startswith("nodehost-1") for a in down["actors_lost"])
     assert down["datapath_disconnected_s"] is not None
+    # the control plane on machine 0 saw it as a cluster sees a lost VM: the lease lapsed, the node
+    # went NotReady, its pod was evicted and the Services' endpoints moved
+    [avail] = [s for s in outage["results"]["steps"] if s["step"] == "availability"]
+    ph = avail["phases"]
+    assert ph["node_not_ready_s"] > 0 and ph["pods_evicted_s"] > ph["node_not_ready_s"]
+    assert ph["services"]["web-cluster"]["endpoints_removed_s"] > 0
     assert back["ray_node"] == "rejoined" and back["flows"] > 0
     # a failed VM: no process (Ray's, the run's) and no link of the run left in it
     assert outage["seen"]["vm1_links_down"] == [] and outage["seen"]["vm1_processes_down"] == []
     # the new Ray node is machine 1's: same address, another node id
     assert down["node_ip"] == back["node_ip"] == lan_addr(outage, 1)
     assert back["ray_node_id"] != down["ray_node_id"]
+    machine1 = outage["results"]["machines"]["machines"][1]   # where it ran after the rebuild
+    assert machine1["ray_node_id"] == machine1["ran_on"] == back["ray_node_id"]
