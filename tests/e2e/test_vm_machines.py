@@ -209,3 +209,42 @@ def test_machine_failure_took_its_ray_node_down_and_recover_rejoined_it(outage) 
     assert back["ray_node_id"] != down["ray_node_id"]
     machine1 = outage["results"]["machines"]["machines"][1]   # where it ran after the rebuild
     assert machine1["ray_node_id"] == machine1["ran_on"] == back["ray_node_id"]
+
+
+LOST_TO_THE_END = f"""
+name: machine-lost
+description: "machine 1 fails and never comes back: the run ends and tears down without it"
+topology: {ROOT}/topologies/regional-3-lb.yaml
+machines: {{count: 3, placement: zone}}
+timing: fast
+manifests:
+  - {ROOT}/scenarios/manifests/node-failure.yaml
+steps:
+  - wait: {{ready: deployment/web}}
+  - fault: {{name: gone, action: machine-failure, machine: 1}}
+  - wait: {{ready: deployment/web}}
+report: [summary]
+"""
+
+
+@pytest.fixture(scope="module")
+def lost(lan, tmp_path_factory) -> dict:
+    """Machine 1 fails and the run ends without recovering it; then the VM comes back (the
+    module's other runs need it) and is looked into for anything of the run."""
+    runs = tmp_path_factory.mktemp("lost")
+    scenario = runs.parent / "machine-lost.yaml"
+    scenario.write_text(LOST_TO_THE_END)
+    out = run_on(lan, runs, str(scenario))
+    assert lan.ray_down(1)
+    lan.rejoin(1)
+    out["vm1_netns_after"] = [n for n in lan.netns_names(1) if n.startswith(f"kubemu{out['run_id']}")]
+    return out
+
+
+def test_a_lost_machine_does_not_stop_the_run_nor_its_teardown(lost) -> None:
+    assert lost["rc"] == 0, lost["out"][-3000:] + lost["err"][-2000:]
+    [down] = [s for s in lost["results"]["steps"] if s["step"] == "fault"]
+    assert down["ray_node"] == "stopped" and "machine-1" in down["actors_lost"]
+    links = lost["results"]["machines"]["underlay"]["links"]
+    assert links[1] == {"kind": "lost", "machine": 1} and links[0]["kind"] == links[2]["kind"] == "kernel-vxlan"
+    assert lost["left"] == [] and lost["vm1_netns_after"] == []
