@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import ray
 
@@ -70,7 +70,7 @@ class Cluster:
         self.fleet = None  # emulator.runner.machines.Machines
         self.hosts_per_process = hosts_per_process
         self.shared_informers = shared_informers_wanted() if shared_informers is None else shared_informers
-        self.host_groups: list[tuple[int, object]] = []   # (machine, NodeHost actor)
+        self.host_groups: list[tuple[int, str, Any]] = []   # (machine, actor name, NodeHost actor)
         self.agents: dict[str, HostedAgent] = {}   # host name -> its agent in its node host
         self.host_info: dict[str, HostInfo] = {}
         self.controller_target = ""   # what every machine's bridge connects to
@@ -188,7 +188,7 @@ class Cluster:
         host_cls = ray.remote(NodeHost)
         groups = plan_groups(self.fleet.placement, self.fleet.count, self.hosts_per_process)
         again = f"-r{self.fleet.rebuilds}" if only is not None else ""   # a name of a dead actor may linger
-        self.host_groups = [(m, a) for m, a in self.host_groups if m != only]
+        self.host_groups = [g for g in self.host_groups if g[0] != only]
         for k, (machine, names) in enumerate(groups):
             if only is not None and machine != only:
                 continue
@@ -196,14 +196,14 @@ class Cluster:
             actor = host_cls.options(name=f"nodehost-{label}", num_cpus=0, max_concurrency=max_calls(len(names)),
                                      **self.fleet.options(machine)).remote(
                 self.run_id, [specs[n] for n in names], self.run_dir, label, self.shared_informers)
-            self.host_groups.append((machine, actor))
+            self.host_groups.append((machine, f"nodehost-{label}", actor))
             self.agents.update({n: HostedAgent(actor, n) for n in names})
         self.agents = {s.name: self.agents[s.name] for s in self.plan.hosts}   # plan order
 
     @property
     def node_hosts(self) -> list:
         """The NodeHost actors of the machines that are up."""
-        return [a for m, a in self.host_groups if m not in self.fleet.lost]
+        return [a for m, _, a in self.host_groups if m not in self.fleet.lost]
 
     def lost_hosts(self) -> set[str]:
         """The hosts of machines whose Ray node failed (their agents died with it)."""
@@ -213,8 +213,8 @@ class Cluster:
     def lose_machine(self, machine: int) -> dict:
         """Machine `machine`'s Ray node goes down with everything of the run on it; which of its
         actors the driver then sees dead (RayActorError)."""
-        actors = {f"machine-{machine}": self.fleet.actors[machine],
-                  **{f"nodehost-{i}": a for i, (m, a) in enumerate(self.host_groups) if m == machine}}
+        actors = {self.fleet.actor_names[machine]: self.fleet.actors[machine],
+                  **{name: a for m, name, a in self.host_groups if m == machine}}
         out = self.fleet.stop_ray_node(machine)
         out["actors_lost"] = sorted(name for name, a in actors.items() if not _answers(a))
         return out
@@ -233,10 +233,15 @@ class Cluster:
         fabric_s = round(time.time() - t0, 3)
         nodes = [s.name for s in self.plan.nodes if s.name in set(hosts)]
         ray.get([self.agents[n].start.remote(self.api, self.timing, self.dns) for n in nodes])
-        return {"fabric_and_hosts_s": fabric_s, "nodes_started_s": round(time.time() - t0, 3)}
+        started_s = round(time.time() - t0, 3)
+        # a fresh namespace has no rules: its node serves once its kube-proxy wrote them
+        self.wait_proxies_synced(60 * self.wait_scale, set(nodes))
+        return {"fabric_and_hosts_s": fabric_s, "nodes_started_s": started_s,
+                "proxies_synced_s": round(time.time() - t0, 3)}
 
-    def wait_proxies_synced(self, timeout: float) -> float:
-        """Wait until every node's kube-proxy has programmed every Service/EndpointSlice change so far."""
+    def wait_proxies_synced(self, timeout: float, nodes: set[str] | None = None) -> float:
+        """Wait until every up node's kube-proxy (or every one of `nodes`) has programmed every
+        Service/EndpointSlice change so far."""
         svcs, _ = ray.get(self.api.list.remote("Service"))
         slices, _ = ray.get(self.api.list.remote("EndpointSlice"))
         # The newest logged event counts too: a deletion shows in no listed object.
@@ -244,7 +249,7 @@ class Cluster:
         want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
 
         def synced() -> bool:
-            return min(self.proxy_marks().values(), default=want) >= want
+            return min(self.proxy_marks(nodes).values(), default=want) >= want
         return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
 
     @property
@@ -252,9 +257,10 @@ class Cluster:
         """How much longer than at 100 nodes or fewer a cluster-wide wait may take (a thousand nodes: 10x)."""
         return max(1.0, len(self.plan.nodes) / 100)
 
-    def proxy_marks(self) -> dict[str, int]:
-        """Each up node's kube-proxy sync mark (the newest API change in its rules): one call per node host."""
-        up = {s.name for s in self.plan.nodes if s.name not in self.down_nodes}
+    def proxy_marks(self, nodes: set[str] | None = None) -> dict[str, int]:
+        """Each up node's (or each of `nodes`') kube-proxy sync mark (the newest API change in its
+        rules): one call per node host."""
+        up = nodes if nodes is not None else {s.name for s in self.plan.nodes if s.name not in self.down_nodes}
         marks: dict[str, int] = {}
         for part in ray.get([h.proxy_synced_rvs.remote() for h in self.node_hosts]):   # lost machines left out
             marks.update({n: m for n, m in part.items() if n in up})

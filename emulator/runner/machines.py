@@ -63,6 +63,7 @@ class Machines:
         self.placement = place(hosts, count, policy)
         self.node_ids: list[str] = []
         self.actors: list = []
+        self.actor_names: list[str] = []
         self.infos: list[dict] = []
         self.mesh: list[list[underlay.TunnelSpec]] = []
         self.wire: underlay.EmulatedUnderlay | None = None
@@ -154,8 +155,9 @@ class Machines:
     def create_actors(self, machine_cls, opts: dict) -> list:
         """One `Machine` actor per machine, on its Ray node."""
         state = self.state_dir
-        self.actors = [machine_cls.options(name=f"machine-{i}", **opts, **self.options(i)).remote(
-            self.run_id, i, state, use_system_ovs=self.count == 1) for i in range(self.count)]
+        self.actor_names = [f"machine-{i}" for i in range(self.count)]
+        self.actors = [machine_cls.options(name=name, **opts, **self.options(i)).remote(
+            self.run_id, i, state, use_system_ovs=self.count == 1) for i, name in enumerate(self.actor_names)]
         return self.actors
 
     def start(self, controller: str, tls: dict[str, str] | None = None) -> list[dict]:
@@ -327,7 +329,8 @@ class Machines:
         """A new `Machine` actor on the machine's new Ray node: OVS, bridge and tunnels as before
         (the other machines' tunnels to it kept their ends: same address, same VNI)."""
         self.rebuilds += 1
-        actor = machine_cls.options(name=f"machine-{machine}-r{self.rebuilds}", **opts,
+        self.actor_names[machine] = f"machine-{machine}-r{self.rebuilds}"   # a dead actor's name may linger
+        actor = machine_cls.options(name=self.actor_names[machine], **opts,
                                     **self.options(machine)).remote(self.run_id, machine, self.state_dir,
                                                                     use_system_ovs=False)
         self.actors[machine] = actor

@@ -84,9 +84,10 @@ def recover(client, machine: int) -> dict:
     if machine in cluster.fleet.lost:   # its Ray node failed: a new one, the machine built again
         rec = {"ray_node": REJOINED, "ray_node_wait_s": client.wait_machine_rejoined(machine),
                "ray_node_id": cluster.fleet.node_ids[machine], "node_ip": cluster.fleet.infos[machine]["node_ip"]}
+        t1 = time.time()   # from here on, as long as the machine takes to be built again
         rec.update(client.rebuild_machine(machine))
         client.sdn_wait_connected([dpid], RECONNECT_TIMEOUT)
-        return {"machine": machine, "hosts": hosts, **rec, "datapath_reprogrammed_s": round(time.time() - t0, 3),
+        return {"machine": machine, "hosts": hosts, **rec, "datapath_reprogrammed_s": round(time.time() - t1, 3),
                 "flows": client.sdn_flow_count(dpid)}
     client.result(client.set_machine_online(machine, True))
     client.sdn_wait_connected([dpid], RECONNECT_TIMEOUT)
