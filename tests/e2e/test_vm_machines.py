@@ -30,17 +30,17 @@ pytestmark = pytest.mark.e2e
 IPERF = os.path.join(ROOT, "scenarios", "machines-iperf.yaml")
 
 
-def start_on(lan: VmLan, runs, scenario: str, *flags: str) -> subprocess.Popen:
+def start_on(lan: VmLan, runs, scenario: str, *flags: str, **env: str) -> subprocess.Popen:
     """`kubemu run` inside machine 0 against the LAN's Ray cluster, its output into RUNS.out/.err."""
     return subprocess.Popen(lan.argv(0, os.path.join(ROOT, ".venv", "bin", "python"), "-m", "emulator.cli", "run",
                                      scenario, "--address", lan.head, "--runs-dir", str(runs), *flags),
                             cwd=ROOT, stdout=open(f"{runs}.out", "w"), stderr=open(f"{runs}.err", "w"),
-                            env=lan.env(PYTHONPATH=ROOT, COLUMNS="200"))
+                            env=lan.env(PYTHONPATH=ROOT, COLUMNS="200", **env))
 
 
-def run_on(lan: VmLan, runs, scenario: str, *flags: str) -> dict:
+def run_on(lan: VmLan, runs, scenario: str, *flags: str, **env: str) -> dict:
     """`kubemu run` inside machine 0 against the LAN's Ray cluster; output, results, run id."""
-    proc = start_on(lan, runs, scenario, *flags)
+    proc = start_on(lan, runs, scenario, *flags, **env)
     proc.wait(timeout=900)
     return finish(lan, runs, proc)
 
@@ -147,13 +147,11 @@ def _vm_processes(lan: VmLan, i: int) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def outage(lan, tmp_path_factory) -> dict:
+def fail_and_rejoin(lan: VmLan, runs, **env: str) -> dict:
     """scenarios/zone-outage.yaml on the VMs: machine 1 fails under load-balanced probes (its Ray
     node goes down with everything of the run on it); the test restarts its Ray node as a user
     restarts a VM, and the run's recover builds the machine again."""
-    runs = tmp_path_factory.mktemp("outage")
-    proc = start_on(lan, runs, os.path.join(ROOT, "scenarios", "zone-outage.yaml"))
+    proc = start_on(lan, runs, os.path.join(ROOT, "scenarios", "zone-outage.yaml"), **env)
     try:
         seen = {}
         while proc.poll() is None:
@@ -170,6 +168,17 @@ def outage(lan, tmp_path_factory) -> dict:
         if proc.poll() is None:
             proc.kill()
     return {**finish(lan, runs, proc), "seen": seen}
+
+
+@pytest.fixture(scope="module")
+def outage(lan, tmp_path_factory) -> dict:
+    return fail_and_rejoin(lan, tmp_path_factory.mktemp("outage"))
+
+
+@pytest.fixture(scope="module")
+def outage_relay(lan, tmp_path_factory) -> dict:
+    """The same over the UDP relay: the rebuilt machine's wire has a new port, every machine is told."""
+    return fail_and_rejoin(lan, tmp_path_factory.mktemp("outage-relay"), KUBEMU_UNDERLAY="relay")
 
 
 def test_zone_outage_heals_and_recovers_on_vms(outage) -> None:
@@ -248,3 +257,13 @@ def test_a_lost_machine_does_not_stop_the_run_nor_its_teardown(lost) -> None:
     links = lost["results"]["machines"]["underlay"]["links"]
     assert links[1] == {"kind": "lost", "machine": 1} and links[0]["kind"] == links[2]["kind"] == "kernel-vxlan"
     assert lost["left"] == [] and lost["vm1_netns_after"] == []
+
+
+def test_machine_failure_and_rejoin_over_the_udp_relay(outage_relay) -> None:
+    assert outage_relay["rc"] == 0, outage_relay["out"][-3000:] + outage_relay["err"][-2000:]
+    res = outage_relay["results"]
+    assert res["machines"]["underlay"]["kind"] == "udp-relay"
+    steps = {s.get("name"): s for s in res["steps"] if s["step"] == "fault"}
+    assert steps["zone-b-down"]["ray_node"] == "stopped" and steps["zone-b-back"]["ray_node"] == "rejoined"
+    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0
+    assert outage_relay["left"] == []
