@@ -203,7 +203,8 @@ class Cluster:
     @property
     def node_hosts(self) -> list:
         """The NodeHost actors of the machines that are up."""
-        return [a for m, _, a in self.host_groups if m not in self.fleet.lost]
+        lost = self.fleet.lost if self.fleet is not None else set()
+        return [a for m, _, a in self.host_groups if m not in lost]
 
     def lost_hosts(self) -> set[str]:
         """The hosts of machines whose Ray node failed (their agents died with it)."""
