@@ -33,7 +33,8 @@ class FaultSpec(StrictModel):
     node: str | None = Field(default=None, description="a node of the topology or `random`")
     zone: str | None = Field(default=None, description="zone-outage/recover: a zone or `random`")
     machine: int | None = Field(default=None, strict=True,
-                                description="machine-failure/recover: a simulated machine's index (not 0)")
+                                description="machine-failure/recover: a machine's index, 1 to machines.count - 1 "
+                                            "(machine 0 runs the control plane)")
     of: DnsLabel | None = Field(default=None, description="recover: the nodes an earlier fault took down")
     deployment: DnsLabel | None = Field(default=None, description="pod-kill: a random pod of it")
     pod: DnsLabel | None = Field(default=None, description="pod-kill: this pod")
@@ -109,7 +110,12 @@ def fault_problems(spec: FaultSpec, topology: Any, flows: set[str], faults: set[
                    find: Any, machines: int = 1) -> list[tuple[Loc, str]]:
     """Cross-references of a fault: nodes, zones, machines, flows, earlier faults, Deployments."""
     out: list[tuple[Loc, str]] = []
-    if spec.machine is not None and not 1 <= spec.machine < machines:
+    if spec.machine == 0:
+        out.append((("machine",), "machine 0 cannot fail: it runs the driver and the control plane (API server, "
+                                  "controllers, SDN controller); "
+                                  + (f"fail machine 1 to {machines - 1}" if machines > 1 else "the scenario has "
+                                     "one machine (machines.count: 1)")))
+    elif spec.machine is not None and not 1 <= spec.machine < machines:
         out.append((("machine",), f"no machine {spec.machine} (the scenario's machines.count is {machines}; "
                                   "machine 0 runs the control plane and cannot fail)"))
     if spec.node not in (None, RANDOM) and topology.node(spec.node) is None:

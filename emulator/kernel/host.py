@@ -33,12 +33,12 @@ class FabricHost:
     """Creates and removes one host's namespace and its link to the fabric."""
 
     def __init__(self, mininet_name: str, netns: str, fabric_port: str, fabric_netns: str | None,
-                 ip: str, gateway: str) -> None:
+                 ip: str, gateway: str, mac: str | None = None) -> None:
         self.mininet_name, self.netns, self.fabric_port = mininet_name, netns, fabric_port
         self.fabric_netns = fabric_netns
         self.ip, self.gateway = ip, gateway
         self.host = None
-        self.mac: str | None = None
+        self.mac: str | None = mac   # None: the kernel picks one
 
     def create(self) -> None:
         """Namespace (Mininet host), veth to the fabric, addresses and routes."""
@@ -64,6 +64,7 @@ class FabricHost:
             disable_ipv6(self.fabric_port)
         links.ip_batch(self.netns, [
             "link set lo up",
+            *([f"link set eth0 address {self.mac}"] if self.mac else []),
             "link set eth0 up",
             f"addr add {self.ip}/32 dev eth0",
             f"route add {self.gateway}/32 dev eth0 scope link",

@@ -103,3 +103,14 @@ def names() -> list[str]:
         return os.listdir(NETNS_RUN_DIR)
     except FileNotFoundError:
         return []
+
+
+def mounted_inode(name: str) -> str | None:
+    """`net:[inode]` of a named namespace whose name is mounted in this process's mount namespace;
+    None for a name whose bind mount lives elsewhere (another mount namespace: another "VM")."""
+    path = os.path.join(NETNS_RUN_DIR, name)
+    try:
+        st, nsfs = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return None
+    return f"net:[{st.st_ino}]" if st.st_dev == nsfs.st_dev else None

@@ -16,3 +16,54 @@ def children(pids: list[int]) -> list[int]:
             except (OSError, IndexError, ValueError):
                 pass
     return out
+
+
+def parent(pid: int) -> int | None:
+    """The parent pid of `pid`; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def command(pid: int) -> list[str]:
+    """The argv of `pid` ([] if it is gone or a kernel thread)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def ancestor(pid: int, match) -> int | None:
+    """The nearest ancestor of `pid` whose argv satisfies `match`; None if there is none."""
+    p = parent(pid)
+    while p and p > 1:
+        if match(command(p)):
+            return p
+        p = parent(p)
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (children, their children...)."""
+    out, level = [], [pid]
+    while level:
+        level = children(level)
+        out += level
+    return out
+
+
+def netns_inode(pid: int) -> str | None:
+    """The `net:[inode]` of the network namespace `pid` lives in; None if it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def in_netns(inodes: set[str]) -> list[int]:
+    """The processes living in one of the network namespaces `inodes` (`net:[N]`)."""
+    me = os.getpid()
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != me and netns_inode(int(d)) in inodes]

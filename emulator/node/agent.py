@@ -56,9 +56,10 @@ class NodeAgent:
         return self.host
 
     # --- lifecycle ---
-    def create(self, fabric_netns: str | None) -> HostInfo:
-        """Namespace, eth0 on the fabric (its other end in `fabric_netns`); nodes: forwarding, cbr0."""
-        return self.host.create(fabric_netns)
+    def create(self, fabric_netns: str | None, mac: str | None = None) -> HostInfo:
+        """Namespace, eth0 on the fabric (its other end in `fabric_netns`; MAC `mac`, as before a
+        machine failure, else the kernel's); nodes: forwarding, cbr0."""
+        return self.host.create(fabric_netns, mac)
 
     def start(self, api: Any, timing: Timing, dns: dict | None) -> bool:
         """Start kubelet, kube-proxy, the policy enforcer and the lease (cluster nodes only)."""

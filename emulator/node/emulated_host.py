@@ -79,11 +79,12 @@ class EmulatedHost:
         self.fault_state: str | None = None     # None | crashed | partitioned
 
     # --- lifecycle ---
-    def create(self, fabric_netns: str | None) -> HostInfo:
-        """Namespace and eth0 on the fabric (its other end in `fabric_netns`), then the role's kernel setup."""
+    def create(self, fabric_netns: str | None, mac: str | None = None) -> HostInfo:
+        """Namespace and eth0 on the fabric (its other end in `fabric_netns`, its MAC `mac` if
+        given), then the role's kernel setup."""
         t0 = time.time()
         self.fabric = FabricHost(self.names.mininet_name(self.name), self.netns, self.spec.fabric_port,
-                                 fabric_netns, self.spec.ip, self.spec.gateway)
+                                 fabric_netns, self.spec.ip, self.spec.gateway, mac)
         self.fabric.create()
         sysctl(self.netns, self.sysctls())
         self.setup()

@@ -153,7 +153,8 @@ class ClusterClient:
         objs = [o for k in NETPOL_KINDS for o in self.list(k)]
         want = max([int(o["metadata"]["resourceVersion"]) for o in objs]
                    + [ray.get(cluster.api.last_event_rv.remote(NETPOL_KINDS))])
-        agents = [cluster.agents[n.name] for n in cluster.plan.nodes]
+        lost = cluster.lost_hosts()
+        agents = [cluster.agents[n.name] for n in cluster.plan.nodes if n.name not in lost]
 
         def synced() -> bool:
             return min(ray.get([a.netpol_synced_rv.remote() for a in agents])) >= want
@@ -230,7 +231,7 @@ class ClusterClient:
     def wait_revalidated(self) -> None:
         """Wait until every machine's OVS datapath caches reflect its flow tables (`ovs-appctl
         revalidator/wait`): an acknowledged flow change is then what packets meet."""
-        ray.get([m.wait_revalidated.remote() for m in self.cluster.fleet.actors])
+        ray.get([m.wait_revalidated.remote() for m in self.cluster.fleet.live_actors()])
 
     # --- chaos: nodes, machines, control plane ---
     @property
@@ -261,6 +262,18 @@ class ClusterClient:
     def set_machine_online(self, machine: int, up: bool) -> Any:
         """An ObjectRef: the machine's fabric taken off (or put back on) the tunnels and controller."""
         return self.cluster.fleet.actors[machine].set_online.remote(up)
+
+    def lose_machine(self, machine: int) -> dict:
+        """Machine `machine`'s Ray node down with everything on it (real machines); what it took."""
+        return self.cluster.lose_machine(machine)
+
+    def wait_machine_rejoined(self, machine: int) -> float:
+        """Seconds until a new Ray node of machine `machine` joined; KubemuError after the timeout."""
+        return self.cluster.fleet.wait_rejoined(machine)
+
+    def rebuild_machine(self, machine: int) -> dict:
+        """Machine `machine`'s fabric and hosts built again on its new Ray node, its nodes started."""
+        return self.cluster.rebuild_machine(machine)
 
     def sdn_connected(self) -> list[int]:
         """The datapath ids connected to the SDN controller."""

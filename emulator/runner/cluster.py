@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import ray
 
@@ -35,6 +35,8 @@ from emulator.runner.node_hosts import (HOSTS_PER_PROCESS, HostedAgent, max_call
 from emulator.runner.plan import RunPlan, node_object, system_objects
 
 log = logging.getLogger(__name__)
+ACTOR_OPTS = {"num_cpus": 0, "max_concurrency": 64}   # control plane and fabric actors
+ANSWER_TIMEOUT = 10.0   # seconds an actor of a lost machine may take to be seen dead
 SDN_CONNECT_TIMEOUT = 60.0   # seconds for every machine's bridge to connect to the SDN controller at bring-up
 Progress = Callable[[str], None]
 
@@ -68,9 +70,12 @@ class Cluster:
         self.fleet = None  # emulator.runner.machines.Machines
         self.hosts_per_process = hosts_per_process
         self.shared_informers = shared_informers_wanted() if shared_informers is None else shared_informers
-        self.node_hosts: list = []   # NodeHost actors
+        self.host_groups: list[tuple[int, str, Any]] = []   # (machine, actor name, NodeHost actor)
         self.agents: dict[str, HostedAgent] = {}   # host name -> its agent in its node host
         self.host_info: dict[str, HostInfo] = {}
+        self.controller_target = ""   # what every machine's bridge connects to
+        self.tls: dict[str, str] | None = None
+        self.dns: dict = {}   # the nodes' resolver settings
         self.timeline: dict[str, float] = {}
         self.down_nodes: set[str] = set()   # crashed or partitioned by a fault step
         self.on_down: list[Callable[[], None]] = []   # run first by down() (a live run's endpoint)
@@ -104,17 +109,19 @@ class Cluster:
                        _system_config={"worker_maximum_startup_concurrency": 16} if local else None,
                        configure_logging=False, namespace=f"kubemu{self.run_id}")
         self.mark("ray")
-        opts = {"num_cpus": 0, "max_concurrency": 64}
+        opts = ACTOR_OPTS
+        self.fleet = Machines(self.run_id, state, os.path.join(self.run_dir, "logs"), self.plan.hosts,
+                              *self.machine_spec, ray_address=self.ray_address)
+        self.fleet.start_ray_nodes(self.progress)
+        # the control plane runs on machine 0, with the driver: other machines may fail
+        pinned = self.fleet.options(0)
         # Durable (a journal in the state dir) and restarted by Ray after a crash.
         # every node keeps a long-poll watch open (its kubelet's), plus its calls: an async actor's
         # default of 1000 concurrent calls queued every other call behind watches at 1000 nodes
         calls = 1000 + 4 * len(self.plan.hosts)
         self.api = ray.remote(ApiServer).options(name="api", num_cpus=0, max_restarts=-1, max_task_retries=-1,
-                                                 max_concurrency=calls).remote(
+                                                 max_concurrency=calls, **pinned).remote(
             self.plan.service_range, os.path.join(state, "api-journal.jsonl"))
-        self.fleet = Machines(self.run_id, state, os.path.join(self.run_dir, "logs"), self.plan.hosts,
-                              *self.machine_spec, ray_address=self.ray_address)
-        self.fleet.start_ray_nodes(self.progress)
         # The controller binds its own socket: a unix socket in the state dir (0700 dir, 0600
         # socket) on one host, else TCP on a free port (remembered for a restart; the machines'
         # relays ask the actor for its address at every connection) with mutual TLS (a CA and
@@ -128,13 +135,14 @@ class Cluster:
             sdn_kw = {"port_file": os.path.join(state, "sdn", "port"), "tls": tls}
         else:
             sdn_args, sdn_kw = (0, os.path.join(state, "sdn", "openflow.sock")), {}
-        self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts,
-                                                    **self.fleet.options(0)).remote(*sdn_args, **sdn_kw)
-        controller = "sdn" if self.fleet.remote_controller else ray.get(self.sdn.address.remote())["target"]
+        self.sdn = ray.remote(SdnController).options(name="sdn", max_restarts=-1, **opts, **pinned).remote(
+            *sdn_args, **sdn_kw)
+        self.controller_target = "sdn" if self.fleet.remote_controller else ray.get(self.sdn.address.remote())["target"]
+        self.tls = tls
         self.machines = self.fleet.create_actors(ray.remote(Machine), opts)
         self.progress("starting Open vSwitch and the SDN controller")
         self.start_node_hosts()
-        fabric = self.fleet.start(controller, tls)[0]
+        fabric = self.fleet.start(self.controller_target, tls)[0]
         self.fabric_info = fabric
         self.mark("fabric")
         self.progress(f"creating {len(self.plan.nodes)} nodes and {len(self.plan.clients)} client hosts")
@@ -153,12 +161,12 @@ class Cluster:
         self.mark("sdn")
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
-            name="controllers", max_restarts=-1, max_task_retries=-1, **opts).remote(
+            name="controllers", max_restarts=-1, max_task_retries=-1, **opts, **pinned).remote(
             "api", self.run_dir, timing=self.timing, autostart=True)
         ray.get(self.controllers.start.remote())
-        dns = {"nameserver": self.plan.dns_ip,
-               "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
-        ray.get([self.agents[s.name].start.remote(self.api, self.timing, dns)
+        self.dns = {"nameserver": self.plan.dns_ip,
+                    "search": ["{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
+        ray.get([self.agents[s.name].start.remote(self.api, self.timing, self.dns)
                  for s in self.plan.nodes])
         backend = ray.get(self.agents[self.plan.nodes[0].name].iptables_backend.remote())
         self.progress(f"kubelet and kube-proxy running on every node (iptables backend: {backend})")
@@ -173,23 +181,69 @@ class Cluster:
         self.wait_proxies_synced(60 * self.wait_scale)
         self.mark("dns")
 
-    def start_node_hosts(self) -> None:
-        """One NodeHost actor per group of hosts of a machine, pinned to it; a handle per host."""
+    def start_node_hosts(self, only: int | None = None) -> None:
+        """One NodeHost actor per group of hosts of a machine, pinned to it; a handle per host.
+        `only`: (again) the node hosts of that machine, on its current Ray node."""
         specs = {s.name: s for s in self.plan.hosts}
         host_cls = ray.remote(NodeHost)
         groups = plan_groups(self.fleet.placement, self.fleet.count, self.hosts_per_process,
                              alone=frozenset(s.name for s in self.plan.probers))
+        again = f"-r{self.fleet.rebuilds}" if only is not None else ""   # a name of a dead actor may linger
+        self.host_groups = [g for g in self.host_groups if g[0] != only]
         for k, (machine, names) in enumerate(groups):
-            label = f"{machine}-{k}"
+            if only is not None and machine != only:
+                continue
+            label = f"{machine}-{k}{again}"
             actor = host_cls.options(name=f"nodehost-{label}", num_cpus=0, max_concurrency=max_calls(len(names)),
                                      **self.fleet.options(machine)).remote(
                 self.run_id, [specs[n] for n in names], self.run_dir, label, self.shared_informers)
-            self.node_hosts.append(actor)
+            self.host_groups.append((machine, f"nodehost-{label}", actor))
             self.agents.update({n: HostedAgent(actor, n) for n in names})
         self.agents = {s.name: self.agents[s.name] for s in self.plan.hosts}   # plan order
 
-    def wait_proxies_synced(self, timeout: float) -> float:
-        """Wait until every node's kube-proxy has programmed every Service/EndpointSlice change so far."""
+    @property
+    def node_hosts(self) -> list:
+        """The NodeHost actors of the machines that are up."""
+        lost = self.fleet.lost if self.fleet is not None else set()
+        return [a for m, _, a in self.host_groups if m not in lost]
+
+    def lost_hosts(self) -> set[str]:
+        """The hosts of machines whose Ray node failed (their agents died with it)."""
+        return {h for m in self.fleet.lost for h in self.fleet.hosts_on(m)} if self.fleet else set()
+
+    # --- a machine failing for real (its Ray node), and coming back ---
+    def lose_machine(self, machine: int) -> dict:
+        """Machine `machine`'s Ray node goes down with everything of the run on it; which of its
+        actors the driver then sees dead (RayActorError)."""
+        actors = {self.fleet.actor_names[machine]: self.fleet.actors[machine],
+                  **{name: a for m, name, a in self.host_groups if m == machine}}
+        out = self.fleet.stop_ray_node(machine)
+        out["actors_lost"] = sorted(name for name, a in actors.items() if not _answers(a))
+        return out
+
+    def rebuild_machine(self, machine: int) -> dict:
+        """After machine `machine` rejoined Ray: its fabric and hosts again, from the plan (same
+        names, addresses and MACs), its nodes started (kubelet restarts the pods bound to them)."""
+        t0 = time.time()
+        self.fleet.rebuild(machine, ray.remote(Machine), ACTOR_OPTS,
+                           self.controller_target, self.tls)
+        self.start_node_hosts(only=machine)
+        hosts = self.fleet.hosts_on(machine)
+        infos = ray.get([self.agents[h].create.remote(self.fleet.netns_of(h), self.host_info[h].mac) for h in hosts])
+        self.host_info.update({i.name: i for i in infos})
+        self.fleet.add_ports({i.name: i.fabric_port for i in infos})
+        fabric_s = round(time.time() - t0, 3)
+        nodes = [s.name for s in self.plan.nodes if s.name in set(hosts)]
+        ray.get([self.agents[n].start.remote(self.api, self.timing, self.dns) for n in nodes])
+        started_s = round(time.time() - t0, 3)
+        # a fresh namespace has no rules: its node serves once its kube-proxy wrote them
+        self.wait_proxies_synced(60 * self.wait_scale, set(nodes))
+        return {"fabric_and_hosts_s": fabric_s, "nodes_started_s": started_s,
+                "proxies_synced_s": round(time.time() - t0, 3)}
+
+    def wait_proxies_synced(self, timeout: float, nodes: set[str] | None = None) -> float:
+        """Wait until every up node's kube-proxy (or every one of `nodes`) has programmed every
+        Service/EndpointSlice change so far."""
         svcs, _ = ray.get(self.api.list.remote("Service"))
         slices, _ = ray.get(self.api.list.remote("EndpointSlice"))
         # The newest logged event counts too: a deletion shows in no listed object.
@@ -197,7 +251,7 @@ class Cluster:
         want = max([int(o["metadata"]["resourceVersion"]) for o in svcs + slices] + [last])
 
         def synced() -> bool:
-            return min(self.proxy_marks().values(), default=want) >= want
+            return min(self.proxy_marks(nodes).values(), default=want) >= want
         return self.wait_for(synced, timeout, "kube-proxy on every node to program the Services", 0.05)
 
     @property
@@ -205,11 +259,12 @@ class Cluster:
         """How much longer than at 100 nodes or fewer a cluster-wide wait may take (a thousand nodes: 10x)."""
         return max(1.0, len(self.plan.nodes) / 100)
 
-    def proxy_marks(self) -> dict[str, int]:
-        """Each up node's kube-proxy sync mark (the newest API change in its rules): one call per node host."""
-        up = {s.name for s in self.plan.nodes if s.name not in self.down_nodes}
+    def proxy_marks(self, nodes: set[str] | None = None) -> dict[str, int]:
+        """Each up node's (or each of `nodes`') kube-proxy sync mark (the newest API change in its
+        rules): one call per node host."""
+        up = nodes if nodes is not None else {s.name for s in self.plan.nodes if s.name not in self.down_nodes}
         marks: dict[str, int] = {}
-        for part in ray.get([h.proxy_synced_rvs.remote() for h in self.node_hosts]):
+        for part in ray.get([h.proxy_synced_rvs.remote() for h in self.node_hosts]):   # lost machines left out
             marks.update({n: m for n, m in part.items() if n in up})
         return marks
 
@@ -225,7 +280,8 @@ class Cluster:
                    for s in p.hosts],
             extra={"tunnels": self.fleet.vpc_tunnels()} if self.fleet.vpc_tunnels() else None)  # several machines
         prober = self.agents[p.probers[0].name]
-        self.cloud = ray.remote(CloudController).options(name="cloud", num_cpus=0, max_concurrency=16).remote(
+        self.cloud = ray.remote(CloudController).options(name="cloud", num_cpus=0, max_concurrency=16,
+                                                         **self.fleet.options(0)).remote(
             self.api, self.sdn, prober, facts, self.timing, p.firewall, self.run_dir,
             source_ranges_in_firewall=False)
         ray.get(self.cloud.reconcile_now.remote())
@@ -298,13 +354,14 @@ class Cluster:
                     ray.get(actor.stop.remote(), timeout=10)
                 except Exception:
                     log.warning("controller stop failed", exc_info=True)
-        refs = [a.shutdown.remote() for a in self.agents.values()]
+        lost = self.lost_hosts()   # their agents died with their machine, and its kernel objects
+        refs = [a.shutdown.remote() for h, a in self.agents.items() if h not in lost]
         for r in refs:
             try:
                 ray.get(r, timeout=60)
             except Exception:
                 log.warning("agent shutdown failed", exc_info=True)
-        for actor in [self.sdn, *self.machines]:
+        for actor in [self.sdn, *(self.fleet.live_actors() if self.fleet else [])]:
             if actor is not None:
                 try:
                     ray.get(actor.stop.remote(), timeout=20)
@@ -318,3 +375,12 @@ class Cluster:
         left = cleanup.clean_run(self.run_id)
         if any(left.values()):
             log.info("swept leftovers: %s", left)
+
+
+def _answers(actor) -> bool:
+    """Whether an actor still answers (False: Ray reports it dead, or it does not reply in time)."""
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=ANSWER_TIMEOUT)
+        return True
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        return False

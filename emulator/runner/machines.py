@@ -29,7 +29,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from emulator.errors import ConfigError, KubemuError
-from emulator.fabric import kwire, underlay
+from emulator.fabric import kwire, poweroff, underlay
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
 from emulator.records.hosts import HostInfo, HostSpec
@@ -38,6 +38,9 @@ from emulator.runner import cleanup, ray_local
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 NODE_START_TIMEOUT = 90.0
+NODE_DEAD_TIMEOUT = 90.0   # Ray's GCS marks a node dead after missed health checks (~15 s by default)
+REJOIN_TIMEOUT = float(os.environ.get("KUBEMU_REJOIN_TIMEOUT", "300"))   # recover: a new Ray node of the machine
+HEAD_RESOURCE = "node:__internal_head__"
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's minimum is 75 MiB; kubemu moves few objects
 UNDERLAY_ENV = "KUBEMU_UNDERLAY"  # real machines: auto (kernel, else the relay) | kernel | relay
 UNDERLAY_MODES = ("auto", "kernel", "relay")
@@ -60,12 +63,17 @@ class Machines:
         self.placement = place(hosts, count, policy)
         self.node_ids: list[str] = []
         self.actors: list = []
+        self.actor_names: list[str] = []
         self.infos: list[dict] = []
         self.mesh: list[list[underlay.TunnelSpec]] = []
         self.wire: underlay.EmulatedUnderlay | None = None
         self._procs: list[subprocess.Popen] = []
         self.underlay: dict = {"kind": "none" if count == 1 else "emulated-bridge"}
         self._fallback_reason = ""
+        self.neighbors: dict[str, str] = {}   # underlay IP -> MAC (emulated underlay and relay)
+        self.wires: dict[int, tuple[str, list]] = {}   # relay: machine -> (underlay MAC, [IP, port])
+        self.lost: set[int] = set()   # machines whose Ray node failed (not yet rebuilt)
+        self.rebuilds = 0
 
     # --- Ray nodes ---
     def start_ray_nodes(self, progress: Progress) -> None:
@@ -147,8 +155,9 @@ class Machines:
     def create_actors(self, machine_cls, opts: dict) -> list:
         """One `Machine` actor per machine, on its Ray node."""
         state = self.state_dir
-        self.actors = [machine_cls.options(name=f"machine-{i}", **opts, **self.options(i)).remote(
-            self.run_id, i, state, use_system_ovs=self.count == 1) for i in range(self.count)]
+        self.actor_names = [f"machine-{i}" for i in range(self.count)]
+        self.actors = [machine_cls.options(name=name, **opts, **self.options(i)).remote(
+            self.run_id, i, state, use_system_ovs=self.count == 1) for i, name in enumerate(self.actor_names)]
         return self.actors
 
     def start(self, controller: str, tls: dict[str, str] | None = None) -> list[dict]:
@@ -156,7 +165,6 @@ class Machines:
         self.infos = ray.get([m.start.remote(controller, tls) for m in self.actors])
         if self.count == 1:
             return self.infos
-        neighbors: dict[str, str] = {}
         if not (self.real and self._open_kernel_tunnels()):
             addrs = [underlay.tunnel_address(i) for i in range(self.count)]
             plen = underlay.UNDERLAY_RANGE.prefixlen
@@ -167,11 +175,11 @@ class Machines:
                 links = self.wire.create()
                 attached = ray.get([m.attach_underlay.remote(link, addr, plen)
                                     for m, link, addr in zip(self.actors, links, addrs)])
-            neighbors = {a["underlay_ip"]: a["underlay_mac"] for a in attached}
+            self.neighbors = {a["underlay_ip"]: a["underlay_mac"] for a in attached}
             self.mesh = underlay.tunnel_mesh(self.names, addrs)
             for info, a in zip(self.infos, attached):
                 info.update(underlay_ip=a["underlay_ip"], node_ip=a["node_ip"])
-        ray.get([m.add_tunnels.remote([t.__dict__ for t in tunnels], neighbors)
+        ray.get([m.add_tunnels.remote([t.__dict__ for t in tunnels], self.neighbors)
                  for m, tunnels in zip(self.actors, self.mesh)])
         return self.infos
 
@@ -205,7 +213,8 @@ class Machines:
         """Real machines without kernel tunnels: a tap per machine, relayed over UDP between the
         machines' real addresses, under OVS's own VXLAN ports."""
         attached = ray.get([m.attach_udp_wire.remote(addr, plen) for m, addr in zip(self.actors, addrs)])
-        peers = {a["underlay_mac"]: a["wire"] for a in attached}
+        self.wires = {a["machine"]: (a["underlay_mac"], a["wire"]) for a in attached}
+        peers = dict(self.wires.values())
         ray.get([m.set_wire_peers.remote(peers) for m in self.actors])
         self.underlay = {"kind": "udp-relay", "fallback_reason": self._fallback_reason}
         return attached
@@ -223,7 +232,8 @@ class Machines:
 
     def underlay_counters(self) -> list[dict]:
         """Per machine: what its underlay link carried and refused."""
-        return ray.get([m.underlay_counters.remote() for m in self.actors])
+        live = dict(zip(self._live(), ray.get([m.underlay_counters.remote() for m in self.live_actors()])))
+        return [live.get(i, {"kind": "lost", "machine": i}) for i in range(self.count)]
 
     def machine_of(self, host: str) -> int:
         return self.placement[host]
@@ -251,7 +261,7 @@ class Machines:
     def tunnel_counters(self) -> dict[str, dict[str, int]]:
         """Per tunnel port: its machine, the remote machine, packet and byte counters."""
         counters: dict[str, dict[str, int]] = {}
-        for c in ray.get([m.tunnel_counters.remote() for m in self.actors]):
+        for c in ray.get([m.tunnel_counters.remote() for m in self.live_actors()]):
             counters.update(c)
         return {t.port_name: {"machine": t.machine, "remote": t.remote, **counters.get(t.port_name, {})}
                 for per in self.mesh for t in per}
@@ -267,6 +277,86 @@ class Machines:
                 "underlay": dict(self.underlay), "machines": machines,
                 "hosts": {h: {"machine": m, "ran_on": host_info[h].ray_node_id if h in host_info else None}
                           for h, m in self.placement.items()}}
+
+    # --- a machine failing for real, and coming back ---
+    @property
+    def own_ray_nodes(self) -> bool:
+        """Whether a machine failure can take a machine's Ray node down (real machines: --address)."""
+        return self.real and self.count > 1
+
+    def node_of(self, machine: int) -> dict:
+        """ray.nodes()'s entry of machine `machine`'s current Ray node ({} if Ray lists none)."""
+        return next((n for n in ray.nodes() if n["NodeID"] == self.node_ids[machine]), {})
+
+    def stop_ray_node(self, machine: int, timeout: float = NODE_DEAD_TIMEOUT) -> dict:
+        """Take machine `machine` down as a failing VM goes (emulator/fabric/poweroff.py): its raylet,
+        workers and the run's processes and kernel objects there vanish; returns when Ray lists
+        the node dead (seconds in `ray_node_dead_s`)."""
+        node = self.node_of(machine)
+        if HEAD_RESOURCE in node.get("Resources", {}):
+            raise KubemuError(f"fault: machine {machine} runs the Ray head (GCS); its failure would end the "
+                              "whole Ray cluster: fail a machine that runs a Ray worker node")
+        t0 = time.monotonic()
+        task = ray.remote(poweroff.start).options(num_cpus=0, max_retries=0, **self.options(machine))
+        try:
+            started = ray.get(task.remote(self.run_id, machine, self.state_dir), timeout=30)
+        except (ray.exceptions.RayError, TimeoutError) as e:   # the node may die before the reply
+            started = {"error": f"{type(e).__name__}"}
+        self.lost.add(machine)
+        while time.monotonic() - t0 < timeout:
+            if not self.node_of(machine).get("Alive", False):
+                return {**started, "ray_node_dead_s": round(time.monotonic() - t0, 3)}
+            time.sleep(0.2)
+        raise KubemuError(f"fault: machine {machine}'s Ray node {self.node_ids[machine]} still alive "
+                          f"{timeout:.0f}s after its raylet was killed")
+
+    def wait_rejoined(self, machine: int, timeout: float = REJOIN_TIMEOUT) -> float:
+        """Wait for a new Ray node on machine `machine` (its address, another node id); seconds waited."""
+        address, old = self.infos[machine]["node_ip"], self.node_ids[machine]
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            for n in ray.nodes():
+                if n["Alive"] and n["NodeManagerAddress"] == address and n["NodeID"] != old:
+                    self.node_ids[machine] = n["NodeID"]
+                    return round(time.monotonic() - t0, 3)
+            time.sleep(0.5)
+        gcs = ray.get_runtime_context().gcs_address
+        raise KubemuError(f"fault: recover of machine {machine}: no Ray node joined from its address {address} "
+                          f"within {timeout:.0f}s (KUBEMU_REJOIN_TIMEOUT); restart it there: "
+                          f"`ray start --address={gcs}`")
+
+    def rebuild(self, machine: int, machine_cls, opts: dict, controller: str, tls: dict[str, str] | None) -> dict:
+        """A new `Machine` actor on the machine's new Ray node: OVS, bridge and tunnels as before
+        (the other machines' tunnels to it kept their ends: same address, same VNI)."""
+        self.rebuilds += 1
+        self.actor_names[machine] = f"machine-{machine}-r{self.rebuilds}"   # a dead actor's name may linger
+        actor = machine_cls.options(name=self.actor_names[machine], **opts,
+                                    **self.options(machine)).remote(self.run_id, machine, self.state_dir,
+                                                                    use_system_ovs=False)
+        self.actors[machine] = actor
+        old = self.infos[machine]
+        info = ray.get(actor.start.remote(controller, tls))
+        tunnels = [t.__dict__ for t in self.mesh[machine]]
+        if self.underlay["kind"] == kwire.KIND:
+            error = ray.get(actor.open_kernel_tunnels.remote(tunnels))
+            if error:
+                raise KubemuError(f"fault: recover of machine {machine}: its kernel tunnels failed: {error}")
+        else:   # the UDP relay: a new wire (a new port and MAC), every machine told
+            a = ray.get(actor.attach_udp_wire.remote(old["underlay_ip"], underlay.UNDERLAY_RANGE.prefixlen))
+            self.wires[machine] = (a["underlay_mac"], a["wire"])
+            self.neighbors[a["underlay_ip"]] = a["underlay_mac"]
+            ray.get([m.set_wire_peers.remote(dict(self.wires.values())) for m in self.actors])
+        ray.get(actor.add_tunnels.remote(tunnels, self.neighbors))
+        self.infos[machine] = {**info, "underlay_ip": old["underlay_ip"], "node_ip": old["node_ip"]}
+        self.lost.discard(machine)
+        return self.infos[machine]
+
+    def _live(self) -> list[int]:
+        return [i for i in range(len(self.actors)) if i not in self.lost]
+
+    def live_actors(self) -> list:
+        """The `Machine` actors of the machines that are up (a lost machine's died with it)."""
+        return [self.actors[i] for i in self._live()]
 
     # --- teardown ---
     def remove_underlay(self) -> None:

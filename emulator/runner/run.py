@@ -96,6 +96,8 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             results.timeline = cluster.timeline
             results.ingresses = ingress_results(cluster)
             if machines[0] > 1:  # packets that crossed between machines
+                if cluster.fleet.rebuilds:   # a machine failed and came back: its new Ray node
+                    results.machines = cluster.fleet.summary(cluster.host_info)
                 results.machines["tunnels"] = cluster.fleet.tunnel_counters()
                 results.machines["underlay"]["links"] = cluster.fleet.underlay_counters()
             results.iptables_backend = ctx.client.iptables_backend()

@@ -122,6 +122,7 @@ def test_machine_failure_heals_through_the_load_balancer(outage) -> None:
     assert down["action"] == "machine-failure" and down["machine"] == 1
     assert down["nodes"] == ["default-pool-b-1"]
     assert down["flows_left"] == 0 and down["datapath_disconnected_s"] is not None  # the controller saw it go
+    assert down["ray_node"] == "kept (simulated machines share one host)"   # its hosts crashed, its Ray node stayed
     [avail] = [s for s in steps if s["step"] == "availability"]
     figs = avail["figures"]
     assert avail["ok"] and figs["recovered"] and figs["recover_s"] <= 15.0

@@ -6,8 +6,10 @@ the README says for VMs), and `kubemu run --address ... --machines 3 --placement
 runs from inside the first. A user sees: the quickstart passes, every machine's hosts ran
 on that machine's Ray node, the run says it joined the machines with the kernel VXLAN
 underlay and its counters show the requests and a cross-machine iperf3 flow crossed it,
-zone-outage heals and recovers with machine 1's tunnel devices cut (its Ray node stays up),
-and neither the machines nor this host keep anything of the run or of the test.
+zone-outage (machine 1 fails: its Ray node, with its raylet, workers, processes and the
+run's kernel objects, goes down) heals on the other machines, and once machine 1's Ray node
+rejoins (as a restarted VM, `ray start --address` in it again) the machine is built again and
+its node serves; neither the machines nor this host keep anything of the run or of the test.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from typing import Iterator
 
 import pytest
@@ -27,14 +30,27 @@ pytestmark = pytest.mark.e2e
 IPERF = os.path.join(ROOT, "scenarios", "machines-iperf.yaml")
 
 
+def start_on(lan: VmLan, runs, scenario: str, *flags: str, **env: str) -> subprocess.Popen:
+    """`kubemu run` inside machine 0 against the LAN's Ray cluster, its output into RUNS.out/.err."""
+    return subprocess.Popen(lan.argv(0, os.path.join(ROOT, ".venv", "bin", "python"), "-m", "emulator.cli", "run",
+                                     scenario, "--address", lan.head, "--runs-dir", str(runs), *flags),
+                            cwd=ROOT, stdout=open(f"{runs}.out", "w"), stderr=open(f"{runs}.err", "w"),
+                            env=lan.env(PYTHONPATH=ROOT, COLUMNS="200", **env))
+
+
 def run_on(lan: VmLan, runs, scenario: str, *flags: str, **env: str) -> dict:
     """`kubemu run` inside machine 0 against the LAN's Ray cluster; output, results, run id."""
-    proc = subprocess.run(lan.argv(0, os.path.join(ROOT, ".venv", "bin", "python"), "-m", "emulator.cli", "run",
-                                   scenario, "--address", lan.head, "--runs-dir", str(runs), *flags),
-                          cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env=lan.env(PYTHONPATH=ROOT, COLUMNS="200", **env))
-    m = re.search(r"run kubemu([a-z0-9]{4})", proc.stdout)
-    assert m, proc.stdout + proc.stderr
+    proc = start_on(lan, runs, scenario, *flags, **env)
+    proc.wait(timeout=900)
+    return finish(lan, runs, proc)
+
+
+def finish(lan: VmLan, runs, proc: subprocess.Popen) -> dict:
+    """A finished run's output, results and run id, and what it left on the machines."""
+    with open(f"{runs}.out") as out, open(f"{runs}.err") as err:
+        stdout, stderr = out.read(), err.read()
+    m = re.search(r"run kubemu([a-z0-9]{4})", stdout)
+    assert m, stdout + stderr
     [run_dir] = [os.path.join(runs, d) for d in os.listdir(runs)]
     with open(os.path.join(run_dir, "results.json")) as f:
         results = json.load(f)
@@ -44,7 +60,7 @@ def run_on(lan: VmLan, runs, scenario: str, *flags: str, **env: str) -> dict:
         links = subprocess.run(["ip", "-n", lan.vms[i], "-o", "link"], capture_output=True, text=True).stdout
         left += [f"vm{i} link {ln.split(':')[1].strip()}" for ln in links.splitlines() if f"kubemu{rid}" in ln]
         left += [f"vm{i} netns {n}" for n in lan.netns_names(i) if n.startswith(f"kubemu{rid}")]
-    return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr, "results": results, "run_id": rid,
+    return {"rc": proc.returncode, "out": stdout, "err": stderr, "results": results, "run_id": rid,
             "left": left}
 
 
@@ -115,11 +131,54 @@ def test_nothing_left_on_the_machines(quickstart, iperf) -> None:
     assert quickstart["left"] == [] and iperf["left"] == []
 
 
+REBOOT_SECONDS = 5.0   # machine 1 stays down this long after its Ray node died, before it rejoins
+
+
+def _vm_processes(lan: VmLan, i: int) -> list[str]:
+    """Processes living in machine i's own network namespace (its Ray node's, the run's there)."""
+    vm = os.stat(f"/run/netns/{lan.vms[i]}").st_ino
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == vm:
+                out.append(f"{pid} {open(f'/proc/{pid}/comm').read().strip()}")
+        except OSError:
+            continue
+    return out
+
+
+def fail_and_rejoin(lan: VmLan, runs, **env: str) -> dict:
+    """scenarios/zone-outage.yaml on the VMs: machine 1 fails under load-balanced probes (its Ray
+    node goes down with everything of the run on it); the test restarts its Ray node as a user
+    restarts a VM, and the run's recover builds the machine again."""
+    proc = start_on(lan, runs, os.path.join(ROOT, "scenarios", "zone-outage.yaml"), **env)
+    try:
+        seen = {}
+        while proc.poll() is None:
+            if not seen and lan.ray_down(1):
+                seen["ray_down"] = time.time()
+                time.sleep(REBOOT_SECONDS)
+                links = subprocess.run(["ip", "-n", lan.vms[1], "-o", "link"], capture_output=True, text=True)
+                seen["vm1_links_down"] = [ln for ln in links.stdout.splitlines() if "kubemu" in ln]
+                seen["vm1_processes_down"] = _vm_processes(lan, 1)
+                lan.rejoin(1)
+                seen["rejoined"] = time.time()
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return {**finish(lan, runs, proc), "seen": seen}
+
+
 @pytest.fixture(scope="module")
 def outage(lan, tmp_path_factory) -> dict:
-    """scenarios/zone-outage.yaml on the VMs: machine 1's fabric fails (its kernel tunnel devices
-    go down) under load-balanced probes, then recovers. Its Ray node stays up (not yet failed)."""
-    return run_on(lan, tmp_path_factory.mktemp("outage"), os.path.join(ROOT, "scenarios", "zone-outage.yaml"))
+    return fail_and_rejoin(lan, tmp_path_factory.mktemp("outage"))
+
+
+@pytest.fixture(scope="module")
+def outage_relay(lan, tmp_path_factory) -> dict:
+    """The same over the UDP relay: the rebuilt machine's wire has a new port, every machine is told."""
+    return fail_and_rejoin(lan, tmp_path_factory.mktemp("outage-relay"), KUBEMU_UNDERLAY="relay")
 
 
 def test_zone_outage_heals_and_recovers_on_vms(outage) -> None:
@@ -128,6 +187,83 @@ def test_zone_outage_heals_and_recovers_on_vms(outage) -> None:
     assert res["machines"]["underlay"]["kind"] == "kernel-vxlan"
     [avail] = [s for s in res["steps"] if s["step"] == "availability"]
     assert avail["ok"] and avail["figures"]["recovered"] and avail["figures"]["requests_lost"] > 0
-    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0   # over the recovered tunnels
+    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0   # over the rebuilt machine and tunnels
     assert res["machines"]["underlay"]["links"][1]["tx_packets"] > 0
     assert outage["left"] == []
+
+
+def lan_addr(outage: dict, i: int) -> str:
+    return outage["results"]["machines"]["machines"][i]["node_ip"]
+
+
+def test_machine_failure_took_its_ray_node_down_and_recover_rejoined_it(outage) -> None:
+    assert "ray_down" in outage["seen"], "machine 1's Ray node never went down"
+    steps = {s.get("name"): s for s in outage["results"]["steps"] if s["step"] == "fault"}
+    down, back = steps["zone-b-down"], steps["zone-b-back"]
+    assert down["ray_node"] == "stopped" and down["ray_node_dead_s"] > 0
+    # the driver saw the machine's actors die: its fabric and its node host
+    assert "machine-1" in down["actors_lost"] and any(a.startswith("nodehost-1") for a in down["actors_lost"])
+    assert down["datapath_disconnected_s"] is not None
+    # the control plane on machine 0 saw it as a cluster sees a lost VM: the lease lapsed, the node
+    # went NotReady, its pod was evicted and the Services' endpoints moved
+    [avail] = [s for s in outage["results"]["steps"] if s["step"] == "availability"]
+    ph = avail["phases"]
+    assert ph["node_not_ready_s"] > 0 and ph["pods_evicted_s"] > ph["node_not_ready_s"]
+    assert ph["services"]["web-cluster"]["endpoints_removed_s"] > 0
+    assert back["ray_node"] == "rejoined" and back["flows"] > 0
+    # a failed VM: no process (Ray's, the run's) and no link of the run left in it
+    assert outage["seen"]["vm1_links_down"] == [] and outage["seen"]["vm1_processes_down"] == []
+    # the new Ray node is machine 1's: same address, another node id
+    assert down["node_ip"] == back["node_ip"] == lan_addr(outage, 1)
+    assert back["ray_node_id"] != down["ray_node_id"]
+    machine1 = outage["results"]["machines"]["machines"][1]   # where it ran after the rebuild
+    assert machine1["ray_node_id"] == machine1["ran_on"] == back["ray_node_id"]
+
+
+LOST_TO_THE_END = f"""
+name: machine-lost
+description: "machine 1 fails and never comes back: the run ends and tears down without it"
+topology: {ROOT}/topologies/regional-3-lb.yaml
+machines: {{count: 3, placement: zone}}
+timing: fast
+manifests:
+  - {ROOT}/scenarios/manifests/node-failure.yaml
+steps:
+  - wait: {{ready: deployment/web}}
+  - fault: {{name: gone, action: machine-failure, machine: 1}}
+  - wait: {{ready: deployment/web}}
+report: [summary]
+"""
+
+
+@pytest.fixture(scope="module")
+def lost(lan, tmp_path_factory) -> dict:
+    """Machine 1 fails and the run ends without recovering it; then the VM comes back (the
+    module's other runs need it) and is looked into for anything of the run."""
+    runs = tmp_path_factory.mktemp("lost")
+    scenario = runs.parent / "machine-lost.yaml"
+    scenario.write_text(LOST_TO_THE_END)
+    out = run_on(lan, runs, str(scenario))
+    assert lan.ray_down(1)
+    lan.rejoin(1)
+    out["vm1_netns_after"] = [n for n in lan.netns_names(1) if n.startswith(f"kubemu{out['run_id']}")]
+    return out
+
+
+def test_a_lost_machine_does_not_stop_the_run_nor_its_teardown(lost) -> None:
+    assert lost["rc"] == 0, lost["out"][-3000:] + lost["err"][-2000:]
+    [down] = [s for s in lost["results"]["steps"] if s["step"] == "fault"]
+    assert down["ray_node"] == "stopped" and "machine-1" in down["actors_lost"]
+    links = lost["results"]["machines"]["underlay"]["links"]
+    assert links[1] == {"kind": "lost", "machine": 1} and links[0]["kind"] == links[2]["kind"] == "kernel-vxlan"
+    assert lost["left"] == [] and lost["vm1_netns_after"] == []
+
+
+def test_machine_failure_and_rejoin_over_the_udp_relay(outage_relay) -> None:
+    assert outage_relay["rc"] == 0, outage_relay["out"][-3000:] + outage_relay["err"][-2000:]
+    res = outage_relay["results"]
+    assert res["machines"]["underlay"]["kind"] == "udp-relay"
+    steps = {s.get("name"): s for s in res["steps"] if s["step"] == "fault"}
+    assert steps["zone-b-down"]["ray_node"] == "stopped" and steps["zone-b-back"]["ray_node"] == "rejoined"
+    assert res["flows"]["from-zone-b"]["success_ratio"] == 1.0
+    assert outage_relay["left"] == []

@@ -8,7 +8,9 @@ others, RAY_AUTH_MODE=token), with two differences a shared host needs: each nod
 its own temp dir (a VM has its own /tmp), and `--block` keeps each node in a session of
 its own that `stop_ray` ends by its process group (`ray stop` would stop every Ray process
 on this host, other runs' too). Commands run inside a machine with `ip netns exec`, so each
-machine also has its own mount namespace, hence its own /run/netns, as a VM.
+machine also has its own mount namespace, hence its own /run/netns, as a VM. A machine whose
+Ray node died (a kubemu machine-failure kills its process group) `rejoin`s as a restarted
+VM does: `ray start --address` again inside it.
 """
 from __future__ import annotations
 
@@ -75,15 +77,29 @@ class VmLan:
         """`ray start --head` in machine 0, `ray start --address` in every other; wait for all nodes."""
         os.makedirs(self.log_dir, exist_ok=True)
         for i in range(self.count):
-            role = ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"] if i == 0 else \
-                [f"--address={self.head}"]
-            with open(os.path.join(self.log_dir, f"ray-vm{i}.log"), "w") as out:
-                self.ray.append(subprocess.Popen(
-                    self.argv(i, RAY, "start", *role, "--block", "--disable-usage-stats",
-                              f"--temp-dir=/tmp/{self.prefix}-vm{i}-ray"),
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    env=self.env()))
+            self.ray.append(self._start_node(i))
             self._wait_nodes(i + 1, timeout)
+
+    def _start_node(self, i: int) -> subprocess.Popen:
+        """`ray start` in machine i, in a session of its own."""
+        role = ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"] if i == 0 else \
+            [f"--address={self.head}"]
+        with open(os.path.join(self.log_dir, f"ray-vm{i}.log"), "a") as out:
+            return subprocess.Popen(
+                self.argv(i, RAY, "start", *role, "--block", "--disable-usage-stats",
+                          f"--temp-dir=/tmp/{self.prefix}-vm{i}-ray"),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env())
+
+    def ray_down(self, i: int) -> bool:
+        """Whether machine i's Ray node (its `ray start` session) has ended."""
+        return self.ray[i].poll() is not None
+
+    def rejoin(self, i: int, timeout: float = 300) -> None:
+        """Machine i (not the head) comes back: `ray start --address` in it again; wait for it to join."""
+        assert i > 0 and self.ray_down(i)
+        self.ray[i] = self._start_node(i)
+        self._wait_nodes(self.count, timeout)
 
     def _wait_nodes(self, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -50,6 +50,33 @@ def test_fabric_host_is_a_mininet_host_with_eth0_on_the_fabric(names) -> None:
     assert names.fabric_port(1) not in links.link_names(fabric)
 
 
+def test_a_rebuilt_fabric_host_keeps_its_mac(names) -> None:
+    """A host built again after its machine failed gets the MAC it had (the VPC knows it by it)."""
+    fabric = names.fabric_netns(0)
+    netns.add(fabric)
+    host = FabricHost(names.mininet_name("h2"), names.host_netns("h2"), names.fabric_port(2), fabric,
+                      "10.77.0.6", "10.77.0.1", mac="02:6b:75:00:00:42")
+    try:
+        host.create()
+        assert links.link_mac(host.netns, "eth0") == host.mac == "02:6b:75:00:00:42"
+    finally:
+        host.destroy()
+
+
+def test_a_named_namespace_is_known_by_its_inode_only_where_its_name_is_mounted(names) -> None:
+    """poweroff takes the run's namespaces whose bind mount is in its own mount namespace."""
+    ns = names.host_netns("m")
+    netns.add(ns)
+    assert netns.mounted_inode(ns) == f"net:[{os.stat(netns.netns_path(ns)).st_ino}]"
+    assert netns.mounted_inode(names.host_netns("absent")) is None
+    other = os.path.join(netns.NETNS_RUN_DIR, names.host_netns("file"))
+    open(other, "w").close()   # a name whose mount lives elsewhere: here, a plain file
+    try:
+        assert netns.mounted_inode(names.host_netns("file")) is None
+    finally:
+        os.unlink(other)
+
+
 def test_a_socket_made_in_a_namespace_stays_there(names) -> None:
     """`entered` (pyroute2 setns) puts this thread in the namespace and back out again."""
     ns = names.host_netns("s")
