@@ -20,6 +20,7 @@ from emulator.fabric import pki
 
 LOG = logging.getLogger(__name__)
 APP_MODULE = "controllers.vpc_app"
+ECHO_INTERVAL, ECHO_MISSES = 1.0, 3   # a silent switch is dropped after about 4 s
 
 _lock = threading.Lock()
 _active: "SdnController | None" = None
@@ -152,6 +153,11 @@ class SdnController:
         conf.set_override("ofp_listen_host", self.listen_host)
         conf.set_override("ofp_tcp_listen_port", self.listen_port or 1)  # 0 would mean 6653 and 6633
         conf.set_override("ofp_ssl_listen_port", self.listen_port or 1)
+        # A switch that stops answering (its machine failed without closing the connection)
+        # is dropped after ECHO_MISSES unanswered echoes, releasing whoever waits for its
+        # barrier: a state push must not wait for a dead machine (os-ken's default: never).
+        conf.set_override("echo_request_interval", ECHO_INTERVAL)
+        conf.set_override("maximum_unreplied_echo_requests", ECHO_MISSES)
         files: dict[str, str] = {}
         if self.tls:
             folder = os.path.join(os.path.dirname(self.port_file or "") or tempfile.mkdtemp(prefix="kubemu-sdn-"),
