@@ -16,7 +16,9 @@ renewed together, in one API call per interval (emulator/node/lease.py).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from typing import Any
 
 from emulator.api.shared_informer import SharedInformers
@@ -25,6 +27,12 @@ from emulator.node.agent import NodeAgent
 from emulator.node.lease import LeaseGroups
 from emulator.node.stall_watch import StallWatch
 from emulator.records.hosts import HostSpec
+
+# Nodes of one process boot a few at a time (`start`: kubelet, kube-proxy, its health servers'
+# event loop...): 64 at once on a loaded machine left fresh event loops unscheduled for over
+# 10 s (1000 nodes: kube-proxy's health server start timed out).
+BOOT_CALLS = ("start",)
+BOOTS_AT_ONCE = 8
 
 
 class NodeHost:
@@ -40,6 +48,7 @@ class NodeHost:
         self.informers = SharedInformers() if shared_informers else None
         self.leases = LeaseGroups()   # every node's lease renewed in one call per interval
         self.agents: dict[str, NodeAgent] = {}
+        self._starting = threading.BoundedSemaphore(BOOTS_AT_ONCE)
         for spec in specs:
             self.logs.add_node(spec.name)
             with node_logs.tagged(spec.name):
@@ -54,7 +63,7 @@ class NodeHost:
             raise KeyError(f"host {name} is not in node host {self.label}")
         if method.startswith("_"):
             raise AttributeError(f"{method} is not a node agent call")
-        with node_logs.tagged(name):
+        with node_logs.tagged(name), (self._starting if method in BOOT_CALLS else contextlib.nullcontext()):
             return getattr(agent, method)(*args, **kwargs)
 
     def proxy_synced_rvs(self) -> dict[str, int]:

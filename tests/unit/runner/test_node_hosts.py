@@ -5,6 +5,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 
 import pytest
 
@@ -126,3 +127,36 @@ def test_shared_informers_are_on_unless_turned_off(monkeypatch) -> None:
     assert shared_informers_wanted()
     monkeypatch.setenv(SHARED_INFORMERS_ENV, "0")
     assert not shared_informers_wanted()
+
+
+def test_nodes_of_a_process_boot_a_few_at_a_time(tmp_path, root_logging) -> None:
+    from emulator.node.host_process import BOOTS_AT_ONCE
+    host = NodeHost("q3zx", [spec("a")], str(tmp_path), "0-0")
+    lock, now, peak = threading.Lock(), [0], [0]
+    release = threading.Event()
+
+    class Booting:
+        def start(self) -> bool:
+            with lock:
+                now[0] += 1
+                peak[0] = max(peak[0], now[0])
+            release.wait(5)
+            with lock:
+                now[0] -= 1
+            return True
+
+        def ping(self) -> str:
+            return "up"
+    host.agents = {f"n{i}": Booting() for i in range(3 * BOOTS_AT_ONCE)}
+    threads = [threading.Thread(target=host.call, args=(n, "start")) for n in host.agents]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 10
+    while peak[0] < BOOTS_AT_ONCE and time.time() < deadline:
+        time.sleep(0.01)
+    assert host.call("n0", "ping") == "up"      # other calls are not held by the boots
+    assert peak[0] == BOOTS_AT_ONCE
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert peak[0] == BOOTS_AT_ONCE and now[0] == 0
