@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -94,18 +93,8 @@ def _pgid(pid: int) -> int | None:
 
 def power_off(run_id: str, machine: int, state_dir: str, raylet: int) -> dict[str, int]:
     """Kill the machine's processes, then remove the run's kernel objects on it; counts of each."""
-    counts = {"processes": 0, "namespaces": 0, "links": 0}
-    for _ in range(KILL_ROUNDS):   # children forked while their parents died
-        pids = doomed(run_id, raylet, ovs_dir(state_dir, machine))
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                counts["processes"] += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
+    counts = {"processes": procs.kill_until_gone(lambda: doomed(run_id, raylet, ovs_dir(state_dir, machine)),
+                                                 KILL_ROUNDS), "namespaces": 0, "links": 0}
     for name in run_namespaces(run_id):
         netns.delete(name)
         counts["namespaces"] += 1

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
+from typing import Callable, Iterable
 
 
 def children(pids: list[int]) -> list[int]:
@@ -67,3 +70,21 @@ def in_netns(inodes: set[str]) -> list[int]:
     """The processes living in one of the network namespaces `inodes` (`net:[N]`)."""
     me = os.getpid()
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != me and netns_inode(int(d)) in inodes]
+
+
+def kill_until_gone(find: Callable[[], Iterable[int]], rounds: int = 3, pause: float = 0.2) -> int:
+    """SIGKILL what `find()` lists, again up to `rounds` times (killed parents may have had
+    children starting); how many kills landed."""
+    killed = 0
+    for _ in range(rounds):
+        pids = list(find())
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(pause)
+    return killed

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from emulator.errors import ConfigError
-from emulator.kernel import links, netns
+from emulator.kernel import links, netns, procs
 from emulator.kernel.ovs_orphans import del_system_bridge, system_bridges
 from emulator.naming import PREFIX, owned_by, run_id_of, run_ids_in, valid_run_id
 from emulator import paths
@@ -207,18 +207,8 @@ def clean_run(run_id: str) -> dict[str, int]:
     """Remove every leftover of one run; returns counts of what was removed."""
     if not valid_run_id(run_id):
         raise ConfigError(f"{run_id!r} is not a run id")
-    counts = {"processes": 0, "namespaces": 0, "links": 0, "bridges": 0, "dirs": 0}
-    for _ in range(3):  # killed parents may have had children starting
-        pids = run_processes(run_id)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                counts["processes"] += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
+    counts = {"processes": procs.kill_until_gone(lambda: run_processes(run_id)),
+              "namespaces": 0, "links": 0, "bridges": 0, "dirs": 0}
     for br in system_bridges():   # a private OVS died with its processes; a system one did not
         if owned_by(br, run_id):
             del_system_bridge(br)
