@@ -1,16 +1,16 @@
 """The kubelet's node heartbeat: renew the node's Lease in kube-node-lease every interval.
 
 While renewing, it also makes sure the Node reports Ready=True (the kubelet posts its
-status on start and whenever the controller marked it otherwise) and, like the kubelet's
-status manager, posts again any pod readiness the API server has wrong (the node
+status on start and whenever the controller marked it otherwise) and asks the kubelet to
+post again any pod readiness the API server has wrong (its status sync: the node
 lifecycle controller marks pods not ready while the node is silent). `pause()` stops the
-heartbeat without stopping the thread (a network partition: the kubelet lives but cannot
-reach the API server); `resume()` starts it again.
+heartbeat while the node lives on (a network partition: the kubelet cannot reach the API
+server); `resume()` starts it again.
 
 Renewals of the nodes of one process go together: a `LeaseGroup` renews every due lease
 of its nodes in one API call per interval (each Lease still carries its own node's
 renewTime), instead of a thread and two calls per node, so a process holding a hundred
-nodes keeps their clocks on a busy machine. A renewer without a group keeps its own thread.
+nodes keeps their clocks on a busy machine. A renewer without a group has a group of its own.
 """
 from __future__ import annotations
 
@@ -40,30 +40,26 @@ def _ready_condition() -> dict:
 
 
 class LeaseRenewer:
-    """Renews one node's Lease until stopped (in its group's thread, or its own); pausable."""
+    """Renews one node's Lease until stopped, in its group's rounds (a group of its own
+    without one); pausable."""
 
     def __init__(self, api, node: str, interval: float, status_sync: Callable[[], None] | None = None,
                  group: "LeaseGroup | None" = None) -> None:
         self.api, self.node, self.interval = api, node, interval
         self.status_sync = status_sync
-        self.group = group
+        self.group = group if group is not None else LeaseGroups().group(api, interval)
         self.renewals = 0
         self._paused = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{node}", daemon=True)
 
     def start(self) -> "LeaseRenewer":
         self.renew_once()
-        if self.group is not None:
-            self.group.add(self)
-        else:
-            self._thread.start()
+        self.group.add(self)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self.group is not None:
-            self.group.remove(self)
+        self.group.remove(self)
 
     @property
     def due(self) -> bool:
@@ -99,15 +95,6 @@ class LeaseRenewer:
                                                      {"conditions": conds + [_ready_condition()]}))
         if self.status_sync is not None:
             self.status_sync()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if self._paused.is_set():
-                continue
-            try:
-                self.renew_once()
-            except Exception as e:  # API server restarting: next interval
-                log.warning("lease renewal failed: %s", e)
 
 
 class LeaseGroup:
