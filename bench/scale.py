@@ -17,7 +17,9 @@ with several machines, the throughput and p50 latency of requests from a node to
 another machine divided by those to a pod on the node's own machine. After each row, a
 "ceiling" line: how many nodes the machine's available memory allows at this row's cost per
 node, how many of the cores the run used (CPU seconds of its processes over the row's wall
-time), its busiest process kind, and which resource runs out first.
+time), its busiest process kind, the tasks waiting on host-wide kernel locks (state D,
+sampled every 2 s: every namespace's `ip` takes the one rtnl lock), how often the kernel's
+one ARP table for all namespaces was full, and which resource runs out first.
 
 Run as root: .venv/bin/python bench/scale.py [--nodes 10,50,100] [--machines 1,3] [--timing gke]
 [--per-process 64] [--own-informers] [--breakdown] (--per-process 1: one process per
@@ -31,6 +33,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 import ray
@@ -41,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bringup import manifests, topology  # noqa: E402
 from memory import format_kinds, kernel_growth, kernel_memory, mem_available_mib, run_cpu, run_memory  # noqa: E402
 from emulator.config.timing import timing_for  # noqa: E402
+from emulator.kernel import hoststat  # noqa: E402
 from emulator.naming import RunNames, new_run_id  # noqa: E402
 from emulator.report.stats import summarize  # noqa: E402
 from emulator.runner.client import ClusterClient  # noqa: E402
@@ -118,20 +122,54 @@ def service_change(cluster: Cluster, timeout: float = 300.0) -> tuple[float, flo
     return float("nan"), float("nan")
 
 
-def ceiling(nodes: int, mib_per_node: float, avail_mib: float, cpu: dict, wall: float) -> str:
+class BlockedSampler:
+    """Tasks in uninterruptible sleep (kernel lock waits: rtnl, iptables-legacy tables), sampled
+    every `period` seconds on the whole host while the run lasts: their mean and peak."""
+
+    def __init__(self, period: float = 2.0) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(period,), daemon=True)
+
+    def _loop(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self.samples.append(hoststat.blocked_tasks())
+
+    def __enter__(self) -> "BlockedSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> tuple[float, int]:
+        """(mean, peak) tasks in state D over the samples."""
+        return (sum(self.samples) / len(self.samples), max(self.samples)) if self.samples else (0.0, 0)
+
+
+def ceiling(nodes: int, mib_per_node: float, avail_mib: float, cpu: dict, wall: float,
+            blocked: tuple[float, int] = (0.0, 0), arp_full: int = 0) -> str:
     """Where this size stands against the machine: the nodes memory allows, the cores the run
-    used, and the busiest process kind (a single-threaded one saturates at one core)."""
+    used, the busiest process kind (a single-threaded one saturates at one core), the tasks
+    waiting on host-wide kernel locks (more on average than there are cores: the locks, not
+    the cores, set the pace) and the shared ARP table (full: traffic to new neighbours dropped)."""
     cores = os.cpu_count() or 1
     used = sum(s for _, s in cpu.values()) / wall
     kind, (procs, secs) = next(iter(cpu.items()), ("?", (0, 0.0)))
     share = secs / wall / procs if procs else 0.0
     mem_nodes = int(avail_mib / mib_per_node) if mib_per_node > 0 else 0
-    first = ("memory" if mem_nodes <= nodes else
+    first = (f"the kernel's ARP table (one for all namespaces): full {arp_full} times" if arp_full else
+             "memory" if mem_nodes <= nodes else
              f"CPU: {kind} at {share:.2f} of a core per process" if share >= 0.8 else
-             f"CPU: the run used {used:.1f} of {cores} cores" if used >= 0.8 * cores else "nothing yet")
+             f"CPU: the run used {used:.1f} of {cores} cores" if used >= 0.8 * cores else
+             f"host-wide kernel locks: {blocked[0]:.0f} tasks waiting on average for {cores} cores"
+             if blocked[0] >= cores else "nothing yet")
     return (f"ceiling at {nodes} nodes: memory allows ~{mem_nodes} nodes ({mib_per_node:.1f} MiB per node of "
             f"{avail_mib / 1024:.1f} GiB available); the run used {used:.2f} of {cores} cores over {wall:.0f} s, "
-            f"busiest {kind} ({procs} process(es), {share:.2f} of a core each); first to run out: {first}")
+            f"busiest {kind} ({procs} process(es), {share:.2f} of a core each); tasks in kernel lock waits "
+            f"{blocked[0]:.1f} on average, {blocked[1]} at peak; ARP table full {arp_full} times; "
+            f"first to run out: {first}")
 
 
 def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = HOSTS_PER_PROCESS,
@@ -141,11 +179,12 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
     run_id = new_run_id()
     run_dir = tempfile.mkdtemp(prefix=f"kubemu{run_id}-scale-")
     kernel0, avail0 = kernel_memory(), mem_available_mib()
+    arp_full0 = hoststat.neigh_table_fulls()
     profile = timing_for(timing)
     t0 = time.time()
     out: dict = {"nodes": len(topo.nodes()), "machines": machines}
     try:
-        with Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), profile,
+        with BlockedSampler() as blocked, Cluster(run_id, run_dir, make_plan(topo, RunNames(run_id)), profile,
                      machines=(machines, "spread"), hosts_per_process=per_process,
                      shared_informers=shared_informers) as cluster:
             cluster.up()
@@ -174,7 +213,8 @@ def measure(nodes: int, machines: int, timing: str = "fast", per_process: int = 
             out["cross"] = cross_ratio(cluster) if machines > 1 else (float("nan"), float("nan"))
             out["cpu"], out["wall"] = run_cpu(run_id), time.time() - t0
             per_node = out["mib_per_node"] + out["kernel_per_node"] + out["stacks_per_node"]
-            out["ceiling"] = ceiling(out["nodes"], per_node, avail0, out["cpu"], out["wall"])
+            out["ceiling"] = ceiling(out["nodes"], per_node, avail0, out["cpu"], out["wall"], blocked.figures(),
+                                     hoststat.neigh_table_fulls() - arp_full0)
     finally:
         if keep:
             print(f"run directory kept: {run_dir}", flush=True)

@@ -33,10 +33,11 @@ class FabricHost:
     """Creates and removes one host's namespace and its link to the fabric."""
 
     def __init__(self, mininet_name: str, netns: str, fabric_port: str, fabric_netns: str | None,
-                 ip: str, gateway: str, mac: str | None = None) -> None:
+                 ip: str, gateway: str, mac: str | None = None, gateway_mac: str | None = None) -> None:
         self.mininet_name, self.netns, self.fabric_port = mininet_name, netns, fabric_port
         self.fabric_netns = fabric_netns
         self.ip, self.gateway = ip, gateway
+        self.gateway_mac = gateway_mac   # None: the host learns it by ARP
         self.host = None
         self.mac: str | None = mac   # None: the kernel picks one
 
@@ -69,6 +70,10 @@ class FabricHost:
             f"addr add {self.ip}/32 dev eth0",
             f"route add {self.gateway}/32 dev eth0 scope link",
             f"route add default via {self.gateway} dev eth0 onlink",
+            # a static entry: the kernel's ARP table is one for all namespaces, and dynamic
+            # entries past gc_thresh3 (1024) are refused host-wide (docs/architecture.md)
+            *([f"neigh replace {self.gateway} lladdr {self.gateway_mac} dev eth0 nud permanent"]
+              if self.gateway_mac else []),
         ])
         links.disable_tx_offload("eth0", self.netns, check=False)
         self.mac = links.link_mac(self.netns, "eth0")

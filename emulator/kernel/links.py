@@ -51,8 +51,8 @@ def _ipr(netns: str | None) -> Iterator[IPRoute]:
 
 
 def delete_link(netns: str | None, ifname: str) -> None:
-    """Remove a link (and a veth's peer with it); no error if it is already gone."""
-    with _ipr(netns) as ipr, contextlib.suppress(NetlinkError):
+    """Remove a link (and a veth's peer with it); no error if it, or its namespace, is already gone."""
+    with contextlib.suppress(NetlinkError, FileNotFoundError), _ipr(netns) as ipr:
         idx = ipr.link_lookup(ifname=ifname)
         if idx:
             ipr.link("del", index=idx[0])
@@ -83,6 +83,15 @@ def link_names(netns: str | None = None) -> list[str]:
 def neigh_flush(netns: str, *selector: str, check: bool = True) -> None:
     """`ip neigh flush SELECTOR` in `netns` (e.g. `all`, or `to IP dev cbr0`)."""
     run(["ip", "-n", netns, "neigh", "flush", *selector], check=check)
+
+
+def neigh_delete(netns: str, ip: str, ifname: str) -> None:
+    """Remove the neighbour entry of `ip` on `ifname` (static ones too); no error if there is none,
+    or no such namespace any more."""
+    with contextlib.suppress(NetlinkError, FileNotFoundError), _ipr(netns) as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if idx:
+            ipr.neigh("del", dst=ip, ifindex=idx[0])
 
 
 def disable_tx_offload(ifname: str, netns: str | None = None, check: bool = True) -> None:

@@ -26,6 +26,7 @@ import ray
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+from controllers.vpc_types import DEFAULT_ROUTER_MAC
 from emulator.config.scenario import TrafficStep
 from emulator.control.events import expired
 from emulator.errors import KubemuError
@@ -138,7 +139,7 @@ class LiveRun:
                 raise KubemuError(f"the topology uses {what}, which overlaps the control plane's "
                                   f"{CONTROL_PLANE['range']}: choose other ranges for a live run")
         plan.probers.append(HostSpec(**{k: CONTROL_PLANE[k] for k in ("name", "ip", "gateway")},
-                                     role="host", kind="prober", zone=None,
+                                     role="host", kind="prober", zone=None, gateway_mac=DEFAULT_ROUTER_MAC,
                                      fabric_port=self.names.fabric_port(len(plan.hosts))))
 
     # --- start ---

@@ -84,7 +84,8 @@ class EmulatedHost:
         given), then the role's kernel setup."""
         t0 = time.time()
         self.fabric = FabricHost(self.names.mininet_name(self.name), self.netns, self.spec.fabric_port,
-                                 fabric_netns, self.spec.ip, self.spec.gateway, mac)
+                                 fabric_netns, self.spec.ip, self.spec.gateway, mac,
+                                 gateway_mac=self.spec.gateway_mac)
         self.fabric.create()
         sysctl(self.netns, self.sysctls())
         self.setup()

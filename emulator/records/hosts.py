@@ -15,6 +15,8 @@ class HostSpec(BaseModel):
     role: Literal["node", "host"] = Field(description="node: a cluster node; host: a VM, internet or prober host")
     ip: str
     gateway: str
+    gateway_mac: str | None = Field(default=None, description="the VPC router's MAC, a static neighbour "
+                                    "entry for the gateway (None: learnt by ARP)")
     fabric_port: str = Field(description="the host's port name on the fabric bridge")
     zone: str | None = None
     kind: str | None = Field(default=None, description="hosts only: vm | internet | prober")

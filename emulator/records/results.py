@@ -108,6 +108,8 @@ class Results(BaseModel):
     iptables_backend: str | None = None
     load: dict[str, Any] | None = Field(default=None, description="leases that lapsed with no fault: "
                                         "the machine did not keep up with the timing (emulator/report/load_lapses.py)")
+    kernel_limits: dict[str, Any] | None = Field(default=None, description="host-wide kernel tables that were "
+                                                 "full during the run (emulator/report/kernel_limits.py)")
     interrupted: bool | None = None
     error: str | None = None
     seconds: float | None = None

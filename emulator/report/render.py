@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from emulator.errors import KubemuError
 from emulator.records.results import Results, TopologyNode
-from emulator.report import chaos_md, hop_study, ingress_md, load_lapses, reach_md, stats, study_md
+from emulator.report import chaos_md, hop_study, ingress_md, kernel_limits, load_lapses, reach_md, stats, study_md
 from emulator.report.hops import entered_node, extra_hop_flags
 from emulator.report.markdown import table
 from emulator.report.stats import FlowSummary
@@ -221,6 +221,8 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
     out += table(["", ""], [(k, v) for k, v in facts if v is not None]) + [""]
     if r.load:
         out += ["**" + load_lapses.warning(r.load) + "**", ""]
+    if r.kernel_limits:
+        out += ["**" + kernel_limits.warning(r.kernel_limits) + "**", ""]
 
     topo = r.topology
     out += ["## Topology", ""]

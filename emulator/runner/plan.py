@@ -10,6 +10,7 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controllers.vpc_types import DEFAULT_ROUTER_MAC
 from emulator.api.ipam import plan_cluster_addresses
 from emulator.naming import RunNames
 from emulator.records.hosts import HostSpec
@@ -64,7 +65,7 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
     port = 0
     for spec, a in zip(nodes, addrs):
         plan.nodes.append(HostSpec(
-            name=spec.name, role="node", ip=a.ip, pod_cidr=a.pod_cidr, gateway=gateway,
+            name=spec.name, role="node", ip=a.ip, pod_cidr=a.pod_cidr, gateway=gateway, gateway_mac=DEFAULT_ROUTER_MAC,
             zone=spec.zone, pool=spec.pool, labels=dict(spec.labels), tags=list(spec.tags),
             fabric_port=names.fabric_port(port), cluster_cidr=str(topology.cluster.pod_range),
             network_mode=topology.cluster.network_mode, iptables_backend=iptables_backend,
@@ -78,9 +79,10 @@ def make_plan(topology, names: RunNames, iptables_backend: str = "auto") -> RunP
         else:
             ip, gw = str(next(inet_hosts)), inet_gw
         plan.clients.append(HostSpec(name=c.name, role="host", kind=c.kind, ip=ip, gateway=gw,
+                                     gateway_mac=DEFAULT_ROUTER_MAC,
                                      zone=topology.client_zone(c), fabric_port=names.fabric_port(port)))
         port += 1
-    plan.probers.append(HostSpec(**PROBER, role="host", kind="prober", zone=None,
+    plan.probers.append(HostSpec(**PROBER, role="host", kind="prober", zone=None, gateway_mac=DEFAULT_ROUTER_MAC,
                                  fabric_port=names.fabric_port(port)))
     return plan
 

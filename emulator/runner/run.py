@@ -15,6 +15,7 @@ from typing import Callable
 import ray
 
 from emulator.errors import KubemuError
+from emulator.kernel import hoststat
 from emulator.naming import RunNames, new_run_id
 from emulator.runner.cluster import Cluster, check_prerequisites
 from emulator.runner import flows, signals
@@ -23,7 +24,7 @@ from emulator.runner.ingress_results import ingress_results
 from emulator.impair.cluster import apply_impairments
 from emulator.config.templates import render_values
 from emulator.runner.steps import StepContext, describe, run_step
-from emulator.report import load_lapses, render as report_render
+from emulator.report import kernel_limits, load_lapses, render as report_render
 from emulator.records.results import (SCHEMA_VERSION, ImpairmentsRecord, Results, RunTiming, RunTopology,
                                       TopologyClient, TopologyNode)
 
@@ -58,6 +59,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                       timing=RunTiming(profile=scenario.timing, **timing.model_dump()))
     old = signals.arm(run_id)   # SIGINT, SIGTERM, SIGHUP: tear down like Ctrl-C
     t0 = time.time()
+    arp_full0 = hoststat.neigh_table_fulls()
     try:
         machines = machines or (scenario.machines.count, scenario.machines.placement)
         with Cluster(run_id, run_dir, plan, timing, progress, ray_address, machines) as cluster:
@@ -125,6 +127,9 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
     finally:
         signals.disarm(old)
         results.seconds = round(time.time() - t0, 3)
+        results.kernel_limits = kernel_limits.summary(arp_full0, hoststat.neigh_table_fulls(), hoststat.gc_thresh3())
+        if results.kernel_limits:
+            progress(kernel_limits.warning(results.kernel_limits))
         results.seal_steps()
         results.write(os.path.join(run_dir, "results.json"))
         if not results.interrupted:   # a failed run's report shows its error too

@@ -63,6 +63,24 @@ def test_a_rebuilt_fabric_host_keeps_its_mac(names) -> None:
         host.destroy()
 
 
+def test_the_gateway_is_a_static_neighbour_that_a_crash_does_not_forget(names) -> None:
+    """With the VPC router's MAC given, the gateway's entry is permanent (the kernel's one ARP
+    table for all namespaces refuses dynamic entries past gc_thresh3); a crash's flush of the
+    neighbour cache leaves it, as a reboot keeps a host's static configuration."""
+    fabric = names.fabric_netns(0)
+    netns.add(fabric)
+    host = FabricHost(names.mininet_name("h3"), names.host_netns("h3"), names.fabric_port(3), fabric,
+                      "10.77.0.7", "10.77.0.1", gateway_mac="42:01:0a:80:00:01")
+    try:
+        host.create()
+        want = "10.77.0.1 dev eth0 lladdr 42:01:0a:80:00:01 PERMANENT"
+        assert want in _ip("-n", host.netns, "neigh", "show")
+        links.neigh_flush(host.netns, "all")
+        assert want in _ip("-n", host.netns, "neigh", "show")
+    finally:
+        host.destroy()
+
+
 def test_a_named_namespace_is_known_by_its_inode_only_where_its_name_is_mounted(names) -> None:
     """poweroff takes the run's namespaces whose bind mount is in its own mount namespace."""
     ns = names.host_netns("m")
