@@ -229,6 +229,27 @@ def test_clean_kills_an_orphaned_private_ovs() -> None:
         shutil.rmtree(other_dir, ignore_errors=True)
 
 
+def test_the_switch_forwards_at_default_priority_when_started_from_a_niced_worker() -> None:
+    """Ray runs its workers at niceness 15; ovs-vswitchd, the packet path of the userspace
+    datapath, must not inherit it (the emulated nodes' load would delay every packet)."""
+    names = RunNames(new_run_id())
+    run_dir = tempfile.mkdtemp(prefix=f"{names.prefix}-")
+    ovs = OvsInstance(os.path.join(run_dir, "ovs"), prefer_system=False)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 15)
+        try:
+            ovs.start()
+        finally:
+            os.setpriority(os.PRIO_PROCESS, 0, own)
+        by_name = {d.name: d.pid for d in find_private_daemons(names.prefix)}
+        assert os.getpriority(os.PRIO_PROCESS, by_name["ovs-vswitchd"]) == 0
+        assert os.getpriority(os.PRIO_PROCESS, by_name["ovsdb-server"]) == 15   # control, not the packet path
+    finally:
+        ovs.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def fab() -> Iterator[Fabric]:
     with fabric() as f:
