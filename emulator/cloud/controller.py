@@ -26,7 +26,7 @@ import ray
 
 from emulator.api.client import Informer
 from emulator.cloud import lbip
-from emulator.cloud.healthcheck import HealthChecker, Probe, check_for_service, group_targets
+from emulator.cloud.healthcheck import HealthChecker, LateAnswers, Probe, check_for_service, group_targets
 from emulator.cloud.ingress_setup import ingress_sync_for
 from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 Lister = Callable[[str], list[dict]]
 PatchStatus = Callable[[str, str, dict], Any]     # (namespace, name, status)
 PushState = Callable[[dict], Any]
+# How long a probe whose node accepted the connection in time may take to answer when the
+# emulating process is late (emulator/workloads/hc_prober.py); counted as load.
+LATE_CAP = 5.0
 
 
 class CloudCore:
@@ -66,6 +69,7 @@ class CloudCore:
         self.vpc_ranges = [facts.subnet, facts.pod_range]
         self.allocator = lbip.LbIpAllocator(facts.external_range, facts.subnet)
         self.checker = HealthChecker()
+        self.late = LateAnswers()
         self.lock = threading.RLock()
         self._pass_lock = threading.Lock()   # one reconcile pass at a time
         self.errors: dict[str, str] = {}
@@ -215,24 +219,35 @@ class CloudCore:
             self._unapplied += out
             return out
 
-    def probe_once(self, now: float, probe: Callable[[list, float], list[bool]]) -> list[dict]:
-        """Send the due probes through a blocking `probe(targets, timeout)` and record them."""
+    def record_batch(self, probes: list[Probe], where: list[int], results: list, now: float) -> list[dict]:
+        """Feed a batch's (passed, late) per target (`where`: each probe's target); late answers
+        are counted apart."""
+        with self.lock:
+            self.late.note(probes, where, results, now)
+        return self.record_probes(probes, [bool(results[i][0]) for i in where], now)
+
+    def probe_once(self, now: float, probe: Callable[[list, float, float], list]) -> list[dict]:
+        """Send the due probes through a blocking `probe(targets, timeout, late_cap)` and record them."""
         probes = self.due_probes(now)
         if not probes:
             return []
         targets, where = group_targets(probes)
         try:
-            results = list(probe(targets, self.probe_timeout))
+            results = list(probe(targets, self.probe_timeout, LATE_CAP))
         except Exception as e:
             log.warning("probe batch failed: %s", e)
-            results = [False] * len(targets)
-        return self.record_probes(probes, [bool(results[i]) for i in where], now)
+            results = [(False, False)] * len(targets)
+        return self.record_batch(probes, where, results, now)
 
     @property
     def probe_timeout(self) -> float:
         return self.timing.lb_health_check_timeout
 
     # --- views ---
+    def late_answers(self) -> dict | None:
+        with self.lock:
+            return self.late.summary()
+
     def health_events(self) -> list[dict]:
         with self.lock:
             return [dict(t) for t in self.checker.state.transitions]
@@ -366,7 +381,7 @@ class CloudController:
             probes = self.core.due_probes(now)
             if probes:
                 targets, where = group_targets(probes)
-                ref = self.prober.http_probes.remote([list(t) for t in targets], self.core.probe_timeout)
+                ref = self.prober.http_probes.remote([list(t) for t in targets], self.core.probe_timeout, LATE_CAP)
                 inflight.append((ref, probes, where, now))
             wait = self._health_wait(bool(inflight))
             if not inflight:
@@ -385,14 +400,14 @@ class CloudController:
                         results = ray.get(ref)
                     except Exception as e:
                         log.warning("probe batch failed: %s", e)
-                        results = [False] * (max(where_) + 1)
-                elif now - sent > self.core.probe_timeout + 5.0:
+                        results = [(False, False)] * (max(where_) + 1)
+                elif now - sent > self.core.probe_timeout + LATE_CAP + 5.0:
                     log.warning("probe batch sent %.1fs ago never answered; counted as failed", now - sent)
-                    results = [False] * (max(where_) + 1)
+                    results = [(False, False)] * (max(where_) + 1)
                 else:
                     still.append((ref, probes_, where_, sent))
                     continue
-                if self.core.record_probes(probes_, [bool(results[i]) for i in where_], now):
+                if self.core.record_batch(probes_, where_, results, now):
                     changed = True
             inflight = still
             if changed:
@@ -407,6 +422,10 @@ class CloudController:
     def health_events(self) -> list[dict]:
         """Health transitions with their times (`applied_at`: when the VPC got the change)."""
         return self.core.health_events()
+
+    def late_answers(self) -> dict | None:
+        """Health-check answers late from load: {answers, passed, nodes, first}, None if none."""
+        return self.core.late_answers()
 
     def state(self) -> dict | None:
         """The VPC state last pushed to the SDN controller."""

@@ -11,7 +11,9 @@ What GKE configures (FEATURES.md section 6, `emulator.config.timing`):
   endpoint), every `lb_health_check_interval_local` seconds, healthy 1, unhealthy 2.
   The path is the one GKE's cloud provider sets (`GetServiceHealthCheckPathPort` returns
   "/healthz"); kube-proxy's per-Service server answers any path.
-- A probe succeeds on an HTTP 200 within the timeout (GCP's HTTP health check rule).
+- A probe succeeds on an HTTP 200 within the timeout (GCP's HTTP health check rule). An
+  answer late only because the emulating process was (the node accepted the connection in
+  time) counts by its status and is reported as load (emulator/workloads/hc_prober.py).
 - A node starts unhealthy and turns healthy after `healthy_threshold` consecutive
   successes; a healthy node turns unhealthy after `unhealthy_threshold` consecutive
   failures. Every transition is recorded with its time ("when the load balancer steered
@@ -267,3 +269,32 @@ def group_targets(probes: list[Probe]) -> tuple[list[tuple[str, int, str]], list
             targets.append(t)
         where.append(index[t])
     return targets, where
+
+
+@dataclass
+class LateAnswers:
+    """Probe answers that came after the timeout from a node whose connection was accepted in
+    time (emulator/workloads/hc_prober.py): the emulating process was late, not the node.
+    They count by their status; the run reports them as load."""
+
+    count: int = 0
+    passed: int = 0
+    nodes: set[str] = field(default_factory=set)
+    first: float | None = None
+
+    def note(self, probes: list[Probe], where: list[int], results: list, now: float) -> None:
+        """Count each late target of a batch once (`results`: (passed, late) per target)."""
+        for i, (passed, late) in enumerate(results):
+            if not late or i not in where:
+                continue
+            self.count += 1
+            self.passed += bool(passed)
+            self.nodes.add(probes[where.index(i)].node)
+            self.first = now if self.first is None else self.first
+
+    def summary(self) -> dict | None:
+        """{answers, passed, nodes, first} (None when every answer was in time)."""
+        if not self.count:
+            return None
+        return {"answers": self.count, "passed": self.passed, "nodes": sorted(self.nodes), "first": self.first}
+

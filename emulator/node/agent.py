@@ -136,9 +136,9 @@ class NodeAgent:
         return self.name
 
     # --- the prober host: health checks and the Ingress proxy ---
-    def http_probes(self, targets: list, timeout: float) -> list[bool]:
-        """HTTP probes from the GCP health-check prober host: True for a 200 in time."""
-        return self._prober().http_probes(targets, timeout)
+    def http_probes(self, targets: list, timeout: float, late_cap: float | None = None) -> list:
+        """HTTP probes from the GCP health-check prober host: (passed, answered late) per target."""
+        return self._prober().http_probes(targets, timeout, late_cap)
 
     def proxy_apply(self, config: str, files: dict, addresses: list) -> dict:
         """Google front end host: install and (re)load the Ingress proxy (HAProxy)."""

@@ -34,9 +34,11 @@ class ProberHost(EmulatedHost):
         super().__init__(names, spec, run_dir, netns_name)
         self.gfe: HaproxyRunner | None = None
 
-    def http_probes(self, targets: Sequence[Sequence], timeout: float) -> list[bool]:
-        """One batch of HTTP health checks from this host: True for a 200 in time, per target."""
-        return probe_batch(self.netns, targets, timeout)
+    def http_probes(self, targets: Sequence[Sequence], timeout: float,
+                    late_cap: float | None = None) -> list[tuple[bool, bool]]:
+        """One batch of HTTP health checks from this host: (passed, answered late) per target
+        (emulator/workloads/hc_prober.py)."""
+        return probe_batch(self.netns, targets, timeout, late_cap)
 
     def proxy_apply(self, config: str, files: dict, addresses: list) -> dict:
         """Install and (re)load the Ingress proxy (HAProxy), starting it on the first config."""

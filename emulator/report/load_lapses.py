@@ -1,4 +1,5 @@
-"""Leases that lapsed with no fault to explain them: the machine did not keep up with the timing.
+"""Leases that lapsed with no fault to explain them, and health-check answers that came late:
+the machine did not keep up with the timing.
 
 A node goes NotReady when its lease is older than the grace period. During a crash,
 partition, zone outage, machine failure or link flap of that node, or an API server
@@ -55,15 +56,33 @@ def unexplained_lapses(events: Iterable[Mapping[str, Any]], faults: Iterable[Map
     return out
 
 
-def summary(lapses: list[dict], started: float, timing: str | None) -> dict[str, Any] | None:
-    """results.json's `load` record (None without unexplained lapses)."""
-    if not lapses:
-        return None
-    return {"lapsed_leases_without_fault": len(lapses),
-            "nodes": sorted({x["node"] for x in lapses}),
-            "first_s": round(lapses[0]["t"] - started, 3),
-            "max_silent_s": max(float(x["silent_s"] or 0) for x in lapses),
-            "timing": timing}
+def summary(lapses: list[dict], started: float, timing: str | None,
+            late: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """results.json's `load` record (None without unexplained lapses or late answers). `late`:
+    the cloud controller's health-check answers late from load ({answers, passed, nodes, first})."""
+    out: dict[str, Any] = {}
+    if lapses:
+        out = {"lapsed_leases_without_fault": len(lapses),
+               "nodes": sorted({x["node"] for x in lapses}),
+               "first_s": round(lapses[0]["t"] - started, 3),
+               "max_silent_s": max(float(x["silent_s"] or 0) for x in lapses)}
+    if late:
+        out["late_health_answers"] = {"answers": late["answers"], "passed": late["passed"],
+                                      "nodes": len(late["nodes"]), "first_s": round(late["first"] - started, 3)}
+    return {**out, "timing": timing} if out else None
+
+
+def warnings(load: Mapping[str, Any]) -> list[str]:
+    """The user's lines for a `load` record: lapsed leases, late health-check answers."""
+    out = [warning(load)] if load.get("lapsed_leases_without_fault") else []
+    late = load.get("late_health_answers")
+    if late:
+        out.append(f"warning: {late['answers']} load balancer health-check answer(s) from {late['nodes']} node(s) came "
+                   f"after the timeout although the node had accepted the connection in time (first "
+                   f"{late['first_s']:g} s into the run): the emulated nodes' processes were late, the machine did not "
+                   f"keep up with timing `{load['timing']}`. They counted by their status ({late['passed']} passed), "
+                   "not as failed nodes.")
+    return out
 
 
 def warning(load: Mapping[str, Any]) -> str:

@@ -219,8 +219,8 @@ def render_markdown(run: RunData, flows: Sequence[FlowReport] | None = None,
              ("Duration", f"{r.seconds:.1f} s" if r.seconds is not None else None),
              ("iptables backend", r.iptables_backend), ("Error", r.error)]
     out += table(["", ""], [(k, v) for k, v in facts if v is not None]) + [""]
-    if r.load:
-        out += ["**" + load_lapses.warning(r.load) + "**", ""]
+    for line in load_lapses.warnings(r.load or {}):
+        out += ["**" + line + "**", ""]
     if r.kernel_limits:
         out += ["**" + kernel_limits.warning(r.kernel_limits) + "**", ""]
 

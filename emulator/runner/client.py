@@ -178,6 +178,10 @@ class ClusterClient:
         """The cloud controller's health check transitions (None without one)."""
         return None if self.cluster.cloud is None else ray.get(self.cluster.cloud.health_events.remote())
 
+    def late_health_answers(self) -> dict | None:
+        """Health-check answers that came late from load (None without a cloud controller or any)."""
+        return None if self.cluster.cloud is None else ray.get(self.cluster.cloud.late_answers.remote())
+
     def ingress_view(self) -> dict:
         """The cloud controller's Ingress load balancers (errors, applied versions, backends)."""
         return ray.get(self.cluster.cloud.ingresses.remote())

@@ -104,8 +104,8 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 results.machines["underlay"]["links"] = cluster.fleet.underlay_counters()
             results.iptables_backend = ctx.client.iptables_backend()
             results.load = _load_lapses(ctx, results)
-            if results.load:
-                progress(load_lapses.warning(results.load))
+            for line in load_lapses.warnings(results.load or {}):
+                progress(line)
         results.seal_steps()
         results.ok = all(s.ok for s in results.steps)
     except KeyboardInterrupt:
@@ -138,11 +138,13 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
 
 
 def _load_lapses(ctx, results: Results) -> dict | None:
-    """results.json's `load`: leases that lapsed with no fault to explain them (None if none)."""
+    """results.json's `load`: leases that lapsed with no fault to explain them and health-check
+    answers late from load (None if neither)."""
     events = ctx.client.lifecycle_events() or []
     faults = [r for r in results._step_records if r.get("step") == "fault"]
     return load_lapses.summary(load_lapses.unexplained_lapses(events, faults), results.started,
-                               results.timing.profile if results.timing else None)
+                               results.timing.profile if results.timing else None,
+                               ctx.client.late_health_answers())
 
 
 def _unwrap(e: BaseException) -> BaseException:

@@ -6,6 +6,18 @@ counts a probe as passed when the status line says 200 within the timeout. All p
 a batch run concurrently on non-blocking sockets in the calling thread (no thread per
 probe). The prober host's role object exposes it as a method (`ProberHost.http_probes`,
 emulator/node/roles.py), which the cloud controller calls through the host's NodeAgent.
+
+Answers late from load. A real node answers `/healthz` in microseconds, so a probe takes
+about two network round trips (the handshake, then request and answer). An emulated
+node's health server is Python in a process shared with many nodes; on a busy machine
+it can answer after the timeout although the node, its kernel and its network are fine.
+With `late_cap`, a probe whose connection was accepted early enough for two round trips
+to fit in the timeout (2 x connect time <= timeout) waits up to `late_cap` seconds for
+its answer and counts by its status, marked late: the network part keeps the configured
+clock, the emulating process's delay does not fail the node, and the caller reports the
+late answers as load (as a lease that lapsed from load is). A node that is down,
+partitioned or impaired beyond the timeout never connects in time and fails at the
+timeout, as before.
 """
 from __future__ import annotations
 
@@ -31,6 +43,8 @@ class _Probe:
         self.sent = 0
         self.buf = b""
         self.result: bool | None = None
+        self.connected_s: float | None = None   # seconds from the start of the batch
+        self.answered_s: float | None = None
 
     def on_writable(self) -> bool:
         """Connected (or failed) / more of the request sent; True when reading may start."""
@@ -56,15 +70,20 @@ class _Probe:
         return len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1] == b"200"
 
 
-def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float) -> list[bool]:
-    """HTTP GET each (ip, port, path) from namespace `netns` (None: this one); True = 200 in time."""
+def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float,
+                late_cap: float | None = None) -> list[tuple[bool, bool]]:
+    """HTTP GET each (ip, port, path) from namespace `netns` (None: this one): (passed, late) per
+    target. Passed: a 200, in time or (with `late_cap`) late as the module docstring says;
+    late: the answer came after `timeout`."""
     targets = [(str(t[0]), int(t[1]), str(t[2]) if len(t) > 2 else "/") for t in targets]
     if not targets:
         return []
     socks = _sockets(netns, len(targets))
     probes = [_Probe(s, ip, port, path) for s, (ip, port, path) in zip(socks, targets)]
     sel = selectors.DefaultSelector()
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    in_time, deadline = start + timeout, start + max(timeout, late_cap or 0.0)
+    cut = False   # the timeout has passed: only probes that connected early enough still wait
     try:
         for p, (ip, port, _) in zip(probes, targets):
             try:
@@ -77,13 +96,24 @@ def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float) 
             sel.register(p.sock, selectors.EVENT_WRITE, p)
         pending = sum(1 for p in probes if p.result is None)
         while pending:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            if not cut and now >= in_time:
+                cut = True
+                for p in probes:
+                    if p.result is None and not _may_answer_late(p, timeout, late_cap):
+                        p.result = False
+                        sel.unregister(p.sock)
+                        pending -= 1
+                continue
+            left = (in_time if not cut else deadline) - now
             if left <= 0:
                 break
             for key, events in sel.select(left):
                 p: _Probe = key.data
                 try:
                     if events & selectors.EVENT_WRITE:
+                        if p.sent == 0 and p.connected_s is None:
+                            p.connected_s = time.monotonic() - start
                         if p.on_writable():
                             sel.modify(p.sock, selectors.EVENT_READ, p)
                     elif events & selectors.EVENT_READ:
@@ -91,13 +121,20 @@ def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float) 
                 except OSError:
                     p.result = False
                 if p.result is not None:
+                    p.answered_s = time.monotonic() - start
                     sel.unregister(p.sock)
                     pending -= 1
     finally:
         sel.close()
         for p in probes:
             p.sock.close()
-    return [bool(p.result) for p in probes]
+    return [(bool(p.result), p.answered_s is not None and p.answered_s > timeout and p.result is not None)
+            for p in probes]
+
+
+def _may_answer_late(p: _Probe, timeout: float, late_cap: float | None) -> bool:
+    """Connected early enough for handshake and answer to fit in the timeout as network time."""
+    return late_cap is not None and p.connected_s is not None and 2 * p.connected_s <= timeout
 
 
 def _sockets(netns: str | None, n: int) -> list[socket.socket]:

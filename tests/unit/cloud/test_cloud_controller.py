@@ -44,16 +44,16 @@ class FakeSdn:
 
 
 class Prober:
-    """Answers per (ip, port): True for the listed targets."""
+    """Answers per (ip, port): (passed, late) for the listed targets."""
 
-    def __init__(self, up):
-        self.up = set(up)
+    def __init__(self, up, late=()):
+        self.up, self.late = set(up), set(late)
         self.batches = []
 
-    def __call__(self, targets, timeout):
-        assert timeout == TIMING.lb_health_check_timeout
+    def __call__(self, targets, timeout, late_cap):
+        assert timeout == TIMING.lb_health_check_timeout and late_cap > timeout
         self.batches.append(list(targets))
-        return [(ip, port) in self.up for ip, port, _ in targets]
+        return [((ip, port) in self.up, (ip, port) in self.late) for ip, port, _ in targets]
 
 
 class Clock:
@@ -149,12 +149,25 @@ def test_shared_probes_and_batch_failure():
     ts = core.probe_once(1000.0, prober)
     assert len(prober.batches[0]) == 3 and len(ts) == 6     # one request answers both LBs
 
-    def broken(targets, timeout):
+    def broken(targets, timeout, late_cap):
         raise RuntimeError("prober agent died")
     for t in (1008.0, 1016.0, 1024.0):
         core.probe_once(t, broken)                         # a lost batch counts as failures
     core.reconcile(1024.0)
     assert lbs_of(sdn.states[-1]) == {"default/a": ("203.0.113.1", []), "default/b": ("203.0.113.2", [])}
+
+
+def test_late_answers_count_by_their_status_and_are_reported_apart():
+    core, api, sdn, clock = make(nodes() + [service("a"), service("b", created=1)])
+    core.reconcile(1000.0)
+    assert core.late_answers() is None
+    # pool-a-1 answers 200 late, pool-b-1 answers 503 late, pool-c-1 in time
+    prober = Prober({("10.128.0.2", 10256), ("10.128.0.4", 10256)},
+                    late={("10.128.0.2", 10256), ("10.128.0.3", 10256)})
+    ts = core.probe_once(1000.0, prober)
+    assert sorted({t["node"] for t in ts}) == ["pool-a-1", "pool-c-1"]   # late 200 passes, 503 does not
+    # one request answers both load balancers: each late answer counts once
+    assert core.late_answers() == {"answers": 2, "passed": 1, "nodes": ["pool-a-1", "pool-b-1"], "first": 1000.0}
 
 
 def test_sdn_restart_push_retried_and_status_write_retried():

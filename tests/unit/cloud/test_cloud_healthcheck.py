@@ -1,4 +1,5 @@
 """GKE health checks: thresholds and transitions (fake clock), the probe schedule, real probes."""
+import contextlib
 import http.server
 import socket
 import threading
@@ -113,8 +114,8 @@ def test_group_targets_shares_probes():
 # --- real HTTP probes in this namespace (netns=None) ---
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
-        code = 200 if self.path == "/healthz" else 503
-        if self.path == "/slow":
+        code = 200 if self.path in ("/healthz", "/slow-healthz") else 503
+        if self.path.startswith("/slow"):
             time.sleep(1.0)
         self.server.seen.append(self.headers.get("User-Agent"))
         self.send_response(code)
@@ -149,7 +150,35 @@ def test_probe_batch_real_http(server):
                              ("127.0.0.1", _closed_port(), "/healthz"), ("127.0.0.1", port, "/slow"),
                              ["127.0.0.1", port, "/healthz"]], timeout=0.3)
     took = time.monotonic() - t0
-    assert res == [True, False, False, False, True]   # 200 / 503 / refused / too slow / 200
+    assert [ok for ok, _ in res] == [True, False, False, False, True]   # 200 / 503 / refused / too slow / 200
+    assert not any(late for _, late in res)
     assert took < 0.9                                 # concurrent: one timeout for the batch
     assert "GoogleHC/1.0" in server.seen
     assert probe_batch(None, [], 1.0) == []
+
+
+def test_a_late_answer_from_a_node_that_connected_in_time_counts_by_its_status(server):
+    """The server accepted the connection at once and answered after 1 s (a busy emulating
+    process): with a late cap it passes, marked late; a node that never connects still
+    fails at the timeout, and an answer later than the cap fails."""
+    port = server.server_address[1]
+    with _unreachable() as silent:
+        t0 = time.monotonic()
+        res = probe_batch(None, [("127.0.0.1", port, "/slow-healthz"), ("127.0.0.1", port, "/healthz"),
+                                 ("127.0.0.1", port, "/slow"), ("127.0.0.1", silent, "/healthz")],
+                          timeout=0.3, late_cap=3.0)
+        took = time.monotonic() - t0
+    # late 200 / in time / late 503 / never connected
+    assert res == [(True, True), (True, False), (False, True), (False, False)]
+    assert took < 2.5                                 # done once the slow ones answered
+    assert probe_batch(None, [("127.0.0.1", port, "/slow-healthz")], timeout=0.3, late_cap=0.6) == [(False, False)]
+
+
+@contextlib.contextmanager
+def _unreachable():
+    """A local port whose SYNs go unanswered: a listener whose accept queue is already full."""
+    with socket.socket() as srv, socket.socket() as filler:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(0)
+        filler.connect(srv.getsockname())
+        yield srv.getsockname()[1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.report.load_lapses import summary, unexplained_lapses, warning
+from emulator.report.load_lapses import summary, unexplained_lapses, warning, warnings
 
 pytestmark = pytest.mark.unit
 
@@ -46,3 +46,16 @@ def test_the_summary_and_warning_name_the_count_the_nodes_and_the_timing():
     line = warning(load)
     assert line.startswith("warning: 2 node lease(s) lapsed with no fault (2 node(s), e.g. n1, silent up to 7.25 s")
     assert "timing `fast`" in line and "timing: gke" in line
+
+
+def test_late_health_answers_are_reported_as_load_with_or_without_lapses():
+    late = {"answers": 40, "passed": 37, "nodes": ["n1", "n2"], "first": 15.5}
+    load = summary([], started=10.0, timing="fast", late=late)
+    assert load == {"late_health_answers": {"answers": 40, "passed": 37, "nodes": 2, "first_s": 5.5},
+                    "timing": "fast"}
+    (line,) = warnings(load)
+    assert line.startswith("warning: 40 load balancer health-check answer(s) from 2 node(s) came after the timeout")
+    assert "37 passed" in line and "timing `fast`" in line
+    both = summary([{"node": "n1", "t": 12.0, "silent_s": 6.5}], started=10.0, timing="fast", late=late)
+    assert [w.split(" ")[2] for w in warnings(both)] == ["node", "load"]
+    assert warnings({}) == []
