@@ -83,6 +83,12 @@ class NodeAgent:
         node = self._node()
         return node.kube_proxy.synced_rv() if node is not None and node.kube_proxy is not None else 0
 
+    def late_probes(self) -> tuple[int, int]:
+        """(answers, passed) of readiness probes answered late from load (emulator/node/probes.py)."""
+        node = self._node()
+        kubelet = node.kubelet if node is not None else None
+        return (kubelet.probes.late, kubelet.probes.late_passed) if kubelet is not None else (0, 0)
+
     def netpol_synced_rv(self) -> int:
         """The API resourceVersion of the newest policy/pod/namespace change in the node's rules."""
         node = self._node()

@@ -70,6 +70,10 @@ class NodeHost:
         """Each hosted host's kube-proxy sync mark (`NodeAgent.proxy_synced_rv`; 0 without one), in one call."""
         return {name: agent.proxy_synced_rv() for name, agent in self.agents.items()}
 
+    def late_probes(self) -> dict[str, tuple[int, int]]:
+        """Hosted nodes whose readiness probes were answered late from load: node -> (answers, passed)."""
+        return {name: late for name, agent in self.agents.items() if (late := agent.late_probes())[0]}
+
     def hosts(self) -> list[str]:
         """The hosts this process runs."""
         return list(self.agents)

@@ -228,7 +228,8 @@ class Kubelet:
         ray.get(self.api.patch_status.remote("Pod", ns, name, {
             "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": self.node_ip,
             "startTime": time.time(), **self._status(local)}))
-        prober = next((c for c in spec["containers"] if c.get("readinessProbe")), None)
+        prober, prober_kind = next(((c, k) for c, k in zip(spec["containers"], kinds) if c.get("readinessProbe")),
+                                   (None, None))
         probe = prober.get("readinessProbe") if prober else None
         t = self.timing
         period = max(t.readiness_probe_min_period, (probe or {}).get("periodSeconds", 10) * t.readiness_probe_scale)
@@ -239,7 +240,8 @@ class Kubelet:
             success_threshold=(probe or {}).get("successThreshold", 1),
             failure_threshold=(probe or {}).get("failureThreshold", 3),
             next_due=time.monotonic() + (probe or {}).get("initialDelaySeconds", 0) * t.readiness_probe_scale,
-            sandbox=local.sandboxes.get(prober.get("name", "c")) if prober else None))
+            sandbox=local.sandboxes.get(prober.get("name", "c")) if prober else None,
+            in_process=prober_kind == "netexec"))
 
     def _etc_files(self, spec: dict, ns: str, name: str) -> dict | None:
         """The pod's resolv.conf text and its hosts text as a function of its IP (resolvconf.py)."""

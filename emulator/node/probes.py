@@ -2,6 +2,14 @@
 
 One thread per node enters the node's namespace for good and checks every due probe
 (httpGet, tcpSocket, exec); a change of result is reported through a callback.
+
+An httpGet probe of a server kubemu runs itself (an agnhost netexec container: Python in
+the node host's process, shared with many nodes) keeps its timeout for the network: the
+pod must accept the connection early enough for two round trips to fit in it. Its answer
+may then come up to `LATE_CAP` seconds late on a busy machine and counts by its status,
+counted apart as late (the run reports it as load), as the load balancer health checks do
+(emulator/workloads/hc_prober.py). A user's own command keeps the exact timeout: a slow
+application must fail its probe.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from emulator.node.podexec import exec_in_pod
 from emulator.node.sandbox import SandboxError, SandboxSpec
 
 log = logging.getLogger(__name__)
+LATE_CAP = 5.0   # seconds an in-process server's answer may take (module docstring)
 
 
 @dataclass
@@ -39,11 +48,19 @@ class ProbeTarget:
     successes: int = 0
     failures: int = 0
     sandbox: SandboxSpec | None = None   # where exec probes run: the probing container's sandbox
+    in_process: bool = False   # the probed server is kubemu's own (netexec): late answers count
 
 
 def check_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
                 sandbox: SandboxSpec | None = None) -> bool:
     """Run one probe once; True on success. Exec probes run contained, in `sandbox`."""
+    return run_probe(probe, pod_ip, ports, timeout, sandbox)[0]
+
+
+def run_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
+              sandbox: SandboxSpec | None = None, late_cap: float | None = None) -> tuple[bool, bool]:
+    """Run one probe once: (succeeded, answered late). With `late_cap`, an httpGet answer after
+    the timeout from a pod that connected in time counts by its status (module docstring)."""
     def port_of(p) -> int:
         return ports[p] if isinstance(p, str) and not p.isdigit() else int(p)
     try:
@@ -51,21 +68,28 @@ def check_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
             h = probe["httpGet"]
             conn = http.client.HTTPConnection(pod_ip, port_of(h["port"]), timeout=timeout)
             try:
+                t0 = time.monotonic()
+                conn.connect()
+                connected = time.monotonic() - t0
+                may_be_late = late_cap is not None and 2 * connected <= timeout
+                if may_be_late:
+                    conn.sock.settimeout(max(timeout, late_cap) - connected)
                 conn.request("GET", h.get("path", "/"))
-                return 200 <= conn.getresponse().status < 400
+                ok = 200 <= conn.getresponse().status < 400
+                return ok, may_be_late and time.monotonic() - t0 > timeout
             finally:
                 conn.close()
         if "tcpSocket" in probe:
             with socket.create_connection((pod_ip, port_of(probe["tcpSocket"]["port"])), timeout=timeout):
-                return True
+                return True, False
         if "exec" in probe:
             cmd = tuple(str(a) for a in probe["exec"].get("command") or [])
             if sandbox is None or not cmd:
-                return False
-            return exec_in_pod(replace(sandbox, argv=cmd), timeout=timeout).code == 0
+                return False, False
+            return exec_in_pod(replace(sandbox, argv=cmd), timeout=timeout).code == 0, False
     except (OSError, subprocess.TimeoutExpired, http.client.HTTPException, KeyError, ValueError, SandboxError):
-        return False
-    return True
+        return False, False
+    return True, False
 
 
 class ProbeRunner:
@@ -74,6 +98,7 @@ class ProbeRunner:
     def __init__(self, node_netns: str, on_change: Callable[[str, bool], None]) -> None:
         self.node_netns, self.on_change = node_netns, on_change
         self.targets: dict[str, ProbeTarget] = {}
+        self.late, self.late_passed = 0, 0   # answers late from load (module docstring)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -102,7 +127,10 @@ class ProbeRunner:
                 with self._lock:
                     due = [t for t in self.targets.values() if t.next_due <= now]
                 for t in due:
-                    ok = check_probe(t.probe, t.pod_ip, t.ports, t.timeout, t.sandbox)
+                    ok, late = run_probe(t.probe, t.pod_ip, t.ports, t.timeout, t.sandbox,
+                                         LATE_CAP if t.in_process else None)
+                    if late:
+                        self.late, self.late_passed = self.late + 1, self.late_passed + ok
                     t.next_due = time.monotonic() + t.period
                     self._record(t, ok)
                 with self._lock:

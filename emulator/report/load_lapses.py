@@ -57,9 +57,11 @@ def unexplained_lapses(events: Iterable[Mapping[str, Any]], faults: Iterable[Map
 
 
 def summary(lapses: list[dict], started: float, timing: str | None,
-            late: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+            late: Mapping[str, Any] | None = None, late_readiness: Mapping[str, Any] | None = None
+            ) -> dict[str, Any] | None:
     """results.json's `load` record (None without unexplained lapses or late answers). `late`:
-    the cloud controller's health-check answers late from load ({answers, passed, nodes, first})."""
+    the cloud controller's health-check answers late from load ({answers, passed, nodes, first});
+    `late_readiness`: the kubelets' readiness probes of kubemu's own servers ({answers, passed, nodes})."""
     out: dict[str, Any] = {}
     if lapses:
         out = {"lapsed_leases_without_fault": len(lapses),
@@ -69,6 +71,9 @@ def summary(lapses: list[dict], started: float, timing: str | None,
     if late:
         out["late_health_answers"] = {"answers": late["answers"], "passed": late["passed"],
                                       "nodes": len(late["nodes"]), "first_s": round(late["first"] - started, 3)}
+    if late_readiness:
+        out["late_readiness_answers"] = {"answers": late_readiness["answers"], "passed": late_readiness["passed"],
+                                         "nodes": len(late_readiness["nodes"])}
     return {**out, "timing": timing} if out else None
 
 
@@ -82,6 +87,12 @@ def warnings(load: Mapping[str, Any]) -> list[str]:
                    f"{late['first_s']:g} s into the run): the emulated nodes' processes were late, the machine did not "
                    f"keep up with timing `{load['timing']}`. They counted by their status ({late['passed']} passed), "
                    "not as failed nodes.")
+    ready = load.get("late_readiness_answers")
+    if ready:
+        out.append(f"warning: {ready['answers']} readiness probe answer(s) of kubemu's own pod servers on "
+                   f"{ready['nodes']} node(s) came after the probe's timeout although the pod had accepted the "
+                   f"connection in time: the machine did not keep up with timing `{load['timing']}`. They counted "
+                   f"by their status ({ready['passed']} passed), not as unready pods.")
     return out
 
 

@@ -182,6 +182,15 @@ class ClusterClient:
         """Health-check answers that came late from load (None without a cloud controller or any)."""
         return None if self.cluster.cloud is None else ray.get(self.cluster.cloud.late_answers.remote())
 
+    def late_readiness_answers(self) -> dict | None:
+        """Readiness probes of kubemu's own servers answered late from load: {answers, passed,
+        nodes} (None if none)."""
+        late = self.cluster.late_probes()
+        if not late:
+            return None
+        return {"answers": sum(a for a, _ in late.values()), "passed": sum(p for _, p in late.values()),
+                "nodes": sorted(late)}
+
     def ingress_view(self) -> dict:
         """The cloud controller's Ingress load balancers (errors, applied versions, backends)."""
         return ray.get(self.cluster.cloud.ingresses.remote())

@@ -268,6 +268,13 @@ class Cluster:
             marks.update({n: m for n, m in part.items() if n in up})
         return marks
 
+    def late_probes(self) -> dict[str, tuple[int, int]]:
+        """Nodes whose readiness probes were answered late from load: node -> (answers, passed)."""
+        out: dict[str, tuple[int, int]] = {}
+        for part in ray.get([h.late_probes.remote() for h in self.node_hosts]):   # lost machines left out
+            out.update(part)
+        return out
+
     def start_cloud_controller(self) -> None:
         """The GCP side: load balancer IPs, health checks, firewall; it programs the VPC."""
         p = self.plan

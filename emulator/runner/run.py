@@ -144,7 +144,7 @@ def _load_lapses(ctx, results: Results) -> dict | None:
     faults = [r for r in results._step_records if r.get("step") == "fault"]
     return load_lapses.summary(load_lapses.unexplained_lapses(events, faults), results.started,
                                results.timing.profile if results.timing else None,
-                               ctx.client.late_health_answers())
+                               ctx.client.late_health_answers(), ctx.client.late_readiness_answers())
 
 
 def _unwrap(e: BaseException) -> BaseException:

@@ -59,3 +59,11 @@ def test_late_health_answers_are_reported_as_load_with_or_without_lapses():
     both = summary([{"node": "n1", "t": 12.0, "silent_s": 6.5}], started=10.0, timing="fast", late=late)
     assert [w.split(" ")[2] for w in warnings(both)] == ["node", "load"]
     assert warnings({}) == []
+
+
+def test_late_readiness_answers_are_reported_as_load():
+    load = summary([], started=0.0, timing="fast", late_readiness={"answers": 7, "passed": 6, "nodes": ["a", "b"]})
+    assert load == {"late_readiness_answers": {"answers": 7, "passed": 6, "nodes": 2}, "timing": "fast"}
+    (line,) = warnings(load)
+    assert line.startswith("warning: 7 readiness probe answer(s) of kubemu's own pod servers on 2 node(s)")
+    assert "6 passed" in line
