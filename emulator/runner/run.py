@@ -7,6 +7,7 @@ results.json in the run directory and returns whether every assertion held.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import time
 import traceback
@@ -27,6 +28,8 @@ from emulator.runner.steps import StepContext, describe, run_step
 from emulator.report import kernel_limits, load_lapses, render as report_render
 from emulator.records.results import (SCHEMA_VERSION, ImpairmentsRecord, Results, RunTiming, RunTopology,
                                       TopologyClient, TopologyNode)
+
+log = logging.getLogger(__name__)
 
 
 def new_run_dir(base: str, scenario_name: str, run_id: str) -> str:
@@ -82,15 +85,19 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
             for mo in scenario.objects:   # placeholders ({node:N}, {host:H}, ...) rendered now
                 ctx.client.apply(render_values(mo.obj, ctx.resolve))
             cluster.mark("manifests")
-            for i, step in enumerate(scenario.steps if steps else []):
-                ctx.index = i
-                kind = step.KIND
-                progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
-                rec = run_step(step, ctx)
-                results.record_step(rec)
-                results.flows.update(flows.new_results(ctx))
-                if kind == "wait" and "first_ready" not in cluster.timeline:
-                    cluster.mark("first_ready")
+            try:
+                for i, step in enumerate(scenario.steps if steps else []):
+                    ctx.index = i
+                    kind = step.KIND
+                    progress(f"step {i + 1}/{len(scenario.steps)}: {describe(step)}")
+                    rec = run_step(step, ctx)
+                    results.record_step(rec)
+                    results.flows.update(flows.new_results(ctx))
+                    if kind == "wait" and "first_ready" not in cluster.timeline:
+                        cluster.mark("first_ready")
+            except KubemuError:   # a failed step: a machine that did not keep up may be why
+                _report_load(ctx, results, progress)
+                raise
             if live is not None:
                 live.hold(ctx, results)   # until `kubemu down`, Ctrl-C or SIGTERM
             if flows.await_all(ctx):   # background flows nobody awaited: their results count too
@@ -103,9 +110,7 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
                 results.machines["tunnels"] = cluster.fleet.tunnel_counters()
                 results.machines["underlay"]["links"] = cluster.fleet.underlay_counters()
             results.iptables_backend = ctx.client.iptables_backend()
-            results.load = _load_lapses(ctx, results)
-            for line in load_lapses.warnings(results.load or {}):
-                progress(line)
+            _report_load(ctx, results, progress)
         results.seal_steps()
         results.ok = all(s.ok for s in results.steps)
     except KeyboardInterrupt:
@@ -135,6 +140,18 @@ def run_scenario(scenario, runs_dir: str = "runs", progress: Callable[[str], Non
         if not results.interrupted:   # a failed run's report shows its error too
             report_render.report_after_run(run_dir, progress)  # report.md + plots; never raises
     return results
+
+
+def _report_load(ctx, results: Results, progress) -> None:
+    """results.load, and its warnings for the user; a failure to gather it is logged, never raised
+    (it must not hide the error of a failed step)."""
+    try:
+        results.load = _load_lapses(ctx, results)
+    except Exception:  # noqa: BLE001 - a query to a broken cluster
+        log.warning("could not gather the load record", exc_info=True)
+        return
+    for line in load_lapses.warnings(results.load or {}):
+        progress(line)
 
 
 def _load_lapses(ctx, results: Results) -> dict | None:
