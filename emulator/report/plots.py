@@ -82,7 +82,9 @@ def node_shares(records: Mapping[str, Sequence[Mapping[str, Any]]], node_order: 
     seen = {r.get("node") for recs in records.values() for r in recs if r.get("outcome") == "ok" and r.get("node")}
     nodes = [n for n in node_order if n in seen] + sorted(seen - set(node_order))
     colors = dict(zip(nodes, palette.colors(len(nodes))))
-    fig = Figure(figsize=(10, 1.4 + 0.45 * max(len(names), 1)), dpi=DPI, layout="constrained")
+    ncol = min(5, len(nodes) + 1)
+    legend_rows = -(-(len(nodes) + 1) // ncol)   # the legend below the bars needs its own height
+    fig = Figure(figsize=(10, 1.4 + 0.45 * max(len(names), 1) + 0.2 * legend_rows), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(names))
     left = np.zeros(len(names))
@@ -115,7 +117,7 @@ def node_shares(records: Mapping[str, Sequence[Mapping[str, Any]]], node_order: 
                          for f in names], fontsize=8)
     right.tick_params(axis="y", length=0)
     if ax.patches:
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(5, len(nodes) + 1),
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=ncol,
                    fontsize=8, title="serving node", title_fontsize=9, frameon=False)
     return fig
 

@@ -188,3 +188,14 @@ def test_cli_report_command(tmp_path):
     assert f"report: {run / 'report.md'}" in res.output and (run / "plots" / "latency-cdf.png").exists()
     res = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert res.exit_code != 0
+
+
+def test_the_node_share_plot_of_a_large_cluster_keeps_room_for_its_legend(tmp_path):
+    """70 serving nodes under two flows: the legend gets its own height, so matplotlib lays the
+    figure out without warning that the axes collapsed (a warning a user saw at 99 nodes)."""
+    import warnings
+    recs = {f: [{"outcome": "ok", "node": f"n{i % 70}"} for i in range(800)] for f in ("a", "b")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.save(plots.node_shares(recs, [f"n{i}" for i in range(99)], None, "t"), str(tmp_path / "ns.png"))
+    assert (tmp_path / "ns.png").read_bytes()[:8] == PNG_MAGIC
