@@ -1,5 +1,5 @@
-"""Leases that lapsed with no fault to explain them, and health-check answers that came late:
-the machine did not keep up with the timing.
+"""Leases that lapsed with no fault to explain them, and health-check and readiness answers
+that came late: the machine did not keep up with the timing.
 
 A node goes NotReady when its lease is older than the grace period. During a crash,
 partition, zone outage, machine failure or link flap of that node, or an API server
@@ -78,7 +78,7 @@ def summary(lapses: list[dict], started: float, timing: str | None,
 
 
 def warnings(load: Mapping[str, Any]) -> list[str]:
-    """The user's lines for a `load` record: lapsed leases, late health-check answers."""
+    """The user's lines for a `load` record: lapsed leases, late health-check and readiness answers."""
     out = [warning(load)] if load.get("lapsed_leases_without_fault") else []
     late = load.get("late_health_answers")
     if late:
