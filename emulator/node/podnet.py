@@ -59,6 +59,10 @@ class PodIpam:
                 return s
         raise KernelError(f"pod range {self.net} is full")
 
+    def owner(self, ip: str | None) -> str | None:
+        """The pod key ("namespace/name") holding `ip`, or None."""
+        return self._used.get(ip) if ip else None
+
     def release(self, ip: str | None) -> None:
         if ip:
             self._used.pop(ip, None)
@@ -70,7 +74,6 @@ class PodNetwork:
     def __init__(self, node_netns: str, pod_cidr: str, mode: str = "native") -> None:
         self.node_netns, self.mode = node_netns, mode
         self.ipam = PodIpam(pod_cidr)
-        self._veths: dict[str, str] = {}   # pod IP -> the node end of its veth
         self.prefixlen = ipaddress.ip_network(pod_cidr).prefixlen
 
     def setup_node(self) -> None:
@@ -89,7 +92,7 @@ class PodNetwork:
     def add_pod(self, pod_netns: str, namespace: str, name: str, dns: dict | None = None) -> str:
         """Create the pod's namespace and veth; returns the pod IP."""
         ip = self.ipam.allocate(f"{namespace}/{name}")
-        veth = self._veths[ip] = pod_veth_name(namespace, name)
+        veth = pod_veth_name(namespace, name)
         try:
             netns.add(pod_netns)
             links.add_veth(veth, "eth0", self.node_netns, pod_netns)
@@ -136,7 +139,8 @@ class PodNetwork:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
-        veth = self._veths.pop(ip, None) if ip else None
+        owner = self.ipam.owner(ip)
+        veth = pod_veth_name(*owner.split("/", 1)) if owner else None
         if veth and self.mode == "calico":   # now, with its route and neighbour, not when the kernel
             links.delete_link(self.node_netns, veth)   # gets round to the namespace: the IP may come back
         netns.delete(pod_netns)

@@ -25,6 +25,7 @@ from typing import Callable
 from emulator.kernel import netns
 from emulator.node.podexec import exec_in_pod
 from emulator.node.sandbox import SandboxError, SandboxSpec
+from emulator.workloads.hc_prober import may_answer_late
 
 log = logging.getLogger(__name__)
 LATE_CAP = 5.0   # seconds an in-process server's answer may take (module docstring)
@@ -71,7 +72,7 @@ def run_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
                 t0 = time.monotonic()
                 conn.connect()
                 connected = time.monotonic() - t0
-                may_be_late = late_cap is not None and 2 * connected <= timeout
+                may_be_late = may_answer_late(connected, timeout, late_cap)
                 if may_be_late:
                     conn.sock.settimeout(max(timeout, late_cap) - connected)
                 conn.request("GET", h.get("path", "/"))

@@ -100,7 +100,7 @@ def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float,
             if not cut and now >= in_time:
                 cut = True
                 for p in probes:
-                    if p.result is None and not _may_answer_late(p, timeout, late_cap):
+                    if p.result is None and not may_answer_late(p.connected_s, timeout, late_cap):
                         p.result = False
                         sel.unregister(p.sock)
                         pending -= 1
@@ -132,9 +132,10 @@ def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float,
             for p in probes]
 
 
-def _may_answer_late(p: _Probe, timeout: float, late_cap: float | None) -> bool:
-    """Connected early enough for handshake and answer to fit in the timeout as network time."""
-    return late_cap is not None and p.connected_s is not None and 2 * p.connected_s <= timeout
+def may_answer_late(connected_s: float | None, timeout: float, late_cap: float | None) -> bool:
+    """Connected (after `connected_s`) early enough for handshake and answer to fit in the timeout
+    as network time, so the answer may come late (module docstring); never without `late_cap`."""
+    return late_cap is not None and connected_s is not None and 2 * connected_s <= timeout
 
 
 def _sockets(netns: str | None, n: int) -> list[socket.socket]:

@@ -1,8 +1,10 @@
 """The kernel layer on real namespaces: a Mininet fabric host, pyroute2 link operations, setns."""
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -26,6 +28,20 @@ def names():
     for n in netns.names():
         if n.startswith(names.prefix):
             netns.delete(n)
+
+
+@contextlib.contextmanager
+def fabric_host(names, i: int, ip: str, **kwargs) -> Iterator[FabricHost]:
+    """Host h<i> created on fabric 0 (port i, gateway 10.77.0.1), destroyed afterwards."""
+    fabric = names.fabric_netns(0)
+    netns.add(fabric)
+    host = FabricHost(names.mininet_name(f"h{i}"), names.host_netns(f"h{i}"), names.fabric_port(i), fabric,
+                      ip, "10.77.0.1", **kwargs)
+    try:
+        host.create()
+        yield host
+    finally:
+        host.destroy()
 
 
 def test_fabric_host_is_a_mininet_host_with_eth0_on_the_fabric(names) -> None:
@@ -52,33 +68,19 @@ def test_fabric_host_is_a_mininet_host_with_eth0_on_the_fabric(names) -> None:
 
 def test_a_rebuilt_fabric_host_keeps_its_mac(names) -> None:
     """A host built again after its machine failed gets the MAC it had (the VPC knows it by it)."""
-    fabric = names.fabric_netns(0)
-    netns.add(fabric)
-    host = FabricHost(names.mininet_name("h2"), names.host_netns("h2"), names.fabric_port(2), fabric,
-                      "10.77.0.6", "10.77.0.1", mac="02:6b:75:00:00:42")
-    try:
-        host.create()
+    with fabric_host(names, 2, "10.77.0.6", mac="02:6b:75:00:00:42") as host:
         assert links.link_mac(host.netns, "eth0") == host.mac == "02:6b:75:00:00:42"
-    finally:
-        host.destroy()
 
 
 def test_the_gateway_is_a_static_neighbour_that_a_crash_does_not_forget(names) -> None:
     """With the VPC router's MAC given, the gateway's entry is permanent (the kernel's one ARP
     table for all namespaces refuses dynamic entries past gc_thresh3); a crash's flush of the
     neighbour cache leaves it, as a reboot keeps a host's static configuration."""
-    fabric = names.fabric_netns(0)
-    netns.add(fabric)
-    host = FabricHost(names.mininet_name("h3"), names.host_netns("h3"), names.fabric_port(3), fabric,
-                      "10.77.0.7", "10.77.0.1", gateway_mac="42:01:0a:80:00:01")
-    try:
-        host.create()
+    with fabric_host(names, 3, "10.77.0.7", gateway_mac="42:01:0a:80:00:01") as host:
         want = "10.77.0.1 dev eth0 lladdr 42:01:0a:80:00:01 PERMANENT"
         assert want in _ip("-n", host.netns, "neigh", "show")
         links.neigh_flush(host.netns, "all")
         assert want in _ip("-n", host.netns, "neigh", "show")
-    finally:
-        host.destroy()
 
 
 def test_a_named_namespace_is_known_by_its_inode_only_where_its_name_is_mounted(names) -> None:
