@@ -32,6 +32,7 @@ from emulator.cloud.ingress_sync import KINDS as INGRESS_KINDS, IngressSync
 from emulator.cloud.names import service_key
 from emulator.cloud.vpcstate import desired_vpc_state, lb_converged, node_ips
 from emulator.control.events import EventRecorder
+from emulator.lateness import LATE_CAP
 from emulator.logs import setup_actor_logging
 from emulator.records.cloud import CloudFacts
 from emulator.records.timing import Timing
@@ -41,9 +42,6 @@ log = logging.getLogger(__name__)
 Lister = Callable[[str], list[dict]]
 PatchStatus = Callable[[str, str, dict], Any]     # (namespace, name, status)
 PushState = Callable[[dict], Any]
-# How long a probe whose node accepted the connection in time may take to answer when the
-# emulating process is late (emulator/workloads/hc_prober.py); counted as load.
-LATE_CAP = 5.0
 
 
 class CloudCore:

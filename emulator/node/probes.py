@@ -6,7 +6,7 @@ One thread per node enters the node's namespace for good and checks every due pr
 An httpGet probe of a server kubemu runs itself (an agnhost netexec container: Python in
 the node host's process, shared with many nodes) keeps its timeout for the network: the
 pod must accept the connection early enough for two round trips to fit in it. Its answer
-may then come up to `LATE_CAP` seconds late on a busy machine and counts by its status,
+may then come up to `LATE_CAP` seconds late (emulator/lateness.py) on a busy machine and counts by its status,
 counted apart as late (the run reports it as load), as the load balancer health checks do
 (emulator/workloads/hc_prober.py). A user's own command keeps the exact timeout: a slow
 application must fail its probe.
@@ -20,15 +20,23 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from emulator.kernel import netns
+from emulator.lateness import LATE_CAP, may_answer_late
 from emulator.node.podexec import exec_in_pod
 from emulator.node.sandbox import SandboxError, SandboxSpec
-from emulator.workloads.hc_prober import may_answer_late
 
 log = logging.getLogger(__name__)
-LATE_CAP = 5.0   # seconds an in-process server's answer may take (module docstring)
+FAILURE_LOG_EVERY = 20   # a failing probe is logged at its first failure and every this many after
+
+
+class ProbeResult(NamedTuple):
+    """One probe's outcome: succeeded, answered late (module docstring), and why it failed."""
+
+    ok: bool
+    late: bool = False
+    error: str = ""
 
 
 @dataclass
@@ -55,13 +63,13 @@ class ProbeTarget:
 def check_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
                 sandbox: SandboxSpec | None = None) -> bool:
     """Run one probe once; True on success. Exec probes run contained, in `sandbox`."""
-    return run_probe(probe, pod_ip, ports, timeout, sandbox)[0]
+    return run_probe(probe, pod_ip, ports, timeout, sandbox).ok
 
 
 def run_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
-              sandbox: SandboxSpec | None = None, late_cap: float | None = None) -> tuple[bool, bool]:
-    """Run one probe once: (succeeded, answered late). With `late_cap`, an httpGet answer after
-    the timeout from a pod that connected in time counts by its status (module docstring)."""
+              sandbox: SandboxSpec | None = None, late_cap: float | None = None) -> ProbeResult:
+    """Run one probe once. With `late_cap`, an httpGet answer after the timeout from a pod that
+    connected in time counts by its status (module docstring)."""
     def port_of(p) -> int:
         return ports[p] if isinstance(p, str) and not p.isdigit() else int(p)
     try:
@@ -76,21 +84,23 @@ def run_probe(probe: dict, pod_ip: str, ports: dict[str, int], timeout: float,
                 if may_be_late:
                     conn.sock.settimeout(max(timeout, late_cap) - connected)
                 conn.request("GET", h.get("path", "/"))
-                ok = 200 <= conn.getresponse().status < 400
-                return ok, may_be_late and time.monotonic() - t0 > timeout
+                status = conn.getresponse().status
+                late = may_be_late and time.monotonic() - t0 > timeout
+                return ProbeResult(200 <= status < 400, late, f"HTTP status {status}")
             finally:
                 conn.close()
         if "tcpSocket" in probe:
             with socket.create_connection((pod_ip, port_of(probe["tcpSocket"]["port"])), timeout=timeout):
-                return True, False
+                return ProbeResult(True)
         if "exec" in probe:
             cmd = tuple(str(a) for a in probe["exec"].get("command") or [])
             if sandbox is None or not cmd:
-                return False, False
-            return exec_in_pod(replace(sandbox, argv=cmd), timeout=timeout).code == 0, False
-    except (OSError, subprocess.TimeoutExpired, http.client.HTTPException, KeyError, ValueError, SandboxError):
-        return False, False
-    return True, False
+                return ProbeResult(False, error="no command")
+            code = exec_in_pod(replace(sandbox, argv=cmd), timeout=timeout).code
+            return ProbeResult(code == 0, error=f"exit code {code}")
+    except (OSError, subprocess.TimeoutExpired, http.client.HTTPException, KeyError, ValueError, SandboxError) as e:
+        return ProbeResult(False, error=f"{type(e).__name__}: {e}")
+    return ProbeResult(True)
 
 
 class ProbeRunner:
@@ -128,25 +138,32 @@ class ProbeRunner:
                 with self._lock:
                     due = [t for t in self.targets.values() if t.next_due <= now]
                 for t in due:
-                    ok, late = run_probe(t.probe, t.pod_ip, t.ports, t.timeout, t.sandbox,
-                                         LATE_CAP if t.in_process else None)
-                    if late:
-                        self.late, self.late_passed = self.late + 1, self.late_passed + ok
+                    res = run_probe(t.probe, t.pod_ip, t.ports, t.timeout, t.sandbox,
+                                    LATE_CAP if t.in_process else None)
+                    if res.late:
+                        self.late, self.late_passed = self.late + 1, self.late_passed + res.ok
                     t.next_due = time.monotonic() + t.period
-                    self._record(t, ok)
+                    try:
+                        self._record(t, res)
+                    except Exception:  # noqa: BLE001 - one pod's report must not stop every probe here
+                        log.exception("pod %s readiness not reported", t.key)
                 with self._lock:
                     nxt = min((t.next_due for t in self.targets.values()), default=now + 1.0)
                 self._wake.wait(max(0.02, min(1.0, nxt - time.monotonic())))
                 self._wake.clear()
 
-    def _record(self, t: ProbeTarget, ok: bool) -> None:
-        if ok:
+    def _record(self, t: ProbeTarget, res: ProbeResult) -> None:
+        if res.ok:
             t.successes, t.failures = t.successes + 1, 0
             if not t.ready and t.successes >= t.success_threshold:
                 t.ready = True
+                log.info("pod %s ready: readiness probe passed", t.key)
                 self.on_change(t.key, True)
         else:
             t.failures, t.successes = t.failures + 1, 0
+            if t.failures % FAILURE_LOG_EVERY == 1:
+                log.info("pod %s readiness probe failed (%d in a row): %s", t.key, t.failures, res.error)
             if t.ready and t.failures >= t.failure_threshold:
                 t.ready = False
+                log.info("pod %s not ready: %d readiness probes failed", t.key, t.failures)
                 self.on_change(t.key, False)

@@ -7,17 +7,11 @@ a batch run concurrently on non-blocking sockets in the calling thread (no threa
 probe). The prober host's role object exposes it as a method (`ProberHost.http_probes`,
 emulator/node/roles.py), which the cloud controller calls through the host's NodeAgent.
 
-Answers late from load. A real node answers `/healthz` in microseconds, so a probe takes
-about two network round trips (the handshake, then request and answer). An emulated
-node's health server is Python in a process shared with many nodes; on a busy machine
-it can answer after the timeout although the node, its kernel and its network are fine.
-With `late_cap`, a probe whose connection was accepted early enough for two round trips
-to fit in the timeout (2 x connect time <= timeout) waits up to `late_cap` seconds for
-its answer and counts by its status, marked late: the network part keeps the configured
-clock, the emulating process's delay does not fail the node, and the caller reports the
-late answers as load (as a lease that lapsed from load is). A node that is down,
-partitioned or impaired beyond the timeout never connects in time and fails at the
-timeout, as before.
+Answers late from load (emulator/lateness.py): with `late_cap`, a probe whose connection
+was accepted early enough for two round trips to fit in the timeout waits up to `late_cap`
+seconds for its answer and counts by its status, marked late; the caller reports late
+answers as load. A node that is down, partitioned or impaired beyond the timeout never
+connects in time and fails at the timeout, as before.
 """
 from __future__ import annotations
 
@@ -29,6 +23,7 @@ from typing import Sequence
 
 from emulator.gke import HC_USER_AGENT
 from emulator.kernel.netns import entered
+from emulator.lateness import may_answer_late
 
 _MAX_STATUS_LINE = 4096
 
@@ -130,12 +125,6 @@ def probe_batch(netns: str | None, targets: Sequence[Sequence], timeout: float,
             p.sock.close()
     return [(bool(p.result), p.answered_s is not None and p.answered_s > timeout and p.result is not None)
             for p in probes]
-
-
-def may_answer_late(connected_s: float | None, timeout: float, late_cap: float | None) -> bool:
-    """Connected (after `connected_s`) early enough for handshake and answer to fit in the timeout
-    as network time, so the answer may come late (module docstring); never without `late_cap`."""
-    return late_cap is not None and connected_s is not None and 2 * connected_s <= timeout
 
 
 def _sockets(netns: str | None, n: int) -> list[socket.socket]:

@@ -21,7 +21,7 @@ SOURCES = ("emulator", "controllers")
 
 # Low level: every package may import these; they import only each other (no cycles).
 BASE = {"emulator.errors", "emulator.naming", "emulator.paths", "emulator.gke", "emulator.labels",
-        "emulator.logs", "emulator.boundedsync", "emulator.records"}
+        "emulator.logs", "emulator.boundedsync", "emulator.records", "emulator.lateness"}
 KERNEL = {"emulator.kernel"} | BASE
 CORE = {"emulator.config", "emulator.api", "emulator.control", "emulator.kubeapi"} | KERNEL
 NODE_PARTS = {"emulator.kubeproxy", "emulator.netpol", "emulator.impair", "emulator.workloads",
