@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from emulator.api.admission import ServiceAdmission, admit_namespace
-from emulator.api.conditions import ready_status
+from emulator.api.conditions import ready_status, with_kubelet_ready
 from emulator.api.deletion import graceful_delete
 from emulator.api.journal import Journal
 from emulator.api.store import ApiError, Gone, ObjectStore
@@ -76,6 +76,18 @@ class ApiServer:
             node = self.store.get("Node", "", name)
             if node is not None:
                 out[name] = ready_status(node) or ""
+        return out
+
+    async def post_nodes_ready(self, names: list[str]) -> list[str]:
+        """The kubelets of a node host post Ready=True in one call, each for its Node if it says
+        otherwise (after a lapse); returns the Nodes patched."""
+        out = []
+        for name in names:
+            node = self.store.get("Node", "", name)
+            if node is not None and ready_status(node) != "True":
+                conds = node.get("status", {}).get("conditions", []) or []
+                await self.patch_status("Node", "", name, {"conditions": with_kubelet_ready(conds)})
+                out.append(name)
         return out
 
     async def update(self, obj: dict, expect_rv: str | None = None) -> dict:

@@ -22,7 +22,7 @@ from typing import Callable
 import ray
 
 from emulator.api.apilink import NodeApiClient, answered, generation_of
-from emulator.control.nodelifecycle import LEASE_NAMESPACE, ready_status
+from emulator.control.nodelifecycle import LEASE_NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ def lease_object(node: str, interval: float, now: float) -> dict:
             "metadata": {"name": node, "namespace": LEASE_NAMESPACE},
             "spec": {"holderIdentity": node, "leaseDurationSeconds": max(1, round(interval * 4)),
                      "renewTime": now}}
-
-
-def _ready_condition() -> dict:
-    return {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": time.time()}
 
 
 class LeaseRenewer:
@@ -81,20 +77,21 @@ class LeaseRenewer:
     def renew_once(self) -> None:
         """Renew the Lease and post Ready=True if the Node says otherwise."""
         ready = ray.get(self.api.renew_leases.remote([lease_object(self.node, self.interval, time.time())]))
-        self.renewed(ready.get(self.node))
+        if needs_ready(ready.get(self.node)):
+            ray.get(self.api.post_nodes_ready.remote([self.node]))
+        self.renewed()
 
-    def renewed(self, ready: str | None) -> None:
-        """After a renewal: post Ready=True if the Node says otherwise (`ready`: its Ready status,
-        "" without one, None without a Node), then sync the pods' readiness."""
+    def renewed(self) -> None:
+        """After a renewal (and the Ready post it called for): sync the pods' readiness."""
         self.renewals += 1
-        if ready is not None and ready != "True":
-            node = ray.get(self.api.get.remote("Node", "", self.node))
-            if node is not None and ready_status(node) != "True":
-                conds = [c for c in node.get("status", {}).get("conditions", []) if c.get("type") != "Ready"]
-                ray.get(self.api.patch_status.remote("Node", "", self.node,
-                                                     {"conditions": conds + [_ready_condition()]}))
         if self.status_sync is not None:
             self.status_sync()
+
+
+def needs_ready(ready: str | None) -> bool:
+    """Whether a renewed node must post Ready=True (`ready`: its Node's Ready status, "" without
+    one, None without a Node): after a lapse, or before its first post."""
+    return ready is not None and ready != "True"
 
 
 class LeaseGroup:
@@ -136,11 +133,17 @@ class LeaseGroup:
         called = time.time()
         self.rounds += 1
         done = [r for r, g in zip(due, gens) if answered(r.api, g) and r.due]
+        not_ready = [r.node for r in done if needs_ready(ready.get(r.node))]
+        if not_ready:   # one call for all (after a lapse, one per node made the round last 10-40 s)
+            try:
+                ray.get(self.api.post_nodes_ready.remote(not_ready))
+            except Exception as e:  # the heartbeat goes on; the next round posts again
+                log.warning("posting Ready for %d node(s) after renewal failed: %s", len(not_ready), e)
         for r in done:
             try:
-                r.renewed(ready.get(r.node))
-            except Exception as e:  # one node's status post must not stop the others' heartbeat
-                log.warning("%s: node status after renewal failed: %s", r.node, e)
+                r.renewed()
+            except Exception as e:  # one node's status sync must not stop the others' heartbeat
+                log.warning("%s: pod status sync after renewal failed: %s", r.node, e)
         took = time.time() - now
         if took > self.interval:   # the machine cannot keep this clock: say so
             log.warning("lease renewal round of %d nodes took %.2f s (API call %.2f s), longer than the "

@@ -90,11 +90,15 @@ def test_one_call_renews_every_running_node_and_leaves_out_the_paused_and_the_cu
 
 def test_a_node_marked_not_ready_posts_ready_after_its_renewal(api) -> None:
     _, rs = renewers(api)
-    api.server.store.patch("Node", "", "n2", lambda o: o["status"].update(
-        {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}]}))
+    for n in ("n2", "n3"):
+        api.server.store.patch("Node", "", n, lambda o: o["status"].update(
+            {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}]}))
+    api.calls.clear()
     rs["n1"].group.renew_due()
     assert [ready_status(api.node(n)) for n in NODES] == ["True", "True", "True"]
     assert api.node("n2")["status"]["conditions"][-1]["reason"] == "KubeletReady"
+    # one call posts both: per-node posts had made a round after a mass lapse last 10-40 s
+    assert api.calls == ["renew_leases", "post_nodes_ready"]
 
 
 def test_a_node_cut_off_while_the_call_is_in_flight_does_not_count_it(api) -> None:
