@@ -29,7 +29,11 @@ def netns_path(name_or_path: str) -> str:
 def entered(name_or_path: str) -> Iterator[None]:
     """Run the body of the `with` in the given network namespace (this thread only)."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(netns_path(name_or_path), os.O_RDONLY)
+    try:
+        target = os.open(netns_path(name_or_path), os.O_RDONLY)
+    except OSError:
+        os.close(own)
+        raise
     try:
         setns(target, flags=0)
         try:
@@ -92,9 +96,9 @@ def delete(name: str) -> None:
 
 
 def pids(name: str) -> list[int]:
-    """The processes inside a named namespace."""
+    """The processes inside a named namespace, this one excepted (callers kill what it lists)."""
     out = run(["ip", "netns", "pids", name], check=False)
-    return [int(p) for p in out.split() if p.isdigit()]
+    return [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
 
 
 def names() -> list[str]:

@@ -127,6 +127,19 @@ def pod_conditions(states: list[ContainerState], probe_ready: bool) -> list[dict
             {"type": "Ready", "status": s, **extra}, {"type": "ContainersReady", "status": s, **extra}]
 
 
+def pod_state(pod: dict) -> str:
+    """`Running on node-a, Ready=False (ContainersNotReady), terminating`: a pod at a glance."""
+    st, meta = pod.get("status", {}), pod.get("metadata", {})
+    where = pod.get("spec", {}).get("nodeName")
+    ready = next((c for c in st.get("conditions", []) or [] if c.get("type") == "Ready"), None)
+    text = (st.get("phase") or "Pending") + (f" on {where}" if where else ", not scheduled")
+    if ready is not None:
+        text += f", Ready={ready.get('status')}" + (f" ({ready['reason']})" if ready.get("reason") else "")
+    if meta.get("deletionTimestamp") is not None:
+        text += ", terminating"
+    return text
+
+
 def waiting_reasons(pod: dict) -> list[str]:
     """`container: Reason (message)` for every waiting or failed container of a pod object."""
     out = []

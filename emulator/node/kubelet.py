@@ -38,14 +38,16 @@ STATUS_SYNC = "status-sync"   # a worker queue item: post the pod readiness the 
 def sync_pod_status(kubelet) -> None:
     """Post the status of every local pod whose stored Ready condition differs from the kubelet's
     (the node lifecycle controller marks pods not ready while the node is silent). A cached pod
-    older than the kubelet's own last post of it is not the API server's: the watch is behind."""
+    older than the kubelet's own last post of it is not the API server's: the watch is behind,
+    unless that post failed."""
     if kubelet is None:
         return
     for key, local in list(kubelet.pods.items()):
         ns, name = key.split("/", 1)
         with kubelet.informer.lock:
             pod = kubelet.informer.cache.get(("Pod", ns, name))
-        if pod is None or int(pod["metadata"].get("resourceVersion") or 0) <= getattr(local, "posted_rv", 0):
+        if pod is None or (not local.post_failed
+                           and int(pod["metadata"].get("resourceVersion") or 0) <= local.posted_rv):
             continue
         if ready_status(pod) != kubelet.ready_of(local):
             kubelet.post_status(local)
@@ -69,6 +71,8 @@ class LocalPod:
         self.term_deadline: float | None = None   # monotonic end of the grace period once terminating
         self.wake = threading.Event()              # set when the grace period shortens or the pod goes
         self.posted_rv = 0                         # resourceVersion of the kubelet's last status post
+        self.post_lock = threading.Lock()          # one status post at a time: the last one is the newest
+        self.post_failed = False                   # the last status post did not reach the API server
 
 
 class Kubelet:
@@ -359,12 +363,20 @@ class Kubelet:
     def post_status(self, local: LocalPod) -> None:
         """Send the pod's containerStatuses and conditions to the API server."""
         ns, name = local.key.split("/", 1)
-        try:
-            out = ray.get(self.api.patch_status.remote("Pod", ns, name, self._status(local)))
+        # Status computed and posted under the pod's lock: a post computed before a probe's
+        # change cannot land after the probe's own post (the status sync trusts `posted_rv`).
+        with local.post_lock:
+            try:
+                out = ray.get(self.api.patch_status.remote("Pod", ns, name, self._status(local)))
+            except Exception as e:
+                local.post_failed = True   # the status sync posts it again, whatever the stored version
+                if isinstance(e, ConnectionError):   # cut off from the API server
+                    log.warning("pod %s status not posted: %s", local.key, e)
+                    return
+                raise
+            local.post_failed = False
             if out is not None:
                 local.posted_rv = max(local.posted_rv, int(out["metadata"].get("resourceVersion") or 0))
-        except ConnectionError as e:   # cut off from the API server: the status sync posts it later
-            log.warning("pod %s status not posted: %s", local.key, e)
 
     def write_dns(self, local: LocalPod | None = None) -> None:
         """Rewrite the zone file of every kube-dns pod here (its kubedns re-reads it), and the

@@ -13,7 +13,7 @@ import ray
 
 from emulator.control.objects import condition
 from emulator.errors import KubemuError, Timeout
-from emulator.node.containers import waiting_reasons
+from emulator.node.containers import pod_state, waiting_reasons
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 NETPOL_KINDS = ["NetworkPolicy", "Pod", "Namespace"]
@@ -132,14 +132,22 @@ class ClusterClient:
 
     def pod_problems(self, kind: str, namespace: str, name: str) -> list[str]:
         """Why the pods behind a Pod or Deployment are not ready: `pod/x: c: CrashLoopBackOff (...)`."""
+        out = []
         if kind == "Pod":
             pods = [p for p in [self.get("Pod", namespace, name)] if p]
         elif kind == "Deployment":
             pods = self.deployment_pods(namespace, name)
+            dep = self.get("Deployment", namespace, name) or {}
+            st = dep.get("status", {})
+            out.append(f"deployment/{name} wants {dep.get('spec', {}).get('replicas', 1)}, status says "
+                       f"{st.get('readyReplicas', 0)} ready, {st.get('updatedReplicas', 0)} updated, "
+                       f"{st.get('replicas', 0)} in all; {len(pods)} pod(s) match")
         else:
             return []
-        return [f"pod/{p['metadata']['name']}: {r}" for p in sorted(pods, key=lambda p: p["metadata"]["name"])
-                for r in waiting_reasons(p)]
+        for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            reasons = waiting_reasons(p) or [pod_state(p)]
+            out += [f"pod/{p['metadata']['name']}: {r}" for r in reasons]
+        return out
 
     def wait_proxies_synced(self, timeout: float) -> float:
         """Wait until every up node's kube-proxy has programmed every Service change so far."""

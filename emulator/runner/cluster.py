@@ -362,12 +362,19 @@ class Cluster:
                 except Exception:
                     log.warning("controller stop failed", exc_info=True)
         lost = self.lost_hosts()   # their agents died with their machine, and its kernel objects
-        refs = [a.shutdown.remote() for h, a in self.agents.items() if h not in lost]
-        for r in refs:
+        refs = {h: a.shutdown.remote() for h, a in self.agents.items() if h not in lost}
+        died: dict[str, list[str]] = {}   # a dead node host process: one line for all its hosts
+        for h, r in refs.items():
             try:
                 ray.get(r, timeout=60)
+            except ray.exceptions.ActorDiedError as e:
+                died.setdefault(getattr(e, "actor_id", None) or "?", []).append(h)
             except Exception:
-                log.warning("agent shutdown failed", exc_info=True)
+                log.warning("host %s shutdown failed", h, exc_info=True)
+        for actor_id, hosts in died.items():
+            log.warning("the process of %d hosts (%s) died before their shutdown (actor %s); "
+                        "the run's cleanup sweeps what they left", len(hosts), ", ".join(hosts[:5]) +
+                        (", ..." if len(hosts) > 5 else ""), actor_id)
         for actor in [self.sdn, *(self.fleet.live_actors() if self.fleet else [])]:
             if actor is not None:
                 try:

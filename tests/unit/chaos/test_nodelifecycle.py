@@ -95,12 +95,18 @@ def test_kubelet_status_sync_posts_only_what_the_api_server_has_wrong():
     for i, o in enumerate(cache.values()):
         o["metadata"]["resourceVersion"] = str(10 + i)
     kubelet = SimpleNamespace(
-        pods={f"default/{k}": SimpleNamespace(key=f"default/{k}", posted_rv=rv) for k, rv in (("p", 5), ("q", 0), ("r", 12))},
+        pods={f"default/{k}": SimpleNamespace(key=f"default/{k}", posted_rv=rv, post_failed=False)
+              for k, rv in (("p", 5), ("q", 0), ("r", 12))},
         informer=SimpleNamespace(lock=threading.Lock(), cache=cache),
         ready_of=lambda local: "True",
         post_status=lambda local: posted.append(local.key))
     sync_pod_status(kubelet)
     assert posted == ["default/p"]   # r: the cache (rv 12) is not newer than the kubelet's own post of it
+    # r's last post failed: the stored version is the one before it, and the sync posts again
+    kubelet.pods["default/r"].post_failed = True
+    posted.clear()
+    sync_pod_status(kubelet)
+    assert posted == ["default/p", "default/r"]
     sync_pod_status(None)
 
 

@@ -133,6 +133,16 @@ def test_crash_loop_reason_carries_the_last_start_error():
     assert text.endswith('last StartError: exec: "/x": stat /x: no such file or directory')
 
 
+def test_a_pod_at_a_glance_says_where_it_runs_and_why_it_is_not_ready():
+    pod = {"metadata": {"name": "web-1"}, "spec": {"nodeName": "node-a"},
+           "status": {"phase": "Running", "conditions": [
+               {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]}}
+    assert containers.pod_state(pod) == "Running on node-a, Ready=False (ContainersNotReady)"
+    pod["metadata"]["deletionTimestamp"] = "2026-12-05T13:00:00Z"
+    assert containers.pod_state(pod).endswith(", terminating")
+    assert containers.pod_state({"metadata": {}, "spec": {}, "status": {}}) == "Pending, not scheduled"
+
+
 def test_wait_until_rereads_a_shortened_grace_period():
     import threading
     import time
