@@ -33,6 +33,14 @@ from emulator.node.dns_records import build_zone
 
 log = logging.getLogger(__name__)
 STATUS_SYNC = "status-sync"   # a worker queue item: post the pod readiness the API server has wrong
+SYNC_RETRY_MAX = 30.0          # seconds: the longest wait before a failed pod sync is tried again
+
+
+def sync_retry_delay(failures: int) -> float:
+    """Seconds before a pod whose sync failed `failures` times in a row is synced again: 1, 2,
+    4... up to SYNC_RETRY_MAX (the kubelet's pod workers back off and retry; without a retry, a
+    pod whose namespace could not be made on a busy machine never started)."""
+    return min(SYNC_RETRY_MAX, 2.0 ** max(0, failures - 1))
 
 
 def sync_pod_status(kubelet) -> None:
@@ -92,6 +100,7 @@ class Kubelet:
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._workers = [threading.Thread(target=self._work, name=f"kubelet-{i}", daemon=True) for i in range(2)]
         self._busy: set[str] = set()
+        self._sync_failures: dict[str, int] = {}   # pod key -> failed syncs in a row (retried with back-off)
         self._lock = threading.Lock()
         self._status_pending = False
         self.events = EventRecorder(api, "kubelet", node_name)
@@ -150,8 +159,15 @@ class Kubelet:
                 self._busy.add(key)
             try:
                 self._sync(key)
+                self._sync_failures.pop(key, None)
             except Exception:
-                log.exception("pod %s sync failed", key)
+                failures = self._sync_failures[key] = self._sync_failures.get(key, 0) + 1
+                delay = sync_retry_delay(failures)
+                log.exception("pod %s sync failed (%d in a row); again in %g s", key, failures, delay)
+                if not self._stopped.is_set():
+                    retry = threading.Timer(delay, self._queue.put, (key,))
+                    retry.daemon = True
+                    retry.start()
             finally:
                 with self._lock:
                     self._busy.discard(key)
