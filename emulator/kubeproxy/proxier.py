@@ -201,8 +201,8 @@ class Proxier:
         if result.ok and mark > self.synced_mark:
             self.synced_mark = mark
             log.info("%s: rules synced up to resourceVersion %d: queued %.2f s, %d Service(s) rewritten "
-                     "(%d service ports in all), render %.3f s, iptables-restore %.3f s (%d lines)", self.node_name, mark,
-                     result.queued_seconds, result.rewritten_services, result.service_ports,
+                     "(%d service ports in all), render %.3f s, iptables-restore %.3f s (%d lines)",
+                     self.node_name, mark, result.queued_seconds, result.rewritten_services, result.service_ports,
                      result.render_seconds, result.restore_seconds, result.lines)
         return result
 
