@@ -8,8 +8,8 @@ the node host's process, shared with many nodes) keeps its timeout for the netwo
 pod must accept the connection early enough for two round trips to fit in it. Its answer
 may then come up to `LATE_CAP` seconds late on a busy machine (emulator/lateness.py) and
 counts by its status, counted apart as late (the run reports it as load), as the load
-balancer health checks do (emulator/workloads/hc_prober.py). A user's own command keeps the exact timeout: a slow
-application must fail its probe.
+balancer health checks do (emulator/workloads/hc_prober.py). A user's own command keeps
+the exact timeout: a slow application must fail its probe.
 """
 from __future__ import annotations
 
