@@ -42,6 +42,7 @@ class Runner(Protocol):
 
     def clear_conntrack(self, filters: Sequence[Sequence[str]]) -> None: ...
 FULL_SYNC_PERIOD = 3600.0        # kube-proxy forces a full sync at least hourly
+SYNC_LOG_PERIOD = 30.0           # at most one "rules synced" line per node this often (1000 nodes log too)
 
 
 @dataclasses.dataclass
@@ -134,6 +135,8 @@ class Proxier:
         self._local_ready: dict[NamespacedName, int] = {}
         self._hc_ports: dict[NamespacedName, int] = {}
         self._listeners: list[Callable[[SyncResult], None]] = []
+        self._log_after = float("-inf")   # when the next "rules synced" line may be written
+        self._unlogged = (0, 0.0)         # syncs since the last line, their longest restore
         # Stale UDP conntrack entries to delete after the next successful restore.
         self._ct_ips: set[str] = set()
         self._ct_endpoints: list[tuple[ServicePortName, str]] = []
@@ -200,11 +203,24 @@ class Proxier:
             result.queued_seconds = max(0.0, self.clock() - result.total_seconds - pending)
         if result.ok and mark > self.synced_mark:
             self.synced_mark = mark
-            log.info("%s: rules synced up to resourceVersion %d: queued %.2f s, %d Service(s) rewritten "
-                     "(%d service ports in all), render %.3f s, iptables-restore %.3f s (%d lines)",
-                     self.node_name, mark, result.queued_seconds, result.rewritten_services, result.service_ports,
-                     result.render_seconds, result.restore_seconds, result.lines)
+            self._log_sync(mark, result)
         return result
+
+    def _log_sync(self, mark: int, result: SyncResult) -> None:
+        """One line for a sync that advanced the mark, at most every SYNC_LOG_PERIOD; the
+        syncs between two lines are counted in the second, with their longest restore."""
+        now = self.clock()
+        if now < self._log_after:
+            count, longest = self._unlogged
+            self._unlogged = (count + 1, max(longest, result.restore_seconds))
+            return
+        count, longest = self._unlogged
+        self._unlogged, self._log_after = (0, 0.0), now + SYNC_LOG_PERIOD
+        since = f"; {count} more sync(s) since the last line, longest restore {longest:.3f} s" if count else ""
+        log.info("%s: rules synced up to resourceVersion %d: queued %.2f s, %d Service(s) rewritten "
+                 "(%d service ports in all), render %.3f s, iptables-restore %.3f s (%d lines)%s",
+                 self.node_name, mark, result.queued_seconds, result.rewritten_services, result.service_ports,
+                 result.render_seconds, result.restore_seconds, result.lines, since)
 
     def _sync_changes(self, full: bool) -> SyncResult:
         start = self.clock()

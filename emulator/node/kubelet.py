@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -163,7 +164,11 @@ class Kubelet:
             except Exception:
                 failures = self._sync_failures[key] = self._sync_failures.get(key, 0) + 1
                 delay = sync_retry_delay(failures)
-                log.exception("pod %s sync failed (%d in a row); again in %g s", key, failures, delay)
+                if failures == 1:
+                    log.exception("pod %s sync failed; again in %g s", key, delay)
+                else:   # the traceback was in the first line: one line per retry
+                    log.warning("pod %s sync failed (%d in a row): %s; again in %g s", key, failures,
+                                sys.exc_info()[1], delay)
                 if not self._stopped.is_set():
                     retry = threading.Timer(delay, self._queue.put, (key,))
                     retry.daemon = True

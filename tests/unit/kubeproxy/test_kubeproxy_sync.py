@@ -163,3 +163,27 @@ def test_health_turns_bad_when_an_update_waits_more_than_twice_the_sync_period()
     assert not proxier.health().healthy
     assert proxier.sync().ok
     assert proxier.health().healthy and proxier.last_successful_sync == 1061.0
+
+
+def test_syncs_are_logged_at_most_once_per_period_with_the_ones_between_counted(caplog):
+    from emulator.kubeproxy import proxier as proxier_module
+    now = [1000.0]
+    proxier, _ = make_proxier(clock=lambda: now[0])
+    marks = iter(range(1, 100))
+    proxier.sync_mark_fn = lambda: next(marks)
+    caplog.set_level("INFO", logger="emulator.kubeproxy.proxier")
+
+    def change_and_sync(name, ip):
+        apply(proxier, service(name, ip), slice_(name, [endpoint("10.4.2.1")]))
+        assert proxier.sync().ok
+
+    change_and_sync("a", "10.8.0.1")                     # logged: the first
+    for i, name in enumerate("bcd"):                     # within the period: counted, not logged
+        now[0] += 1
+        change_and_sync(name, f"10.8.0.{i + 2}")
+    now[0] += proxier_module.SYNC_LOG_PERIOD
+    change_and_sync("e", "10.8.0.9")                     # logged, with the three between
+    lines = [r.getMessage() for r in caplog.records if "rules synced" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{NODE}: rules synced up to resourceVersion 1:")
+    assert "resourceVersion 5:" in lines[1] and "3 more sync(s) since the last line" in lines[1]
