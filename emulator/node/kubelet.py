@@ -40,7 +40,7 @@ SYNC_RETRY_MAX = 30.0          # seconds: the longest wait before a failed pod s
 def sync_retry_delay(failures: int) -> float:
     """Seconds before a pod whose sync failed `failures` times in a row is synced again: 1, 2,
     4... up to SYNC_RETRY_MAX (the kubelet's pod workers back off and retry; without a retry, a
-    pod whose namespace could not be made on a busy machine never started)."""
+    pod whose namespace could not be made on a busy machine waited for another change to it)."""
     return min(SYNC_RETRY_MAX, 2.0 ** max(0, failures - 1))
 
 
