@@ -10,7 +10,8 @@ pod-to-pod iperf3 throughput from the client pod to a pod on another node of its
 machine (near) and on another machine (far), HTTP p50 latency (one request at a time,
 new connection each) to both, the p50 of its TCP handshake alone (the kernel answers
 it: the network's round trip without the server's process), the far/near ratios and TCP
-retransmits; then the median ratios per underlay. Goal for the kernel path: far/near >= 0.8x throughput, <= 1.3x p50.
+retransmits; then the median ratios per underlay. Goal for the kernel path: far/near
+>= 0.8x throughput, <= 1.3x p50.
 
 Run as root: .venv/bin/python bench/underlay.py [--repeat 2] [--modes kernel,relay] [--lan-mtu 1500]
 """

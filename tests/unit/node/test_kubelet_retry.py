@@ -1,5 +1,6 @@
 """A pod whose sync failed (its namespace could not be made on a busy machine, say) is
-synced again with back-off, as the kubelet's pod workers retry; before, it never started."""
+synced again with back-off, as the kubelet's pod workers retry; before, it waited for
+another change to the pod."""
 import queue
 import threading
 import time
