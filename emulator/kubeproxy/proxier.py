@@ -198,9 +198,10 @@ class Proxier:
         mark = self.sync_mark_fn() if self.sync_mark_fn is not None else 0
         with self._state_lock:
             pending = self._oldest_pending
+        started = self.clock()
         result = self._sync_changes(full)
         if pending is not None:
-            result.queued_seconds = max(0.0, self.clock() - result.total_seconds - pending)
+            result.queued_seconds = max(0.0, started - pending)
         if result.ok and mark > self.synced_mark:
             self.synced_mark = mark
             self._log_sync(mark, result)

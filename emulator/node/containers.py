@@ -32,9 +32,10 @@ class ContainerState:
     failed_at: float | None = None      # monotonic time of the last start error
 
 
-def backoff_seconds(failures: int) -> float:
-    """The kubelet's crash-loop back-off before attempt `failures` + 1."""
-    return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, failures - 1))
+def backoff_seconds(failures: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
+    """The kubelet's back-off before attempt `failures` + 1: `base`, doubled per failure, at most
+    `cap` (by default its crash-loop back-off)."""
+    return min(cap, base * 2 ** max(0, failures - 1))
 
 
 def should_restart(policy: str, exit_code: int) -> bool:

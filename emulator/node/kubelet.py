@@ -41,7 +41,7 @@ def sync_retry_delay(failures: int) -> float:
     """Seconds before a pod whose sync failed `failures` times in a row is synced again: 1, 2,
     4... up to SYNC_RETRY_MAX (the kubelet's pod workers back off and retry; without a retry, a
     pod whose namespace could not be made on a busy machine waited for another change to it)."""
-    return min(SYNC_RETRY_MAX, 2.0 ** max(0, failures - 1))
+    return containers.backoff_seconds(failures, base=1.0, cap=SYNC_RETRY_MAX)
 
 
 def sync_pod_status(kubelet) -> None:
