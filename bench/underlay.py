@@ -13,7 +13,13 @@ it: the network's round trip without the server's process), the far/near ratios 
 retransmits; then the median ratios per underlay. Goal for the kernel path: far/near
 >= 0.8x throughput, <= 1.3x p50.
 
+Before the first run and after the last, the floor (bench/underlay_floor.py): the same near
+and far paths built by hand on two more "VMs" (private userspace OVS per VM, a kernel VXLAN
+device between them, no kubemu code) and measured the same way: the far/near ratios this
+machine gives before any of kubemu's work, and kubemu's ratios against them.
+
 Run as root: .venv/bin/python bench/underlay.py [--repeat 2] [--modes kernel,relay] [--lan-mtu 1500]
+                                                [--requests 300] [--no-floor]
 """
 from __future__ import annotations
 
@@ -29,6 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
 from vmlan import VmLan  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from underlay_floor import UnderlayFloor  # noqa: E402
 
 SCENARIO = os.path.join(ROOT, "scenarios", "machines-iperf.yaml")
 
@@ -56,31 +65,57 @@ def one_run(lan: VmLan, mode: str, runs: str) -> dict:
     return r
 
 
+HEADER = (f"{'underlay':>13} {'near Mbit/s':>11} {'far Mbit/s':>10} {'far/near':>8} {'near p50 ms':>11} "
+          f"{'far p50 ms':>10} {'far/near':>8} {'connect p50 near/far ms':>23} {'far/near':>8} "
+          f"{'retx near/far':>13}")
+
+
+def row(name: str, r: dict) -> str:
+    """One line of figures under HEADER."""
+    return (f"{name:>13} {r['near_mbit']:>11.0f} {r['far_mbit']:>10.0f} {r['tput_ratio']:>7.2f}x "
+            f"{r['near_p50']:>11.2f} {r['far_p50']:>10.2f} {r['p50_ratio']:>7.2f}x "
+            f"{r['near_conn']:>11.3f}/{r['far_conn']:<11.3f} {r['conn_ratio']:>7.2f}x "
+            f"{r['near_retx']!s:>6}/{r['far_retx']!s:<6}")
+
+
+def floor_run(runs: str, lan_mtu: int, requests: int) -> dict:
+    """The hand-built floor, once."""
+    with UnderlayFloor(os.path.join(runs, "floor-logs"), lan_mtu) as floor:
+        return floor.measure(requests, 5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--modes", default="kernel,relay")
     ap.add_argument("--lan-mtu", type=int, default=1500, help="MTU of the LAN between the machines")
+    ap.add_argument("--requests", type=int, default=300, help="floor: HTTP requests per path")
+    ap.add_argument("--no-floor", action="store_true", help="skip the hand-built floor")
     args = ap.parse_args()
-    modes = args.modes.split(",")
+    modes = [m for m in args.modes.split(",") if m]
     runs = tempfile.mkdtemp(prefix="kubemu-bench-underlay-")
-    lan = VmLan(3, os.path.join(runs, "logs"), args.lan_mtu).create()
     got: dict[str, list[dict]] = {m: [] for m in modes}
+    floors: list[dict] = []
+    print(HEADER, flush=True)
     try:
-        lan.ray_up()
-        print(f"{'underlay':>13} {'near Mbit/s':>11} {'far Mbit/s':>10} {'far/near':>8} {'near p50 ms':>11} "
-              f"{'far p50 ms':>10} {'far/near':>8} {'connect p50 near/far ms':>23} {'far/near':>8} "
-              f"{'retx near/far':>13}", flush=True)
-        for _ in range(args.repeat):
-            for mode in modes:   # alternated, so both see the same load of this machine
-                r = one_run(lan, mode, runs)
-                got[mode].append(r)
-                print(f"{r['mode']:>13} {r['near_mbit']:>11.0f} {r['far_mbit']:>10.0f} {r['tput_ratio']:>7.2f}x "
-                      f"{r['near_p50']:>11.2f} {r['far_p50']:>10.2f} {r['p50_ratio']:>7.2f}x "
-                      f"{r['near_conn']:>11.3f}/{r['far_conn']:<11.3f} {r['conn_ratio']:>7.2f}x "
-                      f"{r['near_retx']!s:>6}/{r['far_retx']!s:<6}", flush=True)
+        if not args.no_floor:
+            floors.append(floor_run(runs, args.lan_mtu, args.requests))
+            print(row("floor before", floors[-1]), flush=True)
+        if modes:
+            lan = VmLan(3, os.path.join(runs, "logs"), args.lan_mtu).create()
+            try:
+                lan.ray_up()
+                for _ in range(args.repeat):
+                    for mode in modes:   # alternated, so both see the same load of this machine
+                        r = one_run(lan, mode, runs)
+                        got[mode].append(r)
+                        print(row(r["mode"], r), flush=True)
+            finally:
+                lan.destroy()
+        if not args.no_floor and modes:
+            floors.append(floor_run(runs, args.lan_mtu, args.requests))
+            print(row("floor after", floors[-1]), flush=True)
     finally:
-        lan.destroy()
         subprocess.run(["rm", "-rf", runs], check=False)
     for mode, rs in got.items():
         if rs:
@@ -89,6 +124,15 @@ def main() -> None:
             c = statistics.median(r["conn_ratio"] for r in rs)
             print(f"median {rs[0]['mode']}: cross/same throughput {t:.2f}x (goal >= 0.8), request p50 {p:.2f}x "
                   f"(goal <= 1.3); TCP handshake p50 {c:.2f}x (the network alone: the kernel answers it)")
+    if floors:
+        ft, fp, fc = (statistics.mean(f[k] for f in floors) for k in ("tput_ratio", "p50_ratio", "conn_ratio"))
+        print(f"floor (hand-built, mean of {len(floors)}): cross/same throughput {ft:.2f}x, request p50 {fp:.2f}x, "
+              f"TCP handshake p50 {fc:.2f}x: what two userspace OVS passes and a kernel tunnel cost here")
+        for mode, rs in got.items():
+            if rs:
+                far = statistics.median(r["far_p50"] for r in rs) / statistics.mean(f["far_p50"] for f in floors)
+                print(f"{rs[0]['mode']} against the floor: request p50 ratio {statistics.median(r['p50_ratio'] for r in rs) / fp:.2f}x "
+                      f"of the floor's, cross-machine p50 {far:.2f}x the floor's")
     if all(got.values()) and len(modes) == 2:
         a, b = (statistics.median(r["far_mbit"] for r in got[m]) for m in modes)
         print(f"cross-machine throughput {modes[0]} / {modes[1]}: {a / b:.2f}x")

@@ -264,6 +264,26 @@ class Machine:
     def del_port(self, ifname: str) -> None:
         self.ovs.del_port(self.bridge, ifname)
 
+    def connection_report(self, log_lines: int = 80) -> dict[str, str]:
+        """What this machine's OVS says of its controller connection (for a bring-up that timed out):
+        `summary` (one line: `is_connected` and `status` of the Controller row) and `text` (that
+        row and the end of ovs-vswitchd's log). Never raises: a failure is reported in the text."""
+        head = f"machine {self.index}: bridge {self.bridge} (dpid {self.dpid:#x}), target {self.controller_target}"
+        try:
+            row = self.ovs.vsctl("--columns=is_connected,status,target,role", "list", "Controller", timeout=10)
+            fields = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in row.splitlines() if ":" in ln)}
+            summary = (f"machine {self.index}: is_connected={fields.get('is_connected', '?')} "
+                       f"status={fields.get('status', '?')}")
+        except Exception as e:   # noqa: BLE001 - a report, not a check
+            row, summary = f"ovs-vsctl list Controller failed: {e}", f"machine {self.index}: no Controller row ({e})"
+        parts = [head, row.strip()]
+        log = self.ovs.path("ovs-vswitchd.log") if self.ovs.private else None
+        if log and os.path.exists(log):
+            with open(log, errors="replace") as f:
+                tail = f.readlines()[-log_lines:]
+            parts.append(f"last {len(tail)} lines of {log}:\n" + "".join(tail))
+        return {"summary": summary, "text": "\n".join(parts) + "\n"}
+
     def dump_flows(self) -> str:
         return self.ovs.ofctl("-O", "OpenFlow13", "dump-flows", self.bridge)
 

@@ -157,7 +157,10 @@ class Cluster:
         self.start_cloud_controller()
         # OVS retries a failed controller connection with a backoff growing to 8 s: on a busy
         # machine (load average 30) the first TLS handshakes can fail for 20 s and more
-        ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], SDN_CONNECT_TIMEOUT))
+        try:
+            ray.get(self.sdn.wait_connected.remote([i["dpid"] for i in self.fleet.infos], SDN_CONNECT_TIMEOUT))
+        except Timeout as e:
+            raise Timeout(f"{getattr(e, 'cause', e)}; {self._connection_reports()}") from None
         self.mark("sdn")
         # Stateless (it rebuilds everything from the API server): Ray restarts it after a crash.
         self.controllers = ray.remote(ControllerManager).options(
@@ -180,6 +183,23 @@ class Cluster:
                       60 * self.wait_scale, "kube-dns to be ready")
         self.wait_proxies_synced(60 * self.wait_scale)
         self.mark("dns")
+
+    def _connection_reports(self) -> str:
+        """Each machine's OVS view of its controller connection, written to logs/ovs-machine-<i>.txt;
+        one line naming them (the run's state, OVS's log included, goes at teardown)."""
+        lines, paths = [], []
+        for i, actor in enumerate(self.fleet.actors):
+            try:
+                report = ray.get(actor.connection_report.remote(), timeout=30)
+            except Exception as e:   # noqa: BLE001 - a report of a failure already raised
+                report = {"summary": f"machine {i}: no report ({type(e).__name__})", "text": f"{e}\n"}
+            path = os.path.join(self.run_dir, "logs", f"ovs-machine-{i}.txt")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(report["text"])
+            lines.append(report["summary"])
+            paths.append(os.path.relpath(path, self.run_dir))
+        return f"Open vSwitch says: {'; '.join(lines)} (details and its log: {', '.join(paths)} in the run directory)"
 
     def start_node_hosts(self, only: int | None = None) -> None:
         """One NodeHost actor per group of hosts of a machine, pinned to it; a handle per host.
