@@ -9,13 +9,15 @@ underlay and its counters show the requests and a cross-machine iperf3 flow cros
 zone-outage (machine 1 fails: its Ray node, with its raylet, workers, processes and the
 run's kernel objects, goes down) heals on the other machines, and once machine 1's Ray node
 rejoins (as a restarted VM, `ray start --address` in it again) the machine is built again and
-its node serves; neither the machines nor this host keep anything of the run or of the test.
+its node serves; neither the machines nor this host keep anything of the run or of the test,
+after a normal run, Ctrl-C mid-run, or a killed driver followed by `kubemu clean` on each machine.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from typing import Iterator
@@ -55,13 +57,32 @@ def finish(lan: VmLan, runs, proc: subprocess.Popen) -> dict:
     with open(os.path.join(run_dir, "results.json")) as f:
         results = json.load(f)
     rid = m.group(1)
-    left = [f"process {p}" for p in cleanup.run_processes(rid)]  # on the whole host
-    for i in range(lan.count):   # each machine's own links and its own /run/netns
+    return {"rc": proc.returncode, "out": stdout, "err": stderr, "results": results, "run_id": rid,
+            "left": left_on_machines(lan, rid)}
+
+
+def left_on_machines(lan: VmLan, rid: str) -> list[str]:
+    """Anything of run `rid`: its processes (on the whole host), each machine's links and its own /run/netns."""
+    left = [f"process {p}" for p in cleanup.run_processes(rid)]
+    for i in range(lan.count):
         links = subprocess.run(["ip", "-n", lan.vms[i], "-o", "link"], capture_output=True, text=True).stdout
         left += [f"vm{i} link {ln.split(':')[1].strip()}" for ln in links.splitlines() if f"kubemu{rid}" in ln]
         left += [f"vm{i} netns {n}" for n in lan.netns_names(i) if n.startswith(f"kubemu{rid}")]
-    return {"rc": proc.returncode, "out": stdout, "err": stderr, "results": results, "run_id": rid,
-            "left": left}
+    return left
+
+
+def started(runs, proc: subprocess.Popen, pattern: str, timeout: float = 300) -> str:
+    """Wait until the run's output has a line matching `pattern`; the run id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"{runs}.out") as f:
+            out = f.read()
+        m = re.search(r"run kubemu([a-z0-9]{4})", out)
+        if m and re.search(pattern, out):
+            return m.group(1)
+        assert proc.poll() is None, out + open(f"{runs}.err").read()[-2000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no line matching {pattern!r} within {timeout:.0f}s: {out[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +150,42 @@ def test_cross_machine_iperf3_crosses_the_kernel_underlay(iperf) -> None:
 
 def test_nothing_left_on_the_machines(quickstart, iperf) -> None:
     assert quickstart["left"] == [] and iperf["left"] == []
+
+
+def test_ctrl_c_mid_run_leaves_nothing_on_any_machine(lan, tmp_path) -> None:
+    runs = tmp_path / "ctrl-c"
+    proc = start_on(lan, runs, QUICKSTART, "--machines", "3", "--placement", "zone")
+    rid = started(runs, proc, r"step 1/")
+    assert all(any(n.startswith(f"kubemu{rid}") for n in lan.netns_names(i)) for i in range(3))  # it was up
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=180) == 130
+    assert "interrupted by SIGINT: cluster torn down" in open(f"{runs}.err").read()
+    assert left_on_machines(lan, rid) == []
+
+
+def test_killed_driver_then_kubemu_clean_on_each_machine_leaves_nothing(lan, tmp_path) -> None:
+    """kill -9 of the driver; then on every machine (inside its namespaces, as a shell on that VM)
+    `kubemu clean <id>`. These "VMs" share one host's /proc and /run/netns directory, so the
+    first machine's clean already finds and removes what the others had (on real VMs each
+    removes its own); each must still succeed and name the run."""
+    runs = tmp_path / "kill-9"
+    proc = start_on(lan, runs, QUICKSTART, "--machines", "3", "--placement", "zone")
+    rid = started(runs, proc, r"step 1/")
+    proc.kill()
+    proc.wait(10)
+    assert left_on_machines(lan, rid) != []          # a crash leaves things behind on the machines...
+    said = []
+    for i in range(lan.count):
+        res = subprocess.run(["nsenter", "-t", str(lan.raylet_pid(i)), "-m", "-n",
+                              os.path.join(ROOT, ".venv", "bin", "python"), "-m", "emulator.cli", "clean", rid],
+                             cwd=ROOT, capture_output=True, text=True, timeout=180,
+                             env=lan.env(PYTHONPATH=ROOT))
+        assert res.returncode == 0, res.stdout + res.stderr
+        said.append(res.stdout.strip())
+    assert said[0].startswith(f"kubemu{rid}: removed ") and "-fabric1" in said[0], said
+    assert all(s.startswith(f"kubemu{rid}: removed ") or s == f"kubemu{rid}: nothing left to remove"
+               for s in said[1:]), said
+    assert left_on_machines(lan, rid) == []          # ...and `kubemu clean` removes them
 
 
 REBOOT_SECONDS = 5.0   # machine 1 stays down this long after its Ray node died, before it rejoins
