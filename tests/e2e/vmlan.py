@@ -8,7 +8,9 @@ others, RAY_AUTH_MODE=token), with two differences a shared host needs: each nod
 its own temp dir (a VM has its own /tmp), and `--block` keeps each node in a session of
 its own that `stop_ray` ends by its process group (`ray stop` would stop every Ray process
 on this host, other runs' too). Commands run inside a machine with `ip netns exec`, so each
-machine also has its own mount namespace, hence its own /run/netns, as a VM. A machine whose
+machine also has its own mount namespace: the network namespaces a machine makes are mounted
+only there, though their names (files in the host's one /run/netns directory) and every
+process are seen from all machines, unlike separate VMs. A machine whose
 Ray node died (a kubemu machine-failure kills its process group) `rejoin`s as a restarted
 VM does: `ray start --address` again inside it.
 """
@@ -130,7 +132,7 @@ class VmLan:
         return None
 
     def netns_names(self, i: int) -> list[str]:
-        """The named namespaces machine i's Ray node sees (its own /run/netns)."""
+        """The named namespaces machine i's Ray node sees (/run/netns in its mount namespace)."""
         pid = self.raylet_pid(i)
         if pid is None:
             return []
