@@ -2,7 +2,8 @@
 
 Two "VMs" on a LAN (tests/e2e/vmlan.py, no Ray), each with a fabric namespace running a
 private ovs-vswitchd (userspace datapath, TX offload off on its ports, as kubemu's
-fabric) whose bridge switches with NORMAL; the VMs' bridges are joined by one kernel
+fabric, and the same receive buffers on its port sockets: emulator/kernel/sockbuf.py,
+the one kubemu call used) whose bridge switches with NORMAL; the VMs' bridges are joined by one kernel
 VXLAN device per VM, created in the VM's namespace (its UDP socket on the VM's address)
 and moved into the fabric, as kubemu's kernel underlay does:
 
@@ -30,6 +31,9 @@ import textwrap
 import time
 
 from vmlan import VmLan, sh
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from emulator.kernel.sockbuf import force_packet_rcvbuf  # noqa: E402
 
 PY = sys.executable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +113,9 @@ class UnderlayFloor:
             self.ns_sh(self.fabric[i], "ethtool", "-K", dev, "tx", "off")
             sh("ip", "-n", self.fabric[i], "link", "set", dev, "up")
             sh(*vsctl[i], "add-port", f"{self.p}br{i}", dev)
+        for d in self.ovs_dirs:
+            with open(os.path.join(d, "ovs-vswitchd.pid")) as f:
+                force_packet_rcvbuf(int(f.read()))
         for k in ("n", "f"):
             pod = f"{self.p}-pod{k}"
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", pod, PY, "-c", SERVER]))

@@ -85,6 +85,7 @@ def attach_underlay(ovs: OvsInstance, bridge: str, link: str, address: str, pref
               f"datapath_type={ovs.datapath_type}", "fail_mode=standalone",
               "--", "set", "Interface", bridge, f"mtu_request={UNDERLAY_MTU}",
               "--", "--may-exist", "add-port", bridge, link)
+    ovs.tune_port_sockets()
     disable_tx_offload(link, fabric_netns)
     links.ip_batch(fabric_netns, [f"link set {link} mtu {UNDERLAY_MTU} up",
                                   f"addr add {address}/{prefixlen} dev {bridge}",

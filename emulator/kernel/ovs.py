@@ -42,6 +42,7 @@ from emulator.errors import KernelError, PrerequisiteError
 from emulator.kernel.links import disable_peer_tx_offload, disable_tx_offload, ip_batch
 from emulator.kernel.netns import ns_exec_prefix
 from emulator.kernel.ovs_procs import DAEMONS, cmdline, ovs_tool, pid_alive, terminate
+from emulator.kernel.sockbuf import force_packet_rcvbuf
 from emulator.kernel.sysctl import disable_ipv6
 from emulator.naming import IFNAMSIZ
 
@@ -120,6 +121,8 @@ class OvsInstance:
         self._db = ""
         self._env = dict(os.environ)
         self.start_seconds = 0.0
+        self._tuned: set[int] = set()   # packet sockets whose receive buffer we set (inodes)
+        self._tune_failed = False
 
     # --- paths ---
     def path(self, name: str) -> str:
@@ -378,7 +381,25 @@ class OvsInstance:
         if bad:
             err = self.vsctl("get", "Interface", bad[0], "error").strip()
             raise KernelError(f"port {bad[0]} did not attach to {bridge}", "ovs-vsctl add-port", err)
+        self.tune_port_sockets()
         return result
+
+    def tune_port_sockets(self) -> None:
+        """Private instance, userspace datapath: a receive buffer big enough for a TCP burst on
+        the packet socket of every port opened since the last call (emulator/kernel/sockbuf.py
+        says why). Where the kernel refuses (no pidfd_getfd, no CAP_SYS_PTRACE), one warning
+        and the default buffers."""
+        if not (self.private and self.datapath_type == "netdev") or self._tune_failed:
+            return
+        pid = self._daemon_pid("ovs-vswitchd")
+        if pid is None:
+            return
+        try:
+            self._tuned = force_packet_rcvbuf(pid, done=self._tuned)
+        except OSError as e:
+            self._tune_failed = True
+            LOG.warning("could not enlarge the receive buffers of Open vSwitch's port sockets (%s): "
+                        "bursts of TCP segments may be dropped at the switch", e)
 
     def add_port(self, bridge: str, ifname: str, ofport: int | None = None,
                  peer_netns: str | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import struct
@@ -262,6 +263,21 @@ def test_fabric_ports_carry_no_address_and_have_tx_offload_off(fab: Fabric) -> N
         assert "inet" not in sh("ip", "-o", "addr", "show", "dev", port)
         if fab.ovs.datapath_type == "netdev":
             assert "tx-checksumming: off" in sh("ethtool", "-k", port)
+
+
+def test_switch_port_sockets_hold_a_tcp_burst(fab: Fabric) -> None:
+    """The userspace datapath reads each port through a packet socket: its receive buffer is
+    raised from the kernel's 208 KiB (about 90 frames, where one TCP flow's bursts were
+    dropped) to 4 MiB, as `ss` shows."""
+    if fab.ovs.datapath_type != "netdev":
+        pytest.skip("the kernel datapath reads no packet sockets")
+    rcvbuf = {}
+    for line in sh("ss", "-0", "-m", "-a", "-H").splitlines():
+        m = re.search(r"\*:(\S+)\s.*skmem:\(r\d+,rb(\d+),", line)
+        if m:
+            rcvbuf[m.group(1)] = int(m.group(2))
+    ports = [fab.names.fabric_port(i) for i in range(len(HOSTS))]
+    assert {p: rcvbuf.get(p, 0) >= 4 << 20 for p in ports} == {p: True for p in ports}, rcvbuf
 
 
 def test_ping_between_nodes_and_to_pod_range(fab: Fabric) -> None:
