@@ -16,7 +16,9 @@ retransmits; then the median ratios per underlay. Goal for the kernel path: far/
 Before the first run and after the last, the floor (bench/underlay_floor.py): the same near
 and far paths built by hand on two more "VMs" (private userspace OVS per VM, a kernel VXLAN
 device between them, no kubemu code) and measured the same way: the far/near ratios this
-machine gives before any of kubemu's work, and kubemu's ratios against them.
+machine gives before any of kubemu's work, and kubemu's ratios against them. Once more
+with a Linux bridge per "VM" in place of the userspace OVS: what the same paths cost with
+the switching in the kernel.
 
 Run as root: .venv/bin/python bench/underlay.py [--repeat 2] [--modes kernel,relay] [--lan-mtu 1500]
                                                 [--requests 300] [--no-floor]
@@ -78,9 +80,9 @@ def row(name: str, r: dict) -> str:
             f"{r['near_retx']!s:>6}/{r['far_retx']!s:<6}")
 
 
-def floor_run(runs: str, lan_mtu: int, requests: int) -> dict:
+def floor_run(runs: str, lan_mtu: int, requests: int, switch: str = "ovs") -> dict:
     """The hand-built floor, once."""
-    with UnderlayFloor(os.path.join(runs, "floor-logs"), lan_mtu) as floor:
+    with UnderlayFloor(os.path.join(runs, "floor-logs"), lan_mtu, switch) as floor:
         return floor.measure(requests, 5)
 
 
@@ -96,6 +98,7 @@ def main() -> None:
     runs = tempfile.mkdtemp(prefix="kubemu-bench-underlay-")
     got: dict[str, list[dict]] = {m: [] for m in modes}
     floors: list[dict] = []
+    kernel_floor: dict | None = None
     print(HEADER, flush=True)
     try:
         if not args.no_floor:
@@ -115,6 +118,9 @@ def main() -> None:
         if not args.no_floor and modes:
             floors.append(floor_run(runs, args.lan_mtu, args.requests))
             print(row("floor after", floors[-1]), flush=True)
+        if not args.no_floor:
+            kernel_floor = floor_run(runs, args.lan_mtu, args.requests, "bridge")
+            print(row("Linux bridge", kernel_floor), flush=True)
     finally:
         subprocess.run(["rm", "-rf", runs], check=False)
     for mode, rs in got.items():
@@ -128,6 +134,10 @@ def main() -> None:
         ft, fp, fc = (statistics.mean(f[k] for f in floors) for k in ("tput_ratio", "p50_ratio", "conn_ratio"))
         print(f"floor (hand-built, mean of {len(floors)}): cross/same throughput {ft:.2f}x, request p50 {fp:.2f}x, "
               f"TCP handshake p50 {fc:.2f}x: what two userspace OVS passes and a kernel tunnel cost here")
+    if kernel_floor:
+        print(f"floor with Linux bridges (switching in the kernel): cross/same throughput "
+              f"{kernel_floor['tput_ratio']:.2f}x, request p50 {kernel_floor['p50_ratio']:.2f}x, TCP handshake p50 "
+              f"{kernel_floor['conn_ratio']:.2f}x")
         for mode, rs in got.items():
             if rs:
                 far = statistics.median(r["far_p50"] for r in rs) / statistics.mean(f["far_p50"] for f in floors)

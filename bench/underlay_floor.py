@@ -16,7 +16,10 @@ their node), so a near request crosses one userspace switch per direction and a 
 two, plus the tunnel. The servers are minimal aiohttp apps (kubemu's netexec serves with
 aiohttp) and iperf3; the client is kubemu's HTTP generator, one connection per request,
 near and far interleaved request by request. What the floor's far/near ratios show is
-what this machine's userspace OVS and tunnel cost before any of kubemu's work.
+what this machine's userspace OVS and tunnel cost before any of kubemu's work. With
+`switch="bridge"` each VM's switch is a Linux bridge instead: the same paths with the
+switching in the kernel, as OVS's kernel datapath would have it where the `openvswitch`
+module exists.
 """
 from __future__ import annotations
 
@@ -56,13 +59,18 @@ NODES = {"c": (0, "10.98.1.2", "10.98.0.1"), "n": (0, "10.98.2.2", "10.98.0.2"),
 class UnderlayFloor:
     """The hand-built near/far paths; every name carries the LAN's test prefix; removed on exit."""
 
-    def __init__(self, log_dir: str, lan_mtu: int) -> None:
+    def __init__(self, log_dir: str, lan_mtu: int, switch: str = "ovs") -> None:
+        """`switch`: "ovs" (a private userspace OVS per VM, as kubemu's fabric here) or "bridge"
+        (a Linux bridge per VM: what a switch in the kernel, as OVS's kernel datapath, costs)."""
+        assert switch in ("ovs", "bridge")
+        self.switch = switch
         self.lan = VmLan(2, log_dir, lan_mtu)
         self.p = self.lan.prefix
         self.tmp = tempfile.mkdtemp(prefix=f"{self.p}-floor-")
         self.fabric = [f"{self.p}-fab{i}" for i in range(2)]
         self.procs: list[subprocess.Popen] = []
         self.ovs_dirs: list[str] = []
+        self.vsctl: list[list[str]] = []
 
     def ns_sh(self, ns: str, *argv: str, timeout: float = 60) -> str:
         return sh("ip", "netns", "exec", ns, *argv, timeout=timeout,
@@ -80,7 +88,7 @@ class UnderlayFloor:
         self.lan.create()
         for ns in self.fabric:
             sh("ip", "netns", "add", ns)
-        vsctl = [self._ovs(i) for i in range(2)]
+        self.vsctl = [self._ovs(i) if self.switch == "ovs" else self._bridge(i) for i in range(2)]
         for k, (m, pod_ip, node_ip) in NODES.items():
             pod, node = f"{self.p}-pod{k}", f"{self.p}-node{k}"
             for ns in (pod, node):
@@ -101,18 +109,20 @@ class UnderlayFloor:
                 if other != k:
                     sh("ip", "-n", node, "route", "add", o_pod.rsplit(".", 1)[0] + ".0/24", "via", o_node)
             self.ns_sh(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-            self.ns_sh(node, "ethtool", "-K", "eth0", "tx", "off")
-            self.ns_sh(self.fabric[m], "ethtool", "-K", f"{self.p}f{k}", "tx", "off")
-            sh(*vsctl[m], "add-port", f"{self.p}br{m}", f"{self.p}f{k}")
+            if self.switch == "ovs":
+                self.ns_sh(node, "ethtool", "-K", "eth0", "tx", "off")
+                self.ns_sh(self.fabric[m], "ethtool", "-K", f"{self.p}f{k}", "tx", "off")
+            self._plug(m, f"{self.p}f{k}")
         for i in range(2):   # the tunnel: born in the VM (its socket on the VM's address), moved into the fabric
             dev, vm = f"{self.p}x{i}", self.lan.vms[i]
             sh("ip", "-n", vm, "link", "add", dev, "mtu", "1500", "type", "vxlan", "id", str(VNI),
                "local", self.lan.addrs[i], "remote", self.lan.addrs[1 - i], "dstport", str(VXLAN_PORT),
                "noudpcsum", "ttl", "64")
             sh("ip", "-n", vm, "link", "set", dev, "netns", self.fabric[i])
-            self.ns_sh(self.fabric[i], "ethtool", "-K", dev, "tx", "off")
+            if self.switch == "ovs":
+                self.ns_sh(self.fabric[i], "ethtool", "-K", dev, "tx", "off")
             sh("ip", "-n", self.fabric[i], "link", "set", dev, "up")
-            sh(*vsctl[i], "add-port", f"{self.p}br{i}", dev)
+            self._plug(i, dev)
         for d in self.ovs_dirs:
             with open(os.path.join(d, "ovs-vswitchd.pid")) as f:
                 force_packet_rcvbuf(int(f.read()))
@@ -140,6 +150,20 @@ class UnderlayFloor:
         br = f"{self.p}br{i}"
         sh(*vsctl, "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
         return vsctl
+
+    def _bridge(self, i: int) -> list[str]:
+        """A Linux bridge in VM i's fabric namespace (no ovs-vsctl: [])."""
+        br = f"{self.p}br{i}"
+        sh("ip", "-n", self.fabric[i], "link", "add", br, "type", "bridge")
+        sh("ip", "-n", self.fabric[i], "link", "set", br, "up")
+        return []
+
+    def _plug(self, i: int, port: str) -> None:
+        """Port `port` (in VM i's fabric namespace) into VM i's switch."""
+        if self.switch == "ovs":
+            sh(*self.vsctl[i], "add-port", f"{self.p}br{i}", port)
+        else:
+            sh("ip", "-n", self.fabric[i], "link", "set", port, "master", f"{self.p}br{i}")
 
     def __exit__(self, *exc: object) -> None:
         for p in self.procs:
