@@ -38,6 +38,7 @@ from emulator.kernel import links, vxlan
 
 UDP_PORT = 48479
 KIND = "kernel-vxlan"
+OVERHEAD = 50   # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet header 14
 MAX_ADDRESSES = 2   # the default entry (towards the peer) and the router's MAC
 PAIRS = 99 * 98 // 2   # pairs of machines at most (underlay.MAX_MACHINES)
 _VNI_SPAN = 2 ** 24 - 1
@@ -77,6 +78,16 @@ def parse_link_stats(text: str) -> dict[str, int]:
             "tx_errors": tx.get("errors", 0)}
 
 
+def fragmenting_note(lan_mtu: int | None, vpc_mtu: int) -> str:
+    """'' when a full-size VPC packet in its tunnel fits the LAN; else what happens and what avoids it."""
+    need = vpc_mtu + OVERHEAD
+    if lan_mtu is None or lan_mtu >= need:
+        return ""
+    return (f"LAN MTU {lan_mtu}: full-size VPC packets ({vpc_mtu} bytes + {OVERHEAD} of tunnel) are "
+            f"fragmented between machines, which costs throughput; an MTU of {need} or more between the "
+            f"machines avoids it")
+
+
 def sum_counters(per_device: list[dict[str, int]]) -> dict[str, int]:
     """The counters of several devices added up, key by key."""
     total: dict[str, int] = {}
@@ -111,6 +122,10 @@ class KernelTunnel:
         except Exception:
             self.stop()
             raise
+
+    def lan_mtu(self) -> int | None:
+        """The machine's MTU towards the peer (its route there, where the device's socket is)."""
+        return vxlan.path_mtu(self.host_netns, self.remote_ip)
 
     def counters(self) -> dict[str, int]:
         return parse_link_stats(vxlan.stats_json(self.fabric_netns, self.name))

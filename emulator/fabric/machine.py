@@ -175,6 +175,11 @@ class Machine:
             self.ktunnels.append(tunnel)
         return None
 
+    def kernel_lan_mtu(self) -> int | None:
+        """The smallest MTU from this machine towards the machines its kernel tunnels reach."""
+        mtus = [m for m in (t.lan_mtu() for t in self.ktunnels) if m is not None]
+        return min(mtus) if mtus else None
+
     def close_kernel_tunnels(self) -> None:
         """Remove the kernel devices again (another machine could not make its own)."""
         for tunnel in self.ktunnels:

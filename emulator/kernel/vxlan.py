@@ -1,6 +1,9 @@
 """Linux VXLAN devices: created in one namespace (where their UDP socket stays), moved to another."""
 from __future__ import annotations
 
+import json
+import re
+
 from emulator.kernel.command import run
 
 
@@ -38,3 +41,17 @@ def fdb_batch(netns: str, lines: list[str]) -> None:
 def stats_json(netns: str, name: str) -> str:
     """`ip -s -j link show NAME` in `netns`."""
     return run(["ip", "-n", netns, "-s", "-j", "link", "show", name])
+
+
+def path_mtu(netns: str | None, remote_ip: str) -> int | None:
+    """The MTU towards `remote_ip` from `netns` (None: here): the route's own `mtu` if it has one,
+    else its device's; None when there is no route."""
+    route = run(["ip", *_ns(netns), "-o", "route", "get", remote_ip], check=False).strip()
+    m = re.search(r"\bmtu (?:lock )?(\d+)", route)
+    if m:
+        return int(m.group(1))
+    dev = re.search(r"\bdev (\S+)", route)
+    if not dev:
+        return None
+    [link] = json.loads(run(["ip", *_ns(netns), "-j", "link", "show", dev.group(1)]))
+    return int(link["mtu"])

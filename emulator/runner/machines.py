@@ -30,6 +30,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from emulator.errors import ConfigError, KubemuError
 from emulator.fabric import kwire, poweroff, underlay
+from emulator.fabric.machine import KERNEL_MTU
 from emulator.fabric.placement import by_machine, place
 from emulator.naming import RunNames
 from emulator.records.hosts import HostInfo, HostSpec
@@ -199,8 +200,10 @@ class Machines:
             self.mesh = mesh
             for info in self.infos:
                 info["underlay_ip"] = info["node_ip"]   # the tunnels run between the machines' own addresses
+            mtus = [m for m in ray.get([m.kernel_lan_mtu.remote() for m in self.actors]) if m is not None]
             self.underlay = {"kind": kwire.KIND, "udp_port": kwire.UDP_PORT,
-                             "vnis": sorted({kwire.vni(self.run_id, t.machine, t.remote) for per in mesh for t in per})}
+                             "vnis": sorted({kwire.vni(self.run_id, t.machine, t.remote) for per in mesh for t in per}),
+                             "lan_mtu": min(mtus) if mtus else None}
             return True
         ray.get([m.close_kernel_tunnels.remote() for m in self.actors])
         self._fallback_reason = "; ".join(f"machine-{i}: {e}" for i, e in enumerate(errors) if e)
@@ -224,8 +227,9 @@ class Machines:
         u = self.underlay
         if u["kind"] == kwire.KIND:
             vnis = ", ".join(map(str, u["vnis"]))
+            note = kwire.fragmenting_note(u.get("lan_mtu"), KERNEL_MTU)
             return f"underlay: kernel VXLAN (UDP {u['udp_port']}, a device per pair of machines, VNI {vnis}) " \
-                   "as the tunnels between machines"
+                   "as the tunnels between machines" + (f"; {note}" if note else "")
         if u["kind"] == "udp-relay":
             return f"underlay: UDP relay (Python) between machines; no kernel path: {u['fallback_reason']}"
         return f"underlay: {u['kind']}"

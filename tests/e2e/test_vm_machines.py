@@ -126,6 +126,10 @@ def test_kernel_underlay_ran_and_carried_the_requests(quickstart) -> None:
     underlay = quickstart["results"]["machines"]["underlay"]
     assert underlay["kind"] == "kernel-vxlan"
     assert "underlay: kernel VXLAN (UDP 48479" in quickstart["out"]
+    # the LAN's MTU is 1500: the run says full-size packets are fragmented between machines
+    assert underlay["lan_mtu"] == 1500
+    assert "LAN MTU 1500: full-size VPC packets (1500 bytes + 50 of tunnel) are fragmented between machines" \
+        in " ".join(quickstart["out"].split())   # the terminal's width wraps it
     links = underlay["links"]
     assert [ln["kind"] for ln in links] == ["kernel-vxlan"] * 3
     # one device per other machine, the VPC bridge's tunnel ports; a VNI per pair of machines

@@ -70,3 +70,11 @@ def test_refused_frames_read_per_tunnel_port_from_the_vpc_bridge() -> None:
             " actions=drop\n"
             " cookie=0x1, duration=3.1s, table=0, n_packets=9, n_bytes=0, priority=0 actions=drop\n")
     assert refused_by_port(dump) == {5: 2, 6: 0}
+
+
+def test_a_lan_too_small_for_a_full_vpc_packet_in_its_tunnel_is_named_with_the_mtu_that_fits() -> None:
+    assert kwire.fragmenting_note(1600, 1500) == "" and kwire.fragmenting_note(1550, 1500) == ""
+    assert kwire.fragmenting_note(None, 1500) == ""
+    note = kwire.fragmenting_note(1500, 1500)
+    assert note.startswith("LAN MTU 1500: full-size VPC packets (1500 bytes + 50 of tunnel) are fragmented")
+    assert "an MTU of 1550 or more" in note
