@@ -1,11 +1,11 @@
 """The floor of bench/underlay.py: kubemu's near and far paths built by hand, no kubemu code.
 
 Two "VMs" on a LAN (tests/e2e/vmlan.py, no Ray), each with a fabric namespace running a
-private ovs-vswitchd (userspace datapath, TX offload off on its ports, as kubemu's
-fabric, and the same receive buffers on its port sockets: emulator/kernel/sockbuf.py,
-the one kubemu call used) whose bridge switches with NORMAL; the VMs' bridges are joined by one kernel
-VXLAN device per VM, created in the VM's namespace (its UDP socket on the VM's address)
-and moved into the fabric, as kubemu's kernel underlay does:
+private ovs-vswitchd (userspace datapath, TX offload off on its ports as on kubemu's
+fabric, and the same receive buffers on its port sockets: emulator/kernel/sockbuf.py, the
+one kubemu call used) whose bridge switches with NORMAL. The VMs' bridges are joined by
+one kernel VXLAN device per VM, created in the VM's namespace (its UDP socket on the VM's
+address) and moved into the fabric, as kubemu's kernel underlay does:
 
     VM 0:  client ns -- node-c ns --+                 VM 1:
                                     [OVS 0] --vxlan== LAN ==vxlan-- [OVS 1] -- node-f ns -- far ns
@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VXLAN_PORT = 48479   # kubemu's kernel underlay port (emulator/fabric/kwire.py)
 VNI = 4242
 SERVER = textwrap.dedent("""
-    import socket, sys
+    import socket
     from aiohttp import web
     async def hostname(request):
         return web.Response(text=socket.gethostname())
