@@ -36,6 +36,8 @@ import textwrap
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import handmade_ovs  # noqa: E402
 PY = sys.executable
 SERVER = textwrap.dedent("""
     import http.server, socketserver
@@ -111,16 +113,8 @@ class Floor:
 
     def _ovs(self) -> None:
         """ovsdb-server and ovs-vswitchd of our own (files in the temp dir), a netdev bridge, offload off."""
-        db, sock = os.path.join(self.tmp, "conf.db"), os.path.join(self.tmp, "db.sock")
-        sh("ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema")
-        opts = lambda d: [f"--pidfile={self.tmp}/{d}.pid", f"--log-file={self.tmp}/{d}.log",  # noqa: E731
-                          f"--unixctl={self.tmp}/{d}.ctl", "--detach", "--no-chdir", "-vconsole:off"]
-        sh("ovsdb-server", db, f"--remote=punix:{sock}", *opts("ovsdb-server"))
-        self.vsctl = ["ovs-vsctl", f"--db=unix:{sock}", "--timeout=10"]
-        sh(*self.vsctl, "--no-wait", "init")
-        sh("ovs-vswitchd", f"unix:{sock}", *opts("ovs-vswitchd"), ns=self.ns["fab"])
         br = f"{self.p}-br"
-        sh(*self.vsctl, "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+        self.vsctl = handmade_ovs.start(self.tmp, self.ns["fab"], br)
         for port, ns in (("fa", "fab"), ("fb", "fab"), ("f0", "na"), ("f1", "nb")):
             sh("ethtool", "-K", f"{self.p}{port}", "tx", "off", ns=self.ns[ns])
         for port in ("fa", "fb"):
@@ -130,10 +124,7 @@ class Floor:
         for p in self.procs:
             p.terminate()
             p.wait(5)
-        for daemon in ("ovs-vswitchd", "ovsdb-server"):
-            ctl = os.path.join(self.tmp, f"{daemon}.ctl")
-            if os.path.exists(ctl):
-                subprocess.run(["ovs-appctl", "-t", ctl, "exit"], capture_output=True, timeout=10)
+        handmade_ovs.stop(self.tmp)
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)

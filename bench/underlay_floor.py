@@ -33,6 +33,7 @@ import tempfile
 import textwrap
 import time
 
+import handmade_ovs
 from vmlan import VmLan, sh
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
@@ -124,8 +125,7 @@ class UnderlayFloor:
             sh("ip", "-n", self.fabric[i], "link", "set", dev, "up")
             self._plug(i, dev)
         for d in self.ovs_dirs:
-            with open(os.path.join(d, "ovs-vswitchd.pid")) as f:
-                force_packet_rcvbuf(int(f.read()))
+            force_packet_rcvbuf(handmade_ovs.vswitchd_pid(d))
         for k in ("n", "f"):
             pod = f"{self.p}-pod{k}"
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", pod, PY, "-c", SERVER]))
@@ -137,19 +137,7 @@ class UnderlayFloor:
         d = os.path.join(self.tmp, f"ovs{i}")
         os.makedirs(d)
         self.ovs_dirs.append(d)
-        db, sock = os.path.join(d, "conf.db"), os.path.join(d, "db.sock")
-        sh("ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema")
-
-        def opts(daemon: str) -> list[str]:
-            return [f"--pidfile={d}/{daemon}.pid", f"--log-file={d}/{daemon}.log", f"--unixctl={d}/{daemon}.ctl",
-                    "--detach", "--no-chdir", "-vconsole:off"]
-        sh("ovsdb-server", db, f"--remote=punix:{sock}", *opts("ovsdb-server"))
-        vsctl = ["ovs-vsctl", f"--db=unix:{sock}", "--timeout=10"]
-        sh(*vsctl, "--no-wait", "init")
-        sh("ip", "netns", "exec", self.fabric[i], "ovs-vswitchd", f"unix:{sock}", *opts("ovs-vswitchd"))
-        br = f"{self.p}br{i}"
-        sh(*vsctl, "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
-        return vsctl
+        return handmade_ovs.start(d, self.fabric[i], f"{self.p}br{i}")
 
     def _bridge(self, i: int) -> list[str]:
         """A Linux bridge in VM i's fabric namespace (no ovs-vsctl: [])."""
@@ -173,10 +161,7 @@ class UnderlayFloor:
             except subprocess.TimeoutExpired:
                 p.kill()
         for d in self.ovs_dirs:
-            for daemon in ("ovs-vswitchd", "ovsdb-server"):
-                ctl = os.path.join(d, f"{daemon}.ctl")
-                if os.path.exists(ctl):
-                    subprocess.run(["ovs-appctl", "-t", ctl, "exit"], capture_output=True, timeout=10)
+            handmade_ovs.stop(d)
         for k in NODES:
             for ns in (f"{self.p}-pod{k}", f"{self.p}-node{k}"):
                 sh("ip", "netns", "del", ns, check=False)
